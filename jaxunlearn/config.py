@@ -1,0 +1,80 @@
+"""The settings of a study, with the paper's values as defaults where they apply."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from jaxunlearn.seeds import SEED_STRATEGIES
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """Static settings of an unlearning study (changing one recompiles).
+
+    Float hyperparameters that may be swept without recompiling (learning rates, beta,
+    ...) live in each unlearner's ``hp`` dict instead.
+
+    Attributes:
+        dataset: a name from ``jaxunlearn.data.DATASETS``.
+        forget: a forget-rule string (None = the dataset's default).
+        model: a name from ``jaxunlearn.models.MODELS``; model_kwargs: its fields.
+        loss: "l1", "mse" or "quantile" (the paper: L1 for AgeDB, MSE for STS-B).
+        seeds: number of independent seeds S; seed: the root seed.
+        batch_size: rows per step (paper: 256).
+        train_epochs: epochs for the original and retrained models (paper: 100).
+        finetune_epochs, gaussian_epochs, proxy_epochs, blindspot_epochs: paper 5, 1, 2, 1 (AgeDB).
+        augment_pad: image augmentation padding (0 = off; paper: 16 for 32x32 images).
+        gaussian_stats: label statistics for the Gaussian relabelling: "all" rows (the
+            reference) or "retain" rows only.
+        unlearners: which registered unlearners to run (retraining always runs).
+        relearn_lr, relearn_max_epochs, relearn_alpha: the anamnesis index (AIN) settings.
+        mia_samples: samples per class for the membership-inference attack (paper: 2000).
+        seed_strategy: "auto", "vmap", "map" or "host"; epochs_per_call: None = plan default.
+    """
+
+    dataset: str = "taylor"
+    forget: str | None = None
+    model: str = "mlp"
+    model_kwargs: tuple[tuple[str, Any], ...] = ()
+    loss: str = "l1"
+    seeds: int = 5
+    seed: int = 0
+    batch_size: int = 256
+    train_epochs: int = 40
+    finetune_epochs: int = 5
+    gaussian_epochs: int = 1
+    proxy_epochs: int = 2
+    blindspot_epochs: int = 1
+    augment_pad: int = 0
+    gaussian_stats: str = "all"
+    unlearners: tuple[str, ...] = ("finetune", "gaussian", "blindspot")
+    relearn_lr: float = 0.01
+    relearn_max_epochs: int = 10
+    relearn_alpha: float = 0.05
+    mia_samples: int = 2000
+    seed_strategy: str = "auto"
+    epochs_per_call: int | None = None
+
+    def __post_init__(self):
+        positive = ("seeds", "batch_size", "train_epochs", "finetune_epochs", "gaussian_epochs",
+                    "proxy_epochs", "blindspot_epochs", "relearn_max_epochs", "mia_samples")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.augment_pad < 0:
+            raise ValueError(f"augment_pad must be >= 0, got {self.augment_pad}")
+        if self.gaussian_stats not in ("all", "retain"):
+            raise ValueError(f"gaussian_stats must be 'all' or 'retain', got {self.gaussian_stats!r}")
+        if self.seed_strategy not in ("auto",) + SEED_STRATEGIES:
+            raise ValueError(f"seed_strategy must be one of {('auto',) + SEED_STRATEGIES}, got {self.seed_strategy!r}")
+        if not self.relearn_alpha >= 0:
+            raise ValueError(f"relearn_alpha must be >= 0, got {self.relearn_alpha}")
+        if not self.relearn_lr > 0:
+            raise ValueError(f"relearn_lr must be > 0, got {self.relearn_lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["model_kwargs"] = dict(self.model_kwargs)
+        out["unlearners"] = list(self.unlearners)
+        return out

@@ -1,0 +1,134 @@
+"""Core data containers: a split with its forget mask, and a task of three splits.
+
+Everything here is a pytree of arrays, so a Task can be passed into jitted and vmapped
+functions as an ordinary argument (shared across seeds with ``in_axes=None``).
+Forget membership is a float mask over a fixed number of rows: static shapes, no
+boolean indexing inside jit.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+
+@struct.dataclass
+class Split:
+    """One split (train, validation or test) with its forget mask.
+
+    Attributes:
+        x: inputs, [N, *feature_shape], standardised.
+        y: targets, [N, 1] float32, standardised.
+        forget: [N] float32, 1.0 for rows in the forget set, 0.0 for retain rows.
+    """
+
+    x: jax.Array
+    y: jax.Array
+    forget: jax.Array
+
+    @property
+    def size(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def retain(self) -> jax.Array:
+        """[N] float32 retain mask (1 - forget)."""
+        return 1.0 - self.forget
+
+    def host_indices(self, which: str) -> np.ndarray:
+        """Row indices of the forget or retain rows, as a host int32 array (static size)."""
+        mask = np.asarray(self.forget) > 0.5
+        if which == "forget":
+            return np.flatnonzero(mask).astype(np.int32)
+        if which == "retain":
+            return np.flatnonzero(~mask).astype(np.int32)
+        if which == "all":
+            return np.arange(mask.shape[0], dtype=np.int32)
+        raise ValueError(f"which must be 'forget', 'retain' or 'all', got {which!r}")
+
+
+@struct.dataclass
+class Task:
+    """A regression task divided into forget and retain rows by one rule.
+
+    Attributes:
+        train, val, test: the three splits.
+        y_mean, y_std: scalars used to standardise the targets; errors are reported in the
+            target's own units as ``error_std_units * y_std`` (MAE) or ``* y_std**2`` (MSE).
+        name: a human-readable description (static).
+    """
+
+    train: Split
+    val: Split
+    test: Split
+    y_mean: jax.Array
+    y_std: jax.Array
+    name: str = struct.field(pytree_node=False, default="task")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "input_shape": list(self.input_shape)}
+        for split_name in ("train", "val", "test"):
+            split = getattr(self, split_name)
+            n_forget = int(np.asarray(split.forget).sum())
+            out[split_name] = {"rows": split.size, "forget": n_forget, "retain": split.size - n_forget}
+        return out
+
+
+def standardise(
+    x_train: np.ndarray, y_train: np.ndarray, *others: tuple[np.ndarray, np.ndarray], per_feature: bool = True
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], float, float]:
+    """Standardise inputs and targets with statistics of the training rows only.
+
+    Args:
+        x_train: [N, ...] training inputs; y_train: [N] or [N, 1] training targets.
+        *others: further (x, y) pairs (validation, test) transformed with the same statistics.
+        per_feature: standardise each input feature separately (else one scalar mean/std).
+
+    Returns:
+        ([(x, y[N,1]) for train and each other pair], y_mean, y_std).
+    """
+    x_train = np.asarray(x_train, np.float32)
+    axis = 0 if per_feature else None
+    x_mean = x_train.mean(axis=axis, keepdims=per_feature)
+    x_std = x_train.std(axis=axis, keepdims=per_feature)
+    x_std = np.where(x_std > 0, x_std, 1.0)
+    y_train = np.asarray(y_train, np.float64).reshape(-1)
+    y_mean = float(y_train.mean())
+    y_std = float(y_train.std()) or 1.0
+    pairs = [(x_train, y_train)] + [(np.asarray(x, np.float32), np.asarray(y, np.float64).reshape(-1)) for x, y in others]
+    out = [
+        (((x - x_mean) / x_std).astype(np.float32), ((y - y_mean) / y_std).astype(np.float32).reshape(-1, 1))
+        for x, y in pairs
+    ]
+    return out, y_mean, y_std
+
+
+def make_task(
+    splits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    y_mean: float,
+    y_std: float,
+    name: str,
+) -> Task:
+    """Builds a Task from host arrays {split: (x, y[N,1], forget_mask[N] bool)}, on device."""
+    def to_split(x, y, forget):
+        return Split(
+            x=jnp.asarray(x, jnp.float32),
+            y=jnp.asarray(np.asarray(y, np.float32).reshape(-1, 1)),
+            forget=jnp.asarray(np.asarray(forget, bool).astype(np.float32)),
+        )
+
+    return Task(
+        train=to_split(*splits["train"]),
+        val=to_split(*splits["val"]),
+        test=to_split(*splits["test"]),
+        y_mean=jnp.asarray(y_mean, jnp.float32),
+        y_std=jnp.asarray(y_std, jnp.float32),
+        name=name,
+    )

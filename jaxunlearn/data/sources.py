@@ -1,0 +1,152 @@
+"""Datasets by name: real data shipped inside registry packages, and small synthetic tasks.
+
+A source returns ``RawData``: host arrays per split in the target's own units, before any
+forget rule or standardisation. ``build_task`` validates them, applies a forget rule and
+standardises with training statistics.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from jaxunlearn.data.arrays import Task, make_task, standardise
+from jaxunlearn.data.forget_rules import SPLITS, ForgetRule, Mask, apply_rule, parse_rule
+
+
+@dataclasses.dataclass(frozen=True)
+class RawData:
+    """Host arrays per split: {"train"|"val"|"test": (x [N, ...], y [N])} in raw units.
+
+    Attributes:
+        splits: the three splits.
+        default_rule: the forget rule used when the caller names none.
+        description: what the data is and where it comes from.
+        per_feature_inputs: standardise inputs per feature (tabular) or with one scalar
+            (a time series window, where every feature has the same units).
+        target_units: the unit errors are reported in.
+    """
+
+    splits: dict[str, tuple[np.ndarray, np.ndarray]]
+    default_rule: str | ForgetRule
+    description: str
+    per_feature_inputs: bool = True
+    target_units: str = ""
+
+
+def _chronological_split(x: np.ndarray, y: np.ndarray, fractions: tuple[float, float, float]):
+    n = y.shape[0]
+    n_train = int(n * fractions[0])
+    n_val = int(n * fractions[1])
+    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
+    return {name: (x[a:b], y[a:b]) for name, (a, b) in bounds.items()}
+
+
+def load_taylor(window: int = 96, horizon: int = 48, fractions=(0.7, 0.1, 0.2)) -> RawData:
+    """Half-hourly electricity demand of England and Wales, June-August 2000 (Taylor, 2003).
+
+    4,032 real measurements in MW, shipped inside the ``pmdarima`` package. Each row's input
+    is ``window`` consecutive half-hourly loads; its target is the load ``horizon`` steps
+    after the window ends (default: two days of history, forecast one day ahead). Splits
+    are chronological (no window of the test period is seen in training).
+
+    Returns:
+        RawData with x [N, window] and y [N] in MW.
+    """
+    if window < 1 or horizon < 1:
+        raise ValueError(f"taylor: window and horizon must be positive, got {window}, {horizon}")
+    from pmdarima.datasets import load_taylor as _load  # heavy import, only when used
+
+    series = np.asarray(_load(), dtype=np.float64)
+    n = series.shape[0] - window - horizon + 1
+    if n < 30:
+        raise ValueError(f"taylor: window + horizon = {window + horizon} leaves only {n} rows of {series.shape[0]}")
+    starts = np.arange(n)
+    x = series[starts[:, None] + np.arange(window)[None, :]]
+    y = series[starts + window + horizon - 1]
+    return RawData(
+        splits=_chronological_split(x, y, fractions),
+        default_rule="quantile>=0.8",
+        description=(
+            f"Taylor half-hourly electricity demand (England & Wales, Jun-Aug 2000, pmdarima); "
+            f"{window} half-hours in, load {horizon} steps ahead out"
+        ),
+        per_feature_inputs=False,
+        target_units="MW",
+    )
+
+
+def make_synthetic(n: int = 1200, dim: int = 8, shift: float = 3.0, seed: int = 0) -> RawData:
+    """A small task whose forget rows follow a DIFFERENT function from the retain rows.
+
+    x ~ N(0, I) [N, dim]; retain rows: y = sin(2 x0) + 0.5 x1 + 0.1 sum(x); rows with
+    x0 > 1 (about 16%) are the forget set and get y + ``shift``. A model that never saw
+    them extrapolates the retain function there, so retraining visibly changes the
+    forget-set predictions. Splits: 60% / 20% / 20%.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    forget = x[:, 0] > 1.0
+    y = np.sin(2 * x[:, 0]) + 0.5 * x[:, 1] + 0.1 * x.sum(axis=1) + shift * forget
+    y = y + 0.05 * rng.standard_normal(n)
+    cut1, cut2 = int(0.6 * n), int(0.8 * n)
+    bounds = {"train": (0, cut1), "val": (cut1, cut2), "test": (cut2, n)}
+    splits = {name: (x[a:b], y[a:b]) for name, (a, b) in bounds.items()}
+    rule = Mask({name: forget[a:b] for name, (a, b) in bounds.items()})
+    return RawData(splits=splits, default_rule=rule, description=f"synthetic: {n} rows, {dim} features")
+
+
+DATASETS: dict[str, Callable[..., RawData]] = {"taylor": load_taylor, "synthetic": make_synthetic}
+
+
+def load_dataset(name: str, **kwargs) -> RawData:
+    """Loads a registered dataset by name (see ``DATASETS``)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS)}")
+    return DATASETS[name](**kwargs)
+
+
+def validate_raw(raw: RawData) -> None:
+    """Checks shapes, dtypes and finiteness of raw data; raises ValueError naming the field."""
+    missing = [s for s in SPLITS if s not in raw.splits]
+    if missing:
+        raise ValueError(f"data is missing split(s) {missing}; need {list(SPLITS)}")
+    feature_shape = None
+    for name in SPLITS:
+        x, y = (np.asarray(a) for a in raw.splits[name])
+        if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number)):
+            raise ValueError(f"{name}: x and y must be numeric, got {x.dtype} and {y.dtype}")
+        if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] != 1):
+            raise ValueError(f"{name}.y must have shape [N] or [N, 1], got {y.shape}")
+        if x.ndim < 2 or x.shape[0] != y.shape[0]:
+            raise ValueError(f"{name}.x must have shape [N, ...] with N = len(y) = {y.shape[0]}, got {x.shape}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} split is empty")
+        if feature_shape is not None and x.shape[1:] != feature_shape:
+            raise ValueError(f"{name}.x has feature shape {x.shape[1:]}, train has {feature_shape}")
+        feature_shape = x.shape[1:]
+        for field, arr in (("x", x), ("y", y)):
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                first = int(np.argwhere(bad)[0][0])
+                raise ValueError(f"{name}.{field} has {int(bad.sum())} NaN/inf value(s) (first at row {first})")
+
+
+def build_task(raw: RawData, rule: str | ForgetRule | None = None) -> Task:
+    """Validates raw data, applies the forget rule (default: the dataset's) and standardises.
+
+    Returns:
+        A Task on the default device; targets standardised with training mean/std.
+    """
+    validate_raw(raw)
+    rule = raw.default_rule if rule is None else rule
+    rule_obj = parse_rule(rule) if isinstance(rule, str) else rule
+    targets = {name: np.asarray(raw.splits[name][1]).reshape(-1) for name in SPLITS}
+    masks = apply_rule(rule_obj, targets)
+    std_pairs, y_mean, y_std = standardise(
+        *raw.splits["train"], raw.splits["val"], raw.splits["test"], per_feature=raw.per_feature_inputs
+    )
+    splits = {name: (x, y, masks[name]) for name, (x, y) in zip(SPLITS, std_pairs)}
+    rule_text = rule if isinstance(rule, str) else type(rule_obj).__name__
+    return make_task(splits, y_mean, y_std, name=f"{raw.description}; forget rule: {rule_text}")

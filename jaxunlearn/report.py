@@ -1,0 +1,268 @@
+"""Summaries, Markdown tables and result files for multi-seed studies.
+
+A study produces ``per_seed[row][metric]``: one [S] array per model (row) and
+metric, with NaN where a metric is undefined. :func:`summarise` reduces each
+to mean / std / 95% Student-t half-width, :func:`format_table` renders a
+Markdown table, and :func:`write_results` writes ``results.json`` (strict
+JSON, NaN as ``null``) and ``results.md`` atomically. Host-side only; JAX is
+imported lazily by :func:`environment_info`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata as _md
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["summarise", "format_table", "write_results", "environment_info"]
+
+MISSING = "—"
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy")
+
+
+def _summary_of(values: np.ndarray) -> dict:
+    """Summarises one [S] array, ignoring non-finite entries."""
+    finite = values[np.isfinite(values)]
+    n = int(finite.size)
+    out: dict[str, Any] = {"mean": None, "std": None, "ci95": None, "n": n}
+    if n > 0:
+        out["mean"] = float(np.mean(finite))
+        if n > 1:
+            std = float(np.std(finite, ddof=1))
+            out["std"] = std
+            out["ci95"] = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
+        else:
+            out["std"] = 0.0
+            out["ci95"] = 0.0
+    out["values"] = [float(v) for v in values]
+    return out
+
+
+def summarise(
+    per_seed: Mapping[str, Mapping[str, Any]],
+) -> dict[str, dict[str, dict]]:
+    """Reduces per-seed metrics to mean, std and a 95% confidence interval.
+
+    Args:
+        per_seed: ``per_seed[row][metric]`` is array-like of shape [S]
+            (a scalar counts as S = 1). NaN marks an undefined value.
+
+    Returns:
+        ``summary[row][metric]`` = ``{"mean", "std", "ci95", "n", "values"}``:
+        mean and sample std (ddof=1; 0.0 when only one finite value) over the
+        ``n`` finite values, ``ci95`` the half-width ``t_{0.975, n-1} * std /
+        sqrt(n)`` (0.0 when n == 1), and ``values`` the raw [S] list (NaN
+        kept). When no value is finite, mean/std/ci95 are None.
+
+    Raises:
+        ValueError: if a metric array has more than one dimension.
+    """
+    summary: dict[str, dict[str, dict]] = {}
+    for row, metrics in per_seed.items():
+        summary[row] = {}
+        for metric, vals in metrics.items():
+            arr = np.atleast_1d(np.asarray(vals, dtype=np.float64))
+            if arr.ndim != 1:
+                raise ValueError(
+                    f"per_seed[{row!r}][{metric!r}] must have shape [S], "
+                    f"got {arr.shape}"
+                )
+            summary[row][metric] = _summary_of(arr)
+    return summary
+
+
+def format_table(
+    summary: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    rows: Sequence[str],
+    columns: Sequence[tuple[str, str]],
+    digits: int = 3,
+) -> str:
+    """Renders a summary as a Markdown table of ``mean ± std`` cells.
+
+    Args:
+        summary: output of :func:`summarise`.
+        rows: row keys in display order; the first column is headed "model".
+        columns: ``(metric_key, header)`` pairs in display order.
+        digits: number of decimals for mean and std.
+
+    Returns:
+        The table as a string (no trailing newline). A missing row or metric,
+        or one with no finite values, shows as "—".
+    """
+    header = "| model | " + " | ".join(h for _, h in columns) + " |"
+    rule = "|---|" + "---|" * len(columns)
+    lines = [header, rule]
+    for row in rows:
+        cells = []
+        for key, _ in columns:
+            entry = summary.get(row, {}).get(key)
+            if entry is None or entry.get("mean") is None:
+                cells.append(MISSING)
+            else:
+                std = entry.get("std") or 0.0
+                cells.append(f"{entry['mean']:.{digits}f} ± {std:.{digits}f}")
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Converts NumPy types, paths and tuples to JSON types; NaN/inf -> None."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "__array__"):  # e.g. jax.Array
+        return _jsonable(np.asarray(obj))
+    return str(obj)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` via a temp file in the same dir + os.replace."""
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _markdown(config: Mapping[str, Any], table_md: str) -> str:
+    lines = ["# jaxunlearn results", "", "## Configuration", ""]
+    for key, value in config.items():
+        shown = value if isinstance(value, str) else json.dumps(_jsonable(value))
+        lines.append(f"- {key}: {shown}")
+    lines += ["", "## Results (mean ± std over seeds)", "", table_md.rstrip(), ""]
+    return "\n".join(lines)
+
+
+def write_results(
+    out_dir: str | os.PathLike,
+    *,
+    summary: Mapping[str, Any],
+    per_seed: Mapping[str, Mapping[str, Any]],
+    table_md: str,
+    config: Mapping[str, Any],
+    environment: Mapping[str, Any],
+) -> tuple[Path, Path]:
+    """Writes ``results.json`` and ``results.md`` into ``out_dir`` atomically.
+
+    Args:
+        out_dir: output directory, created (with parents) if needed.
+        summary: output of :func:`summarise`.
+        per_seed: ``per_seed[row][metric]`` arrays of shape [S].
+        table_md: Markdown table from :func:`format_table`.
+        config: study configuration (JSON-convertible values).
+        environment: output of :func:`environment_info`.
+
+    Returns:
+        ``(json_path, md_path)``.
+
+    Raises:
+        ValueError: if the content cannot be encoded as strict JSON; nothing
+            is written in that case.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = _jsonable(
+        {
+            "config": config,
+            "environment": environment,
+            "summary": summary,
+            "per_seed": per_seed,
+        }
+    )
+    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+    md = _markdown(config, table_md)
+    json_path, md_path = out / "results.json", out / "results.md"
+    _atomic_write_text(json_path, text)
+    _atomic_write_text(md_path, md)
+    return json_path, md_path
+
+
+def _version(dist: str) -> str:
+    try:
+        return _md.version(dist)
+    except _md.PackageNotFoundError:
+        return "not installed"
+
+
+def _git_commit() -> str | None:
+    try:
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=os.getcwd(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = res.stdout.strip()
+    return commit if res.returncode == 0 and commit else None
+
+
+def environment_info() -> dict[str, Any]:
+    """Describes the software and hardware a study ran on.
+
+    Returns:
+        dict with ``python``, ``platform``, ``versions`` (jax, jaxlib, flax,
+        optax, numpy; "not installed" if absent), ``jax_backend``,
+        ``jax_device_kinds`` (sorted unique), ``jax_device_count``,
+        ``git_commit`` (None outside a git checkout) and ``timestamp_utc``
+        (ISO 8601).
+    """
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": {name: _version(name) for name in _PACKAGES},
+    }
+    try:
+        import jax  # lazy: keeps this module importable without JAX
+
+        devices = jax.devices()
+        info["jax_backend"] = jax.default_backend()
+        info["jax_device_kinds"] = sorted({d.device_kind for d in devices})
+        info["jax_device_count"] = len(devices)
+    except Exception as exc:  # noqa: BLE001 - JAX missing or no backend
+        info["jax_backend"] = f"unavailable ({type(exc).__name__})"
+        info["jax_device_kinds"] = []
+        info["jax_device_count"] = 0
+    info["git_commit"] = _git_commit()
+    info["timestamp_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(
+        timespec="seconds"
+    )
+    return info

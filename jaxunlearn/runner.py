@@ -1,0 +1,109 @@
+"""Driving a pipeline over S seeds from the host, with progress and timing.
+
+The per-seed functions of each phase (start + loop initialisation, a chunk of epochs) are
+wrapped by a ``SeedExecutor`` under the ``LoopPlan``; with ``epochs_per_call=None`` a phase
+is one compiled call over all seeds and epochs. Keys are derived exactly as in
+``Pipeline.run``, so the results match single-seed runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxunlearn.data.arrays import Task
+from jaxunlearn.seeds import LoopPlan, SeedExecutor
+from jaxunlearn.timing import Stopwatch
+from jaxunlearn.train.state import TrainState
+from jaxunlearn.unlearn.base import Phase, Pipeline, phase_keys
+
+
+@dataclasses.dataclass
+class StageResult:
+    """Output of one pipeline over S seeds.
+
+    Attributes:
+        state: TrainState with a leading seed axis [S, ...] on every leaf.
+        history: the last phase's per-epoch history, {name: [S, epochs]} numpy arrays.
+        wall, compile, run: seconds for all S seeds together (run = wall - compile).
+    """
+
+    state: TrainState
+    history: dict[str, np.ndarray]
+    wall: float
+    compile: float
+    run: float
+
+
+def broadcast_hp(hp: dict[str, Any], seeds: int) -> dict[str, jax.Array]:
+    """Scalars -> [S] arrays; [S] arrays pass through (a sweep puts one value per seed slot)."""
+    out = {}
+    for k, v in hp.items():
+        v = jnp.asarray(v, jnp.float32)
+        if v.ndim == 0:
+            v = jnp.full((seeds,), v)
+        if v.shape != (seeds,):
+            raise ValueError(f"hyperparameter {k!r} must be a scalar or have shape ({seeds},), got {v.shape}")
+        out[k] = v
+    return out
+
+
+class _PhaseDriver:
+    def __init__(self, phase: Phase, index: int, plan: LoopPlan):
+        self.phase, self.plan = phase, plan
+
+        def begin(key, original, hp, earlier, task):
+            k_start, k_fit = phase_keys(key, index)
+            state, aux = phase.start(k_start, original, task, hp, earlier)
+            return phase.fit.init_carry(k_fit, state, hp), aux
+
+        def epochs(carry, hp, aux, epoch_ids, task):
+            return phase.fit.run_epochs(carry, epoch_ids, task, hp, aux)
+
+        self.begin = SeedExecutor(begin, plan, n_per_seed=4)
+        self.epochs = SeedExecutor(epochs, plan, n_per_seed=3)
+
+    def __call__(self, keys, original, hp, earlier, task, bar) -> tuple[TrainState, dict]:
+        total = self.phase.fit.cfg.epochs
+        per_call = self.plan.epochs_per_call or total
+        carry, aux = self.begin((keys, original, hp, earlier), (task,))
+        chunks = []
+        for first in range(0, total, per_call):
+            ids = jnp.arange(first, min(first + per_call, total), dtype=jnp.int32)
+            carry, hist = self.epochs((carry, hp, aux), (ids, task))
+            chunks.append(hist)
+            if bar is not None:
+                jax.block_until_ready(carry)
+                bar.update(int(ids.shape[0]))
+        history = {k: np.concatenate([np.asarray(c[k]) for c in chunks], axis=1) for k in chunks[0]}
+        return self.phase.fit.finish(carry), history
+
+
+class PipelineRunner:
+    """Runs ``pipeline`` over stacked keys [S]; compiled programs are reused across calls."""
+
+    def __init__(self, pipeline: Pipeline, plan: LoopPlan):
+        self.pipeline, self.plan = pipeline, plan
+        self.drivers = [_PhaseDriver(p, i, plan) for i, p in enumerate(pipeline.phases)]
+
+    def __call__(self, keys: jax.Array, original: TrainState | None, task: Task, hp: dict | None = None,
+                 progress: bool = True) -> StageResult:
+        seeds = int(keys.shape[0])
+        hp = broadcast_hp(hp if hp is not None else self.pipeline.hp(), seeds)
+        if self.pipeline.needs_original and original is None:
+            raise ValueError(f"{self.pipeline.name} needs the original model's states")
+        total_epochs = sum(p.fit.cfg.epochs for p in self.pipeline.phases)
+        bar = tqdm(total=total_epochs, desc=f"{self.pipeline.name} x{seeds} seeds", unit="epoch",
+                   leave=False, disable=not progress)
+        earlier: list[TrainState] = []
+        with Stopwatch() as sw:
+            for driver in self.drivers:
+                state, history = driver(keys, original, hp, tuple(earlier), task, bar)
+                earlier.append(state)
+            jax.block_until_ready(earlier[-1])
+        bar.close()
+        return StageResult(earlier[-1], history, sw.wall, sw.compile, sw.run)

@@ -1,0 +1,255 @@
+"""The compiled training loop shared by training, retraining and every unlearner.
+
+A ``Fit`` is built once per (model, config, batch loss, task) and offers pure single-seed
+functions: ``init_carry`` -> ``run_epochs`` (any number of times) -> ``finish``, and ``run``
+which chains them in one trace. Inside an epoch the rows are permuted with a key folded
+from the epoch number, cut into a static [num_batches, batch_size] index matrix (the last
+batch padded with zero-weight rows), and the steps run in ``lax.scan``. Losses are masked
+means, so no shape depends on data.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from jaxunlearn.data.arrays import Task
+from jaxunlearn.seeds import LoopPlan
+from jaxunlearn.train.losses import get_loss, masked_mean
+from jaxunlearn.train.state import ModelFns, TrainState, get_learning_rate, make_optimizer, set_learning_rate
+
+# batch_loss(params, batch_stats, batch, key, hp, aux) -> (scalar loss, new batch_stats)
+BatchLoss = Callable[..., tuple[jax.Array, Any]]
+
+ROW_SETS = ("all", "retain", "forget")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """Static settings of one training phase.
+
+    Attributes:
+        epochs: passes over the chosen rows.
+        batch_size: rows per step.
+        rows: which training rows an epoch visits: "all", "retain" or "forget".
+        loss: elementwise loss name ("l1", "mse", "quantile") for validation.
+        validate_on: validation rows for the plateau schedule / best weights
+            ("all", "retain", "forget"), or None for no validation.
+        plateau: reduce the learning rate x0.1 after 10 epochs without validation
+            improvement (PyTorch ReduceLROnPlateau defaults).
+        keep_best: return the weights of the best validation epoch (else the last).
+        augment_pad: > 0 turns on image augmentation: random crop after zero padding by
+            this many pixels, and random horizontal flips (inputs [B, H, W, C]).
+        lr_key: the key in ``hp`` holding this phase's learning rate.
+    """
+
+    epochs: int
+    batch_size: int = 256
+    rows: str = "all"
+    loss: str = "l1"
+    validate_on: str | None = None
+    plateau: bool = False
+    keep_best: bool = False
+    augment_pad: int = 0
+    lr_key: str = "lr"
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.rows not in ROW_SETS:
+            raise ValueError(f"rows must be one of {ROW_SETS}, got {self.rows!r}")
+        if self.validate_on not in ROW_SETS + (None,):
+            raise ValueError(f"validate_on must be one of {ROW_SETS} or None, got {self.validate_on!r}")
+        if (self.plateau or self.keep_best) and self.validate_on is None:
+            raise ValueError("plateau / keep_best need validate_on")
+        get_loss(self.loss)
+
+
+@struct.dataclass
+class FitCarry:
+    """Per-seed loop state between epochs."""
+
+    state: TrainState
+    best_params: Any
+    best_batch_stats: Any
+    best_val: jax.Array
+    plateau: Any
+    key: jax.Array
+
+
+def row_weights(forget: jax.Array, which: str) -> jax.Array:
+    """[N] float weights selecting "all", "retain" or "forget" rows from a forget mask."""
+    if which == "all":
+        return jnp.ones_like(forget)
+    return forget if which == "forget" else 1.0 - forget
+
+
+def epoch_batches(key: jax.Array, rows: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """Shuffles ``rows`` [M] into an index matrix [ceil(M/B), B] and weights [ceil(M/B), B].
+
+    The last batch is padded with row ``rows[0]`` at weight 0.
+    """
+    m = rows.shape[0]
+    nb = -(-m // batch_size)
+    pad = nb * batch_size - m
+    perm = rows[jax.random.permutation(key, m)]
+    idx = jnp.concatenate([perm, jnp.full((pad,), rows[0], rows.dtype)]).reshape(nb, batch_size)
+    w = jnp.concatenate([jnp.ones((m,), jnp.float32), jnp.zeros((pad,), jnp.float32)]).reshape(nb, batch_size)
+    return idx, w
+
+
+def augment_images(key: jax.Array, x: jax.Array, pad: int) -> jax.Array:
+    """Random crop after zero padding by ``pad`` pixels, plus random horizontal flip.
+
+    x: [B, H, W, C] -> [B, H, W, C]; one crop offset and flip per row.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"image augmentation needs inputs [B, H, W, C], got {x.shape}")
+    b, h, w, c = x.shape
+    k_off, k_flip = jax.random.split(key)
+    padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    offsets = jax.random.randint(k_off, (b, 2), 0, 2 * pad + 1)
+    crop = jax.vmap(lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, c)))(padded, offsets)
+    flip = jax.random.bernoulli(k_flip, 0.5, (b,))
+    return jnp.where(flip[:, None, None, None], crop[:, :, ::-1, :], crop)
+
+
+def predict(model: ModelFns, params: Any, batch_stats: Any, x: jax.Array, plan: LoopPlan) -> jax.Array:
+    """Inference-mode predictions for a whole split, ``plan.eval_chunk`` rows at a time.
+
+    x: [N, ...] -> [N, 1] float32.
+    """
+    n = x.shape[0]
+    chunk = min(plan.eval_chunk, n)
+    nc = -(-n // chunk)
+    xp = jnp.concatenate([x, jnp.zeros((nc * chunk - n, *x.shape[1:]), x.dtype)]).reshape(nc, chunk, *x.shape[1:])
+
+    def one(_, xc):
+        return None, model.apply_eval(params, batch_stats, xc)[0]
+
+    _, preds = jax.lax.scan(one, None, xp, unroll=nc if plan.unroll is True else 1)
+    return preds.reshape(nc * chunk, 1)[:n]
+
+
+def supervised_loss(model: ModelFns, loss_name: str) -> BatchLoss:
+    """The plain training objective: masked mean of the elementwise loss on the batch."""
+    loss_fn = get_loss(loss_name)
+
+    def batch_loss(params, batch_stats, batch, key, hp, aux):
+        del key, hp, aux
+        pred, _, new_stats = model.apply_train(params, batch_stats, batch["x"])
+        return masked_mean(loss_fn(pred, batch["y"]), batch["w"]), new_stats
+
+    return batch_loss
+
+
+class Fit:
+    """One training phase for one task; all methods are pure single-seed functions.
+
+    Args:
+        model: the model's pure functions.
+        cfg: static settings.
+        batch_loss: the objective of one step (see ``BatchLoss``).
+        task: the task whose training rows ``cfg.rows`` selects (their count is static).
+        plan: execution plan (scan unrolling, evaluation chunk).
+
+    ``aux`` (per-seed extras) may hold "y" [N, 1] to replace the training targets (the
+    Gaussian relabelling) and anything the batch loss needs (e.g. a proxy model).
+    """
+
+    def __init__(self, model: ModelFns, cfg: FitConfig, batch_loss: BatchLoss, task: Task, plan: LoopPlan):
+        self.model, self.cfg, self.batch_loss, self.plan = model, cfg, batch_loss, plan
+        rows = task.train.host_indices(cfg.rows)
+        if rows.size == 0:
+            raise ValueError(f"the training {cfg.rows!r} rows are empty")
+        if cfg.batch_size > rows.size:
+            raise ValueError(
+                f"batch_size {cfg.batch_size} is larger than the {rows.size} training {cfg.rows!r} rows; "
+                f"use batch_size <= {rows.size}"
+            )
+        self.rows = np.asarray(rows, np.int32)
+        self.num_batches = -(-rows.size // cfg.batch_size)
+        self.optimizer = make_optimizer()
+        self.eval_loss = get_loss(cfg.loss)
+
+    def init_carry(self, key: jax.Array, state: TrainState, hp: dict) -> FitCarry:
+        """Starts the phase from ``state`` at learning rate hp[lr_key]."""
+        state = state.replace(opt_state=set_learning_rate(state.opt_state, hp[self.cfg.lr_key]))
+        plateau = optax.contrib.reduce_on_plateau(patience=11).init(jnp.zeros((), jnp.float32))
+        return FitCarry(state, state.params, state.batch_stats, jnp.asarray(jnp.inf, jnp.float32), plateau, key)
+
+    def validation_loss(self, state: TrainState, task: Task) -> jax.Array:
+        pred = predict(self.model, state.params, state.batch_stats, task.val.x, self.plan)
+        return masked_mean(self.eval_loss(pred, task.val.y), row_weights(task.val.forget, self.cfg.validate_on))
+
+    def _step(self, state: TrainState, batch: dict, key: jax.Array, hp: dict, aux: Any):
+        k_aug, k_loss = jax.random.split(key)
+        if self.cfg.augment_pad > 0:
+            batch = dict(batch, x=augment_images(k_aug, batch["x"], self.cfg.augment_pad))
+        grad_fn = jax.value_and_grad(self.batch_loss, has_aux=True)
+        (loss, new_stats), grads = grad_fn(state.params, state.batch_stats, batch, k_loss, hp, aux)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(state.step + 1, params, new_stats, opt_state), loss
+
+    def _epoch(self, carry: FitCarry, epoch: jax.Array, task: Task, hp: dict, aux: Any):
+        cfg = self.cfg
+        k_perm, k_steps = jax.random.split(jax.random.fold_in(carry.key, epoch))
+        idx, w = epoch_batches(k_perm, jnp.asarray(self.rows), cfg.batch_size)
+        targets = aux["y"] if isinstance(aux, dict) and "y" in aux else task.train.y
+        forget = task.train.forget
+
+        def step(state, inputs):
+            idx_b, w_b, key = inputs
+            batch = {"idx": idx_b, "x": task.train.x[idx_b], "y": targets[idx_b], "w": w_b, "forget": forget[idx_b]}
+            return self._step(state, batch, key, hp, aux)
+
+        keys = jax.random.split(k_steps, self.num_batches)
+        unroll = self.num_batches if self.plan.unroll is True else self.plan.unroll
+        state, losses = jax.lax.scan(step, carry.state, (idx, w, keys), unroll=unroll)
+        train_loss = jnp.sum(losses * w.sum(axis=1)) / w.sum()
+        carry = carry.replace(state=state)
+        val = jnp.asarray(jnp.nan, jnp.float32)
+        if cfg.validate_on is not None:
+            val = self.validation_loss(state, task)
+            if cfg.keep_best:
+                better = val < carry.best_val
+                pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), new, old)
+                carry = carry.replace(
+                    best_params=pick(state.params, carry.best_params),
+                    best_batch_stats=pick(state.batch_stats, carry.best_batch_stats),
+                    best_val=jnp.minimum(val, carry.best_val),
+                )
+            if cfg.plateau:
+                _, plateau = optax.contrib.reduce_on_plateau(patience=11).update({}, carry.plateau, value=val)
+                lr = hp[cfg.lr_key] * plateau.scale
+                state = state.replace(opt_state=set_learning_rate(state.opt_state, lr))
+                carry = carry.replace(state=state, plateau=plateau)
+        history = {"train_loss": train_loss, "val_loss": val, "lr": get_learning_rate(carry.state.opt_state)}
+        return carry, history
+
+    def run_epochs(self, carry: FitCarry, epochs: jax.Array, task: Task, hp: dict, aux: Any):
+        """Runs the epochs numbered ``epochs`` [k]; returns (carry, history of [k] arrays)."""
+        if epochs.shape[0] == 1:  # no loop at all: XLA:CPU runs conv steps 10x slower inside loops
+            carry, hist = self._epoch(carry, epochs[0], task, hp, aux)
+            return carry, jax.tree_util.tree_map(lambda a: a[None], hist)
+        return jax.lax.scan(lambda c, e: self._epoch(c, e, task, hp, aux), carry, epochs)
+
+    def finish(self, carry: FitCarry) -> TrainState:
+        """The phase's result: best-validation weights if ``keep_best``, else the last."""
+        if self.cfg.keep_best:
+            return carry.state.replace(params=carry.best_params, batch_stats=carry.best_batch_stats)
+        return carry.state
+
+    def run(self, key: jax.Array, state: TrainState, task: Task, hp: dict, aux: Any = None):
+        """The whole phase in one trace (single seed): returns (state, history [epochs])."""
+        carry = self.init_carry(key, state, hp)
+        carry, history = self.run_epochs(carry, jnp.arange(self.cfg.epochs), task, hp, aux)
+        return self.finish(carry), history

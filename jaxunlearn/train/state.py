@@ -1,0 +1,103 @@
+"""Model functions and the training state pytree.
+
+A Flax Linen module is wrapped once into pure functions (``ModelFns``); the state that
+changes during training is a pytree (``TrainState``) that can be stacked over seeds.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+
+@struct.dataclass
+class TrainState:
+    """Everything that changes while a model trains.
+
+    Attributes:
+        step: scalar int32, optimizer steps taken.
+        params: the model's parameters.
+        batch_stats: BatchNorm running statistics ({} for models without BatchNorm).
+        opt_state: optimizer state (``optax.inject_hyperparams``: holds the learning rate).
+    """
+
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+
+    @property
+    def variables(self) -> dict:
+        return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def make_optimizer() -> optax.GradientTransformation:
+    """Adam whose learning rate lives in the optimizer state (an array, so a learning-rate
+    sweep or a plateau schedule changes values, not the compiled program)."""
+    return optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
+
+
+def set_learning_rate(opt_state: Any, lr: jax.Array) -> Any:
+    """Returns ``opt_state`` with its injected learning rate replaced by ``lr``."""
+    hyper = dict(opt_state.hyperparams)
+    hyper["learning_rate"] = jnp.asarray(lr, hyper["learning_rate"].dtype)
+    return opt_state._replace(hyperparams=hyper)
+
+
+def get_learning_rate(opt_state: Any) -> jax.Array:
+    return opt_state.hyperparams["learning_rate"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFns:
+    """Pure functions of one Flax module (a static value: closed over, never traced).
+
+    Attributes:
+        module: a model following the jaxunlearn.models contract
+            (``__call__(x, train) -> (pred [B, 1], feats)``).
+        input_shape: the shape of one input row (without the batch axis).
+    """
+
+    module: nn.Module
+    input_shape: tuple[int, ...]
+
+    @property
+    def family(self) -> str:
+        return getattr(self.module, "family", "dense")
+
+    def init(self, key: jax.Array) -> tuple[Any, Any]:
+        """Fresh (params, batch_stats) for ``key``."""
+        variables = self.module.init(key, jnp.zeros((1, *self.input_shape), jnp.float32), train=False)
+        return variables["params"], variables.get("batch_stats", {})
+
+    def apply_train(self, params, batch_stats, x):
+        """Training-mode forward. x: [B, ...] -> (pred [B, 1], feats, new batch_stats)."""
+        variables = {"params": params, "batch_stats": batch_stats}
+        if batch_stats:
+            (pred, feats), updates = self.module.apply(variables, x, train=True, mutable=["batch_stats"])
+            return pred, feats, updates["batch_stats"]
+        pred, feats = self.module.apply(variables, x, train=True)
+        return pred, feats, batch_stats
+
+    def apply_eval(self, params, batch_stats, x):
+        """Inference-mode forward (running statistics). x: [B, ...] -> (pred [B, 1], feats)."""
+        return self.module.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
+
+    def fresh_state(self, key: jax.Array, lr: jax.Array) -> TrainState:
+        """A freshly initialised model with a new Adam state at learning rate ``lr``."""
+        params, batch_stats = self.init(key)
+        return new_optimizer_state(TrainState(jnp.zeros((), jnp.int32), params, batch_stats, None), lr)
+
+
+def new_optimizer_state(state: TrainState, lr: jax.Array) -> TrainState:
+    """``state`` with a fresh Adam state (moments zero) at learning rate ``lr``.
+
+    The unlearners fine-tune with a new optimizer, as the reference does.
+    """
+    opt_state = set_learning_rate(make_optimizer().init(state.params), lr)
+    return state.replace(step=jnp.zeros((), jnp.int32), opt_state=opt_state)

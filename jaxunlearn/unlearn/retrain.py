@@ -1,0 +1,34 @@
+"""Training from scratch with the paper's recipe: the original model (all rows) and the
+retrained "gold" model (retain rows only)."""
+from __future__ import annotations
+
+from jaxunlearn.config import StudyConfig
+from jaxunlearn.data.arrays import Task
+from jaxunlearn.seeds import LoopPlan
+from jaxunlearn.train.loop import Fit, FitConfig, supervised_loss
+from jaxunlearn.train.state import ModelFns
+from jaxunlearn.unlearn.base import Phase, Pipeline, fresh_start
+
+RECIPE_LR = 0.01  # Adam lr of the reference training recipe
+
+
+def recipe_fit(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, rows: str, epochs: int,
+               lr_key: str = "lr") -> Fit:
+    """The reference recipe: Adam, reduce-on-plateau on validation loss, best weights kept."""
+    fit_cfg = FitConfig(
+        epochs=epochs, batch_size=cfg.batch_size, rows=rows, loss=cfg.loss, validate_on=rows,
+        plateau=True, keep_best=True, augment_pad=cfg.augment_pad, lr_key=lr_key,
+    )
+    return Fit(model, fit_cfg, supervised_loss(model, cfg.loss), task, plan)
+
+
+def make_original(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
+    """The original model: fresh init, trained on every training row (forget rows included)."""
+    fit = recipe_fit(model, task, cfg, plan, rows="all", epochs=cfg.train_epochs)
+    return Pipeline("original", (Phase("train", fresh_start(model), fit),), {"lr": RECIPE_LR}, needs_original=False)
+
+
+def make_retrain(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
+    """The gold standard: fresh init, trained on the retain rows only, validated on retain rows."""
+    fit = recipe_fit(model, task, cfg, plan, rows="retain", epochs=cfg.train_epochs)
+    return Pipeline("retrain", (Phase("train", fresh_start(model), fit),), {"lr": RECIPE_LR}, needs_original=False)

@@ -1,0 +1,238 @@
+"""Tests for the model zoo (jaxunlearn.models): the shared model contract.
+
+XLA's CPU compile of threefry random bits is slow (~1-2 s per parameter shape
+on a small CPU), so these tests draw init keys from the cheap ``unsafe_rbg``
+PRNG and jit each model's init once; the models do not depend on the PRNG.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxunlearn.models import (
+    MODELS,
+    AllCNN,
+    LSTMRegressor,
+    ResNet18,
+    make_model,
+    model_family,
+)
+
+B = 4
+# Tiny configurations and input shapes per registered model.
+CONFIGS = {
+    "mlp": (dict(hidden=(8, 8)), (B, 3, 5)),
+    "allcnn": (dict(width=4), (B, 8, 8, 3)),
+    "resnet18": (dict(width=2), (B, 4, 4, 3)),  # small: its grad compile dominates
+    "lstm": (dict(hidden=8), (B, 2, 5, 6)),
+}
+BN_MODELS = {"allcnn", "resnet18"}
+NAMES = sorted(MODELS)
+
+
+def _key(seed):
+    return jax.random.key(seed, impl="unsafe_rbg")
+
+
+def _input(shape, seed=1):
+    # numpy, not jax.random: every new threefry shape would cost a compile.
+    return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+
+
+@pytest.fixture(autouse=True)
+def _strict_rank_promotion():
+    old = jax.config.jax_numpy_rank_promotion
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    yield
+    jax.config.update("jax_numpy_rank_promotion", old)
+
+
+class Setup:
+    """A model, its input, a jitted init/eval/train and one set of variables."""
+
+    def __init__(self, name):
+        kwargs, shape = CONFIGS[name]
+        self.name = name
+        self.model = make_model(name, **kwargs)
+        self.x = _input(shape)
+        self.init = jax.jit(self.model.init)
+        self.eval = jax.jit(self.model.apply)
+        self.train = jax.jit(functools.partial(self.model.apply, train=True, mutable=["batch_stats"]))
+        with jax.numpy_rank_promotion("raise"):
+            self.variables = self.init(_key(0), self.x)
+
+
+@functools.cache
+def _setup(name):
+    return Setup(name)
+
+
+@pytest.fixture(params=NAMES)
+def setup(request):
+    return _setup(request.param)
+
+
+def test_registry_and_families():
+    assert set(MODELS) == {"mlp", "allcnn", "resnet18", "lstm"}
+    assert model_family("mlp") == "dense"
+    assert model_family("allcnn") == "conv"
+    assert model_family("resnet18") == "conv"
+    assert model_family("lstm") == "recurrent"
+    for cls in MODELS.values():
+        assert cls.family in {"conv", "dense", "recurrent"}
+
+
+def test_init_and_output_contract(setup):
+    v = setup.variables
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(v))
+    assert ("batch_stats" in v) == (setup.name in BN_MODELS)
+    pred, feats = setup.eval(v, setup.x)
+    assert pred.shape == (B, 1) and pred.dtype == jnp.float32
+    assert np.all(np.isfinite(pred))
+    assert isinstance(feats, tuple) and len(feats) > 0
+    for f in feats:
+        assert f.ndim >= 2 and f.shape[0] == B
+
+
+def test_default_prng_init_shapes(setup):
+    # Shape-only trace with the default (threefry) key: no compile.
+    abstract = jax.eval_shape(setup.model.init, jax.random.key(0), setup.x)
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), abstract) == jax.tree.map(
+        lambda a: (a.shape, a.dtype), setup.variables
+    )
+
+
+def test_train_mode(setup):
+    v, x = setup.variables, setup.x
+    if setup.name in BN_MODELS:
+        (pred, _), upd = setup.train(v, x)
+        assert set(upd) == {"batch_stats"}
+        old, new = jax.tree.leaves(v["batch_stats"]), jax.tree.leaves(upd["batch_stats"])
+        assert len(old) == len(new) > 0
+        assert all(not np.allclose(a, b) for a, b in zip(old, new))
+    else:
+        pred, _ = setup.model.apply(v, x, train=True)
+        np.testing.assert_allclose(pred, setup.eval(v, x)[0], rtol=1e-6)
+    assert pred.shape == (B, 1) and pred.dtype == jnp.float32
+
+
+def test_eval_is_per_sample(setup):
+    v, x = setup.variables, setup.x
+    if setup.name in BN_MODELS:  # non-trivial running statistics
+        _, upd = setup.train(v, 3.0 * x + 1.0)
+        v = {**v, **upd}
+    full, _ = setup.eval(v, x)
+    perm = jnp.array([2, 0, 3, 1])
+    permuted, _ = setup.eval(v, x[perm])
+    np.testing.assert_allclose(permuted, full[perm], rtol=1e-5, atol=1e-6)
+    others = x.at[1:].set(_input(x[1:].shape, seed=5))
+    changed, _ = setup.eval(v, others)
+    np.testing.assert_allclose(changed[0], full[0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(changed[1:], full[1:])
+
+
+def test_jit_matches_eager(setup):
+    eager, feats = setup.model.apply(setup.variables, setup.x)
+    jitted, jfeats = setup.eval(setup.variables, setup.x)
+    np.testing.assert_allclose(jitted, eager, rtol=1e-5, atol=1e-6)
+    assert len(jfeats) == len(feats)
+
+
+def test_vmap_over_parameter_sets(setup):
+    v0, x = setup.variables, setup.x
+    v1 = setup.init(_key(7), x)
+    stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), v0, v1)
+    preds, feats = jax.jit(jax.vmap(setup.model.apply, in_axes=(0, None)))(stacked, x)
+    assert preds.shape == (2, B, 1) and preds.dtype == jnp.float32
+    assert all(f.shape[:2] == (2, B) for f in feats)
+    np.testing.assert_allclose(preds[0], setup.eval(v0, x)[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(preds[1], setup.eval(v1, x)[0], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(preds[0], preds[1])
+
+
+def test_bfloat16_compute(setup):
+    bf = setup.model.clone(dtype=jnp.bfloat16)
+    abstract = jax.eval_shape(bf.init, jax.random.key(0), setup.x)
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(abstract))
+    pred, feats = jax.jit(bf.apply)(setup.variables, setup.x)
+    assert pred.shape == (B, 1) and pred.dtype == jnp.float32
+    assert np.all(np.isfinite(pred))
+    assert all(np.all(np.isfinite(np.asarray(f, np.float32))) for f in feats)
+    ref, _ = setup.eval(setup.variables, setup.x)
+    np.testing.assert_allclose(pred, ref, rtol=0.1, atol=0.1)
+
+
+def test_gradients_finite_and_nonzero(setup):
+    v, x = setup.variables, setup.x
+    bn = setup.name in BN_MODELS
+
+    def loss(params):
+        full = {**v, "params": params}
+        if bn:
+            (pred, _), _ = setup.model.apply(full, x, train=True, mutable=["batch_stats"])
+        else:
+            pred, _ = setup.model.apply(full, x)
+        return jnp.mean((pred - 1.0) ** 2)
+
+    grads = jax.jit(jax.grad(loss))(v["params"])
+    for path, g in jax.tree_util.tree_leaves_with_path(grads):
+        assert np.all(np.isfinite(g)), path
+        assert np.any(g != 0), path
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="nope.*mlp"):
+        make_model("nope")
+    with pytest.raises(ValueError, match="nope"):
+        model_family("nope")
+
+
+def test_bad_keyword():
+    with pytest.raises(ValueError, match=r"allcnn.*depth.*width"):
+        make_model("allcnn", depth=3)
+    with pytest.raises(ValueError, match=r"lstm.*hidden"):
+        make_model("lstm", width=3)
+    with pytest.raises(ValueError, match=r"mlp.*name"):
+        make_model("mlp", name="x")
+    assert isinstance(make_model("resnet18", width=2), ResNet18)
+
+
+def test_conv_feature_counts_and_shapes():
+    x = jax.ShapeDtypeStruct((B, 8, 8, 3), jnp.float32)
+    (_, feats), _ = jax.eval_shape(AllCNN(width=4).init_with_output, jax.random.key(0), x)
+    expected = [(B, 8, 8, 4)] * 2 + [(B, 4, 4, 4)] + [(B, 4, 4, 8)] * 2 + [(B, 2, 2, 8)] * 3
+    assert [f.shape for f in feats] == expected
+    (_, feats), _ = jax.eval_shape(ResNet18(width=2).init_with_output, jax.random.key(0), x)
+    expected = [(B, 8, 8, 2)] * 2 + [(B, 4, 4, 4)] * 2 + [(B, 2, 2, 8)] * 2 + [(B, 1, 1, 16)] * 2
+    assert [f.shape for f in feats] == expected
+
+
+def test_lstm_single_and_pair():
+    m = LSTMRegressor(hidden=8)
+    single = _input((B, 5, 6))
+    abstract = jax.eval_shape(m.init_with_output, jax.random.key(0), single)
+    (pred, feats), _ = abstract
+    assert pred.shape == (B, 1) and pred.dtype == jnp.float32
+    assert len(feats) == 1 and feats[0].shape == (B, 5, 8)
+
+    st = _setup("lstm")  # hidden=8, pair input [B, 2, 5, 6]
+    pair, v, apply = st.x, st.variables, st.eval
+    pred, feats = apply(v, pair)
+    assert pred.shape == (B, 1) and len(feats) == 1 and feats[0].shape == (B, 10, 8)
+    # One shared LSTM: the first T outputs are sentence 1's, the last T sentence 2's.
+    _, feats2 = apply(v, pair.at[:, 1].add(1.0))
+    np.testing.assert_allclose(feats2[0][:, :5], feats[0][:, :5], rtol=1e-6)
+    assert not np.allclose(feats2[0][:, 5:], feats[0][:, 5:])
+    _, swapped = apply(v, pair[:, ::-1])
+    np.testing.assert_allclose(swapped[0][:, :5], feats[0][:, 5:], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(B, 6), (B, 2, 3, 5, 6), (B, 3, 5, 6)])
+def test_lstm_bad_rank(shape):
+    with pytest.raises(ValueError, match="LSTMRegressor"):
+        jax.eval_shape(LSTMRegressor(hidden=8).init, jax.random.key(0), jnp.zeros(shape))

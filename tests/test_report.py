@@ -1,0 +1,158 @@
+"""Tests for jaxunlearn.report (summaries, tables, result files)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from jaxunlearn.report import (
+    environment_info,
+    format_table,
+    summarise,
+    write_results,
+)
+
+
+def test_summarise_matches_numpy_scipy():
+    vals = np.array([1.0, 2.0, 4.0, 7.0])
+    s = summarise({"blindspot": {"mse": vals}})["blindspot"]["mse"]
+    std = np.std(vals, ddof=1)
+    assert s["n"] == 4
+    assert s["mean"] == pytest.approx(3.5)
+    assert s["std"] == pytest.approx(std)
+    assert s["ci95"] == pytest.approx(stats.t.ppf(0.975, 3) * std / 2.0)
+    assert s["values"] == [1.0, 2.0, 4.0, 7.0]
+    assert all(type(s[k]) is float for k in ("mean", "std", "ci95"))
+
+
+def test_summarise_ignores_nan_and_all_nan_gives_none():
+    summ = summarise(
+        {
+            "retrain": {
+                "mse": np.array([1.0, np.nan, 3.0]),
+                "mia": np.array([np.nan, np.nan, np.nan]),
+            }
+        }
+    )["retrain"]
+    mse = summ["mse"]
+    assert mse["n"] == 2 and mse["mean"] == pytest.approx(2.0)
+    assert mse["std"] == pytest.approx(math.sqrt(2.0))
+    assert mse["ci95"] == pytest.approx(stats.t.ppf(0.975, 1) * math.sqrt(2.0) / math.sqrt(2))
+    assert math.isnan(mse["values"][1]) and len(mse["values"]) == 3
+    mia = summ["mia"]
+    assert mia["n"] == 0
+    assert mia["mean"] is None and mia["std"] is None and mia["ci95"] is None
+
+
+def test_summarise_single_seed():
+    s = summarise({"orig": {"mse": np.array([0.25]), "scalar": 1.5}})["orig"]
+    assert s["mse"] == {"mean": 0.25, "std": 0.0, "ci95": 0.0, "n": 1, "values": [0.25]}
+    assert s["scalar"]["mean"] == 1.5 and s["scalar"]["n"] == 1
+    # A single finite value among NaNs also has zero spread.
+    one = summarise({"r": {"m": [np.nan, 2.0]}})["r"]["m"]
+    assert (one["mean"], one["std"], one["ci95"], one["n"]) == (2.0, 0.0, 0.0, 1)
+
+
+def test_summarise_rejects_2d():
+    with pytest.raises(ValueError, match="shape"):
+        summarise({"r": {"m": np.zeros((2, 2))}})
+
+
+def test_format_table_exact():
+    summary = summarise(
+        {
+            "original": {"mse": [1.0, 2.0], "mia": [0.5, 0.5]},
+            "blindspot": {"mse": [0.123456], "mia": [np.nan]},
+        }
+    )
+    table = format_table(
+        summary,
+        rows=["original", "blindspot", "absent"],
+        columns=[("mse", "Forget MSE"), ("mia", "MIA"), ("nope", "Other")],
+        digits=2,
+    )
+    expected = (
+        "| model | Forget MSE | MIA | Other |\n"
+        "|---|---|---|---|\n"
+        "| original | 1.50 ± 0.71 | 0.50 ± 0.00 | — |\n"
+        "| blindspot | 0.12 ± 0.00 | — | — |\n"
+        "| absent | — | — | — |"
+    )
+    assert table == expected
+
+
+def _study(tmp_path):
+    per_seed = {
+        "original": {"mse": np.array([1.0, 2.0, 3.0]), "mia": np.array([0.9, 0.8, np.nan])},
+        "retrain": {"mse": np.array([1.5, 2.5, 3.5]), "mia": np.full(3, np.nan)},
+    }
+    summary = summarise(per_seed)
+    table = format_table(summary, ["original", "retrain"], [("mse", "MSE"), ("mia", "MIA")])
+    config = {"seeds": 3, "dataset": "taylor", "lr": np.float32(1e-3), "dims": (4, 8)}
+    env = {"python": "3.11", "nan_field": float("nan")}
+    out = tmp_path / "nested" / "out"
+    paths = write_results(
+        out, summary=summary, per_seed=per_seed, table_md=table, config=config, environment=env
+    )
+    return out, paths, table
+
+
+def test_write_results_strict_json_roundtrip(tmp_path):
+    out, (json_path, md_path), table = _study(tmp_path)
+    assert json_path == out / "results.json" and md_path == out / "results.md"
+    text = json_path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+
+    def reject(token):
+        raise AssertionError(f"non-strict JSON token {token}")
+
+    data = json.loads(text, parse_constant=reject)
+    assert set(data) == {"config", "environment", "summary", "per_seed"}
+    assert data["per_seed"]["original"]["mia"] == [0.9, 0.8, None]
+    assert data["per_seed"]["retrain"]["mse"] == [1.5, 2.5, 3.5]
+    assert data["summary"]["retrain"]["mia"]["mean"] is None
+    assert data["summary"]["original"]["mse"]["mean"] == pytest.approx(2.0)
+    assert data["summary"]["original"]["mia"]["values"] == [0.9, 0.8, None]
+    assert data["config"]["dims"] == [4, 8]
+    assert data["config"]["lr"] == pytest.approx(1e-3)
+    assert data["environment"]["nan_field"] is None
+    # Round trip: re-encoding the parsed data is stable.
+    assert json.loads(json.dumps(data, allow_nan=False)) == data
+
+    md = md_path.read_text()
+    assert md.startswith("# ")
+    assert "- seeds: 3" in md and "- dataset: taylor" in md
+    assert table in md
+
+
+def test_write_results_leaves_no_temp_files_and_overwrites(tmp_path):
+    out, _, _ = _study(tmp_path)
+    _study(tmp_path)  # second run replaces the files in place
+    assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.md"]
+
+
+def test_write_results_failure_leaves_nothing(tmp_path):
+    class Bad:
+        def __str__(self):
+            raise RuntimeError("boom")
+
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        write_results(
+            out, summary={}, per_seed={}, table_md="", config={"x": Bad()}, environment={}
+        )
+    assert list(out.iterdir()) == []
+
+
+def test_environment_info_fields():
+    env = environment_info()
+    for key in ("python", "platform", "versions", "jax_backend", "jax_device_kinds",
+                "git_commit", "timestamp_utc"):
+        assert key in env
+    assert set(env["versions"]) == {"jax", "jaxlib", "flax", "optax", "numpy"}
+    assert env["versions"]["numpy"] == np.__version__
+    assert env["git_commit"] is None or len(env["git_commit"]) == 40
+    assert env["timestamp_utc"].endswith("+00:00")
+    json.dumps(env, allow_nan=False)  # serialisable as is
