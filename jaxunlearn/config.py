@@ -37,10 +37,10 @@ class StudyConfig:
     model: str = "mlp"
     model_kwargs: tuple[tuple[str, Any], ...] = ()
     loss: str = "l1"
-    seeds: int = 5
+    seeds: int = 8
     seed: int = 0
     batch_size: int = 256
-    train_epochs: int = 40
+    train_epochs: int = 100
     finetune_epochs: int = 5
     gaussian_epochs: int = 1
     proxy_epochs: int = 2

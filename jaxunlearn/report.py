@@ -82,11 +82,18 @@ def summarise(
     return summary
 
 
+def _number(value: float, digits: int) -> str:
+    if abs(value) >= 1e4:
+        return f"{value:.{digits}e}"
+    return f"{value:.{digits}f}"
+
+
 def format_table(
     summary: Mapping[str, Mapping[str, Mapping[str, Any]]],
     rows: Sequence[str],
     columns: Sequence[tuple[str, str]],
     digits: int = 3,
+    plain: Sequence[str] = (),
 ) -> str:
     """Renders a summary as a Markdown table of ``mean ± std`` cells.
 
@@ -94,7 +101,9 @@ def format_table(
         summary: output of :func:`summarise`.
         rows: row keys in display order; the first column is headed "model".
         columns: ``(metric_key, header)`` pairs in display order.
-        digits: number of decimals for mean and std.
+        digits: number of decimals for mean and std (values of 10^4 and more are
+            written with ``digits + 1`` significant figures, e.g. ``2.433e+06``).
+        plain: metric keys shown as the mean alone (e.g. one wall time per study).
 
     Returns:
         The table as a string (no trailing newline). A missing row or metric,
@@ -111,7 +120,8 @@ def format_table(
                 cells.append(MISSING)
             else:
                 std = entry.get("std") or 0.0
-                cells.append(f"{entry['mean']:.{digits}f} ± {std:.{digits}f}")
+                mean = _number(entry["mean"], digits)
+                cells.append(mean if key in plain else f"{mean} ± {_number(std, digits)}")
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -189,7 +189,14 @@ class Fit:
         pred = predict(self.model, state.params, state.batch_stats, task.val.x, self.plan)
         return masked_mean(self.eval_loss(pred, task.val.y), row_weights(task.val.forget, self.cfg.validate_on))
 
-    def _step(self, state: TrainState, batch: dict, key: jax.Array, hp: dict, aux: Any):
+    @staticmethod
+    def gather(task: Task, aux: Any, idx: jax.Array, w: jax.Array) -> dict:
+        """The batch of training rows ``idx`` [B] with weights ``w`` [B]: x, y [B, 1], w, forget [B]."""
+        targets = aux["y"] if isinstance(aux, dict) and "y" in aux else task.train.y
+        return {"idx": idx, "x": task.train.x[idx], "y": targets[idx], "w": w, "forget": task.train.forget[idx]}
+
+    def step(self, state: TrainState, batch: dict, key: jax.Array, hp: dict, aux: Any):
+        """One optimizer step on ``batch``; returns (new state, loss)."""
         k_aug, k_loss = jax.random.split(key)
         if self.cfg.augment_pad > 0:
             batch = dict(batch, x=augment_images(k_aug, batch["x"], self.cfg.augment_pad))
@@ -203,13 +210,10 @@ class Fit:
         cfg = self.cfg
         k_perm, k_steps = jax.random.split(jax.random.fold_in(carry.key, epoch))
         idx, w = epoch_batches(k_perm, jnp.asarray(self.rows), cfg.batch_size)
-        targets = aux["y"] if isinstance(aux, dict) and "y" in aux else task.train.y
-        forget = task.train.forget
 
         def step(state, inputs):
             idx_b, w_b, key = inputs
-            batch = {"idx": idx_b, "x": task.train.x[idx_b], "y": targets[idx_b], "w": w_b, "forget": forget[idx_b]}
-            return self._step(state, batch, key, hp, aux)
+            return self.step(state, self.gather(task, aux, idx_b, w_b), key, hp, aux)
 
         keys = jax.random.split(k_steps, self.num_batches)
         unroll = self.num_batches if self.plan.unroll is True else self.plan.unroll

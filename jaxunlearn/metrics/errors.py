@@ -1,0 +1,45 @@
+"""Error and distribution metrics from host predictions, in the target's own units.
+
+These run once per study on small arrays ([S, N] predictions), so they are plain NumPy /
+SciPy: simple, exact, and the reference the compiled code is checked against.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import wasserstein_distance
+
+
+def masked_errors(pred: np.ndarray, y: np.ndarray, mask: np.ndarray, y_std: float) -> dict[str, np.ndarray]:
+    """MAE and MSE over the rows selected by ``mask``, per seed, in target units.
+
+    Args:
+        pred: [S, N] standardised predictions; y: [N] standardised targets;
+        mask: [N] bool rows to include; y_std: the target's standard deviation.
+
+    Returns:
+        {"mae": [S], "mse": [S]} (NaN when the mask selects no row).
+    """
+    pred, y, mask = np.asarray(pred, np.float64), np.asarray(y, np.float64).reshape(-1), np.asarray(mask, bool)
+    if pred.ndim != 2 or pred.shape[1] != y.shape[0] or mask.shape != y.shape:
+        raise ValueError(f"need pred [S, N], y [N], mask [N]; got {pred.shape}, {y.shape}, {mask.shape}")
+    if not mask.any():
+        nan = np.full(pred.shape[0], np.nan)
+        return {"mae": nan, "mse": nan}
+    err = (pred[:, mask] - y[mask]) * y_std
+    return {"mae": np.abs(err).mean(axis=1), "mse": np.square(err).mean(axis=1)}
+
+
+def wasserstein_to_reference(pred: np.ndarray, reference: np.ndarray, mask: np.ndarray, y_std: float) -> np.ndarray:
+    """1-D Wasserstein-1 distance between two models' predictions on the masked rows, per seed.
+
+    Args:
+        pred, reference: [S, N] standardised predictions (seed i of each compared).
+        mask: [N] bool rows (the paper: the training forget set); y_std: target std.
+
+    Returns:
+        [S] distances in target units (0 = identical prediction distributions).
+    """
+    pred, reference, mask = np.asarray(pred), np.asarray(reference), np.asarray(mask, bool)
+    if pred.shape != reference.shape:
+        raise ValueError(f"pred {pred.shape} and reference {reference.shape} differ in shape")
+    return np.array([wasserstein_distance(p[mask], r[mask]) * y_std for p, r in zip(pred, reference)])

@@ -1,0 +1,85 @@
+"""The anamnesis index (AIN): how fast a model relearns the forgotten data.
+
+From a model, train on the FULL training set with Adam, one step at a time, evaluating the
+forget-validation loss after each step, until it is <= (1 + alpha) x the original model's
+forget-validation loss, or ``max_epochs`` epochs have passed. AIN = steps(model) /
+steps(retrained model): near 1, the information is gone; near 0, it is still there.
+
+The whole count is one ``lax.while_loop`` on the device (the reference evaluates from the
+host after every step).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxunlearn.data.arrays import Task
+from jaxunlearn.seeds import LoopPlan
+from jaxunlearn.train.loop import Fit, FitConfig, epoch_batches, predict, supervised_loss
+from jaxunlearn.train.losses import get_loss
+from jaxunlearn.train.state import ModelFns, TrainState, new_optimizer_state
+
+
+@dataclasses.dataclass(frozen=True)
+class RelearnConfig:
+    batch_size: int = 256
+    loss: str = "l1"
+    max_epochs: int = 10
+    alpha: float = 0.05
+
+
+class Relearn:
+    """Pure single-seed functions for the AIN of one task.
+
+    Methods:
+        forget_val_loss(state, task) -> scalar: the loss on the validation forget rows.
+        steps(key, state, threshold, lr, task) -> (int32 steps, final forget-val loss).
+    """
+
+    def __init__(self, model: ModelFns, task: Task, cfg: RelearnConfig, plan: LoopPlan):
+        self.model, self.cfg, self.plan = model, cfg, plan
+        fit_cfg = FitConfig(epochs=cfg.max_epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss)
+        self.fit = Fit(model, fit_cfg, supervised_loss(model, cfg.loss), task, plan)
+        self.forget_val_rows = task.val.host_indices("forget")
+        if self.forget_val_rows.size == 0:
+            raise ValueError("the validation split has no forget rows: the anamnesis index cannot be measured")
+        self.max_steps = cfg.max_epochs * self.fit.num_batches
+        self.loss_fn = get_loss(cfg.loss)
+
+    def forget_val_loss(self, state: TrainState, task: Task) -> jax.Array:
+        rows = jnp.asarray(self.forget_val_rows)
+        pred = predict(self.model, state.params, state.batch_stats, task.val.x[rows], self.plan)
+        return jnp.mean(self.loss_fn(pred, task.val.y[rows]))
+
+    def steps(self, key: jax.Array, state: TrainState, threshold: jax.Array, lr: jax.Array, task: Task):
+        """Optimizer steps until forget-val loss <= threshold (0 if already there), capped."""
+        fit, nb = self.fit, self.fit.num_batches
+        rows = jnp.asarray(fit.rows)
+
+        def cond(c):
+            step, _, loss = c
+            return (loss > threshold) & (step < self.max_steps)
+
+        def body(c):
+            step, st, _ = c
+            epoch, b = step // nb, step % nb
+            k_perm, k_steps = jax.random.split(jax.random.fold_in(key, epoch))
+            idx, w = epoch_batches(k_perm, rows, self.cfg.batch_size)
+            k_step = jax.random.split(k_steps, nb)[b]
+            st, _ = fit.step(st, fit.gather(task, None, idx[b], w[b]), k_step, {}, None)
+            return step + 1, st, self.forget_val_loss(st, task)
+
+        state = new_optimizer_state(state, lr)
+        init = (jnp.zeros((), jnp.int32), state, self.forget_val_loss(state, task))
+        step, _, loss = jax.lax.while_loop(cond, body, init)
+        return step, loss
+
+
+def anamnesis_index(steps: np.ndarray, retrain_steps: np.ndarray) -> np.ndarray:
+    """steps / retrain_steps per seed; NaN where the retrained model needed 0 steps."""
+    steps, retrain_steps = np.asarray(steps, np.float64), np.asarray(retrain_steps, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(retrain_steps > 0, steps / np.maximum(retrain_steps, 1), np.nan)

@@ -1,0 +1,158 @@
+"""A complete multi-seed unlearning study: train, retrain, unlearn, measure, tabulate.
+
+    >>> from jaxunlearn.study import run_study
+    >>> from jaxunlearn.config import StudyConfig
+    >>> result = run_study(StudyConfig(seeds=3))          # doctest: +SKIP
+    >>> print(result.table)                                # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxunlearn.config import StudyConfig
+from jaxunlearn.data.arrays import Task
+from jaxunlearn.data.sources import build_task, load_dataset
+from jaxunlearn.metrics.relearn import Relearn, RelearnConfig, anamnesis_index
+from jaxunlearn.metrics.suite import TABLE_COLUMNS, prediction_metrics
+from jaxunlearn.models import make_model
+from jaxunlearn.report import format_table, summarise
+from jaxunlearn.runner import PipelineRunner, StageResult
+from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan
+from jaxunlearn.timing import Stopwatch
+from jaxunlearn.train.loop import predict
+from jaxunlearn.train.state import ModelFns
+from jaxunlearn.unlearn import UNLEARNERS, get_unlearner, make_original
+
+# Fixed stage numbers, folded into each seed's key: no two stages share randomness.
+STAGE_IDS = {"original": 0, "retrain": 1, "finetune": 2, "gaussian": 3, "blindspot": 4, "relearn": 100}
+ROW_ORDER = ["original", "retrain", "finetune", "gaussian", "blindspot"]
+
+
+@dataclasses.dataclass
+class StudyResult:
+    config: StudyConfig
+    plan: LoopPlan
+    task: dict[str, Any]
+    per_seed: dict[str, dict[str, np.ndarray]]
+    timings: dict[str, dict[str, float]]
+    summary: dict
+    table: str
+    rows: list[str]
+
+
+def seed_keys(seed: int, seeds: int, stage: str) -> jax.Array:
+    """[S] keys of one stage: seed i's key is fold_in(fold_in(key(seed), i), stage id).
+
+    Seed i's keys do not depend on the number of seeds S, so a 3-seed study repeats the
+    first three seeds of a 10-seed study exactly.
+    """
+    root = jax.random.key(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(root, i), STAGE_IDS[stage]))(jnp.arange(seeds))
+
+
+def resolve_plan(cfg: StudyConfig, family: str) -> LoopPlan:
+    """``auto_plan`` for the model family and backend, with the config's overrides."""
+    plan = auto_plan(family)
+    if cfg.seed_strategy != "auto":
+        plan = dataclasses.replace(plan, seed_strategy=cfg.seed_strategy)
+    if cfg.epochs_per_call is not None:
+        plan = dataclasses.replace(plan, epochs_per_call=cfg.epochs_per_call)
+    return plan
+
+
+def validate_config(cfg: StudyConfig) -> None:
+    """Rejects unknown names before any data is loaded or anything compiles."""
+    from jaxunlearn.data.sources import DATASETS
+    from jaxunlearn.models import MODELS
+    from jaxunlearn.train.losses import LOSSES
+
+    if cfg.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; known datasets: {sorted(DATASETS)}")
+    if cfg.model not in MODELS:
+        raise ValueError(f"unknown model {cfg.model!r}; known models: {sorted(MODELS)}")
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"unknown loss {cfg.loss!r}; known losses: {sorted(LOSSES)}")
+    bad = [u for u in cfg.unlearners if u not in UNLEARNERS or u == "retrain"]
+    if bad:
+        raise ValueError(f"unknown unlearner(s) {bad}; choose from {sorted(set(UNLEARNERS) - {'retrain'})} "
+                         "(retraining always runs as the reference)")
+
+
+def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None] = print,
+              task: Task | None = None) -> StudyResult:
+    """Runs the whole study over ``cfg.seeds`` seeds and returns per-seed metrics and a table.
+
+    Args:
+        cfg: the study's settings.
+        progress: show progress bars.
+        log: where one-line stage messages go.
+        task: a prepared task (tests); default: ``cfg.dataset`` with ``cfg.forget``.
+    """
+    validate_config(cfg)
+    if task is None:
+        task = build_task(load_dataset(cfg.dataset), cfg.forget)
+    model = ModelFns(make_model(cfg.model, **dict(cfg.model_kwargs)), task.input_shape)
+    plan = resolve_plan(cfg, model.family)
+    pipelines = {"original": make_original(model, task, cfg, plan)}
+    for name in ("retrain", *cfg.unlearners):
+        pipelines[name] = get_unlearner(name)(model, task, cfg, plan)
+    relearn = Relearn(model, task, RelearnConfig(cfg.batch_size, cfg.loss, cfg.relearn_max_epochs, cfg.relearn_alpha), plan)
+    log(f"task: {task.name} | {task.describe()['train']} train rows")
+    log(f"model: {cfg.model} ({model.family}) | backend {jax.default_backend()} | plan {plan}")
+
+    stages: dict[str, StageResult] = {}
+    for name, pipeline in pipelines.items():
+        original = None if name == "original" else stages["original"].state
+        stages[name] = PipelineRunner(pipeline, plan)(seed_keys(cfg.seed, cfg.seeds, name), original, task,
+                                                      progress=progress)
+        log(f"{name}: {stages[name].wall:.1f} s ({stages[name].compile:.1f} s compiling)")
+
+    with Stopwatch() as sw:
+        per_seed = measure(stages, task, model, plan, relearn, cfg)
+    log(f"metrics: {sw.wall:.1f} s")
+    timings = {name: {"wall": s.wall, "compile": s.compile, "run": s.run} for name, s in stages.items()}
+    for name, t in timings.items():
+        per_seed[name]["run_seconds"] = np.full(cfg.seeds, t["run"])
+        per_seed[name]["time_vs_retrain"] = np.full(cfg.seeds, t["run"] / max(timings["retrain"]["run"], 1e-9))
+    rows = [r for r in ROW_ORDER if r in stages]
+    summary = summarise(per_seed)
+    table = format_table(summary, rows, TABLE_COLUMNS, digits=3, plain=("run_seconds", "time_vs_retrain"))
+    return StudyResult(cfg, plan, task.describe(), per_seed, timings, summary, table, rows)
+
+
+def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: LoopPlan, relearn: Relearn,
+            cfg: StudyConfig) -> dict[str, dict[str, np.ndarray]]:
+    """Predictions, errors, distances, membership attack and AIN for every stage's models."""
+    def split_preds(state, task):
+        return {s: predict(model, state.params, state.batch_stats, getattr(task, s).x, plan) for s in ("train", "test")}
+
+    predict_all = SeedExecutor(split_preds, plan, n_per_seed=1)
+    forget_loss = SeedExecutor(relearn.forget_val_loss, plan, n_per_seed=1)
+    relearn_steps = SeedExecutor(relearn.steps, plan, n_per_seed=4)
+
+    targets = {s: np.asarray(getattr(task, s).y)[:, 0] for s in ("train", "test")}
+    forget = {s: np.asarray(getattr(task, s).forget) > 0.5 for s in ("train", "test")}
+    y_std = float(task.y_std)
+    preds = {}
+    for name, stage in stages.items():
+        out = predict_all((stage.state,), (task,))
+        preds[name] = {s: np.asarray(v)[..., 0] for s, v in out.items()}
+
+    threshold = (1.0 + cfg.relearn_alpha) * forget_loss((stages["original"].state,), (task,))
+    keys = seed_keys(cfg.seed, cfg.seeds, "relearn")
+    lr = jnp.full((cfg.seeds,), cfg.relearn_lr, jnp.float32)
+    steps = {name: np.asarray(relearn_steps((keys, stage.state, threshold, lr), (task,))[0])
+             for name, stage in stages.items()}
+
+    per_seed = {}
+    for name in stages:
+        metrics = prediction_metrics(preds[name], preds["retrain"], targets, forget, y_std, cfg.mia_samples, cfg.seed)
+        metrics["relearn_steps"] = steps[name].astype(np.float64)
+        metrics["ain"] = anamnesis_index(steps[name], steps["retrain"])
+        per_seed[name] = metrics
+    return per_seed
