@@ -1,0 +1,41 @@
+"""Small shared fixtures for the tests: a tiny task, model and config."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from jaxunlearn.config import StudyConfig
+from jaxunlearn.data.forget_rules import Mask
+from jaxunlearn.data.sources import RawData, build_task, make_synthetic
+from jaxunlearn.models import make_model
+from jaxunlearn.train.state import ModelFns
+
+TINY = StudyConfig(dataset="synthetic", model="mlp", model_kwargs=(("hidden", (16, 16)),), seeds=3, batch_size=32,
+                   train_epochs=3, finetune_epochs=2, gaussian_epochs=1, proxy_epochs=1, blindspot_epochs=2,
+                   relearn_max_epochs=2, mia_samples=50)
+
+
+def tiny_task(n: int = 240):
+    return build_task(make_synthetic(n=n, dim=4))
+
+
+def tiny_model(task, name: str = "mlp", **kwargs) -> ModelFns:
+    kwargs = kwargs or {"hidden": (16, 16)}
+    return ModelFns(make_model(name, **kwargs), task.input_shape)
+
+
+def tiny_image_task(n: int = 96, size: int = 8, seed: int = 0):
+    """Random 8x8x3 images whose target is the mean brightness; bright images are forgotten."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, size, size, 3)).astype(np.float32)
+    y = x.mean(axis=(1, 2, 3)) * 10
+    cut1, cut2 = n // 2, 3 * n // 4
+    bounds = {"train": (0, cut1), "val": (cut1, cut2), "test": (cut2, n)}
+    splits = {k: (x[a:b], y[a:b]) for k, (a, b) in bounds.items()}
+    rule = Mask({k: y[a:b] > 0.5 for k, (a, b) in bounds.items()})
+    return build_task(RawData(splits, rule, "tiny images"))
+
+
+def with_(cfg: StudyConfig, **changes) -> StudyConfig:
+    return dataclasses.replace(cfg, **changes)

@@ -1,0 +1,54 @@
+"""The command line: a real (tiny) study end to end, and clear errors for bad input."""
+import json
+
+import pytest
+
+from jaxunlearn.cli import main, parse_model_args
+
+TINY_ARGS = ["run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "2", "--epochs", "2",
+             "--batch-size", "64", "--finetune-epochs", "1", "--proxy-epochs", "1", "--no-progress"]
+
+
+def test_run_writes_table_and_files(tmp_path, capsys):
+    assert main(TINY_ARGS + ["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for row in ("original", "retrain", "finetune", "gaussian", "blindspot"):
+        assert f"| {row} |" in out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["summary"]) == {"original", "retrain", "finetune", "gaussian", "blindspot"}
+    assert len(results["per_seed"]["blindspot"]["test_forget_mae"]) == 2
+    assert "| blindspot |" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--dataset", "nope"], "unknown dataset 'nope'"),
+    (["--model", "nope"], "unknown model 'nope'"),
+    (["--unlearners", "finetune,nope"], "unknown unlearner(s) ['nope']"),
+    (["--seeds", "0"], "seeds must be a positive integer"),
+    (["--epochs", "-1"], "train_epochs must be a positive integer"),
+    (["--forget", "age<30"], "unknown forget rule"),
+    (["--forget", "label>1e9"], "the forget set is empty"),
+    (["--forget", "label>-1e9"], "nothing would be retained"),
+    (["--batch-size", "100000"], "batch_size 100000 is larger than"),
+    (["--seed-strategy", "fast"], "seed_strategy must be one of"),
+    (["--model-arg", "depth=3"], "got unknown argument(s) ['depth']"),
+    (["--loss", "huber"], "unknown loss 'huber'"),
+])
+def test_bad_input_is_rejected_with_a_clear_message(tmp_path, capsys, extra, message):
+    assert main(TINY_ARGS + ["--out", str(tmp_path)] + extra) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_help_and_list(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert main(["list"]) == 0
+    assert "blindspot" in capsys.readouterr().out
+
+
+def test_parse_model_args():
+    assert parse_model_args(["hidden=64,32", "width=8"]) == (("hidden", (64, 32)), ("width", 8))
+    with pytest.raises(ValueError, match="name=value"):
+        parse_model_args(["hidden"])

@@ -1,0 +1,229 @@
+"""Tests for the pure helpers of jaxunlearn.train.loop and the plateau / keep-best logic of Fit.
+
+Keys come from the cheap ``unsafe_rbg`` PRNG (threefry compiles slowly on a small CPU).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxunlearn.data.sources import build_task, make_synthetic
+from jaxunlearn.models import make_model
+from jaxunlearn.seeds import LoopPlan
+from jaxunlearn.train.loop import (
+    Fit,
+    FitConfig,
+    augment_images,
+    epoch_batches,
+    predict,
+    row_weights,
+    supervised_loss,
+)
+from jaxunlearn.train.state import ModelFns
+
+
+def _key(seed):
+    return jax.random.key(seed, impl="unsafe_rbg")
+
+
+# --------------------------------------------------------------------------- epoch_batches
+
+ROWS = np.array([3, 5, 8, 11, 12, 20, 21, 30, 31, 40], np.int32)  # M = 10, not contiguous
+
+
+@pytest.mark.parametrize("batch_size", [4, 5, 10, 16])
+def test_epoch_batches_cover_rows_once(batch_size):
+    idx, w = (np.asarray(a) for a in epoch_batches(_key(0), jnp.asarray(ROWS), batch_size))
+    m = ROWS.size
+    nb = -(-m // batch_size)
+    assert idx.shape == (nb, batch_size) and w.shape == (nb, batch_size)
+    assert w.dtype == np.float32
+    assert set(np.unique(w)) <= {0.0, 1.0}
+    real = idx[w == 1.0]
+    assert real.size == m
+    np.testing.assert_array_equal(np.sort(real), np.sort(ROWS))  # each row exactly once
+    # padding: the trailing nb * B - M slots, weight 0
+    flat_w = w.reshape(-1)
+    np.testing.assert_array_equal(flat_w, np.r_[np.ones(m), np.zeros(nb * batch_size - m)])
+    assert np.all(np.isin(idx[w == 0.0], ROWS))
+
+
+def test_epoch_batches_order_depends_on_key_only():
+    rows = jnp.asarray(ROWS)
+    a = np.asarray(epoch_batches(_key(0), rows, 4)[0])
+    a2 = np.asarray(epoch_batches(_key(0), rows, 4)[0])
+    b = np.asarray(epoch_batches(_key(1), rows, 4)[0])
+    np.testing.assert_array_equal(a, a2)
+    assert not np.array_equal(a, b)
+    # and the order is actually shuffled for at least one of the keys
+    assert not (np.array_equal(a.reshape(-1)[:10], ROWS) and np.array_equal(b.reshape(-1)[:10], ROWS))
+
+
+def test_row_weights():
+    f = jnp.asarray([0.0, 1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(np.asarray(row_weights(f, "all")), [1, 1, 1, 1])
+    np.testing.assert_array_equal(np.asarray(row_weights(f, "forget")), [0, 1, 1, 0])
+    np.testing.assert_array_equal(np.asarray(row_weights(f, "retain")), [1, 0, 0, 1])
+
+
+# --------------------------------------------------------------------------- augment_images
+
+IMG = np.random.default_rng(0).uniform(1.0, 2.0, size=(16, 4, 4, 2)).astype(np.float32)  # no zeros
+
+
+def test_augment_pad_zero_is_identity_or_flip():
+    out = np.asarray(augment_images(_key(3), jnp.asarray(IMG), 0))
+    assert out.shape == IMG.shape
+    flipped = []
+    for b in range(IMG.shape[0]):
+        same = np.array_equal(out[b], IMG[b])
+        flip = np.array_equal(out[b], IMG[b, :, ::-1, :])
+        assert same or flip, b
+        flipped.append(flip and not same)
+    assert 0 < sum(flipped) < IMG.shape[0]  # both cases occur for this key
+
+
+def _crops(img, pad):
+    h, w = img.shape[:2]
+    padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)))
+    for i in range(2 * pad + 1):
+        for j in range(2 * pad + 1):
+            c = padded[i : i + h, j : j + w]
+            yield (i, j, False), c
+            yield (i, j, True), c[:, ::-1]
+
+
+@pytest.mark.parametrize("pad", [1, 2])
+def test_augment_rows_are_crops_of_padded_input(pad):
+    out = np.asarray(augment_images(_key(4), jnp.asarray(IMG), pad))
+    assert out.shape == IMG.shape and out.dtype == np.float32
+    found = []
+    for b in range(IMG.shape[0]):
+        matches = [tag for tag, c in _crops(IMG[b], pad) if np.array_equal(out[b], c)]
+        assert matches, f"row {b} is not a (flipped) crop of the zero-padded input"
+        found.append(matches[0])
+    offsets = {(i, j) for i, j, _ in found}
+    assert len(offsets) > 1  # crops actually vary across rows
+    assert any(tag[:2] != (pad, pad) for tag in found)  # some row is shifted
+
+
+def test_augment_needs_4d():
+    with pytest.raises(ValueError, match="B, H, W, C"):
+        augment_images(_key(0), jnp.asarray(IMG[..., 0]), 1)
+
+
+# --------------------------------------------------------------------------- predict
+
+
+@functools.lru_cache(maxsize=None)
+def _mlp():
+    fns = ModelFns(make_model("mlp", hidden=(8,)), (3,))
+    params, stats = fns.init(_key(0))
+    return fns, params, stats
+
+
+X10 = np.random.default_rng(1).normal(size=(10, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "plan", [LoopPlan(eval_chunk=4), LoopPlan(eval_chunk=4, unroll=True), LoopPlan(eval_chunk=10), LoopPlan()],
+    ids=["chunk4", "chunk4-unrolled", "chunk10", "chunk1024"],
+)
+def test_predict_chunked_equals_one_pass(plan):
+    fns, params, stats = _mlp()
+    out = np.asarray(predict(fns, params, stats, jnp.asarray(X10), plan))
+    ref = np.asarray(fns.apply_eval(params, stats, jnp.asarray(X10))[0])
+    assert out.shape == (10, 1) and out.dtype == np.float32
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+    # independent numpy forward pass of Dense -> ReLU -> Dense
+    p = jax.tree_util.tree_map(np.asarray, params)
+    h = np.maximum(X10 @ p["dense_0"]["kernel"] + p["dense_0"]["bias"], 0.0)
+    np.testing.assert_allclose(out, h @ p["head"]["kernel"] + p["head"]["bias"], rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- FitConfig
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(epochs=0), "epochs"),
+        (dict(epochs=-1), "epochs"),
+        (dict(epochs=1, batch_size=0), "batch_size"),
+        (dict(epochs=1, rows="train"), "rows"),
+        (dict(epochs=1, validate_on="test"), "validate_on"),
+        (dict(epochs=1, plateau=True), "validate_on"),
+        (dict(epochs=1, keep_best=True), "validate_on"),
+        (dict(epochs=1, loss="huber"), "huber"),
+    ],
+)
+def test_fit_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FitConfig(**kwargs)
+
+
+def test_fit_config_valid():
+    cfg = FitConfig(epochs=2, batch_size=8, rows="retain", validate_on="forget", plateau=True, keep_best=True)
+    assert cfg.rows == "retain" and cfg.plateau
+
+
+# --------------------------------------------------------------------------- Fit: plateau + keep_best
+
+
+@functools.lru_cache(maxsize=None)
+def _fit():
+    task = build_task(make_synthetic(n=200))
+    fns = ModelFns(make_model("mlp", hidden=(8,)), task.input_shape)
+    cfg = FitConfig(epochs=13, batch_size=32, rows="all", validate_on="all", plateau=True, keep_best=True)
+    fit = Fit(fns, cfg, supervised_loss(fns, "l1"), task, LoopPlan())
+    state = fns.fresh_state(_key(0), 0.0)
+    return task, fns, fit, state, jax.jit(fit.run)
+
+
+def _run(lr):
+    task, _, fit, state, run = _fit()
+    final, hist = run(_key(0), state, task, {"lr": jnp.float32(lr)})
+    return final, jax.tree_util.tree_map(np.asarray, hist)
+
+
+def test_fit_rejects_bad_row_sets():
+    task, fns, _, _, _ = _fit()
+    n = task.train.size
+    with pytest.raises(ValueError, match="batch_size"):
+        Fit(fns, FitConfig(epochs=1, batch_size=n + 1), supervised_loss(fns, "l1"), task, LoopPlan())
+    n_forget = int(np.asarray(task.train.forget).sum())
+    fit = Fit(fns, FitConfig(epochs=1, batch_size=n_forget, rows="forget"), supervised_loss(fns, "l1"), task, LoopPlan())
+    np.testing.assert_array_equal(fit.rows, np.flatnonzero(np.asarray(task.train.forget) > 0.5))
+    assert fit.num_batches == 1
+
+
+def test_plateau_reduces_lr_after_eleven_bad_epochs():
+    # lr 1e-9: validation never improves (by rtol 1e-4) after epoch 0. PyTorch ReduceLROnPlateau
+    # (patience=10) reduces once 11 consecutive epochs (1..11) did not improve; history["lr"][e]
+    # is the learning rate after epoch e's scheduler step (the one epoch e + 1 trains with).
+    _, hist = _run(1e-9)
+    lr, val = hist["lr"], hist["val_loss"]
+    assert lr.shape == (13,) and val.shape == (13,) and hist["train_loss"].shape == (13,)
+    assert np.all(np.abs(val / val[0] - 1.0) < 1e-5)  # precondition: a flat validation curve
+    lr0 = np.float32(1e-9)
+    np.testing.assert_array_equal(lr[:11], np.full(11, lr0))
+    np.testing.assert_allclose(lr[11:], np.full(2, lr0 * np.float32(0.1)), rtol=1e-6)
+    assert lr[11] / lr[10] == pytest.approx(0.1, rel=1e-6)
+
+
+def test_keep_best_returns_best_validation_weights():
+    task, _, fit, _, _ = _fit()
+    final, hist = _run(0.05)
+    val = hist["val_loss"]
+    assert np.all(np.isfinite(val))
+    best = int(np.argmin(val))
+    assert best < len(val) - 1, "setup: the last epoch must not be the best for this check to bite"
+    assert val[-1] > val[best] * (1 + 1e-3)
+    got = float(fit.validation_loss(final, task))
+    assert got == pytest.approx(float(val[best]), rel=1e-5)
+    assert abs(got - float(val[-1])) > 1e-4  # not the last epoch's weights
+    np.testing.assert_array_equal(hist["lr"], np.full(13, np.float32(0.05)))  # no plateau yet

@@ -1,0 +1,109 @@
+"""Tests for jaxunlearn.metrics.errors and the anamnesis index of jaxunlearn.metrics.relearn."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jaxunlearn.metrics.errors import masked_errors, wasserstein_to_reference
+from jaxunlearn.metrics.relearn import anamnesis_index
+
+S, N = 3, 9
+_RNG = np.random.default_rng(0)
+PRED = _RNG.normal(size=(S, N))
+Y = _RNG.normal(size=N)
+MASK = np.array([1, 0, 1, 1, 0, 0, 1, 1, 0], bool)
+
+
+def _loop_errors(pred, y, mask, y_std):
+    mae, mse = [], []
+    for s in range(pred.shape[0]):
+        errs = [(pred[s, i] - y[i]) * y_std for i in range(y.size) if mask[i]]
+        mae.append(sum(abs(e) for e in errs) / len(errs))
+        mse.append(sum(e * e for e in errs) / len(errs))
+    return np.array(mae), np.array(mse)
+
+
+@pytest.mark.parametrize("y_std", [1.0, 2.5, 0.3])
+@pytest.mark.parametrize("column", [False, True])
+def test_masked_errors_match_numpy(y_std, column):
+    y = Y[:, None] if column else Y
+    out = masked_errors(PRED, y, MASK, y_std)
+    mae, mse = _loop_errors(PRED, Y, MASK, y_std)
+    assert out["mae"].shape == (S,) and out["mse"].shape == (S,)
+    np.testing.assert_allclose(out["mae"], mae, rtol=1e-12)
+    np.testing.assert_allclose(out["mse"], mse, rtol=1e-12)
+
+
+def test_masked_errors_scale_with_y_std():
+    one = masked_errors(PRED, Y, MASK, 1.0)
+    two = masked_errors(PRED, Y, MASK, 4.0)
+    np.testing.assert_allclose(two["mae"], 4.0 * one["mae"], rtol=1e-12)
+    np.testing.assert_allclose(two["mse"], 16.0 * one["mse"], rtol=1e-12)
+
+
+def test_masked_errors_mask_selects_rows():
+    # corrupt the unmasked rows: no effect
+    pred = PRED.copy()
+    pred[:, ~MASK] += 1e3
+    a, b = masked_errors(PRED, Y, MASK, 1.0), masked_errors(pred, Y, MASK, 1.0)
+    np.testing.assert_array_equal(a["mae"], b["mae"])
+    c = masked_errors(pred, Y, np.ones(N, bool), 1.0)
+    assert np.all(c["mae"] > 100)
+
+
+def test_masked_errors_empty_mask_is_nan():
+    out = masked_errors(PRED, Y, np.zeros(N, bool), 2.0)
+    for k in ("mae", "mse"):
+        assert out[k].shape == (S,) and np.all(np.isnan(out[k]))
+
+
+@pytest.mark.parametrize(
+    "pred, y, mask",
+    [
+        (PRED[0], Y, MASK),  # pred [N]
+        (PRED[:, :-1], Y, MASK),  # N mismatch
+        (PRED, Y, MASK[:-1]),  # mask length
+        (PRED, Y, MASK[:, None]),  # mask rank
+        (PRED[None], Y, MASK),  # pred rank 3
+    ],
+)
+def test_masked_errors_bad_shapes_raise(pred, y, mask):
+    with pytest.raises(ValueError):
+        masked_errors(pred, y, mask, 1.0)
+
+
+def _np_w1_equal_size(a, b):
+    return np.mean(np.abs(np.sort(a) - np.sort(b)))
+
+
+@pytest.mark.parametrize("y_std", [1.0, 3.0])
+def test_wasserstein_matches_sorted_formula(y_std):
+    ref = _RNG.normal(0.5, 2.0, size=(S, N))
+    out = wasserstein_to_reference(PRED, ref, MASK, y_std)
+    expected = [_np_w1_equal_size(PRED[s][MASK], ref[s][MASK]) * y_std for s in range(S)]
+    assert out.shape == (S,)
+    np.testing.assert_allclose(out, expected, rtol=1e-10)
+
+
+def test_wasserstein_identical_is_zero_and_shift_is_shift():
+    np.testing.assert_allclose(wasserstein_to_reference(PRED, PRED, MASK, 2.0), 0.0, atol=1e-12)
+    # a permutation of the same values is the same distribution
+    perm = PRED[:, ::-1].copy()
+    full = np.ones(N, bool)
+    np.testing.assert_allclose(wasserstein_to_reference(PRED, perm, full, 2.0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(wasserstein_to_reference(PRED, PRED + 0.7, MASK, 2.0), 1.4, rtol=1e-10)
+
+
+def test_wasserstein_shape_mismatch_raises():
+    with pytest.raises(ValueError):
+        wasserstein_to_reference(PRED, PRED[:2], MASK, 1.0)
+
+
+def test_anamnesis_index():
+    out = anamnesis_index(np.array([2, 3, 0, 7]), np.array([4, 0, 5, 7]))
+    assert out.dtype == np.float64 and out.shape == (4,)
+    np.testing.assert_allclose(out[[0, 2, 3]], [0.5, 0.0, 1.0])
+    assert np.isnan(out[1])
+    assert not np.any(np.isnan(out[[0, 2, 3]]))
+    np.testing.assert_allclose(anamnesis_index([30], [4]), [7.5])
+    assert np.isnan(anamnesis_index([0], [0])[0])
