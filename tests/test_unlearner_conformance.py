@@ -114,8 +114,11 @@ def test_blindspot_with_batchnorm_model():
     keys = seed_keys(0, 2, "blindspot")
     out = PipelineRunner(pipeline, plan)(keys, original.state, task, progress=False)
     single, _ = jax.jit(pipeline.run)(keys[1], tree_index(original.state, 1), task, pipeline.hp())
-    # Per-epoch programs with unrolled batches fuse differently from the one-program run:
-    # results agree to float32 rounding (measured 6e-8), not bitwise.
-    assert max_abs_diff(tree_index(out.state.params, 1), single.params) <= 1e-5
+    # Per-epoch programs with unrolled batches fuse differently from the one-program run, so
+    # results agree to rounding, not bitwise: measured 6e-8 on the CPU, and 3.2e-3 on an
+    # H200, where fp32 convolutions run in TF32 by default and cuDNN picks per-program
+    # algorithms.
+    tol = 1e-5 if jax.default_backend() == "cpu" else 2e-2
+    assert max_abs_diff(tree_index(out.state.params, 1), single.params) <= tol
     stats_moved = max_abs_diff(tree_index(out.state.batch_stats, 1), tree_index(original.state.batch_stats, 1))
     assert stats_moved > 0.0
