@@ -1,0 +1,59 @@
+"""Seed executor and plans: every strategy computes the same thing; plans follow measurements."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, tree_stack
+from jaxunlearn.study import seed_keys
+
+
+def per_seed_fn(key, scale, shared):
+    """A per-seed computation with a loop inside, a shared argument and a pytree output."""
+    noise = jax.random.normal(key, (5,))
+    total = jax.lax.fori_loop(0, 3, lambda i, acc: acc + noise * scale, jnp.zeros(5))
+    return {"total": total + shared, "norm": jnp.linalg.norm(noise)}
+
+
+@pytest.mark.parametrize("strategy, batch", [("vmap", None), ("map", None), ("map", 2), ("host", None)])
+def test_every_strategy_matches_the_single_seed_function(strategy, batch):
+    keys = jax.random.split(jax.random.key(3), 5)
+    scales = jnp.arange(5, dtype=jnp.float32)
+    shared = jnp.ones(5)
+    out = SeedExecutor(per_seed_fn, LoopPlan(strategy, map_batch_size=batch), n_per_seed=2)((keys, scales), (shared,))
+    expected = tree_stack([per_seed_fn(keys[i], scales[i], shared) for i in range(5)])
+    np.testing.assert_allclose(out["total"], expected["total"], rtol=1e-6)
+    np.testing.assert_allclose(out["norm"], expected["norm"], rtol=1e-6)
+
+
+def test_executor_checks_argument_count():
+    run = SeedExecutor(per_seed_fn, LoopPlan("map"), n_per_seed=2)
+    with pytest.raises(ValueError, match="expected 2 per-seed arguments"):
+        run((jax.random.split(jax.random.key(0), 2),), (jnp.ones(5),))
+
+
+def test_auto_plan_follows_the_measurements():
+    assert auto_plan("conv", "gpu").seed_strategy == "map"
+    assert auto_plan("dense", "gpu").seed_strategy == "vmap"
+    assert auto_plan("recurrent", "tpu").seed_strategy == "vmap"
+    cpu_conv = auto_plan("conv", "cpu")
+    assert (cpu_conv.seed_strategy, cpu_conv.epochs_per_call, cpu_conv.unroll) == ("host", 1, True)
+    assert auto_plan("dense", "cpu").seed_strategy == "map"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"seed_strategy": "pmap"}, "seed_strategy must be one of"),
+    ({"epochs_per_call": 0}, "epochs_per_call must be >= 1"),
+    ({"map_batch_size": 0}, "map_batch_size must be >= 1"),
+    ({"eval_chunk": 0}, "eval_chunk must be >= 1"),
+])
+def test_plan_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LoopPlan(**kwargs)
+
+
+def test_seed_keys_do_not_depend_on_the_number_of_seeds():
+    few, many = seed_keys(7, 3, "blindspot"), seed_keys(7, 10, "blindspot")
+    np.testing.assert_array_equal(jax.random.key_data(few), jax.random.key_data(many[:3]))
+    other_stage = seed_keys(7, 3, "finetune")
+    assert not np.array_equal(jax.random.key_data(few), jax.random.key_data(other_stage))
