@@ -13,6 +13,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
@@ -113,7 +114,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         log(f"{name}: {stages[name].wall:.1f} s ({stages[name].compile:.1f} s compiling)")
 
     with Stopwatch() as sw:
-        per_seed = measure(stages, task, model, plan, relearn, cfg)
+        per_seed = measure(stages, task, model, plan, relearn, cfg, progress)
     log(f"metrics: {sw.wall:.1f} s")
     timings = {name: {"wall": s.wall, "compile": s.compile, "run": s.run} for name, s in stages.items()}
     for name, t in timings.items():
@@ -126,8 +127,9 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
 
 
 def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: LoopPlan, relearn: Relearn,
-            cfg: StudyConfig) -> dict[str, dict[str, np.ndarray]]:
+            cfg: StudyConfig, progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """Predictions, errors, distances, membership attack and AIN for every stage's models."""
+    bar = tqdm(total=3 * len(stages), desc="metrics", unit="step", leave=False, disable=not progress)
     def split_preds(state, task):
         return {s: predict(model, state.params, state.batch_stats, getattr(task, s).x, plan) for s in ("train", "test")}
 
@@ -142,12 +144,15 @@ def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: L
     for name, stage in stages.items():
         out = predict_all((stage.state,), (task,))
         preds[name] = {s: np.asarray(v)[..., 0] for s, v in out.items()}
+        bar.update()
 
     threshold = (1.0 + cfg.relearn_alpha) * forget_loss((stages["original"].state,), (task,))
     keys = seed_keys(cfg.seed, cfg.seeds, "relearn")
     lr = jnp.full((cfg.seeds,), cfg.relearn_lr, jnp.float32)
-    steps = {name: np.asarray(relearn_steps((keys, stage.state, threshold, lr), (task,))[0])
-             for name, stage in stages.items()}
+    steps = {}
+    for name, stage in stages.items():  # relearning to the threshold: the slowest metric
+        steps[name] = np.asarray(relearn_steps((keys, stage.state, threshold, lr), (task,))[0])
+        bar.update()
 
     per_seed = {}
     for name in stages:
@@ -155,4 +160,6 @@ def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: L
         metrics["relearn_steps"] = steps[name].astype(np.float64)
         metrics["ain"] = anamnesis_index(steps[name], steps["retrain"])
         per_seed[name] = metrics
+        bar.update()
+    bar.close()
     return per_seed
