@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--unlearners", default=",".join(DEFAULTS.unlearners),
                      help="comma-separated unlearners to compare with retraining")
     run.add_argument("--seed-strategy", default=DEFAULTS.seed_strategy, help="auto, vmap, map or host")
+    run.add_argument("--dtype", default=DEFAULTS.dtype, help="model compute dtype: float32 or bfloat16")
     run.add_argument("--out", default="results", help="output folder for results.json and results.md")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     sub.add_parser("list", help="list datasets, models, unlearners and losses")
@@ -75,7 +76,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         finetune_epochs=args.finetune_epochs, gaussian_epochs=args.gaussian_epochs, proxy_epochs=args.proxy_epochs,
         blindspot_epochs=args.blindspot_epochs, augment_pad=args.augment_pad,
         unlearners=tuple(u.strip() for u in args.unlearners.split(",") if u.strip()),
-        seed_strategy=args.seed_strategy,
+        seed_strategy=args.seed_strategy, dtype=args.dtype,
     )
 
 

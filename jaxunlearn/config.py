@@ -30,6 +30,8 @@ class StudyConfig:
         relearn_lr, relearn_max_epochs, relearn_alpha: the anamnesis index (AIN) settings.
         mia_samples: samples per class for the membership-inference attack (paper: 2000).
         seed_strategy: "auto", "vmap", "map" or "host"; epochs_per_call: None = plan default.
+        dtype: compute dtype of the model, "float32" or "bfloat16" (parameters, optimizer
+            state and losses stay float32).
     """
 
     dataset: str = "taylor"
@@ -54,6 +56,7 @@ class StudyConfig:
     mia_samples: int = 2000
     seed_strategy: str = "auto"
     epochs_per_call: int | None = None
+    dtype: str = "float32"
 
     def __post_init__(self):
         positive = ("seeds", "batch_size", "train_epochs", "finetune_epochs", "gaussian_epochs",
@@ -68,6 +71,8 @@ class StudyConfig:
             raise ValueError(f"gaussian_stats must be 'all' or 'retain', got {self.gaussian_stats!r}")
         if self.seed_strategy not in ("auto",) + SEED_STRATEGIES:
             raise ValueError(f"seed_strategy must be one of {('auto',) + SEED_STRATEGIES}, got {self.seed_strategy!r}")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
         if not self.relearn_alpha >= 0:
             raise ValueError(f"relearn_alpha must be >= 0, got {self.relearn_alpha}")
         if not self.relearn_lr > 0:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.data.sources import build_task, load_dataset
-from jaxunlearn.metrics.relearn import Relearn, RelearnConfig, anamnesis_index
+from jaxunlearn.metrics.relearn import Relearn, RelearnConfig, RelearnRunner, anamnesis_index
 from jaxunlearn.metrics.suite import TABLE_COLUMNS, prediction_metrics
 from jaxunlearn.models import make_model
 from jaxunlearn.report import format_table, summarise
@@ -84,6 +84,20 @@ def validate_config(cfg: StudyConfig) -> None:
                          "(retraining always runs as the reference)")
 
 
+def build_model(cfg: StudyConfig, task: Task) -> ModelFns:
+    """The configured model for the task's inputs; checks they fit before anything compiles."""
+    kwargs = dict(cfg.model_kwargs)
+    if "dtype" in kwargs:
+        raise ValueError("set the model's compute dtype with StudyConfig.dtype (--dtype), not a model argument")
+    model = ModelFns(make_model(cfg.model, dtype=jnp.dtype(cfg.dtype), **kwargs), task.input_shape)
+    try:
+        jax.eval_shape(model.init, jax.random.key(0))  # traces only: no compilation, no compute
+    except Exception as err:  # flax raises many kinds of shape errors
+        raise ValueError(f"model {cfg.model!r} cannot take inputs of shape {list(task.input_shape)} from dataset "
+                         f"{cfg.dataset!r}: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
+    return model
+
+
 def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None] = print,
               task: Task | None = None) -> StudyResult:
     """Runs the whole study over ``cfg.seeds`` seeds and returns per-seed metrics and a table.
@@ -97,7 +111,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     validate_config(cfg)
     if task is None:
         task = build_task(load_dataset(cfg.dataset), cfg.forget)
-    model = ModelFns(make_model(cfg.model, **dict(cfg.model_kwargs)), task.input_shape)
+    model = build_model(cfg, task)
     plan = resolve_plan(cfg, model.family)
     pipelines = {"original": make_original(model, task, cfg, plan)}
     for name in ("retrain", *cfg.unlearners):
@@ -135,7 +149,7 @@ def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: L
 
     predict_all = SeedExecutor(split_preds, plan, n_per_seed=1)
     forget_loss = SeedExecutor(relearn.forget_val_loss, plan, n_per_seed=1)
-    relearn_steps = SeedExecutor(relearn.steps, plan, n_per_seed=4)
+    relearn_steps = RelearnRunner(relearn, plan)
 
     targets = {s: np.asarray(getattr(task, s).y)[:, 0] for s in ("train", "test")}
     forget = {s: np.asarray(getattr(task, s).forget) > 0.5 for s in ("train", "test")}
@@ -151,7 +165,7 @@ def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: L
     lr = jnp.full((cfg.seeds,), cfg.relearn_lr, jnp.float32)
     steps = {}
     for name, stage in stages.items():  # relearning to the threshold: the slowest metric
-        steps[name] = np.asarray(relearn_steps((keys, stage.state, threshold, lr), (task,))[0])
+        steps[name] = relearn_steps(keys, stage.state, threshold, lr, task)
         bar.update()
 
     per_seed = {}

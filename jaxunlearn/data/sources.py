@@ -97,7 +97,49 @@ def make_synthetic(n: int = 1200, dim: int = 8, shift: float = 3.0, seed: int = 
     return RawData(splits=splits, default_rule=rule, description=f"synthetic: {n} rows, {dim} features")
 
 
-DATASETS: dict[str, Callable[..., RawData]] = {"taylor": load_taylor, "synthetic": make_synthetic}
+def load_digits_rotation(copies: int = 2, max_angle: float = 45.0, size: int = 16, seed: int = 0) -> RawData:
+    """Real handwritten digits (scikit-learn's 1,797 8x8 scans) rotated by a random angle.
+
+    Image regression on real images that ship with a dependency: each digit is upsampled
+    to ``size`` x ``size``, rotated ``copies`` times by angles drawn uniformly from
+    [-max_angle, max_angle] degrees, and the target is the angle. Splits are by source
+    digit (70% / 10% / 20%), so no rotated copy of a test digit is seen in training.
+
+    Returns:
+        RawData with x [N, size, size, 1] in [0, 1] and y [N] in degrees.
+    """
+    if copies < 1 or not 0 < max_angle <= 180 or size < 8:
+        raise ValueError(f"digits: need copies >= 1, 0 < max_angle <= 180, size >= 8; got {copies}, {max_angle}, {size}")
+    from scipy import ndimage
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images.astype(np.float32) / 16.0  # [1797, 8, 8]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(images.shape[0])
+    cut1, cut2 = int(0.7 * len(order)), int(0.8 * len(order))
+    groups = {"train": order[:cut1], "val": order[cut1:cut2], "test": order[cut2:]}
+    splits = {}
+    for name, idx in groups.items():
+        base = ndimage.zoom(images[idx], (1, size / 8, size / 8), order=1)
+        angles = rng.uniform(-max_angle, max_angle, size=(copies, idx.size))
+        x = np.concatenate([
+            np.stack([ndimage.rotate(img, a, reshape=False, order=1) for img, a in zip(base, row)]) for row in angles
+        ])
+        splits[name] = (np.clip(x, 0.0, 1.0)[..., None], angles.reshape(-1))
+    return RawData(
+        splits=splits,
+        default_rule="label>=20",
+        description=f"scikit-learn digits, {size}x{size}, rotated; target = angle in degrees",
+        per_feature_inputs=False,
+        target_units="degrees",
+    )
+
+
+DATASETS: dict[str, Callable[..., RawData]] = {
+    "taylor": load_taylor,
+    "digits": load_digits_rotation,
+    "synthetic": make_synthetic,
+}
 
 
 def load_dataset(name: str, **kwargs) -> RawData:
