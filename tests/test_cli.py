@@ -33,11 +33,22 @@ def test_run_writes_table_and_files(tmp_path, capsys):
     (["--seed-strategy", "fast"], "seed_strategy must be one of"),
     (["--model-arg", "depth=3"], "got unknown argument(s) ['depth']"),
     (["--loss", "huber"], "unknown loss 'huber'"),
+    (["--model", "lstm", "--model-arg", "hidden=8"], "cannot take inputs of shape [8]"),
+    (["--dtype", "float16"], "dtype must be 'float32' or 'bfloat16'"),
+    (["--model-arg", "dtype=float32"], "--dtype"),
 ])
 def test_bad_input_is_rejected_with_a_clear_message(tmp_path, capsys, extra, message):
     assert main(TINY_ARGS + ["--out", str(tmp_path)] + extra) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
+
+
+def test_bfloat16_study_runs_and_stays_finite(tmp_path):
+    assert main(TINY_ARGS + ["--dtype", "bfloat16", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["config"]["dtype"] == "bfloat16"
+    for row in ("original", "blindspot"):
+        assert all(v is not None for v in results["per_seed"][row]["test_forget_mae"])
 
 
 def test_help_and_list(capsys):

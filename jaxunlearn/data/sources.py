@@ -123,7 +123,7 @@ def load_digits_rotation(copies: int = 2, max_angle: float = 45.0, size: int = 1
         base = ndimage.zoom(images[idx], (1, size / 8, size / 8), order=1)
         angles = rng.uniform(-max_angle, max_angle, size=(copies, idx.size))
         x = np.concatenate([
-            np.stack([ndimage.rotate(img, a, reshape=False, order=1) for img, a in zip(base, row)]) for row in angles
+            np.stack([ndimage.rotate(img, a, reshape=False, order=1, mode="grid-constant") for img, a in zip(base, row)]) for row in angles
         ])
         splits[name] = (np.clip(x, 0.0, 1.0)[..., None], angles.reshape(-1))
     return RawData(
