@@ -17,10 +17,8 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.sources import RawData, build_task
 from jaxunlearn.models import make_model
 from jaxunlearn.report import environment_info

@@ -1,5 +1,4 @@
 """The anamnesis-index step count: the while-loop and the host-driven epoch paths agree."""
-import dataclasses
 
 import jax
 import jax.numpy as jnp
