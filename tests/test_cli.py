@@ -63,3 +63,14 @@ def test_parse_model_args():
     assert parse_model_args(["hidden=64,32", "width=8"]) == (("hidden", (64, 32)), ("width", 8))
     with pytest.raises(ValueError, match="name=value"):
         parse_model_args(["hidden"])
+
+
+def test_same_configuration_gives_identical_metrics(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert main(TINY_ARGS + ["--out", str(first)]) == 0
+    assert main(TINY_ARGS + ["--out", str(second)]) == 0
+    per_seed = [json.loads((d / "results.json").read_text())["per_seed"] for d in (first, second)]
+    for row, metrics in per_seed[0].items():
+        for name, values in metrics.items():
+            if name not in ("run_seconds", "time_vs_retrain"):  # wall times differ, nothing else may
+                assert values == per_seed[1][row][name], (row, name)
