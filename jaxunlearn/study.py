@@ -144,6 +144,7 @@ def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: L
             cfg: StudyConfig, progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """Predictions, errors, distances, membership attack and AIN for every stage's models."""
     bar = tqdm(total=3 * len(stages), desc="metrics", unit="step", leave=False, disable=not progress)
+
     def split_preds(state, task):
         return {s: predict(model, state.params, state.batch_stats, getattr(task, s).x, plan) for s in ("train", "test")}
 

@@ -33,11 +33,6 @@ class Split:
     def size(self) -> int:
         return int(self.y.shape[0])
 
-    @property
-    def retain(self) -> jax.Array:
-        """[N] float32 retain mask (1 - forget)."""
-        return 1.0 - self.forget
-
     def host_indices(self, which: str) -> np.ndarray:
         """Row indices of the forget or retain rows, as a host int32 array (static size)."""
         mask = np.asarray(self.forget) > 0.5

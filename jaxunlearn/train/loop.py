@@ -177,12 +177,14 @@ class Fit:
         self.rows = np.asarray(rows, np.int32)
         self.num_batches = -(-rows.size // cfg.batch_size)
         self.optimizer = make_optimizer()
+        # PyTorch's ReduceLROnPlateau(patience=10) cuts after the 11th bad epoch; optax's after the patience-th.
+        self.plateau = optax.contrib.reduce_on_plateau(patience=11)
         self.eval_loss = get_loss(cfg.loss)
 
     def init_carry(self, key: jax.Array, state: TrainState, hp: dict) -> FitCarry:
         """Starts the phase from ``state`` at learning rate hp[lr_key]."""
         state = state.replace(opt_state=set_learning_rate(state.opt_state, hp[self.cfg.lr_key]))
-        plateau = optax.contrib.reduce_on_plateau(patience=11).init(jnp.zeros((), jnp.float32))
+        plateau = self.plateau.init(jnp.zeros((), jnp.float32))
         return FitCarry(state, state.params, state.batch_stats, jnp.asarray(jnp.inf, jnp.float32), plateau, key)
 
     def validation_loss(self, state: TrainState, task: Task) -> jax.Array:
@@ -232,7 +234,7 @@ class Fit:
                     best_val=jnp.minimum(val, carry.best_val),
                 )
             if cfg.plateau:
-                _, plateau = optax.contrib.reduce_on_plateau(patience=11).update({}, carry.plateau, value=val)
+                _, plateau = self.plateau.update({}, carry.plateau, value=val)
                 lr = hp[cfg.lr_key] * plateau.scale
                 state = state.replace(opt_state=set_learning_rate(state.opt_state, lr))
                 carry = carry.replace(state=state, plateau=plateau)
