@@ -15,7 +15,11 @@ class StudyConfig:
     ...) live in each unlearner's ``hp`` dict instead.
 
     Attributes:
-        dataset: a name from ``jaxunlearn.data.DATASETS``.
+        dataset: a name from ``jaxunlearn.data.DATASETS``; dataset_kwargs: its loader's
+            arguments as (name, value) pairs (e.g. ``(("data_dir", "~/agedb"),)``).
+        stand_in: a dataset to run instead when ``dataset``'s files are missing
+            (``MissingDataError``), e.g. an offline stand-in for the paper's data; the
+            output says so. None: missing files are an error.
         forget: a forget-rule string (None = the dataset's default).
         model: a name from ``jaxunlearn.models.MODELS``; model_kwargs: its fields.
         loss: "l1", "mse" or "quantile" (the paper: L1 for AgeDB, MSE for STS-B).
@@ -35,6 +39,8 @@ class StudyConfig:
     """
 
     dataset: str = "taylor"
+    dataset_kwargs: tuple[tuple[str, Any], ...] = ()
+    stand_in: str | None = None
     forget: str | None = None
     model: str = "mlp"
     model_kwargs: tuple[tuple[str, Any], ...] = ()
@@ -81,5 +87,6 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["model_kwargs"] = dict(self.model_kwargs)
+        out["dataset_kwargs"] = dict(self.dataset_kwargs)
         out["unlearners"] = list(self.unlearners)
         return out

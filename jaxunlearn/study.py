@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
-from jaxunlearn.data.sources import build_task, load_dataset
+from jaxunlearn.data.sources import MissingDataError, build_task, load_dataset
 from jaxunlearn.metrics.relearn import Relearn, RelearnConfig, RelearnRunner, anamnesis_index
 from jaxunlearn.metrics.suite import TABLE_COLUMNS, prediction_metrics
 from jaxunlearn.models import make_model
@@ -36,6 +36,13 @@ ROW_ORDER = ["original", "retrain", "finetune", "gaussian", "blindspot"]
 
 @dataclasses.dataclass
 class StudyResult:
+    """Everything a study measured.
+
+    Attributes:
+        per_seed: {stage: {metric: [S]}}; summary: mean/std/95% CI per metric; table: text.
+        predictions: {stage: {"train"|"test": [S, N] float64}} in the target's own units.
+        targets: {"train"|"test": [N]} in the target's own units; forget: {split: [N] bool}.
+    """
     config: StudyConfig
     plan: LoopPlan
     task: dict[str, Any]
@@ -44,6 +51,9 @@ class StudyResult:
     summary: dict
     table: str
     rows: list[str]
+    predictions: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    targets: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    forget: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def seed_keys(seed: int, seeds: int, stage: str) -> jax.Array:
@@ -72,8 +82,10 @@ def validate_config(cfg: StudyConfig) -> None:
     from jaxunlearn.models import MODELS
     from jaxunlearn.train.losses import LOSSES
 
-    if cfg.dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; known datasets: {sorted(DATASETS)}")
+    for field in ("dataset", "stand_in"):
+        name = getattr(cfg, field)
+        if name is not None and name not in DATASETS:
+            raise ValueError(f"unknown {field} {name!r}; known datasets: {sorted(DATASETS)}")
     if cfg.model not in MODELS:
         raise ValueError(f"unknown model {cfg.model!r}; known models: {sorted(MODELS)}")
     if cfg.loss not in LOSSES:
@@ -82,6 +94,22 @@ def validate_config(cfg: StudyConfig) -> None:
     if bad:
         raise ValueError(f"unknown unlearner(s) {bad}; choose from {sorted(set(UNLEARNERS) - {'retrain'})} "
                          "(retraining always runs as the reference)")
+
+
+def load_task(cfg: StudyConfig, log: Callable[[str], None] = print) -> tuple[Task, str]:
+    """The configured dataset with its forget rule, or the stand-in when its files are missing.
+
+    Returns:
+        (task, name of the dataset actually used).
+    """
+    try:
+        return build_task(load_dataset(cfg.dataset, **dict(cfg.dataset_kwargs)), cfg.forget), cfg.dataset
+    except MissingDataError as err:
+        if cfg.stand_in is None:
+            raise
+        log(f"NOTE: {cfg.dataset!r} data not found ({err}); running on the offline stand-in {cfg.stand_in!r} "
+            f"with its own default forget rule")
+        return build_task(load_dataset(cfg.stand_in)), cfg.stand_in
 
 
 def build_model(cfg: StudyConfig, task: Task) -> ModelFns:
@@ -109,8 +137,9 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         task: a prepared task (tests); default: ``cfg.dataset`` with ``cfg.forget``.
     """
     validate_config(cfg)
+    dataset_used = "(given task)"
     if task is None:
-        task = build_task(load_dataset(cfg.dataset), cfg.forget)
+        task, dataset_used = load_task(cfg, log)
     model = build_model(cfg, task)
     plan = resolve_plan(cfg, model.family)
     pipelines = {"original": make_original(model, task, cfg, plan)}
@@ -128,7 +157,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         log(f"{name}: {stages[name].wall:.1f} s ({stages[name].compile:.1f} s compiling)")
 
     with Stopwatch() as sw:
-        per_seed = measure(stages, task, model, plan, relearn, cfg, progress)
+        per_seed, preds = measure(stages, task, model, plan, relearn, cfg, progress)
     log(f"metrics: {sw.wall:.1f} s")
     timings = {name: {"wall": s.wall, "compile": s.compile, "run": s.run} for name, s in stages.items()}
     for name, t in timings.items():
@@ -137,12 +166,24 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     rows = [r for r in ROW_ORDER if r in stages]
     summary = summarise(per_seed)
     table = format_table(summary, rows, TABLE_COLUMNS, digits=3, plain=("run_seconds", "time_vs_retrain"))
-    return StudyResult(cfg, plan, task.describe(), per_seed, timings, summary, table, rows)
+    y_mean, y_std = float(task.y_mean), float(task.y_std)
+    splits = ("train", "test")
+    return StudyResult(
+        cfg, plan, {"dataset": dataset_used, **task.describe()}, per_seed, timings, summary, table, rows,
+        predictions={name: {s: p[s] * y_std + y_mean for s in splits} for name, p in preds.items()},
+        targets={s: np.asarray(getattr(task, s).y, np.float64)[:, 0] * y_std + y_mean for s in splits},
+        forget={s: np.asarray(getattr(task, s).forget) > 0.5 for s in splits},
+    )
 
 
 def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: LoopPlan, relearn: Relearn,
-            cfg: StudyConfig, progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
-    """Predictions, errors, distances, membership attack and AIN for every stage's models."""
+            cfg: StudyConfig, progress: bool = False):
+    """Predictions, errors, distances, membership attack and AIN for every stage's models.
+
+    Returns:
+        (per_seed {stage: {metric: [S]}}, predictions {stage: {"train"|"test": [S, N]}} in
+        standardised units).
+    """
     bar = tqdm(total=3 * len(stages), desc="metrics", unit="step", leave=False, disable=not progress)
 
     def split_preds(state, task):
@@ -177,4 +218,4 @@ def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: L
         per_seed[name] = metrics
         bar.update()
     bar.close()
-    return per_seed
+    return per_seed, preds

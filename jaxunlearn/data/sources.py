@@ -7,12 +7,22 @@ standardises with training statistics.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Callable
 
 import numpy as np
 
 from jaxunlearn.data.arrays import Task, make_task, standardise
 from jaxunlearn.data.forget_rules import SPLITS, ForgetRule, Mask, apply_rule, parse_rule
+
+
+class MissingDataError(FileNotFoundError):
+    """A dataset's files are not where its loader was told to look.
+
+    Loaders of user-provided data (the paper's AgeDB, STS-B, UCI electricity) raise it with a
+    message naming the path and the expected layout, so a study can fall back to an
+    offline stand-in (``StudyConfig.stand_in``).
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,10 +153,15 @@ DATASETS: dict[str, Callable[..., RawData]] = {
 
 
 def load_dataset(name: str, **kwargs) -> RawData:
-    """Loads a registered dataset by name (see ``DATASETS``)."""
+    """Loads a registered dataset by name (see ``DATASETS``) with its loader's arguments."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS)}")
-    return DATASETS[name](**kwargs)
+    loader = DATASETS[name]
+    accepted = inspect.signature(loader).parameters
+    unknown = sorted(k for k in kwargs if k not in accepted)
+    if unknown:
+        raise ValueError(f"dataset {name!r} takes no argument(s) {unknown}; it accepts {sorted(accepted)}")
+    return loader(**kwargs)
 
 
 def validate_raw(raw: RawData) -> None:
