@@ -30,6 +30,10 @@ class StageResult:
         state: TrainState with a leading seed axis [S, ...] on every leaf.
         history: the last phase's per-epoch history, {name: [S, epochs]} numpy arrays.
         wall, compile, run: seconds for all S seeds together (run = wall - compile).
+        diverged_at: [S, phases] int, -1 where the phase stayed finite for that seed, else
+            the step of the phase at which its loss or parameters first became NaN/inf
+            (that seed's state then stays at its last finite value).
+        phase_names: the pipeline's phase names, in order.
     """
 
     state: TrainState
@@ -37,6 +41,20 @@ class StageResult:
     wall: float
     compile: float
     run: float
+    diverged_at: np.ndarray | None = None
+    phase_names: tuple[str, ...] = ()
+
+    def divergence(self, stage: str) -> list[dict]:
+        """One record {seed, stage, phase, step} per seed that diverged (its first phase)."""
+        if self.diverged_at is None:
+            return []
+        events = []
+        for seed, row in enumerate(np.asarray(self.diverged_at)):
+            hit = np.flatnonzero(row >= 0)
+            if hit.size:
+                p = int(hit[0])
+                events.append({"seed": seed, "stage": stage, "phase": self.phase_names[p], "step": int(row[p])})
+        return events
 
 
 def broadcast_hp(hp: dict[str, Any], seeds: int) -> dict[str, jax.Array]:
@@ -100,10 +118,14 @@ class PipelineRunner:
         bar = tqdm(total=total_epochs, desc=f"{self.pipeline.name} x{seeds} seeds", unit="epoch",
                    leave=False, disable=not progress)
         earlier: list[TrainState] = []
+        diverged = []
         with Stopwatch() as sw:
             for driver in self.drivers:
                 state, history = driver(keys, original, hp, tuple(earlier), task, bar)
                 earlier.append(state)
+                diverged.append(history["diverged_at"][:, -1])
             jax.block_until_ready(earlier[-1])
         bar.close()
-        return StageResult(earlier[-1], history, sw.wall, sw.compile, sw.run)
+        return StageResult(earlier[-1], history, sw.wall, sw.compile, sw.run,
+                           diverged_at=np.stack(diverged, axis=1).astype(np.int64),
+                           phase_names=tuple(p.name for p in self.pipeline.phases))

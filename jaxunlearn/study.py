@@ -42,6 +42,8 @@ class StudyResult:
         per_seed: {stage: {metric: [S]}}; summary: mean/std/95% CI per metric; table: text.
         predictions: {stage: {"train"|"test": [S, N] float64}} in the target's own units.
         targets: {"train"|"test": [N]} in the target's own units; forget: {split: [N] bool}.
+        divergence: one {seed, stage, phase, step} per seed and stage whose training hit
+            NaN/inf; those seeds' metrics are NaN (see ``mask_diverged``).
     """
     config: StudyConfig
     plan: LoopPlan
@@ -51,6 +53,7 @@ class StudyResult:
     summary: dict
     table: str
     rows: list[str]
+    divergence: list[dict] = dataclasses.field(default_factory=list)
     predictions: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
     targets: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     forget: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
@@ -163,6 +166,11 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     for name, t in timings.items():
         per_seed[name]["run_seconds"] = np.full(cfg.seeds, t["run"])
         per_seed[name]["time_vs_retrain"] = np.full(cfg.seeds, t["run"] / max(timings["retrain"]["run"], 1e-9))
+    divergence = [event for name, stage in stages.items() for event in stage.divergence(name)]
+    for event in divergence:
+        log(f"WARNING: seed {event['seed']} diverged (NaN/inf) in stage {event['stage']}, phase "
+            f"{event['phase']}, step {event['step']}; its metrics are excluded from the summary")
+    mask_diverged(per_seed, divergence)
     rows = [r for r in ROW_ORDER if r in stages]
     summary = summarise(per_seed)
     table = format_table(summary, rows, TABLE_COLUMNS, digits=3, plain=("run_seconds", "time_vs_retrain"))
@@ -170,10 +178,25 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     splits = ("train", "test")
     return StudyResult(
         cfg, plan, {"dataset": dataset_used, **task.describe()}, per_seed, timings, summary, table, rows,
+        divergence=divergence,
         predictions={name: {s: p[s] * y_std + y_mean for s in splits} for name, p in preds.items()},
         targets={s: np.asarray(getattr(task, s).y, np.float64)[:, 0] * y_std + y_mean for s in splits},
         forget={s: np.asarray(getattr(task, s).forget) > 0.5 for s in splits},
     )
+
+
+def mask_diverged(per_seed: dict[str, dict[str, np.ndarray]], divergence: list[dict]) -> None:
+    """Sets the metrics of diverged seeds to NaN in place (summaries skip NaN).
+
+    A seed whose original or retrained model diverged has no valid reference, so it is
+    masked in every row; a seed that diverged in an unlearner is masked in that row only.
+    """
+    for event in divergence:
+        rows = per_seed if event["stage"] in ("original", "retrain") else [event["stage"]]
+        for row in rows:
+            for metric, values in per_seed[row].items():
+                if metric not in ("run_seconds", "time_vs_retrain"):
+                    values[event["seed"]] = np.nan
 
 
 def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: LoopPlan, relearn: Relearn,

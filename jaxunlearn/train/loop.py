@@ -74,7 +74,12 @@ class FitConfig:
 
 @struct.dataclass
 class FitCarry:
-    """Per-seed loop state between epochs."""
+    """Per-seed loop state between epochs.
+
+    ``diverged_at`` is -1 while every step gave a finite loss and finite parameters; after
+    the first step that did not, it holds that step's number in the phase, and the seed's
+    state stays frozen at its last finite value (other seeds are unaffected).
+    """
 
     state: TrainState
     best_params: Any
@@ -82,6 +87,7 @@ class FitCarry:
     best_val: jax.Array
     plateau: Any
     key: jax.Array
+    diverged_at: jax.Array
 
 
 def row_weights(forget: jax.Array, which: str) -> jax.Array:
@@ -119,6 +125,30 @@ def augment_images(key: jax.Array, x: jax.Array, pad: int) -> jax.Array:
     crop = jax.vmap(lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, c)))(padded, offsets)
     flip = jax.random.bernoulli(k_flip, 0.5, (b,))
     return jnp.where(flip[:, None, None, None], crop[:, :, ::-1, :], crop)
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """Scalar bool: every element of every floating leaf of ``tree`` is finite."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def guard_divergence(old: TrainState, new: TrainState, loss: jax.Array, diverged_at: jax.Array):
+    """Keeps ``old`` once a step's loss or new parameters are not finite.
+
+    Args:
+        old, new: the state before and after one step; loss: that step's scalar loss.
+        diverged_at: int32 scalar, -1 until the first non-finite step, then its number.
+
+    Returns:
+        ((state to continue from, updated diverged_at), loss).
+    """
+    bad = ~(jnp.isfinite(loss) & all_finite((new.params, new.batch_stats)))
+    diverged_at = jnp.where((diverged_at < 0) & bad, old.step, diverged_at)
+    frozen = diverged_at >= 0
+    state = jax.tree_util.tree_map(lambda n, o: jnp.where(frozen, o, n), new, old)
+    return (state, diverged_at), loss
 
 
 def predict(model: ModelFns, params: Any, batch_stats: Any, x: jax.Array, plan: LoopPlan) -> jax.Array:
@@ -185,7 +215,8 @@ class Fit:
         """Starts the phase from ``state`` at learning rate hp[lr_key]."""
         state = state.replace(opt_state=set_learning_rate(state.opt_state, hp[self.cfg.lr_key]))
         plateau = self.plateau.init(jnp.zeros((), jnp.float32))
-        return FitCarry(state, state.params, state.batch_stats, jnp.asarray(jnp.inf, jnp.float32), plateau, key)
+        return FitCarry(state, state.params, state.batch_stats, jnp.asarray(jnp.inf, jnp.float32), plateau, key,
+                        jnp.asarray(-1, jnp.int32))
 
     def validation_loss(self, state: TrainState, task: Task) -> jax.Array:
         pred = predict(self.model, state.params, state.batch_stats, task.val.x, self.plan)
@@ -213,15 +244,18 @@ class Fit:
         k_perm, k_steps = jax.random.split(jax.random.fold_in(carry.key, epoch))
         idx, w = epoch_batches(k_perm, jnp.asarray(self.rows), cfg.batch_size)
 
-        def step(state, inputs):
+        def step(state_and_flag, inputs):
+            state, diverged_at = state_and_flag
             idx_b, w_b, key = inputs
-            return self.step(state, self.gather(task, aux, idx_b, w_b), key, hp, aux)
+            new_state, loss = self.step(state, self.gather(task, aux, idx_b, w_b), key, hp, aux)
+            return guard_divergence(state, new_state, loss, diverged_at)
 
         keys = jax.random.split(k_steps, self.num_batches)
         unroll = self.num_batches if self.plan.unroll is True else self.plan.unroll
-        state, losses = jax.lax.scan(step, carry.state, (idx, w, keys), unroll=unroll)
+        (state, diverged_at), losses = jax.lax.scan(step, (carry.state, carry.diverged_at), (idx, w, keys),
+                                                    unroll=unroll)
         train_loss = jnp.sum(losses * w.sum(axis=1)) / w.sum()
-        carry = carry.replace(state=state)
+        carry = carry.replace(state=state, diverged_at=diverged_at)
         val = jnp.asarray(jnp.nan, jnp.float32)
         if cfg.validate_on is not None:
             val = self.validation_loss(state, task)
@@ -238,7 +272,8 @@ class Fit:
                 lr = hp[cfg.lr_key] * plateau.scale
                 state = state.replace(opt_state=set_learning_rate(state.opt_state, lr))
                 carry = carry.replace(state=state, plateau=plateau)
-        history = {"train_loss": train_loss, "val_loss": val, "lr": get_learning_rate(carry.state.opt_state)}
+        history = {"train_loss": train_loss, "val_loss": val, "lr": get_learning_rate(carry.state.opt_state),
+                   "diverged_at": carry.diverged_at}
         return carry, history
 
     def run_epochs(self, carry: FitCarry, epochs: jax.Array, task: Task, hp: dict, aux: Any):
