@@ -45,6 +45,31 @@ class RawData:
     target_units: str = ""
 
 
+def sliding_windows(series: np.ndarray, window: int, horizon: int, name: str = "series", min_rows: int = 30):
+    """Forecasting rows from one series: ``window`` values in, the value ``horizon`` steps later out.
+
+    Args:
+        series: [T] values in time order.
+        window: length W of each input window (>= 1).
+        horizon: steps from a window's last value to its target (>= 1).
+        name: the dataset's name, for error messages.
+        min_rows: fewest rows accepted.
+
+    Returns:
+        (x [N, W], y [N]) with N = T - W - horizon + 1; row i is series[i : i + W] and
+        its target series[i + W + horizon - 1]; same dtype as ``series``.
+    """
+    if window < 1 or horizon < 1:
+        raise ValueError(f"{name}: window and horizon must be positive, got {window}, {horizon}")
+    n = series.shape[0] - window - horizon + 1
+    if n < min_rows:
+        raise ValueError(f"{name}: window + horizon = {window + horizon} leaves only {n} rows of {series.shape[0]}")
+    starts = np.arange(n)
+    x = series[starts[:, None] + np.arange(window)[None, :]]
+    y = series[starts + window + horizon - 1]
+    return x, y
+
+
 def _chronological_split(x: np.ndarray, y: np.ndarray, fractions: tuple[float, float, float]):
     n = y.shape[0]
     n_train = int(n * fractions[0])
@@ -69,12 +94,7 @@ def load_taylor(window: int = 96, horizon: int = 48, fractions=(0.7, 0.1, 0.2)) 
     from pmdarima.datasets import load_taylor as _load  # heavy import, only when used
 
     series = np.asarray(_load(), dtype=np.float64)
-    n = series.shape[0] - window - horizon + 1
-    if n < 30:
-        raise ValueError(f"taylor: window + horizon = {window + horizon} leaves only {n} rows of {series.shape[0]}")
-    starts = np.arange(n)
-    x = series[starts[:, None] + np.arange(window)[None, :]]
-    y = series[starts + window + horizon - 1]
+    x, y = sliding_windows(series, window, horizon, name="taylor")
     return RawData(
         splits=_chronological_split(x, y, fractions),
         default_rule="quantile>=0.8",
@@ -107,6 +127,40 @@ def make_synthetic(n: int = 1200, dim: int = 8, shift: float = 3.0, seed: int = 
     return RawData(splits=splits, default_rule=rule, description=f"synthetic: {n} rows, {dim} features")
 
 
+def rotated_image_splits(images: np.ndarray, copies: int, max_angle: float, size: int, seed: int):
+    """Rotation-angle regression from grey images: split by source image, resize, rotate.
+
+    Source images are split 70% / 10% / 20% (seeded), so no rotated copy of a test image is
+    seen in training. Each image is resized to ``size`` x ``size`` (bilinear) and rotated
+    ``copies`` times by angles drawn uniformly from [-max_angle, max_angle] degrees about
+    its centre (corners filled with 0).
+
+    Args:
+        images: [M, H, W] float32 in [0, 1] (square images).
+        copies, max_angle, size, seed: as described above.
+
+    Returns:
+        {"train"|"val"|"test": (x [copies * m, size, size] float32 in [0, 1], angles
+        [copies * m] float64 degrees)}, copy-major (all images' first copy, then the second).
+    """
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(images.shape[0])
+    cut1, cut2 = int(0.7 * len(order)), int(0.8 * len(order))
+    groups = {"train": order[:cut1], "val": order[cut1:cut2], "test": order[cut2:]}
+    zoom = (1, size / images.shape[1], size / images.shape[2])
+    splits = {}
+    for name, idx in groups.items():
+        base = ndimage.zoom(images[idx], zoom, order=1)
+        angles = rng.uniform(-max_angle, max_angle, size=(copies, idx.size))
+        x = np.concatenate([
+            np.stack([ndimage.rotate(img, a, reshape=False, order=1, mode="grid-constant") for img, a in zip(base, row)]) for row in angles
+        ])
+        splits[name] = (np.clip(x, 0.0, 1.0), angles.reshape(-1))
+    return splits
+
+
 def load_digits_rotation(copies: int = 2, max_angle: float = 45.0, size: int = 16, seed: int = 0) -> RawData:
     """Real handwritten digits (scikit-learn's 1,797 8x8 scans) rotated by a random angle.
 
@@ -120,22 +174,11 @@ def load_digits_rotation(copies: int = 2, max_angle: float = 45.0, size: int = 1
     """
     if copies < 1 or not 0 < max_angle <= 180 or size < 8:
         raise ValueError(f"digits: need copies >= 1, 0 < max_angle <= 180, size >= 8; got {copies}, {max_angle}, {size}")
-    from scipy import ndimage
     from sklearn.datasets import load_digits
 
     images = load_digits().images.astype(np.float32) / 16.0  # [1797, 8, 8]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(images.shape[0])
-    cut1, cut2 = int(0.7 * len(order)), int(0.8 * len(order))
-    groups = {"train": order[:cut1], "val": order[cut1:cut2], "test": order[cut2:]}
-    splits = {}
-    for name, idx in groups.items():
-        base = ndimage.zoom(images[idx], (1, size / 8, size / 8), order=1)
-        angles = rng.uniform(-max_angle, max_angle, size=(copies, idx.size))
-        x = np.concatenate([
-            np.stack([ndimage.rotate(img, a, reshape=False, order=1, mode="grid-constant") for img, a in zip(base, row)]) for row in angles
-        ])
-        splits[name] = (np.clip(x, 0.0, 1.0)[..., None], angles.reshape(-1))
+    rotated = rotated_image_splits(images, copies=copies, max_angle=max_angle, size=size, seed=seed)
+    splits = {name: (x[..., None], angles) for name, (x, angles) in rotated.items()}
     return RawData(
         splits=splits,
         default_rule="label>=20",
