@@ -21,16 +21,26 @@ def _value(text: str):
     return text
 
 
-def parse_model_args(items: list[str]) -> tuple[tuple[str, object], ...]:
+def parse_model_args(items: list[str], option: str = "--model-arg") -> tuple[tuple[str, object], ...]:
     """["hidden=64,64", "width=32"] -> (("hidden", (64, 64)), ("width", 32))."""
     out = []
     for item in items:
         if "=" not in item:
-            raise ValueError(f"--model-arg must look like name=value, got {item!r}")
+            raise ValueError(f"{option} must look like name=value, got {item!r}")
         name, text = item.split("=", 1)
         value = tuple(_value(t) for t in text.split(",")) if "," in text else _value(text)
         out.append((name.strip(), value))
     return tuple(out)
+
+
+# command-line option -> StudyConfig field (options left out keep the file's or default value)
+_OPTION_FIELDS = {
+    "dataset": "dataset", "forget": "forget", "model": "model", "loss": "loss", "seeds": "seeds", "seed": "seed",
+    "epochs": "train_epochs", "batch_size": "batch_size", "finetune_epochs": "finetune_epochs",
+    "gaussian_epochs": "gaussian_epochs", "proxy_epochs": "proxy_epochs", "blindspot_epochs": "blindspot_epochs",
+    "augment_pad": "augment_pad", "seed_strategy": "seed_strategy", "dtype": "dtype", "stand_in": "stand_in",
+}
+_FIELDS = {f.name for f in dataclasses.fields(StudyConfig)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,43 +51,84 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a multi-seed unlearning study and print the comparison table",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    run.add_argument("--dataset", default=DEFAULTS.dataset, help="dataset name (see `jaxunlearn list`)")
-    run.add_argument("--forget", default=None,
+                         description="Settings come from StudyConfig's defaults, then --config FILE, then the "
+                                     "options given here (which win).")
+    run.add_argument("--config", metavar="FILE", help="TOML file of StudyConfig fields (see configs/)")
+    run.add_argument("--dataset", help=f"dataset name (see `jaxunlearn list`; default {DEFAULTS.dataset})")
+    run.add_argument("--dataset-arg", action="append", default=[], metavar="NAME=VALUE",
+                     help="dataset loader argument, e.g. --dataset-arg data_dir=~/agedb (repeatable)")
+    run.add_argument("--stand-in", help="dataset to run instead when --dataset's files are missing")
+    run.add_argument("--forget",
                      help="forget rule: 'label<=30', 'label>35000', 'label:10:20', 'quantile>=0.8', 'random:0.1' "
                           "(default: the dataset's own rule)")
-    run.add_argument("--model", default=DEFAULTS.model, help="model name (see `jaxunlearn list`)")
+    run.add_argument("--model", help=f"model name (see `jaxunlearn list`; default {DEFAULTS.model})")
     run.add_argument("--model-arg", action="append", default=[], metavar="NAME=VALUE",
                      help="model field, e.g. --model-arg hidden=128,128 or --model-arg width=32 (repeatable)")
-    run.add_argument("--loss", default=DEFAULTS.loss, help="l1, mse or quantile")
-    run.add_argument("--seeds", type=int, default=DEFAULTS.seeds, help="number of seeds")
-    run.add_argument("--seed", type=int, default=DEFAULTS.seed, help="root seed")
-    run.add_argument("--epochs", type=int, default=DEFAULTS.train_epochs,
-                     help="training epochs of the original and retrained models")
-    run.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    run.add_argument("--loss", help=f"l1, mse or quantile (default {DEFAULTS.loss})")
+    run.add_argument("--seeds", type=int, help=f"number of seeds (default {DEFAULTS.seeds})")
+    run.add_argument("--seed", type=int, help=f"root seed (default {DEFAULTS.seed})")
+    run.add_argument("--epochs", type=int,
+                     help=f"training epochs of the original and retrained models (default {DEFAULTS.train_epochs})")
+    run.add_argument("--batch-size", type=int, help=f"rows per step (default {DEFAULTS.batch_size})")
     for name in ("finetune", "gaussian", "proxy", "blindspot"):
-        run.add_argument(f"--{name}-epochs", type=int, default=getattr(DEFAULTS, f"{name}_epochs"))
-    run.add_argument("--augment-pad", type=int, default=DEFAULTS.augment_pad,
-                     help="image augmentation: random-crop padding (0 = off)")
-    run.add_argument("--unlearners", default=",".join(DEFAULTS.unlearners),
-                     help="comma-separated unlearners to compare with retraining")
-    run.add_argument("--seed-strategy", default=DEFAULTS.seed_strategy, help="auto, vmap, map or host")
-    run.add_argument("--dtype", default=DEFAULTS.dtype, help="model compute dtype: float32 or bfloat16")
+        run.add_argument(f"--{name}-epochs", type=int, help=f"default {getattr(DEFAULTS, f'{name}_epochs')}")
+    run.add_argument("--augment-pad", type=int, help="image augmentation: random-crop padding (0 = off)")
+    run.add_argument("--unlearners", help=f"comma-separated unlearners (default {','.join(DEFAULTS.unlearners)})")
+    run.add_argument("--seed-strategy", help="auto, vmap, map or host (default auto)")
+    run.add_argument("--dtype", help="model compute dtype: float32 or bfloat16 (default float32)")
     run.add_argument("--out", default="results", help="output folder for results.json and results.md")
+    run.add_argument("--plots", action="store_true", help="also write the figures (PNG) into --out")
+    run.add_argument("--checkpoint-dir", help="where finished stages are saved (default OUT/checkpoints)")
+    run.add_argument("--no-checkpoints", action="store_true", help="save no checkpoints, reuse none")
+    run.add_argument("--resume", action="store_true",
+                     help="continue a killed study of the same configuration from its last finished stage")
+    run.add_argument("--keep-unlearned", action="store_true",
+                     help="keep the unlearned models' checkpoints after the study (default: only the original "
+                          "and retrained models are kept, for reuse)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     sub.add_parser("list", help="list datasets, models, unlearners and losses")
     return parser
 
 
+def read_config_file(path: str) -> dict:
+    """StudyConfig fields from a TOML file; unknown keys are an error naming them."""
+    import tomllib
+
+    try:
+        with open(Path(path).expanduser(), "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as err:
+        raise ValueError(f"--config: no such file {path}") from err
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ValueError(f"--config: {path} is not a readable TOML file: {err}") from err
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise ValueError(f"--config {path}: unknown setting(s) {unknown}; known settings: {sorted(_FIELDS)}")
+    for table in ("model_kwargs", "dataset_kwargs"):
+        if not isinstance(data.get(table, {}), dict):
+            raise ValueError(f"--config {path}: {table} must be a table of name = value, got {data[table]!r}")
+    return data
+
+
+def _as_pairs(mapping: dict) -> tuple[tuple[str, object], ...]:
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in mapping.items())
+
+
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
-    return StudyConfig(
-        dataset=args.dataset, forget=args.forget, model=args.model, model_kwargs=parse_model_args(args.model_arg),
-        loss=args.loss, seeds=args.seeds, seed=args.seed, batch_size=args.batch_size, train_epochs=args.epochs,
-        finetune_epochs=args.finetune_epochs, gaussian_epochs=args.gaussian_epochs, proxy_epochs=args.proxy_epochs,
-        blindspot_epochs=args.blindspot_epochs, augment_pad=args.augment_pad,
-        unlearners=tuple(u.strip() for u in args.unlearners.split(",") if u.strip()),
-        seed_strategy=args.seed_strategy, dtype=args.dtype,
-    )
+    """StudyConfig defaults <- the --config file <- options given on the command line."""
+    fields = read_config_file(args.config) if args.config else {}
+    model_kwargs = dict(fields.pop("model_kwargs", {}), **dict(parse_model_args(args.model_arg)))
+    dataset_kwargs = dict(fields.pop("dataset_kwargs", {}), **dict(parse_model_args(args.dataset_arg, "--dataset-arg")))
+    for option, field in _OPTION_FIELDS.items():
+        if getattr(args, option) is not None:
+            fields[field] = getattr(args, option)
+    if args.unlearners is not None:
+        fields["unlearners"] = [u.strip() for u in args.unlearners.split(",") if u.strip()]
+    if "unlearners" in fields:
+        if not isinstance(fields["unlearners"], (list, tuple)):
+            raise ValueError(f"unlearners must be a list of names, got {fields['unlearners']!r}")
+        fields["unlearners"] = tuple(fields["unlearners"])
+    return StudyConfig(**fields, model_kwargs=_as_pairs(model_kwargs), dataset_kwargs=_as_pairs(dataset_kwargs))
 
 
 def enable_compilation_cache() -> None:
@@ -95,15 +146,34 @@ def command_run(args: argparse.Namespace) -> int:
     from jaxunlearn.study import run_study, validate_config
 
     validate_config(cfg)
+    if args.resume and args.no_checkpoints:
+        raise ValueError("--resume needs checkpoints; drop --no-checkpoints")
+    out = Path(args.out).expanduser()
+    checkpoint_dir = None if args.no_checkpoints else Path(args.checkpoint_dir or out / "checkpoints").expanduser()
     enable_compilation_cache()
-    result = run_study(cfg, progress=not args.no_progress, log=lambda m: print(m, flush=True))
+    result = run_study(cfg, progress=not args.no_progress, log=lambda m: print(m, flush=True),
+                       checkpoint_dir=checkpoint_dir, resume=args.resume)
     print()
     print(result.table)
     config = dict(cfg.to_dict(), plan=dataclasses.asdict(result.plan), task=result.task)
-    json_path, md_path = write_results(Path(args.out), summary=result.summary, per_seed=result.per_seed,
-                                       table_md=result.table, config=dict(config, timings=result.timings),
+    json_path, md_path = write_results(out, summary=result.summary, per_seed=result.per_seed,
+                                       table_md=result.table,
+                                       config=dict(config, timings=result.timings, divergence=result.divergence),
                                        environment=environment_info())
     print(f"\nwrote {json_path} and {md_path}")
+    if args.plots:
+        from jaxunlearn.plots import write_figures
+
+        for path in write_figures(result, out):
+            print(f"wrote {path}")
+    if not args.keep_unlearned:
+        import shutil
+
+        from jaxunlearn.checkpoints import REUSED_STAGES
+
+        for stage, path in result.checkpoints.items():
+            if stage not in REUSED_STAGES:
+                shutil.rmtree(path, ignore_errors=True)
     return 0
 
 

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["summarise", "format_table", "write_results", "environment_info"]
+__all__ = ["summarise", "format_table", "write_results", "environment_info", "atomic_write_text"]
 
 MISSING = "—"
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy")
@@ -150,7 +150,7 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     """Writes ``text`` to ``path`` via a temp file in the same dir + os.replace."""
     fd, tmp = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
@@ -217,8 +217,8 @@ def write_results(
     text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
     md = _markdown(config, table_md)
     json_path, md_path = out / "results.json", out / "results.md"
-    _atomic_write_text(json_path, text)
-    _atomic_write_text(md_path, md)
+    atomic_write_text(json_path, text)
+    atomic_write_text(md_path, md)
     return json_path, md_path
 
 

@@ -1,13 +1,15 @@
 """A complete multi-seed unlearning study: train, retrain, unlearn, measure, tabulate.
 
     >>> from jaxunlearn.study import run_study
-    >>> from jaxunlearn.config import StudyConfig
+    >>> from jaxunlearn.checkpoints import REUSED_STAGES, CheckpointStore, data_fingerprint
+from jaxunlearn.config import StudyConfig
     >>> result = run_study(StudyConfig(seeds=3))          # doctest: +SKIP
     >>> print(result.table)                                # doctest: +SKIP
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable
 
 import jax
@@ -15,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxunlearn.checkpoints import REUSED_STAGES, CheckpointStore, data_fingerprint
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.data.sources import MissingDataError, build_task, load_dataset
@@ -42,6 +45,7 @@ class StudyResult:
         per_seed: {stage: {metric: [S]}}; summary: mean/std/95% CI per metric; table: text.
         predictions: {stage: {"train"|"test": [S, N] float64}} in the target's own units.
         targets: {"train"|"test": [N]} in the target's own units; forget: {split: [N] bool}.
+        checkpoints: {stage: folder} of the saved stages (empty without a checkpoint dir).
         divergence: one {seed, stage, phase, step} per seed and stage whose training hit
             NaN/inf; those seeds' metrics are NaN (see ``mask_diverged``).
     """
@@ -54,6 +58,7 @@ class StudyResult:
     table: str
     rows: list[str]
     divergence: list[dict] = dataclasses.field(default_factory=list)
+    checkpoints: dict[str, str] = dataclasses.field(default_factory=dict)
     predictions: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
     targets: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     forget: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
@@ -130,7 +135,8 @@ def build_model(cfg: StudyConfig, task: Task) -> ModelFns:
 
 
 def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None] = print,
-              task: Task | None = None) -> StudyResult:
+              task: Task | None = None, checkpoint_dir: str | os.PathLike | None = None,
+              resume: bool = False) -> StudyResult:
     """Runs the whole study over ``cfg.seeds`` seeds and returns per-seed metrics and a table.
 
     Args:
@@ -138,12 +144,24 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         progress: show progress bars.
         log: where one-line stage messages go.
         task: a prepared task (tests); default: ``cfg.dataset`` with ``cfg.forget``.
+        checkpoint_dir: save every finished stage there (orbax) and reuse the original
+            and retrained models of an earlier study with the same settings and data.
+            None: no checkpoints.
+        resume: also reuse the unlearners' finished stages: continue a killed study.
+            Needs ``checkpoint_dir`` holding a study of this configuration.
     """
     validate_config(cfg)
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume needs a checkpoint directory (--checkpoint-dir)")
     dataset_used = "(given task)"
     if task is None:
         task, dataset_used = load_task(cfg, log)
     model = build_model(cfg, task)
+    store = None
+    if checkpoint_dir is not None:
+        store = CheckpointStore(checkpoint_dir, cfg, data_fingerprint(task))
+        if not store.begin(resume) and resume:
+            log(f"resume: no study in {checkpoint_dir} yet; starting from the beginning")
     plan = resolve_plan(cfg, model.family)
     pipelines = {"original": make_original(model, task, cfg, plan)}
     for name in ("retrain", *cfg.unlearners):
@@ -153,16 +171,29 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     log(f"model: {cfg.model} ({model.family}) | backend {jax.default_backend()} | plan {plan}")
 
     stages: dict[str, StageResult] = {}
+    loaded: set[str] = set()
+    abstract_state = jax.eval_shape(jax.vmap(lambda k: model.fresh_state(k, jnp.float32(0.0))),
+                                    seed_keys(cfg.seed, cfg.seeds, "original"))
     for name, pipeline in pipelines.items():
+        if store is not None and (resume or name in REUSED_STAGES):
+            restored = store.load(name, abstract_state)
+            if restored is not None:
+                stages[name] = restored
+                loaded.add(name)
+                log(f"{name}: loaded from {store.path(name)} (trained earlier in {restored.wall:.1f} s)")
+                continue
         original = None if name == "original" else stages["original"].state
         stages[name] = PipelineRunner(pipeline, plan)(seed_keys(cfg.seed, cfg.seeds, name), original, task,
                                                       progress=progress)
         log(f"{name}: {stages[name].wall:.1f} s ({stages[name].compile:.1f} s compiling)")
+        if store is not None:
+            store.save(name, stages[name])
 
     with Stopwatch() as sw:
         per_seed, preds = measure(stages, task, model, plan, relearn, cfg, progress)
     log(f"metrics: {sw.wall:.1f} s")
-    timings = {name: {"wall": s.wall, "compile": s.compile, "run": s.run} for name, s in stages.items()}
+    timings = {name: {"wall": s.wall, "compile": s.compile, "run": s.run, "loaded": name in loaded}
+               for name, s in stages.items()}
     for name, t in timings.items():
         per_seed[name]["run_seconds"] = np.full(cfg.seeds, t["run"])
         per_seed[name]["time_vs_retrain"] = np.full(cfg.seeds, t["run"] / max(timings["retrain"]["run"], 1e-9))
@@ -178,7 +209,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     splits = ("train", "test")
     return StudyResult(
         cfg, plan, {"dataset": dataset_used, **task.describe()}, per_seed, timings, summary, table, rows,
-        divergence=divergence,
+        divergence=divergence, checkpoints={name: str(store.path(name)) for name in stages} if store else {},
         predictions={name: {s: p[s] * y_std + y_mean for s in splits} for name, p in preds.items()},
         targets={s: np.asarray(getattr(task, s).y, np.float64)[:, 0] * y_std + y_mean for s in splits},
         forget={s: np.asarray(getattr(task, s).forget) > 0.5 for s in splits},

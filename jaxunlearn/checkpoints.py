@@ -1,0 +1,204 @@
+"""Stage checkpoints of a study (orbax), so finished work survives a killed process.
+
+Each finished stage (the original model, retraining, each unlearner) is saved as its
+TrainState stacked over seeds, under ``<root>/<stage>-<key>/``: an orbax ``state/`` folder
+and a ``meta.json`` (timings, per-epoch history, divergence). The key hashes everything
+the stage's result depends on: the settings that shape training and a fingerprint of the
+task's arrays. A stage is written into a hidden temporary folder and renamed into place
+only when complete, so a folder with the final name is always whole and a killed write
+leaves only a temporary folder, which is never read and is removed later.
+
+Loading restores arrays into a structure built by the library (``jax.eval_shape`` of a
+fresh state); it never unpickles or executes anything from the files.
+
+``<root>/study.json`` records the configuration and data fingerprint of the last study
+that used the folder, so ``--resume`` can refuse checkpoints of another configuration.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxunlearn.config import StudyConfig
+from jaxunlearn.data.arrays import Task
+from jaxunlearn.report import atomic_write_text
+from jaxunlearn.runner import StageResult
+
+FORMAT_VERSION = 1
+# Stages reused whenever a study with the same settings runs again; the unlearners' are
+# reused only by --resume (and kept after the study only on request).
+REUSED_STAGES = ("original", "retrain")
+# Settings that change no stage's trained weights (only the metrics or which stages run).
+_NOT_TRAINING = ("unlearners", "relearn_lr", "relearn_max_epochs", "relearn_alpha", "mia_samples", "stand_in")
+# Testing hook: kill the process after a stage's files are written but before the rename
+# that commits them (the fault tests set it in a child process).
+KILL_BEFORE_COMMIT_ENV = "JAXUNLEARN_TEST_KILL_BEFORE_COMMIT"
+
+
+def data_fingerprint(task: Task) -> str:
+    """SHA-256 over every array of the task (inputs, targets, forget masks, statistics)."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(task):
+        arr = np.ascontiguousarray(np.asarray(leaf))
+        digest.update(f"{arr.dtype}{arr.shape}".encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+def training_settings(cfg: StudyConfig) -> dict[str, Any]:
+    """The configuration fields that can change a trained stage's weights."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in _NOT_TRAINING}
+
+
+def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    current = json.loads(json.dumps(current, default=str))  # tuples -> lists, as saved
+    keys = sorted(set(saved) | set(current))
+    return [f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in keys if saved.get(k) != current.get(k)]
+
+
+class CheckpointStore:
+    """Saves and loads the stages of one study configuration under ``root``.
+
+    Args:
+        root: the checkpoint folder (created if needed).
+        cfg: the study's settings; fingerprint: ``data_fingerprint`` of its task.
+    """
+
+    def __init__(self, root: str | os.PathLike, cfg: StudyConfig, fingerprint: str):
+        self.root = Path(root).expanduser()
+        self.cfg, self.fingerprint = cfg, fingerprint
+        self.settings = training_settings(cfg)
+
+    # ---------------------------------------------------------------- study manifest
+    def _manifest(self) -> dict[str, Any]:
+        return {"format": FORMAT_VERSION, "config": self.cfg.to_dict(), "data_fingerprint": self.fingerprint}
+
+    def begin(self, resume: bool) -> bool:
+        """Prepares the folder for a study; with ``resume`` checks it holds this study.
+
+        Returns:
+            False when ``resume`` found no study to resume (a study killed before its
+            first save): it then starts from the beginning.
+
+        Raises:
+            ValueError: ``resume`` and the folder holds a study of another configuration
+                or other data (the message lists the differences).
+        """
+        path = self.root / "study.json"
+        found = path.is_file()
+        if resume and found:
+            saved = self._read_json(path)
+            if saved.get("data_fingerprint") != self.fingerprint:
+                raise ValueError(f"--resume: the checkpoints in {self.root} were made from different data "
+                                 "(the data fingerprint differs); run without --resume to start afresh")
+            diff = _config_diff(saved.get("config", {}), self.cfg.to_dict())
+            if diff:
+                raise ValueError(f"--resume: the checkpoints in {self.root} are from another configuration; "
+                                 f"it differs in {'; '.join(diff)}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.remove_abandoned()
+        atomic_write_text(path, json.dumps(self._manifest(), indent=2) + "\n")
+        return found
+
+    @staticmethod
+    def _read_json(path: Path) -> dict[str, Any]:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"checkpoint file {path} is unreadable or corrupt ({err}); delete it to start afresh") from err
+
+    # ---------------------------------------------------------------- stages
+    def key(self, stage: str) -> str:
+        blob = json.dumps({"format": FORMAT_VERSION, "stage": stage, "settings": self.settings,
+                           "data": self.fingerprint}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def path(self, stage: str) -> Path:
+        return self.root / f"{stage}-{self.key(stage)}"
+
+    def load(self, stage: str, abstract_state: Any) -> StageResult | None:
+        """The saved stage, or None if it was never completed.
+
+        Args:
+            abstract_state: ``jax.ShapeDtypeStruct`` tree of the stacked state [S, ...].
+
+        Raises:
+            ValueError: the folder holds a checkpoint of another configuration or a
+                corrupt one (never silently used).
+        """
+        folder = self.path(stage)
+        if not folder.is_dir():
+            return None
+        meta = self._read_json(folder / "meta.json")
+        if meta.get("key") != self.key(stage) or meta.get("data_fingerprint") != self.fingerprint:
+            raise ValueError(f"checkpoint {folder} belongs to another configuration or other data; "
+                             "delete it or use another --checkpoint-dir")
+        import orbax.checkpoint as ocp
+
+        try:
+            state = ocp.StandardCheckpointer().restore((folder / "state").resolve(), abstract_state)
+        except Exception as err:  # orbax raises many kinds for missing/mismatched arrays
+            raise ValueError(f"checkpoint {folder} does not match this study's model or seed count "
+                             f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); delete it to retrain") from err
+        return StageResult(
+            state=state,
+            history={k: np.asarray(v, np.float64) for k, v in meta["history"].items()},
+            wall=meta["wall"], compile=meta["compile"], run=meta["run"],
+            diverged_at=np.asarray(meta["diverged_at"], np.int64), phase_names=tuple(meta["phase_names"]),
+        )
+
+    def save(self, stage: str, result: StageResult) -> Path:
+        """Writes ``result`` into a temporary folder, then renames it into place."""
+        import orbax.checkpoint as ocp
+
+        final = self.path(stage)
+        tmp = self.root / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
+        try:
+            checkpointer = ocp.StandardCheckpointer()
+            checkpointer.save((tmp / "state").resolve(), result.state)
+            checkpointer.wait_until_finished()
+            meta = {
+                "format": FORMAT_VERSION, "stage": stage, "key": self.key(stage), "data_fingerprint": self.fingerprint,
+                "settings": self.settings, "wall": result.wall, "compile": result.compile, "run": result.run,
+                "history": {k: np.asarray(v).tolist() for k, v in result.history.items()},
+                "diverged_at": np.asarray(result.diverged_at).tolist(), "phase_names": list(result.phase_names),
+            }
+            atomic_write_text(tmp / "meta.json", json.dumps(meta) + "\n")
+            if os.environ.get(KILL_BEFORE_COMMIT_ENV) == stage:
+                os.kill(os.getpid(), 9)
+            if final.exists():  # an identical stage committed meanwhile (same key = same content)
+                shutil.rmtree(tmp)
+            else:
+                os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    def discard(self, stages: list[str]) -> None:
+        """Deletes the named stages' checkpoints (e.g. unlearned models not asked to be kept)."""
+        for stage in stages:
+            shutil.rmtree(self.path(stage), ignore_errors=True)
+
+    def remove_abandoned(self) -> None:
+        """Deletes temporary folders left by killed writers (whose process no longer runs)."""
+        for tmp in self.root.glob(".tmp-*"):
+            try:
+                pid = int(tmp.name.rsplit("-", 2)[1])
+                os.kill(pid, 0)  # raises if no such process
+                if pid != os.getpid():
+                    continue  # another live writer's folder
+            except (ValueError, IndexError, ProcessLookupError):
+                pass
+            except PermissionError:
+                continue
+            shutil.rmtree(tmp, ignore_errors=True)

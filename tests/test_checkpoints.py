@@ -1,0 +1,130 @@
+"""Stage checkpoints: exact round trip, reuse by configuration, refusal of foreign or corrupt files."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jaxunlearn.checkpoints import CheckpointStore, data_fingerprint, training_settings
+from jaxunlearn.study import run_study
+from tests.helpers import TINY, tiny_task
+
+CFG = dataclasses.replace(TINY, seeds=2, unlearners=("finetune",))
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    logs: list[str] = []
+    result = run_study(CFG, progress=False, log=logs.append, task=tiny_task(), checkpoint_dir=root)
+    return root, result, logs
+
+
+def _metrics(result):
+    return {row: {k: v for k, v in m.items() if k not in ("run_seconds", "time_vs_retrain")}
+            for row, m in result.per_seed.items()}
+
+
+def _assert_same_metrics(a, b):
+    ma, mb = _metrics(a), _metrics(b)
+    assert ma.keys() == mb.keys()
+    for row in ma:
+        for name in ma[row]:
+            np.testing.assert_array_equal(ma[row][name], mb[row][name], err_msg=f"{row}.{name}")
+
+
+def test_every_stage_saved_with_meta(first_run):
+    root, result, _ = first_run
+    assert set(result.checkpoints) == {"original", "retrain", "finetune"}
+    for stage, folder in result.checkpoints.items():
+        meta = json.loads((root / folder.split("/")[-1] / "meta.json").read_text())
+        assert meta["stage"] == stage and meta["data_fingerprint"] == data_fingerprint(tiny_task())
+    assert not list(root.glob(".tmp-*"))
+
+
+def test_rerun_reuses_original_and_retrain_with_identical_metrics(first_run):
+    root, result, _ = first_run
+    logs: list[str] = []
+    again = run_study(CFG, progress=False, log=logs.append, task=tiny_task(), checkpoint_dir=root)
+    assert any(line.startswith("original: loaded from") for line in logs)
+    assert any(line.startswith("retrain: loaded from") for line in logs)
+    assert not any(line.startswith("finetune: loaded") for line in logs), "unlearners rerun unless resuming"
+    assert again.timings["original"]["loaded"] and not again.timings["finetune"]["loaded"]
+    _assert_same_metrics(result, again)
+
+
+def test_resume_reuses_every_stage(first_run):
+    root, result, _ = first_run
+    logs: list[str] = []
+    again = run_study(CFG, progress=False, log=logs.append, task=tiny_task(), checkpoint_dir=root, resume=True)
+    assert sum("loaded from" in line for line in logs) == 3
+    _assert_same_metrics(result, again)
+
+
+def test_restored_state_is_bitwise_equal(first_run, tmp_path):
+    root, result, _ = first_run
+    store = CheckpointStore(root, CFG, data_fingerprint(tiny_task()))
+    from jaxunlearn.study import build_model, seed_keys
+
+    model = build_model(CFG, tiny_task())
+    abstract = jax.eval_shape(jax.vmap(lambda k: model.fresh_state(k, 0.0)), seed_keys(0, CFG.seeds, "original"))
+    loaded = store.load("retrain", abstract)
+    fresh = run_study(CFG, progress=False, log=lambda m: None, task=tiny_task(), checkpoint_dir=tmp_path)
+    del fresh
+    store_b = CheckpointStore(tmp_path, CFG, data_fingerprint(tiny_task()))
+    recomputed = store_b.load("retrain", abstract)
+    for a, b in zip(jax.tree_util.tree_leaves(loaded.state), jax.tree_util.tree_leaves(recomputed.state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert loaded.diverged_at.shape == (CFG.seeds, 1)
+
+
+def test_changed_training_setting_changes_the_key_but_metric_settings_do_not():
+    fp = "f" * 64
+    base = CheckpointStore("/nonexistent", CFG, fp)
+    assert CheckpointStore("/nonexistent", dataclasses.replace(CFG, train_epochs=4), fp).key("original") != \
+        base.key("original")
+    assert CheckpointStore("/nonexistent", dataclasses.replace(CFG, mia_samples=7), fp).key("original") == \
+        base.key("original")
+    assert CheckpointStore("/nonexistent", CFG, "e" * 64).key("original") != base.key("original")
+    assert "unlearners" not in training_settings(CFG)
+
+
+def test_resume_refuses_another_configuration(first_run):
+    root, _, _ = first_run
+    other = dataclasses.replace(CFG, train_epochs=CFG.train_epochs + 1)
+    with pytest.raises(ValueError, match=r"another configuration; it differs in train_epochs: 3 there, 4 now"):
+        run_study(other, progress=False, log=lambda m: None, task=tiny_task(), checkpoint_dir=root, resume=True)
+
+
+def test_resume_refuses_other_data(first_run):
+    root, _, _ = first_run
+    with pytest.raises(ValueError, match="made from different data"):
+        run_study(CFG, progress=False, log=lambda m: None, task=tiny_task(n=300), checkpoint_dir=root, resume=True)
+
+
+def test_foreign_and_corrupt_checkpoints_are_refused(first_run, tmp_path):
+    import shutil
+
+    root, _, _ = first_run
+    work = tmp_path / "copy"
+    shutil.copytree(root, work)
+    store = CheckpointStore(work, CFG, data_fingerprint(tiny_task()))
+    meta_path = store.path("original") / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(dict(meta, key="0" * 20)))
+    with pytest.raises(ValueError, match="belongs to another configuration"):
+        store.load("original", None)
+    meta_path.write_text("{ truncated")
+    with pytest.raises(ValueError, match="unreadable or corrupt"):
+        store.load("original", None)
+
+
+def test_abandoned_temporary_folders_are_removed(tmp_path):
+    stale = tmp_path / ".tmp-original-abc-999999999-deadbeef"
+    stale.mkdir()
+    (stale / "junk").write_text("partial")
+    CheckpointStore(tmp_path, CFG, "f" * 64).begin(resume=False)
+    assert not stale.exists()
