@@ -14,6 +14,10 @@ import numpy as np
 
 from jaxunlearn.data.arrays import Task, make_task, standardise
 from jaxunlearn.data.forget_rules import SPLITS, ForgetRule, Mask, apply_rule, parse_rule
+from jaxunlearn.data.loaders.agedb import load_agedb  # the loader modules refer back to this one lazily
+from jaxunlearn.data.loaders.electricity import load_electricity
+from jaxunlearn.data.loaders.offline import load_diabetes, load_lee, load_mnist_rotation
+from jaxunlearn.data.loaders.stsb import load_stsb
 
 
 class MissingDataError(FileNotFoundError):
@@ -192,6 +196,12 @@ DATASETS: dict[str, Callable[..., RawData]] = {
     "taylor": load_taylor,
     "digits": load_digits_rotation,
     "synthetic": make_synthetic,
+    "agedb": load_agedb,
+    "stsb": load_stsb,
+    "electricity": load_electricity,
+    "lee": load_lee,
+    "mnist-rotation": load_mnist_rotation,
+    "diabetes": load_diabetes,
 }
 
 
