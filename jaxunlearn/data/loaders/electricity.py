@@ -64,13 +64,15 @@ def read_load_diagrams(path: Path, clients: str | Sequence[str] = "all"):
     loads = np.empty((len(table), len(wanted)), np.float64)
     for j, name in enumerate(wanted):
         column = table[name]
-        if column.dtype == object:  # some cell did not parse as a number
+        if not pd.api.types.is_numeric_dtype(column):  # some cell did not parse as a number
             column = pd.to_numeric(column.astype(str).str.replace(",", ".", regex=False), errors="coerce")
         values = np.asarray(column, np.float64)
         bad = ~np.isfinite(values)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{path}, line {row + 2}, client {name}: value {table[name].iloc[row]!r} is not a number "
+            cell = table[name].iloc[row]
+            what = "is empty" if pd.isna(cell) else f"{str(cell)!r} is not a number"
+            raise ValueError(f"{path}, line {row + 2}, client {name}: value {what} "
                              "(loads are kW with a decimal comma, e.g. 14,22)")
         loads[:, j] = values
     if len(times) < 8:

@@ -105,12 +105,12 @@ def _from_tfds(data_dir: Path, val_fraction: float, seed: int):
     def read(split: str):
         try:
             ds = tfds.data_source("glue/stsb", split=split, data_dir=str(data_dir), download=False)
-        except NotImplementedError as err:  # prepared, but as tfrecord
-            raise ValueError(f"stsb: glue/stsb in {data_dir} is not readable without TensorFlow ({err}); "
-                             "prepare it with file_format='array_record'") from None
-        except Exception as err:  # not prepared there: tfds raises assorted errors
-            raise _sources.MissingDataError(f"stsb: glue/stsb is not prepared in {data_dir} ({type(err).__name__}); {LAYOUT}") from None
-        items = ds.__getitems__(list(range(len(ds))))
+        except Exception as err:  # not prepared there, or prepared as tfrecord (needs TensorFlow)
+            if tfds.builder("glue/stsb", data_dir=str(data_dir)).is_prepared():
+                raise ValueError(f"stsb: glue/stsb in {data_dir} is not readable without TensorFlow ({err}); "
+                                 "prepare it with file_format='array_record'") from None
+            raise _sources.MissingDataError(f"stsb: glue/stsb is not prepared in {data_dir}; {LAYOUT}") from None
+        items = [ds[i] for i in range(len(ds))]
         return ([it["sentence1"] for it in items], [it["sentence2"] for it in items],
                 np.asarray([it["label"] for it in items], np.float32))
 
