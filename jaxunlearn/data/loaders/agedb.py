@@ -157,7 +157,7 @@ def load_agedb(data_dir: str | os.PathLike, csv_name: str | None = None, size: i
     """
     if size < 4:
         raise ValueError(f"agedb: size must be >= 4 pixels, got {size}")
-    data_dir = Path(data_dir)
+    data_dir = Path(data_dir).expanduser()
     csv_path = _find_csv(data_dir, csv_name)
     rows, has_split = read_age_csv(csv_path, seed)
     key = _cache_key(csv_path, rows, size, None if has_split else seed)
@@ -166,7 +166,7 @@ def load_agedb(data_dir: str | os.PathLike, csv_name: str | None = None, size: i
 
     from jaxunlearn.data.loaders._age_builder import JaxunlearnAgeImages
 
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     builder = JaxunlearnAgeImages(
         rows=rows, size=size, data_dir=str(cache),
         config=tfds.core.BuilderConfig(name=f"s{size}_{key}", description=f"{csv_path}, {size}x{size}"),

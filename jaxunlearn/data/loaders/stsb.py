@@ -157,7 +157,7 @@ def load_stsb(data_dir: str | os.PathLike, source: str = "auto", max_tokens: int
     """
     if source not in ("auto", "tsv", "tfds"):
         raise ValueError(f"stsb: source must be 'auto', 'tsv' or 'tfds', got {source!r}")
-    data_dir = Path(data_dir)
+    data_dir = Path(data_dir).expanduser()
     if not data_dir.is_dir():
         raise _sources.MissingDataError(f"stsb: data folder {data_dir} does not exist; {LAYOUT}")
     if source == "auto":
