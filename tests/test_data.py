@@ -290,4 +290,4 @@ def test_load_dataset():
     raw = load_dataset("synthetic", n=100, dim=3)
     assert raw.splits["train"][0].shape == (60, 3)
     with pytest.raises(ValueError, match="known datasets"):
-        load_dataset("agedb")
+        load_dataset("no-such-dataset")
