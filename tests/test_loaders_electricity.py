@@ -106,6 +106,10 @@ def test_start_end_and_file_path_argument(folder):
     full = _expected_hourly(_quarters()[1]).sum(axis=1)
     np.testing.assert_allclose(raw.splits["train"][0][0], full[24:48], rtol=1e-6)
     assert "2011-01-02T00" in raw.description
+    by_path = load_electricity(path=folder / "LD2011_2014.txt", window=24, horizon=6)
+    np.testing.assert_array_equal(by_path.splits["val"][1], load_electricity(folder, window=24, horizon=6).splits["val"][1])
+    with pytest.raises(ValueError, match="exactly one of data_dir"):
+        load_electricity(folder, path=folder / "LD2011_2014.txt")
 
 
 def test_registry_end_to_end(folder):
@@ -141,7 +145,7 @@ def test_malformed_file(tmp_path, edit, message):
     folder = _corrupt(tmp_path, edit)
     with pytest.raises(ValueError, match=message) as info:
         load_electricity(folder, window=12, horizon=3)
-    assert "LD2011_2014.txt" in str(info.value)
+    assert str(info.value).startswith("electricity: ") and "LD2011_2014.txt" in str(info.value)
 
 
 def test_too_short_for_the_window(folder):

@@ -63,11 +63,11 @@ def read_age_csv(csv_path: Path, seed: int = 0) -> tuple[dict[str, list[tuple[Pa
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
-            raise ValueError(f"{csv_path}: the file is empty; {LAYOUT}")
+            raise ValueError(f"agedb: {csv_path}: the file is empty; {LAYOUT}")
         columns = [h.strip().lower() for h in header]
         missing = [c for c in ("path", "age") if c not in columns]
         if missing:
-            raise ValueError(f"{csv_path}, line 1: header {header} lacks column(s) {missing}; {LAYOUT}")
+            raise ValueError(f"agedb: {csv_path}, line 1: header {header} lacks column(s) {missing}; {LAYOUT}")
         i_path, i_age = columns.index("path"), columns.index("age")
         i_split = columns.index("split") if "split" in columns else None
         rows, split_of = [], []
@@ -76,21 +76,21 @@ def read_age_csv(csv_path: Path, seed: int = 0) -> tuple[dict[str, list[tuple[Pa
                 continue  # blank line
             line = reader.line_num
             if len(row) < len(columns):
-                raise ValueError(f"{csv_path}, line {line}: {len(row)} field(s), the header has {len(columns)}")
+                raise ValueError(f"agedb: {csv_path}, line {line}: {len(row)} field(s), the header has {len(columns)}")
             try:
                 age = float(row[i_age])
             except ValueError:
-                raise ValueError(f"{csv_path}, line {line}: age {row[i_age]!r} is not a number") from None
+                raise ValueError(f"agedb: {csv_path}, line {line}: age {row[i_age]!r} is not a number") from None
             if not np.isfinite(age) or age < 0:
-                raise ValueError(f"{csv_path}, line {line}: age {row[i_age]!r} must be a finite number >= 0")
+                raise ValueError(f"agedb: {csv_path}, line {line}: age {row[i_age]!r} must be a finite number >= 0")
             if i_split is not None:
                 split = _SPLIT_NAMES.get(row[i_split].strip().lower())
                 if split is None:
-                    raise ValueError(f"{csv_path}, line {line}: split {row[i_split]!r} is not one of train/val/test")
+                    raise ValueError(f"agedb: {csv_path}, line {line}: split {row[i_split]!r} is not one of train/val/test")
                 split_of.append(split)
             rows.append((root / row[i_path].strip(), age))
     if not rows:
-        raise ValueError(f"{csv_path}: no data rows after the header; {LAYOUT}")
+        raise ValueError(f"agedb: {csv_path}: no data rows after the header; {LAYOUT}")
     if i_split is None:
         order = np.random.default_rng(seed).permutation(len(rows))
         cut1, cut2 = int(0.7 * len(rows)), int(0.8 * len(rows))
@@ -101,7 +101,7 @@ def read_age_csv(csv_path: Path, seed: int = 0) -> tuple[dict[str, list[tuple[Pa
     out = {name: [r for r, s in zip(rows, split_of) if s == name] for name in ("train", "val", "test")}
     empty = [name for name, r in out.items() if not r]
     if empty:
-        raise ValueError(f"{csv_path}: split(s) {empty} have no rows (need train, val and test rows)")
+        raise ValueError(f"agedb: {csv_path}: split(s) {empty} have no rows (need train, val and test rows)")
     return out, i_split is not None
 
 
@@ -169,7 +169,7 @@ def load_agedb(data_dir: str | os.PathLike, csv_name: str | None = None, size: i
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     builder = JaxunlearnAgeImages(
         rows=rows, size=size, data_dir=str(cache),
-        config=tfds.core.BuilderConfig(name=f"s{size}_{key}", description=f"{csv_path}, {size}x{size}"),
+        config=tfds.core.BuilderConfig(name=f"s{size}_{key}", description=f"agedb: {csv_path}, {size}x{size}"),
     )
     if not builder.is_prepared():
         builder.download_and_prepare(file_format="array_record")

@@ -43,7 +43,7 @@ def read_stsb_tsv(path: Path, need_score: bool = True) -> tuple[list[str], list[
         need = ["sentence1", "sentence2"] + (["score"] if need_score else [])
         missing = [c for c in need if c not in header]
         if missing:
-            raise ValueError(f"{path}, line 1: header {header} lacks column(s) {missing}; {LAYOUT}")
+            raise ValueError(f"stsb: {path}, line 1: header {header} lacks column(s) {missing}; {LAYOUT}")
         i1, i2 = header.index("sentence1"), header.index("sentence2")
         i_score = header.index("score") if "score" in header else None
         first, second, scores = [], [], []
@@ -52,7 +52,7 @@ def read_stsb_tsv(path: Path, need_score: bool = True) -> tuple[list[str], list[
                 continue
             line = reader.line_num
             if len(row) < len(header):
-                raise ValueError(f"{path}, line {line}: {len(row)} field(s), the header has {len(header)}")
+                raise ValueError(f"stsb: {path}, line {line}: {len(row)} field(s), the header has {len(header)}")
             extra = len(row) - len(header)
             first.append(row[i1])
             second.append("\t".join(row[i2 : i2 + 1 + extra]))
@@ -61,12 +61,12 @@ def read_stsb_tsv(path: Path, need_score: bool = True) -> tuple[list[str], list[
                 try:
                     score = float(field)
                 except ValueError:
-                    raise ValueError(f"{path}, line {line}: score {field!r} is not a number") from None
+                    raise ValueError(f"stsb: {path}, line {line}: score {field!r} is not a number") from None
                 if not 0.0 <= score <= 5.0:
-                    raise ValueError(f"{path}, line {line}: score {score} lies outside [0, 5]")
+                    raise ValueError(f"stsb: {path}, line {line}: score {score} lies outside [0, 5]")
                 scores.append(score)
     if not first:
-        raise ValueError(f"{path}: no data rows after the header")
+        raise ValueError(f"stsb: {path}: no data rows after the header")
     return first, second, (np.asarray(scores, np.float32) if i_score is not None else None)
 
 
