@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return command_run(args) if args.command == "run" else command_list()
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:  # bad settings, missing data files (MissingDataError)
         print(f"jaxunlearn: error: {err}", file=sys.stderr)
         return 2
 

@@ -127,7 +127,7 @@ def build_model(cfg: StudyConfig, task: Task) -> ModelFns:
         raise ValueError("set the model's compute dtype with StudyConfig.dtype (--dtype), not a model argument")
     model = ModelFns(make_model(cfg.model, dtype=jnp.dtype(cfg.dtype), **kwargs), task.input_shape)
     try:
-        jax.eval_shape(model.init, jax.random.key(0))  # traces only: no compilation, no compute
+        jax.eval_shape(lambda: model.init(jax.random.key(0)))  # traces only: no compilation, no compute
     except Exception as err:  # flax raises many kinds of shape errors
         raise ValueError(f"model {cfg.model!r} cannot take inputs of shape {list(task.input_shape)} from dataset "
                          f"{cfg.dataset!r}: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from err

@@ -111,19 +111,22 @@ def make_task(
     y_std: float,
     name: str,
 ) -> Task:
-    """Builds a Task from host arrays {split: (x, y[N,1], forget_mask[N] bool)}, on device."""
+    """Builds a Task from host arrays {split: (x, y[N,1], forget_mask[N] bool)}, on device.
+
+    Arrays are cast on the host and copied with ``device_put``: no XLA program runs, so bad
+    input found later is still rejected before any compute.
+    """
+    def f32(a):
+        return jax.device_put(np.asarray(a, np.float32))
+
     def to_split(x, y, forget):
-        return Split(
-            x=jnp.asarray(x, jnp.float32),
-            y=jnp.asarray(np.asarray(y, np.float32).reshape(-1, 1)),
-            forget=jnp.asarray(np.asarray(forget, bool).astype(np.float32)),
-        )
+        return Split(x=f32(x), y=f32(np.asarray(y).reshape(-1, 1)), forget=f32(np.asarray(forget, bool)))
 
     return Task(
         train=to_split(*splits["train"]),
         val=to_split(*splits["val"]),
         test=to_split(*splits["test"]),
-        y_mean=jnp.asarray(y_mean, jnp.float32),
-        y_std=jnp.asarray(y_std, jnp.float32),
+        y_mean=f32(y_mean),
+        y_std=f32(y_std),
         name=name,
     )

@@ -165,8 +165,11 @@ def apply_rule(rule: ForgetRule, targets: Mapping[str, np.ndarray]) -> dict[str,
     """
     masks = rule.masks(targets)
     n_train, n_forget = masks["train"].size, int(masks["train"].sum())
+    train = np.asarray(targets["train"])
+    span = f"training labels lie in [{train.min():.4g}, {train.max():.4g}]; choose a rule that keeps some rows " \
+           "on each side"
     if n_forget == 0:
-        raise ValueError(f"forget rule {rule} selects no training rows: the forget set is empty")
+        raise ValueError(f"forget rule {rule} selects no training rows: the forget set is empty ({span})")
     if n_forget == n_train:
-        raise ValueError(f"forget rule {rule} selects all {n_train} training rows: nothing would be retained")
+        raise ValueError(f"forget rule {rule} selects all {n_train} training rows: nothing would be retained ({span})")
     return masks

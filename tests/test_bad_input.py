@@ -1,0 +1,230 @@
+"""Bad input is rejected before any compute, with a message naming the field and what works.
+
+Every case is one row of docs/BAD_INPUT.md; ``test_docs_table_is_current`` renders the
+table from the messages actually raised, so the documentation cannot drift. To refresh it
+after changing a message: ``JAXUNLEARN_WRITE_DOCS=1 python -m pytest tests/test_bad_input.py``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+import jax
+import numpy as np
+import pytest
+
+from jaxunlearn.cli import main
+from jaxunlearn.data.forget_rules import Indices, Mask
+from jaxunlearn.data.sources import RawData, build_task, load_dataset, make_synthetic
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "BAD_INPUT.md"
+TINY = ["run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "2", "--epochs", "2",
+        "--batch-size", "64", "--no-progress"]
+
+_compiles = [0]
+
+
+def _count_compiles(event: str, duration: float, **kwargs) -> None:
+    if event == "/jax/core/compile/backend_compile_duration":
+        _compiles[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compiles)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One bad input: what the user gave, how to trigger it, a fragment the message must hold."""
+
+    name: str
+    given: str
+    expect: str
+    cli: tuple[str, ...] = ()
+    call: Callable[[Path], None] | None = None
+    files: Callable[[Path], None] | None = None  # writes input files into the test's folder first
+
+
+def _raw(changes: dict) -> RawData:
+    raw = make_synthetic(n=300, dim=4)
+    splits = {k: (x.copy(), y.copy()) for k, (x, y) in raw.splits.items()}
+    for (split, field), value in changes.items():
+        x, y = splits[split]
+        splits[split] = (value, y) if field == "x" else (x, value)
+    return dataclasses.replace(raw, splits=splits)
+
+
+def _with_nan(split, field, value=np.nan):
+    def call(_):
+        x, y = make_synthetic(n=300, dim=4).splits[split]
+        arr = (x if field == "x" else y).astype(np.float64).copy()
+        arr.flat[7] = value
+        build_task(_raw({(split, field): arr}))
+    return call
+
+
+def _rule(rule):
+    return lambda _: build_task(make_synthetic(n=300, dim=4), rule)
+
+
+def _drop_split(_):
+    raw = make_synthetic(n=300, dim=4)
+    build_task(dataclasses.replace(raw, splits={k: v for k, v in raw.splits.items() if k != "val"}))
+
+
+def _other_study(folder: Path) -> None:
+    """A checkpoint folder holding a study of another configuration on the same data."""
+    from jaxunlearn.checkpoints import CheckpointStore, data_fingerprint
+    from jaxunlearn.config import StudyConfig
+
+    task = build_task(load_dataset("synthetic"))
+    other = StudyConfig(dataset="synthetic", model_kwargs=(("hidden", (16, 16)),), seeds=3, train_epochs=2,
+                        batch_size=64)
+    CheckpointStore(folder / "ckpt", other, data_fingerprint(task)).begin(resume=False)
+
+
+def _write(name: str, text: str):
+    return lambda folder: (folder / name).write_text(text)
+
+
+N = make_synthetic(n=300, dim=4).splits["train"][1].shape[0]
+CASES = [
+    Case("unknown dataset", "--dataset nope", "unknown dataset 'nope'; known datasets:", cli=("--dataset", "nope")),
+    Case("unknown model", "--model nope", "unknown model 'nope'; known models:", cli=("--model", "nope")),
+    Case("unknown unlearner", "--unlearners finetune,nope", "unknown unlearner(s) ['nope']; choose from",
+         cli=("--unlearners", "finetune,nope")),
+    Case("unknown loss", "--loss huber", "unknown loss 'huber'; known losses:", cli=("--loss", "huber")),
+    Case("unknown stand-in", "--stand-in nope", "unknown stand_in 'nope'; known datasets:",
+         cli=("--stand-in", "nope")),
+    Case("zero seeds", "--seeds 0", "seeds must be a positive integer, got 0", cli=("--seeds", "0")),
+    Case("negative epochs", "--epochs -1", "train_epochs must be a positive integer, got -1", cli=("--epochs", "-1")),
+    Case("zero batch size", "--batch-size 0", "batch_size must be a positive integer, got 0",
+         cli=("--batch-size", "0")),
+    Case("zero unlearning epochs", "--blindspot-epochs 0", "blindspot_epochs must be a positive integer",
+         cli=("--blindspot-epochs", "0")),
+    Case("negative augmentation", "--augment-pad -2", "augment_pad must be >= 0, got -2", cli=("--augment-pad", "-2")),
+    Case("batch larger than a split", "--batch-size 100000", "batch_size 100000 is larger than the",
+         cli=("--batch-size", "100000")),
+    Case("unknown seed strategy", "--seed-strategy fast", "seed_strategy must be one of",
+         cli=("--seed-strategy", "fast")),
+    Case("unsupported dtype", "--dtype float16", "dtype must be 'float32' or 'bfloat16', got 'float16'",
+         cli=("--dtype", "float16")),
+    Case("unknown model argument", "--model-arg depth=3", "got unknown argument(s) ['depth']",
+         cli=("--model-arg", "depth=3")),
+    Case("dtype as model argument", "--model-arg dtype=float32", "with StudyConfig.dtype (--dtype)",
+         cli=("--model-arg", "dtype=float32")),
+    Case("malformed model argument", "--model-arg hidden", "--model-arg must look like name=value",
+         cli=("--model-arg", "hidden")),
+    Case("model / input shape mismatch", "--model lstm on 8 tabular features", "cannot take inputs of shape [8]",
+         cli=("--model", "lstm", "--model-arg", "hidden=8")),
+    Case("unknown forget rule", "--forget age<30", "unknown forget rule 'age<30'; accepted forms:",
+         cli=("--forget", "age<30")),
+    Case("label range outside the data", "--forget label>1e9", "the forget set is empty (training labels lie in",
+         cli=("--forget", "label>1e9")),
+    Case("forget set = whole training set", "--forget label>-1e9", "nothing would be retained",
+         cli=("--forget", "label>-1e9")),
+    Case("inverted label range", "--forget label:20:10", "LabelRange low=20.0 is above high=10.0",
+         cli=("--forget", "label:20:10")),
+    Case("quantile outside (0, 1)", "--forget quantile>=1.5", "q must lie strictly between 0 and 1, got 1.5",
+         cli=("--forget", "quantile>=1.5")),
+    Case("random fraction outside (0, 1)", "--forget random:1.5", "fraction must lie strictly between 0 and 1",
+         cli=("--forget", "random:1.5")),
+    Case("unknown dataset argument", "--dataset taylor --dataset-arg windw=4",
+         "dataset 'taylor' takes no argument(s) ['windw']; it accepts", cli=("--dataset", "taylor", "--dataset-arg",
+                                                                              "windw=4")),
+    Case("bad dataset argument value", "--dataset taylor --dataset-arg window=0",
+         "window and horizon must be positive", cli=("--dataset", "taylor", "--dataset-arg", "window=0")),
+    Case("missing config file", "--config missing.toml", "--config: no such file", cli=("--config", "{dir}/nope.toml")),
+    Case("corrupt config file", "--config FILE holding: seeds = = 3", "is not a readable TOML file",
+         cli=("--config", "{dir}/bad.toml"), files=_write("bad.toml", "seeds = = 3\n")),
+    Case("unknown config setting", "--config FILE holding: epochs = 3", "unknown setting(s) ['epochs']; known settings:",
+         cli=("--config", "{dir}/c.toml"), files=_write("c.toml", "epochs = 3\n")),
+    Case("wrong type in config", '--config FILE holding: mia_samples = "8"',
+         "mia_samples must be a positive integer, got '8'", cli=("--config", "{dir}/c.toml"),
+         files=_write("c.toml", 'mia_samples = "8"\n')),
+    Case("invalid Gaussian statistics", '--config FILE holding: gaussian_stats = "forget"',
+         "gaussian_stats must be 'all' or 'retain', got 'forget'", cli=("--config", "{dir}/c.toml"),
+         files=_write("c.toml", 'gaussian_stats = "forget"\n')),
+    Case("negative relearning threshold", "--config FILE holding: relearn_alpha = -1.0", "relearn_alpha must be >= 0",
+         cli=("--config", "{dir}/c.toml"), files=_write("c.toml", "relearn_alpha = -1.0\n")),
+    Case("resume without checkpoints", "--resume --no-checkpoints", "--resume needs checkpoints",
+         cli=("--resume", "--no-checkpoints")),
+    Case("checkpoint from another configuration", "--resume into a folder of a 3-seed study",
+         "are from another configuration; it differs in seeds: 3 there, 2 now",
+         cli=("--resume", "--checkpoint-dir", "{dir}/ckpt"), files=_other_study),
+    Case("NaN in inputs", "x with a NaN", "train.x has 1 NaN/inf value(s) (first at row 1)",
+         call=_with_nan("train", "x")),
+    Case("inf in targets", "y with an inf", "test.y has 1 NaN/inf value(s) (first at row 7)",
+         call=_with_nan("test", "y", np.inf)),
+    Case("rows of x and y differ", "x with one row fewer than y", "train.x must have shape [N, ...] with N = len(y)",
+         call=lambda _: build_task(_raw({("train", "x"): np.zeros((N - 1, 4))}))),
+    Case("non-numeric inputs", "x of strings", "x and y must be numeric",
+         call=lambda _: build_task(_raw({("train", "x"): np.full((N, 4), "a")}))),
+    Case("2-D targets", "y of shape [N, 2]", "train.y must have shape [N] or [N, 1], got",
+         call=lambda _: build_task(_raw({("train", "y"): np.zeros((N, 2))}))),
+    Case("feature shapes differ between splits", "val.x with 5 features", "val.x has feature shape (5,), train has (4,)",
+         call=lambda _: build_task(_raw({("val", "x"): np.zeros((make_synthetic(n=300, dim=4).splits["val"][1].shape[0], 5))}))),
+    Case("missing split", "no validation split", "data is missing split(s) ['val']", call=_drop_split),
+    Case("out-of-range forget indices", "Indices with row 10**6", f"must lie in [0, {N}); got min",
+         call=_rule(Indices({"train": np.array([1, 10 ** 6])}))),
+    Case("overlapping forget indices", "Indices with row 3 twice", "Indices for split 'train' contain duplicates",
+         call=_rule(Indices({"train": np.array([3, 3, 5])}))),
+    Case("forget mask of the wrong shape", "Mask of 5 rows", f"must be a bool array of shape ({N},)",
+         call=_rule(Mask({"train": np.ones(5, bool), "val": np.ones(30, bool), "test": np.ones(60, bool)}))),
+    Case("missing data folder", "--dataset agedb --dataset-arg data_dir=<missing>", "agedb",
+         cli=("--dataset", "agedb", "--dataset-arg", "data_dir={dir}/no_such_folder")),
+    Case("corrupt data file", "--dataset electricity with a non-numeric load", "electricity",
+         cli=("--dataset", "electricity", "--dataset-arg", "path={dir}/LD2011_2014.txt"),
+         files=_write("LD2011_2014.txt", '"";"MT_001"\n"2011-01-01 00:15:00";abc\n')),
+]
+
+
+def _run(case: Case, folder: Path, capsys) -> str:
+    if case.files:
+        case.files(folder)
+    if case.cli:
+        args = [a.replace("{dir}", str(folder)) for a in case.cli]
+        code = main(TINY + ["--out", str(folder / "out")] + args)
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert not (folder / "out" / "results.json").exists()
+        return err.strip().removeprefix("jaxunlearn: error: ")
+    with pytest.raises(ValueError) as info:
+        case.call(folder)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_rejected_before_compute_with_a_clear_message(case, tmp_path, capsys):
+    before = _compiles[0]
+    message = _run(case, tmp_path, capsys)
+    assert case.expect in message, message
+    assert _compiles[0] == before, f"{case.name}: compiled {_compiles[0] - before} XLA program(s) before rejecting"
+
+
+def test_at_least_25_distinct_cases():
+    assert len({c.name for c in CASES}) == len(CASES) >= 25
+
+
+def test_docs_table_is_current(tmp_path_factory, capsys):
+    rows = ["| # | bad input | what you give | message |", "|---|---|---|---|"]
+    for i, case in enumerate(CASES, 1):
+        message = _run(case, tmp_path_factory.mktemp("case"), capsys)
+        message = re.sub(re.escape(str(tmp_path_factory.getbasetemp())) + r"/case\d*", "<tmp>", message)
+        message = message.replace("|", "\\|")
+        message = " ".join(message.split())
+        rows.append(f"| {i} | {case.name} | `{case.given}` | {message} |")
+    table = "\n".join(rows) + "\n"
+    head = ("# Bad input and what jaxunlearn says\n\n"
+            "Every row is a test case in `tests/test_bad_input.py`: the input is rejected before any XLA program "
+            "compiles, the CLI exits with status 2, and the message below is the one actually raised (paths "
+            "shortened to `<tmp>`). Regenerate with `JAXUNLEARN_WRITE_DOCS=1 python -m pytest "
+            "tests/test_bad_input.py`.\n\n")
+    text = head + table
+    if os.environ.get("JAXUNLEARN_WRITE_DOCS") == "1":
+        DOC.parent.mkdir(exist_ok=True)
+        DOC.write_text(text)
+    assert DOC.exists(), "docs/BAD_INPUT.md is missing: run with JAXUNLEARN_WRITE_DOCS=1"
+    assert DOC.read_text() == text, "docs/BAD_INPUT.md is out of date: run with JAXUNLEARN_WRITE_DOCS=1"
