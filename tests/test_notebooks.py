@@ -2,10 +2,10 @@
 
 Each notebook runs in a fresh ipykernel (the ``python3`` kernel of the interpreter running
 the tests, so the project's virtual environment) with JAXUNLEARN_NOTEBOOK_QUICK=1. The
-kernel shares the tests' persistent XLA compilation cache through JAX's environment
-variables, so reruns skip most compiling.
+three kernels run concurrently and share the tests' persistent XLA compilation cache
+through JAX's environment variables, so reruns skip most compiling.
 """
-import os
+import asyncio
 from pathlib import Path
 
 import jax
@@ -43,26 +43,48 @@ def test_committed_notebook_has_no_outputs(name):
     assert _tagged(nb, "parameters").cell_type == "code"
 
 
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """Every notebook executed at its quick size, the three kernels running at once.
+
+    Compiling dominates and XLA:CPU compiles one program on one core, so concurrent kernels
+    keep every core busy. Returns {name: (notebook with outputs, its working directory) or
+    the exception its execution raised}.
+    """
+    work = {name: tmp_path_factory.mktemp(name.split(".")[0]) for name in NOTEBOOKS}
+    notebooks = {name: _read(name) for name in NOTEBOOKS}
+    with pytest.MonkeyPatch.context() as mp:  # kernels inherit this process's environment
+        mp.setenv("JAXUNLEARN_NOTEBOOK_QUICK", "1")
+        mp.setenv("JAXUNLEARN_NOTEBOOK_OUT", "figures")  # relative to each kernel's directory
+        mp.setenv("TQDM_DISABLE", "1")
+        cache = jax.config.jax_compilation_cache_dir  # set by conftest.py
+        if cache:
+            mp.setenv("JAX_COMPILATION_CACHE_DIR", cache)
+            mp.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+        async def run_all():
+            clients = [nbclient.NotebookClient(notebooks[name], timeout=300, kernel_name="python3",
+                                               resources={"metadata": {"path": str(work[name])}})
+                       for name in NOTEBOOKS]
+            return await asyncio.gather(*(c.async_execute() for c in clients), return_exceptions=True)
+
+        outcomes = asyncio.run(run_all())
+    return {name: out if isinstance(out, BaseException) else (notebooks[name], work[name])
+            for name, out in zip(NOTEBOOKS, outcomes)}
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_quick(name, tmp_path, monkeypatch):
-    monkeypatch.setenv("JAXUNLEARN_NOTEBOOK_QUICK", "1")
-    monkeypatch.setenv("JAXUNLEARN_NOTEBOOK_OUT", str(tmp_path / "figures"))
-    cache = jax.config.jax_compilation_cache_dir  # set by conftest.py
-    if cache:
-        monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", cache)
-        monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    nb = _read(name)
-    # Raises CellExecutionError, with the failing cell's traceback, if any cell errors.
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+def test_notebook_runs_quick(name, executed):
+    outcome = executed[name]
+    if isinstance(outcome, BaseException):  # CellExecutionError carries the failing cell's traceback
+        raise outcome
+    nb, work = outcome
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not any(out.output_type == "error" for out in cell.outputs), name
     table = "".join(out.get("data", {}).get("text/markdown", "") for out in _tagged(nb, "table").outputs)
     for row in ROWS:
         assert f"| {row} |" in table, (name, row, table)
-    figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
-    assert figures == ["errors_ci.png", "forget_deviation_hist.png"]
+    assert sorted(p.name for p in (work / "figures").iterdir()) == ["errors_ci.png", "forget_deviation_hist.png"]
     images = [out for out in _tagged(nb, "figures").outputs if "image/png" in out.get("data", {})]
     assert len(images) == 2
