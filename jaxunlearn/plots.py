@@ -148,6 +148,7 @@ def forget_deviation_figure(result: Any, bins: int = 30, floor: float = DEFAULT_
         ax.set_title(f"{name} (median {med:.3g})", fontsize=10)
         ax.set_xlabel("|pred - retrain pred| / |label|")
     axes[0].set_ylabel("fraction of train forget rows")
+    fig.supxlabel(f"the last bin also counts ratios above {edges[-1]:.3g} (99th percentile of all panels)", fontsize=8)
     fig.suptitle(f"Distance to retraining on the train forget set: {_title(result)}", fontsize=11)
     return fig
 
