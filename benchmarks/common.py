@@ -1,0 +1,96 @@
+"""Pieces shared by the JAX suite and the PyTorch reference: the record format, the JSONL
+file, and run metadata. Imports neither JAX nor PyTorch (the reference must not start a
+JAX client on the GPU it measures)."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from typing import Any, Iterable
+
+SCHEMA = "jaxunlearn-bench/1"
+
+# Fields every record carries (measurement, skipped or error).
+ID_FIELDS = ("schema", "kind", "framework", "workload", "model", "phase", "dtype", "seeds", "strategy",
+             "batch_size", "device", "backend", "versions", "git_commit", "date_utc")
+# Fields every measurement record carries in addition.
+MEASUREMENT_FIELDS = ("compile_s", "epoch_s_median", "epoch_s_all", "per_seed_epoch_s", "samples_per_s",
+                      "seed_epochs_per_s", "flops_per_seed_epoch", "achieved_tflops", "peak_bytes_in_use",
+                      "memory_note", "rows_per_epoch", "quality", "paper_epochs", "phase_s_projected")
+
+
+def git_commit(root: str | None = None) -> str | None:
+    """The checkout's HEAD commit (with "+dirty" when tracked files changed), or None."""
+    root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def now_utc() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_info(framework: str, device: str, backend: str, versions: dict[str, str]) -> dict[str, Any]:
+    """Metadata stamped on every record of one run."""
+    return {"schema": SCHEMA, "framework": framework, "device": device, "backend": backend,
+            "versions": {"python": sys.version.split()[0], **versions}, "platform": platform.platform(),
+            "git_commit": git_commit(), "date_utc": now_utc()}
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf floats become None, tuples lists, numpy scalars Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def append_record(path: str, record: dict[str, Any]) -> None:
+    """Appends one JSON line and flushes it (a killed run keeps every finished record)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a") as sink:
+        sink.write(json.dumps(_clean(record)) + "\n")
+        sink.flush()
+
+
+def read_records(paths: Iterable[str]) -> list[dict[str, Any]]:
+    """Every record of the given JSONL files that follows this suite's schema."""
+    out = []
+    for path in paths:
+        with open(path) as src:
+            for line in src:
+                line = line.strip()
+                if line:
+                    rec = json.loads(line)
+                    if rec.get("schema") == SCHEMA:
+                        out.append(rec)
+    return out
+
+
+def summary_stats(values: list[float]) -> dict[str, Any]:
+    """{"mean", "std" (sample, 0 for one value), "per_seed"} of finite-or-not values."""
+    n = len(values)
+    mean = sum(values) / n if n else float("nan")
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return {"mean": mean, "std": math.sqrt(var), "per_seed": list(values)}

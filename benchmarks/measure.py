@@ -1,0 +1,306 @@
+"""Measuring one training phase of a jaxunlearn pipeline over S seeds.
+
+A measurement drives the library's own per-phase programs (``PipelineRunner.drivers``,
+built on ``SeedExecutor``) one epoch per call under a seed strategy: the first call
+compiles (timed separately with ``Stopwatch``), then ``repeats`` epochs are timed with
+``block_until_ready`` and the median kept. Beside each time it records FLOPs per seed-epoch
+(XLA's cost analysis of one optimizer step x steps per epoch, plus the validation pass:
+the scan over batches would otherwise be counted once), device memory, and quality
+metrics of the resulting models (last epoch's training loss, test-retain and test-forget
+MAE in standardised units, per seed).
+
+Phases (``STAGES``): "train" (the original model: recipe on every row), "retrain" (recipe on
+retain rows), "finetune", "gaussian", "proxy" and "blindspot" (the two phases of blindspot
+unlearning). States trained in one group (workload, dtype, seeds, strategy) feed the next
+phases: "train" is the original of the unlearners, "proxy" (or "retrain", the same compiled
+program on the same rows) is the blindspot proxy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.common import summary_stats
+from jaxunlearn.config import StudyConfig
+from jaxunlearn.data.sources import RawData, build_task
+from jaxunlearn.models import make_model
+from jaxunlearn.runner import PipelineRunner, broadcast_hp
+from jaxunlearn.seeds import auto_plan, tree_index
+from jaxunlearn.timing import Stopwatch
+from jaxunlearn.train.loop import predict
+from jaxunlearn.train.state import ModelFns
+from jaxunlearn.unlearn import UNLEARNERS, make_original
+
+# phase -> (pipeline, index of the phase in it, StudyConfig field with the paper's epoch count)
+STAGES = {
+    "train": ("original", 0, "train_epochs"),
+    "retrain": ("retrain", 0, "train_epochs"),
+    "finetune": ("finetune", 0, "finetune_epochs"),
+    "gaussian": ("gaussian", 0, "gaussian_epochs"),
+    "proxy": ("blindspot", 0, "proxy_epochs"),
+    "blindspot": ("blindspot", 1, "blindspot_epochs"),
+}
+FACTORIES = {"original": make_original, **UNLEARNERS}
+FORGET_RULE = "quantile<=0.3"  # a label range, as the paper's (AgeDB: age <= 30)
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """A model on synthetic data of a paper-like shape (speed only; the target is a random
+    linear map of the inputs, so the quality metrics are comparable across runs)."""
+
+    name: str
+    model: str
+    model_kwargs: tuple[tuple[str, Any], ...]
+    rows: int
+    feature_shape: tuple[int, ...]
+    batch_size: int
+    full_size: bool  # a GPU-sized workload (targets apply), not a CPU smoke-test one
+
+
+WORKLOADS = {w.name: w for w in (
+    Workload("allcnn", "allcnn", (), 12288, (32, 32, 3), 256, True),
+    Workload("resnet18", "resnet18", (), 12288, (32, 32, 3), 256, True),
+    Workload("lstm", "lstm", (), 12288, (2, 10, 300), 256, True),
+    Workload("mlp", "mlp", (), 12288, (96,), 256, True),
+    Workload("allcnn-quick", "allcnn", (("width", 4),), 128, (8, 8, 3), 64, False),
+    Workload("resnet18-quick", "resnet18", (("width", 2),), 128, (8, 8, 3), 64, False),
+    Workload("lstm-quick", "lstm", (("hidden", 8),), 192, (2, 4, 8), 64, False),
+    Workload("mlp-quick", "mlp", (("hidden", (32, 32)),), 384, (16,), 64, False),
+)}
+
+
+@functools.lru_cache(maxsize=4)
+def synthetic_task(rows: int, feature_shape: tuple[int, ...], seed: int = 0):
+    """``rows`` training rows plus rows/8 validation and test rows; y = x @ v / sqrt(d)."""
+    rng = np.random.default_rng(seed)
+    extra = max(rows // 8, 16)
+    n = rows + 2 * extra
+    x = rng.standard_normal((n, *feature_shape), dtype=np.float32)
+    v = rng.standard_normal(int(np.prod(feature_shape))).astype(np.float32)
+    y = x.reshape(n, -1) @ v / np.sqrt(v.size)
+    cut1, cut2 = rows, rows + extra
+    splits = {"train": (x[:cut1], y[:cut1]), "val": (x[cut1:cut2], y[cut1:cut2]), "test": (x[cut2:], y[cut2:])}
+    return build_task(RawData(splits, FORGET_RULE, f"synthetic {feature_shape}"))
+
+
+# The seed-strategy probe's name for it (benchmarks/seed_strategies.py).
+random_task = synthetic_task
+
+
+def seed_keys(seeds: int, stream: str, root: int = 0) -> jax.Array:
+    """[S] keys; seed i's key does not depend on S (1-seed and 8-seed runs share seed 0)."""
+    base = jax.random.fold_in(jax.random.key(root), sum(map(ord, stream)))
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(seeds))
+
+
+def _flops(cost: Any) -> float | None:
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def device_memory() -> dict[str, Any]:
+    """Process-wide device memory counters (``peak_bytes_in_use`` only grows)."""
+    dev = jax.local_devices()[0]
+    try:
+        stats = dev.memory_stats()
+    except Exception:  # noqa: BLE001 - backends without the counters raise or return None
+        stats = None
+    if not stats:
+        return {"peak_bytes_in_use": None, "bytes_in_use": None,
+                "memory_note": f"device.memory_stats() is unavailable on {dev.platform}"}
+    return {"peak_bytes_in_use": stats.get("peak_bytes_in_use"), "bytes_in_use": stats.get("bytes_in_use"),
+            "memory_note": "process-wide peak since start (monotone)"}
+
+
+def program_bytes(executor, per_seed: tuple, shared: tuple) -> int | None:
+    """Arguments + outputs + temporaries of the compiled program ``executor`` runs (XLA's
+    memory analysis; the program is already compiled, so this hits the in-memory cache).
+    Reads SeedExecutor internals: it exposes no ``lower`` yet."""
+    try:
+        jitted = getattr(executor, "_compiled", None)
+        if jitted is None:
+            args = (*tree_index(per_seed, 0), *shared)
+            jitted = executor._single
+        else:
+            args = (tuple(per_seed), tuple(shared))
+        mem = jitted.lower(*args).compile().memory_analysis()
+        return int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+                   - mem.alias_size_in_bytes)
+    except Exception:  # noqa: BLE001 - optional detail; absent on some backends
+        return None
+
+
+class Bench:
+    """Tasks, models, runners, FLOP counts and trained states, cached so that every program
+    compiles once per (workload, dtype, pipeline, strategy) and prerequisites are reused."""
+
+    def __init__(self, repeats: int = 2, log=print, plan_overrides: dict | None = None):
+        self.repeats, self.log = repeats, log
+        self.plan_overrides = dict(plan_overrides or {})
+        self._runners: dict = {}
+        self._flops: dict = {}
+        self._predict: dict = {}
+        self.states: dict = {}   # (workload, dtype, seeds, strategy) -> {phase: TrainState [S]}
+        self.epoch_s: dict = {}  # same key -> {phase: median seconds per epoch (all seeds)}
+
+    def task(self, wl: Workload):
+        return synthetic_task(wl.rows, wl.feature_shape)
+
+    def config(self, wl: Workload, dtype: str) -> StudyConfig:
+        return StudyConfig(model=wl.model, batch_size=wl.batch_size, dtype=dtype, loss="l1")
+
+    def model(self, wl: Workload, dtype: str) -> ModelFns:
+        return ModelFns(make_model(wl.model, dtype=jnp.dtype(dtype), **dict(wl.model_kwargs)), wl.feature_shape)
+
+    def runner(self, wl: Workload, dtype: str, pipeline: str, strategy: str) -> PipelineRunner:
+        key = (wl.name, dtype, pipeline, strategy)
+        if key not in self._runners:
+            model = self.model(wl, dtype)
+            plan = dataclasses.replace(auto_plan(model.family), seed_strategy=strategy, epochs_per_call=1,
+                                       **self.plan_overrides)
+            self._runners[key] = PipelineRunner(FACTORIES[pipeline](model, self.task(wl), self.config(wl, dtype), plan),
+                                                plan)
+        return self._runners[key]
+
+    # -- prerequisites ------------------------------------------------------------------
+    def original(self, wl, dtype, seeds, strategy) -> tuple[Any, str]:
+        got = self.states.setdefault((wl.name, dtype, seeds, strategy), {})
+        if "train" not in got:
+            self.run_phase(wl, dtype, seeds, strategy, "train", repeats=0)
+            return got["train"], "original trained here for 1 epoch, unmeasured"
+        return got["train"], "original = this group's measured 'train' states"
+
+    def proxy(self, wl, dtype, seeds, strategy) -> tuple[Any, str]:
+        got = self.states.setdefault((wl.name, dtype, seeds, strategy), {})
+        if "proxy" in got:
+            return got["proxy"], "proxy = this group's measured 'proxy' states"
+        if "retrain" in got:
+            return got["retrain"], "proxy = this group's 'retrain' states (the proxy's program on the same rows)"
+        original, _ = self.original(wl, dtype, seeds, strategy)
+        return original, "proxy = original states (timing only: quality not comparable to the paper's blindspot)"
+
+    # -- one phase ----------------------------------------------------------------------
+    def run_phase(self, wl: Workload, dtype: str, seeds: int, strategy: str, phase: str,
+                  repeats: int | None = None) -> dict[str, Any]:
+        """Runs ``phase`` for 1 + repeats epochs over ``seeds`` seeds; returns the record's fields."""
+        repeats = self.repeats if repeats is None else repeats
+        pipe_name, index, epochs_field = STAGES[phase]
+        group = (wl.name, dtype, seeds, strategy)
+        runner = self.runner(wl, dtype, pipe_name, strategy)
+        driver, task = runner.drivers[index], self.task(wl)
+        notes = []
+        original = None
+        if runner.pipeline.needs_original:
+            original, note = self.original(wl, dtype, seeds, strategy)
+            notes.append(note)
+        earlier = ()
+        if index == 1:  # the blindspot student: its proxy comes from this group
+            proxy, note = self.proxy(wl, dtype, seeds, strategy)
+            earlier = (proxy,)
+            notes.append(note)
+        keys = seed_keys(seeds, pipe_name)
+        hp = broadcast_hp(runner.pipeline.hp(), seeds)
+
+        t0 = time.perf_counter()
+        with Stopwatch() as sw:
+            carry, aux = driver.begin((keys, original, hp, earlier), (task,))
+            carry, hist = driver.epochs((carry, hp, aux), (jnp.zeros((1,), jnp.int32), task))
+            jax.block_until_ready((carry, hist))
+        first_call = time.perf_counter() - t0
+        times = []
+        for epoch in range(1, repeats + 1):
+            ids = jnp.full((1,), epoch, jnp.int32)
+            t0 = time.perf_counter()
+            carry, hist = driver.epochs((carry, hp, aux), (ids, task))
+            jax.block_until_ready((carry, hist))
+            times.append(time.perf_counter() - t0)
+        fit = driver.phase.fit
+        state = fit.finish(carry)
+        self.states.setdefault(group, {})[phase] = state
+        if not times:
+            return {}
+        median = float(np.median(times))
+        self.epoch_s.setdefault(group, {})[phase] = median
+        flops = self.epoch_flops(wl, dtype, phase, fit, carry.state, hp, aux)
+        rows = int(fit.rows.size)
+        out = {
+            "pipeline": pipe_name, "phase_index": index, "plan": dataclasses.asdict(driver.plan),
+            "input_shape": list(wl.feature_shape), "model_kwargs": dict(wl.model_kwargs), "full_size": wl.full_size,
+            "rows_per_epoch": rows, "num_batches": fit.num_batches, "validates": fit.cfg.validate_on is not None,
+            "compile_s": sw.compile, "first_call_s": first_call, "repeats": repeats,
+            "epoch_s_median": median, "epoch_s_all": times, "per_seed_epoch_s": median / seeds,
+            "samples_per_s": rows * seeds / median, "seed_epochs_per_s": seeds / median,
+            "flops_per_seed_epoch": flops,
+            "flops_source": "XLA cost analysis (lowered HLO) of one step x steps + validation forward",
+            "achieved_tflops": None if flops is None else flops * seeds / median / 1e12,
+            "program_bytes": program_bytes(driver.epochs, (carry, hp, aux), (jnp.zeros((1,), jnp.int32), task)),
+            **device_memory(),
+            "paper_epochs": getattr(self.config(wl, dtype), epochs_field),
+            "quality_epochs": 1 + repeats,
+            "quality": self.quality(wl, dtype, state, hist),
+            "notes": notes,
+        }
+        out["phase_s_projected"] = out["paper_epochs"] * median
+        return out
+
+    # -- FLOPs and quality --------------------------------------------------------------
+    def epoch_flops(self, wl, dtype, phase, fit, stacked_state, hp, aux) -> float | None:
+        key = (wl.name, dtype, phase)
+        if key not in self._flops:
+            try:
+                self._flops[key] = self._count_flops(wl, fit, tree_index(stacked_state, 0), tree_index(hp, 0),
+                                                     None if aux is None else tree_index(aux, 0))
+            except Exception as err:  # noqa: BLE001 - a missing count must not lose the timing
+                self.log(f"  (no FLOP count for {key}: {type(err).__name__}: {err})")
+                self._flops[key] = None
+        return self._flops[key]
+
+    def _count_flops(self, wl, fit, state, hp, aux) -> float | None:
+        task, b = self.task(wl), fit.cfg.batch_size
+        idx, w = jnp.asarray(fit.rows[:b]), jnp.ones((b,), jnp.float32)
+
+        def one_step(state, idx, w, key, hp, aux, task):
+            return fit.step(state, fit.gather(task, aux, idx, w), key, hp, aux)
+
+        step = _flops(jax.jit(one_step).lower(state, idx, w, jax.random.key(0), hp, aux, task).cost_analysis())
+        if step is None:
+            return None
+        total = step * fit.num_batches
+        if fit.cfg.validate_on is not None:
+            n_val = task.val.size
+            chunk = min(fit.plan.eval_chunk, n_val)
+            fwd = jax.jit(lambda p, s, x: fit.model.apply_eval(p, s, x)[0])
+            per_chunk = _flops(fwd.lower(state.params, state.batch_stats, task.val.x[:chunk]).cost_analysis())
+            total += (per_chunk or 0.0) * -(-n_val // chunk)
+        return total
+
+    def quality(self, wl, dtype, state, hist) -> dict[str, Any]:
+        """Per-seed last-epoch training loss and test MAE on retain / forget rows."""
+        task = self.task(wl)
+        key = (wl.name, dtype)
+        if key not in self._predict:
+            model = self.model(wl, dtype)
+            plan = auto_plan(model.family)
+            self._predict[key] = jax.jit(lambda p, s, x: predict(model, p, s, x, plan))
+        forget = np.asarray(task.test.forget) > 0.5
+        y = np.asarray(task.test.y)[:, 0]
+        retain_mae, forget_mae = [], []
+        for i in range(int(np.asarray(hist["train_loss"]).shape[0])):
+            s = tree_index(state, i)
+            err = np.abs(np.asarray(self._predict[key](s.params, s.batch_stats, task.test.x))[:, 0] - y)
+            retain_mae.append(float(err[~forget].mean()))
+            forget_mae.append(float(err[forget].mean()))
+        out = {"train_loss": summary_stats([float(v) for v in np.asarray(hist["train_loss"])[:, -1]]),
+               "test_retain_mae": summary_stats(retain_mae), "test_forget_mae": summary_stats(forget_mae)}
+        val = np.asarray(hist["val_loss"])[:, -1]
+        if np.all(np.isfinite(val)):
+            out["val_loss"] = summary_stats([float(v) for v in val])
+        return out

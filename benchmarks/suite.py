@@ -1,0 +1,219 @@
+"""jaxunlearn speed suite: compile time, epoch time, samples/s, FLOP/s, memory and quality
+for training, retraining and every unlearner, over seeds, seed strategies and dtypes.
+
+    python -m benchmarks.suite run --quick --out bench.jsonl         # CPU smoke (CI, < 60 s)
+    python -m benchmarks.suite run --gpu --out $OUT/bench.jsonl      # the one GPU run (< 8 min)
+    python -m benchmarks.suite run --workloads mlp --seeds 1,8,32 --strategies vmap,map
+    python -m benchmarks.suite summarise bench.jsonl --out bench.md  # Markdown + targets
+
+One JSON line per measurement (or per skipped / failed item) is appended to ``--out``;
+``benchmarks/gpu_suite.sh`` runs the GPU matrix plus the PyTorch reference and summarises.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+import traceback
+from typing import Any
+
+from benchmarks.common import append_record, read_records, run_info
+
+PHASE_ORDER = ("train", "retrain", "proxy", "finetune", "gaussian", "blindspot")
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """Phases of one workload measured at one (dtype, seeds, strategy); ``est_s`` is the
+    expected GPU cost used by the time budget."""
+
+    workload: str
+    dtype: str
+    seeds: int
+    strategy: str
+    phases: tuple[str, ...]
+    est_s: float = 0.0
+
+
+def _items(workloads, dtypes, seed_counts, strategies, phases, est=0.0):
+    out = []
+    for wl in workloads:
+        for dtype in dtypes:
+            for seeds in seed_counts:
+                for strategy in (("map",) if seeds == 1 else strategies):
+                    out.append(Item(wl, dtype, seeds, strategy, tuple(phases), est))
+    return out
+
+
+def quick_matrix() -> list[Item]:
+    """Every pipeline, seed strategy, dtype and three model families once, at tiny CPU sizes
+    (XLA compilation dominates). Left out to stay well under a minute on two cores: the
+    separately measured "proxy" phase (the blindspot student here takes the "retrain"
+    states, the same program) and ResNet-18 (its CPU compile alone takes 15-45 s); run
+    ``--phases proxy`` / ``--workloads resnet18-quick`` with a custom matrix for those."""
+    return [
+        Item("mlp-quick", "float32", 1, "map", ("train", "retrain", "finetune", "gaussian", "blindspot")),
+        Item("mlp-quick", "float32", 2, "vmap", ("train",)),
+        Item("mlp-quick", "float32", 2, "map", ("train", "blindspot")),  # proxy falls back to the original
+        Item("mlp-quick", "float32", 2, "host", ("train",)),
+        Item("mlp-quick", "bfloat16", 2, "map", ("train",)),
+        Item("lstm-quick", "float32", 1, "map", ("train",)),
+        Item("allcnn-quick", "float32", 1, "host", ("train",)),  # XLA:CPU's plan for conv nets
+    ]
+
+
+def gpu_matrix() -> list[Item]:
+    """The one GPU run, most important first (the budget skips from the end). ``est_s`` are
+    H200 estimates: compile ~8 s per AllCNN program (~20 s vmapped), epochs from
+    benchmarks/RESULTS.md (AllCNN 0.19 s/epoch/seed fp32, ~0.11 bf16)."""
+    ab = ("train", "retrain", "blindspot")
+    return [
+        Item("allcnn", "float32", 1, "map", ab, 35),
+        Item("allcnn", "bfloat16", 1, "map", ab, 30),
+        *_items(["mlp"], ["float32"], [1, 8, 32], ["vmap", "map"], ["train"], 5),
+        *_items(["lstm"], ["float32"], [1, 8, 32], ["vmap", "map"], ["train"], 10),
+        Item("allcnn", "float32", 8, "map", ab, 45),
+        Item("allcnn", "bfloat16", 8, "map", ab, 35),
+        Item("allcnn", "float32", 8, "host", ("train", "blindspot"), 25),
+        Item("allcnn", "bfloat16", 8, "host", ("train", "blindspot"), 18),
+        Item("resnet18", "float32", 1, "map", ab, 45),
+        Item("allcnn", "float32", 8, "vmap", ("train", "blindspot"), 70),
+        Item("allcnn", "bfloat16", 8, "vmap", ("train", "blindspot"), 55),
+        Item("allcnn", "float32", 1, "map", ("finetune", "gaussian"), 15),
+        *_items(["mlp", "lstm"], ["bfloat16"], [1, 32], ["vmap"], ["train"], 8),
+    ]
+
+
+def full_matrix(workloads=("allcnn", "resnet18", "lstm", "mlp")) -> list[Item]:
+    """Everything: all phases x dtypes x {1, 8, 32} seeds x strategies (hours on a GPU)."""
+    return _items(workloads, ["float32", "bfloat16"], [1, 8, 32], ["vmap", "map", "host"], PHASE_ORDER)
+
+
+def select(items: list[Item], args) -> list[Item]:
+    def keep(value, allowed):
+        return allowed is None or str(value) in allowed.split(",")
+
+    out = []
+    for item in items:
+        if not (keep(item.workload, args.workloads) and keep(item.dtype, args.dtypes)
+                and keep(item.seeds, args.seeds) and keep(item.strategy, args.strategies)):
+            continue
+        phases = tuple(p for p in item.phases if keep(p, args.phases))
+        if phases:
+            out.append(dataclasses.replace(item, phases=phases))
+    return out
+
+
+def jax_run_info() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    import jax
+
+    versions = {}
+    for name in ("jax", "jaxlib", "flax", "optax", "numpy"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = None
+    dev = jax.local_devices()[0]
+    return run_info("jax", dev.device_kind, jax.default_backend(), versions)
+
+
+def run(args) -> int:
+    from benchmarks.measure import STAGES, WORKLOADS, Bench
+
+    started = time.perf_counter()
+    items = quick_matrix() if args.quick else gpu_matrix() if args.gpu else full_matrix()
+    items = select(items, args)
+    info = jax_run_info()
+    bench = Bench(repeats=args.repeats, log=print)
+    print(f"{len(items)} items on {info['device']} ({info['backend']}), budget {args.budget_s} s", flush=True)
+    counts = {"measurement": 0, "skipped": 0, "error": 0}
+    for item in items:
+        wl = WORKLOADS[item.workload]
+        for phase in sorted(item.phases, key=PHASE_ORDER.index):
+            base = {**info, "workload": wl.name, "model": wl.model, "phase": phase, "pipeline": STAGES[phase][0],
+                    "dtype": item.dtype, "seeds": item.seeds, "strategy": item.strategy,
+                    "batch_size": wl.batch_size}
+            elapsed = time.perf_counter() - started
+            if args.budget_s is not None and elapsed + item.est_s / len(item.phases) > args.budget_s:
+                rec = {**base, "kind": "skipped", "wall_s": 0.0,
+                       "reason": f"time budget: {elapsed:.0f} s used of {args.budget_s:.0f} s"}
+            else:
+                t0 = time.perf_counter()
+                try:
+                    fields = bench.run_phase(wl, item.dtype, item.seeds, item.strategy, phase)
+                    rec = {**base, "kind": "measurement", **fields}
+                    group = bench.epoch_s.get((wl.name, item.dtype, item.seeds, item.strategy), {})
+                    rec["ratio_vs_retrain"] = stage_ratio(phase, group, bench.config(wl, item.dtype))
+                except Exception as err:  # one failure must not lose the rest
+                    rec = {**base, "kind": "error", "error": f"{type(err).__name__}: {err}"[:800],
+                           "traceback": traceback.format_exc()[-2000:]}
+                rec["wall_s"] = time.perf_counter() - t0
+            counts[rec["kind"]] += 1
+            append_record(args.out, rec)
+            print(one_line(rec), flush=True)
+    print(f"done in {time.perf_counter() - started:.1f} s: {counts}", flush=True)
+    if args.summary:
+        from benchmarks.summary import write_summary
+        write_summary([args.out], args.summary)
+    return 0
+
+
+def stage_ratio(phase: str, epoch_s: dict[str, float], cfg) -> float | None:
+    """Projected unlearner time (paper epochs x median epoch time) / projected retraining
+    time, for the last phase of an unlearner once the group has timed 'retrain'."""
+    if "retrain" not in epoch_s or phase not in ("finetune", "gaussian", "blindspot"):
+        return None
+    retrain = cfg.train_epochs * epoch_s["retrain"]
+    if phase == "blindspot":
+        proxy = epoch_s.get("proxy", epoch_s["retrain"])
+        cost = cfg.proxy_epochs * proxy + cfg.blindspot_epochs * epoch_s["blindspot"]
+    else:
+        cost = getattr(cfg, f"{phase}_epochs") * epoch_s[phase]
+    return cost / retrain
+
+
+def one_line(rec: dict) -> str:
+    head = f"{rec['workload']:>14} {rec['phase']:>9} {rec['dtype']:>8} S={rec['seeds']:<2} {rec['strategy']:>4}"
+    if rec["kind"] == "measurement":
+        q = rec["quality"]
+        return (f"{head}  compile {rec['compile_s']:6.2f} s  epoch {rec['epoch_s_median']:.4f} s  "
+                f"{rec['samples_per_s']:9.0f} samples/s  {rec['achieved_tflops'] or 0:7.3f} TFLOP/s  "
+                f"loss {q['train_loss']['mean']:.3f}  forget MAE {q['test_forget_mae']['mean']:.3f}  wall {rec['wall_s']:.1f} s")
+    return f"{head}  {rec['kind'].upper()}: {rec.get('reason') or rec.get('error')}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="measure and append JSON records")
+    mode = p_run.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="tiny CPU matrix (CI smoke test)")
+    mode.add_argument("--gpu", action="store_true", help="the prioritised one-GPU matrix")
+    p_run.add_argument("--out", default="benchmarks/results/bench.jsonl")
+    p_run.add_argument("--summary", default=None, help="also write the Markdown summary here")
+    p_run.add_argument("--repeats", type=int, default=2, help="timed epochs after the compiling one")
+    p_run.add_argument("--budget-s", type=float, default=None, help="skip (and record) items past this many seconds")
+    for name in ("workloads", "dtypes", "seeds", "strategies", "phases"):
+        p_run.add_argument(f"--{name}", default=None, help=f"comma-separated {name} to keep")
+    p_sum = sub.add_parser("summarise", aliases=["summarize"], help="Markdown summary of JSONL files")
+    p_sum.add_argument("files", nargs="+")
+    p_sum.add_argument("--out", default=None, help="write here instead of stdout")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run(args)
+    from benchmarks.summary import render_summary
+
+    text = render_summary(read_records(args.files))
+    if args.out:
+        with open(args.out, "w") as sink:
+            sink.write(text)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
