@@ -3,6 +3,7 @@ file, and run metadata. Imports neither JAX nor PyTorch (the reference must not 
 JAX client on the GPU it measures)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -13,6 +14,40 @@ import sys
 from typing import Any, Iterable
 
 SCHEMA = "jaxunlearn-bench/1"
+
+FORGET_QUANTILE = 0.3  # forget rows with a label at or below this training quantile
+FORGET_QUANTILE_RULE = f"quantile<={FORGET_QUANTILE}"  # a label range, as the paper's (AgeDB: age <= 30)
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """A model on synthetic data of a paper-like shape (speed only; the target is a random
+    linear map of the inputs, so quality metrics are comparable across runs and dtypes).
+    ``rows`` training rows plus rows/8 validation and rows/8 test rows."""
+
+    name: str
+    model: str
+    model_kwargs: tuple[tuple[str, Any], ...]
+    rows: int
+    feature_shape: tuple[int, ...]
+    batch_size: int
+    full_size: bool  # a GPU-sized workload (the targets apply), not a CPU smoke-test one
+
+    @property
+    def extra_rows(self) -> int:
+        return max(self.rows // 8, 16)
+
+
+WORKLOADS = {w.name: w for w in (
+    Workload("allcnn", "allcnn", (), 12288, (32, 32, 3), 256, True),          # AgeDB-sized images
+    Workload("resnet18", "resnet18", (), 12288, (32, 32, 3), 256, True),
+    Workload("lstm", "lstm", (), 12288, (2, 10, 300), 256, True),             # STS-B pairs, GloVe-300d
+    Workload("mlp", "mlp", (), 12288, (96,), 256, True),                      # tabular (Taylor windows)
+    Workload("allcnn-quick", "allcnn", (("width", 4),), 128, (8, 8, 3), 64, False),
+    Workload("resnet18-quick", "resnet18", (("width", 2),), 128, (8, 8, 3), 64, False),
+    Workload("lstm-quick", "lstm", (("hidden", 8),), 192, (2, 4, 8), 64, False),
+    Workload("mlp-quick", "mlp", (("hidden", (32, 32)),), 384, (16,), 64, False),
+)}
 
 # Fields every record carries (measurement, skipped or error).
 ID_FIELDS = ("schema", "kind", "framework", "workload", "model", "phase", "dtype", "seeds", "strategy",

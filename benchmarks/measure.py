@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import summary_stats
+from benchmarks.common import FORGET_QUANTILE_RULE, WORKLOADS, Workload, summary_stats
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.sources import RawData, build_task
 from jaxunlearn.models import make_model
@@ -47,33 +47,7 @@ STAGES = {
     "blindspot": ("blindspot", 1, "blindspot_epochs"),
 }
 FACTORIES = {"original": make_original, **UNLEARNERS}
-FORGET_RULE = "quantile<=0.3"  # a label range, as the paper's (AgeDB: age <= 30)
-
-
-@dataclasses.dataclass(frozen=True)
-class Workload:
-    """A model on synthetic data of a paper-like shape (speed only; the target is a random
-    linear map of the inputs, so the quality metrics are comparable across runs)."""
-
-    name: str
-    model: str
-    model_kwargs: tuple[tuple[str, Any], ...]
-    rows: int
-    feature_shape: tuple[int, ...]
-    batch_size: int
-    full_size: bool  # a GPU-sized workload (targets apply), not a CPU smoke-test one
-
-
-WORKLOADS = {w.name: w for w in (
-    Workload("allcnn", "allcnn", (), 12288, (32, 32, 3), 256, True),
-    Workload("resnet18", "resnet18", (), 12288, (32, 32, 3), 256, True),
-    Workload("lstm", "lstm", (), 12288, (2, 10, 300), 256, True),
-    Workload("mlp", "mlp", (), 12288, (96,), 256, True),
-    Workload("allcnn-quick", "allcnn", (("width", 4),), 128, (8, 8, 3), 64, False),
-    Workload("resnet18-quick", "resnet18", (("width", 2),), 128, (8, 8, 3), 64, False),
-    Workload("lstm-quick", "lstm", (("hidden", 8),), 192, (2, 4, 8), 64, False),
-    Workload("mlp-quick", "mlp", (("hidden", (32, 32)),), 384, (16,), 64, False),
-)}
+__all__ = ["Bench", "STAGES", "WORKLOADS", "Workload", "synthetic_task", "random_task", "seed_keys"]
 
 
 @functools.lru_cache(maxsize=4)
@@ -87,7 +61,7 @@ def synthetic_task(rows: int, feature_shape: tuple[int, ...], seed: int = 0):
     y = x.reshape(n, -1) @ v / np.sqrt(v.size)
     cut1, cut2 = rows, rows + extra
     splits = {"train": (x[:cut1], y[:cut1]), "val": (x[cut1:cut2], y[cut1:cut2]), "test": (x[cut2:], y[cut2:])}
-    return build_task(RawData(splits, FORGET_RULE, f"synthetic {feature_shape}"))
+    return build_task(RawData(splits, FORGET_QUANTILE_RULE, f"synthetic {feature_shape}"))
 
 
 # The seed-strategy probe's name for it (benchmarks/seed_strategies.py).

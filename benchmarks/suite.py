@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 import traceback
 from typing import Any
 
-from benchmarks.common import append_record, read_records, run_info
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import append_record, read_records, run_info  # noqa: E402
 
 PHASE_ORDER = ("train", "retrain", "proxy", "finetune", "gaussian", "blindspot")
 
@@ -121,25 +125,32 @@ def jax_run_info() -> dict[str, Any]:
 
 
 def run(args) -> int:
+    items = quick_matrix() if args.quick else gpu_matrix() if args.gpu else full_matrix()
+    run_items(select(items, args), args.out, args.repeats, args.budget_s, args.summary)
+    return 0
+
+
+def run_items(items: list[Item], out: str, repeats: int = 2, budget_s: float | None = None,
+              summary: str | None = None) -> dict[str, int]:
+    """Measures every phase of every item, appending one record each to ``out``; past
+    ``budget_s`` seconds the remaining phases are recorded as skipped. Returns counts per kind."""
     from benchmarks.measure import STAGES, WORKLOADS, Bench
 
     started = time.perf_counter()
-    items = quick_matrix() if args.quick else gpu_matrix() if args.gpu else full_matrix()
-    items = select(items, args)
     info = jax_run_info()
-    bench = Bench(repeats=args.repeats, log=print)
-    print(f"{len(items)} items on {info['device']} ({info['backend']}), budget {args.budget_s} s", flush=True)
+    bench = Bench(repeats=repeats, log=print)
+    print(f"{len(items)} items on {info['device']} ({info['backend']}), budget {budget_s} s", flush=True)
     counts = {"measurement": 0, "skipped": 0, "error": 0}
     for item in items:
         wl = WORKLOADS[item.workload]
         for phase in sorted(item.phases, key=PHASE_ORDER.index):
             base = {**info, "workload": wl.name, "model": wl.model, "phase": phase, "pipeline": STAGES[phase][0],
                     "dtype": item.dtype, "seeds": item.seeds, "strategy": item.strategy,
-                    "batch_size": wl.batch_size}
+                    "batch_size": wl.batch_size, "full_size": wl.full_size}
             elapsed = time.perf_counter() - started
-            if args.budget_s is not None and elapsed + item.est_s / len(item.phases) > args.budget_s:
+            if budget_s is not None and elapsed + item.est_s / len(item.phases) > budget_s:
                 rec = {**base, "kind": "skipped", "wall_s": 0.0,
-                       "reason": f"time budget: {elapsed:.0f} s used of {args.budget_s:.0f} s"}
+                       "reason": f"time budget: {elapsed:.0f} s used of {budget_s:.0f} s"}
             else:
                 t0 = time.perf_counter()
                 try:
@@ -152,13 +163,13 @@ def run(args) -> int:
                            "traceback": traceback.format_exc()[-2000:]}
                 rec["wall_s"] = time.perf_counter() - t0
             counts[rec["kind"]] += 1
-            append_record(args.out, rec)
+            append_record(out, rec)
             print(one_line(rec), flush=True)
     print(f"done in {time.perf_counter() - started:.1f} s: {counts}", flush=True)
-    if args.summary:
+    if summary:
         from benchmarks.summary import write_summary
-        write_summary([args.out], args.summary)
-    return 0
+        write_summary([out], summary)
+    return counts
 
 
 def stage_ratio(phase: str, epoch_s: dict[str, float], cfg) -> float | None:

@@ -202,8 +202,8 @@ def targets_table(records: list[dict]) -> list[str]:
 
 def render_summary(records: list[dict]) -> str:
     out = ["# jaxunlearn benchmark summary", ""]
-    runs = sorted({(r.get("framework"), r.get("device"), r.get("backend"), str(r.get("versions")),
-                    r.get("git_commit"), (r.get("date_utc") or "")[:10]) for r in records})
+    runs = sorted({tuple(str(x) for x in (r.get("framework"), r.get("device"), r.get("backend"), r.get("versions"),
+                                          r.get("git_commit"), (r.get("date_utc") or "")[:10])) for r in records})
     out.append("Runs (framework, device, backend, versions, commit, date):")
     out += [f"- {' | '.join(str(x) for x in run)}" for run in runs]
     out.append("")

@@ -1,0 +1,132 @@
+"""The benchmark suite's CPU smoke test (its --quick mode end to end), the summary's target
+logic on hand-made records, the time budget, and the PyTorch reference (run where torch
+is importable; elsewhere it must record an honest "skipped")."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.common import ID_FIELDS, MEASUREMENT_FIELDS, SCHEMA, read_records
+from benchmarks.suite import gpu_matrix, main, quick_matrix
+from benchmarks.summary import render_summary
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(args, timeout=300):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _finite(x):
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def test_quick_suite_writes_complete_records(tmp_path):
+    out, md = tmp_path / "bench.jsonl", tmp_path / "bench.md"
+    _run(["-m", "benchmarks.suite", "run", "--quick", "--out", str(out), "--summary", str(md)])
+    records = read_records([out])
+    expected = sum(len(item.phases) for item in quick_matrix())
+    assert len(records) == expected
+    for rec in records:
+        assert rec["kind"] == "measurement", rec.get("error")
+        missing = [f for f in ID_FIELDS + MEASUREMENT_FIELDS if f not in rec]
+        assert not missing, (rec["workload"], rec["phase"], missing)
+        assert rec["schema"] == SCHEMA and rec["framework"] == "jax" and rec["versions"]["jax"]
+        assert rec["compile_s"] >= 0 and rec["first_call_s"] > 0
+        assert rec["epoch_s_median"] > 0 and all(t > 0 for t in rec["epoch_s_all"])
+        assert rec["samples_per_s"] > 0 and rec["flops_per_seed_epoch"] > 0 and rec["achieved_tflops"] > 0
+        assert rec["peak_bytes_in_use"] is None and "unavailable" in rec["memory_note"]  # CPU
+        for name in ("train_loss", "test_retain_mae", "test_forget_mae"):
+            stats = rec["quality"][name]
+            assert len(stats["per_seed"]) == rec["seeds"]
+            assert all(_finite(v) for v in stats["per_seed"]) and _finite(stats["std"])
+    seen = {(r["phase"], r["strategy"], r["dtype"]) for r in records}
+    assert {p for p, _, _ in seen} >= {"train", "retrain", "finetune", "gaussian", "blindspot"}
+    assert {s for _, s, _ in seen} == {"vmap", "map", "host"} and {d for _, _, d in seen} == {"float32", "bfloat16"}
+    ratios = [r["ratio_vs_retrain"] for r in records if r["phase"] in ("finetune", "gaussian", "blindspot")
+              and r["seeds"] == 1]
+    assert ratios and all(_finite(v) and v > 0 for v in ratios)
+    text = md.read_text()
+    assert "## Targets" in text and "not measured" in text and "mlp-quick" in text
+
+
+def test_budget_records_skips_instead_of_running(tmp_path):
+    out = tmp_path / "b.jsonl"
+    main(["run", "--quick", "--workloads", "mlp-quick", "--budget-s", "0", "--out", str(out)])
+    records = read_records([out])
+    assert records and all(r["kind"] == "skipped" and "budget" in r["reason"] for r in records)
+
+
+def test_gpu_matrix_is_prioritised_and_fits_the_budget():
+    items = gpu_matrix()
+    assert sum(i.est_s for i in items) < 600  # the script's budget cuts the tail at ~7 min anyway
+    assert items[0].workload == "allcnn" and items[0].seeds == 1
+    for dtype in ("float32", "bfloat16"):
+        for strategy in ("vmap", "map", "host"):
+            assert any(i.workload == "allcnn" and i.seeds == 8 and i.strategy == strategy and i.dtype == dtype
+                       and {"train", "blindspot"} <= set(i.phases) for i in items)
+    for wl in ("lstm", "mlp"):
+        assert {(i.seeds, i.strategy) for i in items if i.workload == wl and i.dtype == "float32"} >= {
+            (1, "map"), (8, "vmap"), (8, "map"), (32, "vmap"), (32, "map")}
+
+
+def _rec(workload, phase, seeds, strategy, dtype, epoch_s, loss=(1.0, 0.1)):
+    q = {"mean": loss[0], "std": loss[1], "per_seed": [loss[0]] * seeds}
+    return {"schema": SCHEMA, "kind": "measurement", "framework": "jax", "device": "NVIDIA H200", "backend": "gpu",
+            "full_size": True, "workload": workload, "phase": phase, "seeds": seeds, "strategy": strategy,
+            "dtype": dtype, "epoch_s_median": epoch_s, "per_seed_epoch_s": epoch_s / seeds,
+            "seed_epochs_per_s": seeds / epoch_s, "samples_per_s": 1.0, "compile_s": 1.0, "achieved_tflops": 1.0,
+            "quality": {"train_loss": q, "test_forget_mae": q, "test_retain_mae": q}}
+
+
+def _status(text, target):
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"| {target}"))
+    return line.split("|")[2].strip().strip("*")
+
+
+def test_summary_marks_targets():
+    recs = [
+        _rec("allcnn", "blindspot", 1, "map", "float32", 0.07), _rec("allcnn", "train", 1, "map", "float32", 0.07),
+        _rec("allcnn", "blindspot", 8, "map", "float32", 0.55), _rec("allcnn", "train", 8, "map", "float32", 0.70),
+        _rec("lstm", "train", 1, "map", "float32", 0.04), _rec("lstm", "train", 32, "vmap", "float32", 0.08),
+        _rec("mlp", "train", 1, "map", "float32", 0.003), _rec("mlp", "train", 32, "vmap", "float32", 0.0045),
+        _rec("allcnn", "train", 8, "map", "bfloat16", 0.56, loss=(1.05, 0.1)),
+        _rec("allcnn", "blindspot", 8, "map", "bfloat16", 0.30, loss=(1.5, 0.1)),
+        {"schema": SCHEMA, "kind": "skipped", "framework": "jax", "workload": "resnet18", "phase": "blindspot",
+         "dtype": "float32", "seeds": 1, "strategy": "map", "reason": "time budget"},
+    ]
+    text = render_summary(recs)
+    assert _status(text, "AllCNN blindspot epoch") == "met"
+    assert _status(text, "AllCNN training epoch") == "not met"          # 0.07 > 0.06
+    assert _status(text, "AllCNN, 8 seeds") == "not met"                 # train: 0.0875 vs 0.07 per seed
+    assert _status(text, "LSTM, 32 seeds") == "met"                      # 16x
+    assert _status(text, "MLP, 32 seeds") == "met"                       # 21.3x
+    assert _status(text, "bf16 keeps") == "not met"                      # blindspot loss 1.5 vs 1.0 +- 0.1
+    assert "time budget" in text
+    cpu_only = render_summary([dict(r, backend="cpu", device="cpu") for r in recs[:2]])
+    assert _status(cpu_only, "AllCNN blindspot epoch") == "not measured"
+
+
+def test_torch_reference_runs_or_says_why(tmp_path):
+    out = tmp_path / "torch.jsonl"
+    _run(["benchmarks/torch_reference.py", "--workload", "allcnn-quick", "--device", "cpu", "--threads", "1",
+          "--repeats", "1", "--out", str(out)], timeout=240)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 4  # {train, blindspot} x {float32, bfloat16}
+    if importlib.util.find_spec("torch") is None:
+        assert all(r["kind"] == "skipped" and "torch not importable" in r["reason"] for r in records)
+        pytest.skip("torch is not installed here: only the skipped-record path was checked")
+    for rec in records:
+        assert rec["kind"] == "measurement", rec.get("error")
+        assert rec["epoch_s_median"] > 0 and rec["samples_per_s"] > 0
+        assert all(_finite(rec["quality"][m]["mean"]) for m in ("train_loss", "test_retain_mae", "test_forget_mae"))
