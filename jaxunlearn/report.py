@@ -94,8 +94,9 @@ def format_table(
     columns: Sequence[tuple[str, str]],
     digits: int = 3,
     plain: Sequence[str] = (),
+    spread: str = "std",
 ) -> str:
-    """Renders a summary as a Markdown table of ``mean ± std`` cells.
+    """Renders a summary as a Markdown table of ``mean ± spread`` cells.
 
     Args:
         summary: output of :func:`summarise`.
@@ -104,11 +105,15 @@ def format_table(
         digits: number of decimals for mean and std (values of 10^4 and more are
             written with ``digits + 1`` significant figures, e.g. ``2.433e+06``).
         plain: metric keys shown as the mean alone (e.g. one wall time per study).
+        spread: what follows ±: "std" (sample std over seeds) or "ci95" (half-width of
+            the 95% Student-t confidence interval of the mean).
 
     Returns:
         The table as a string (no trailing newline). A missing row or metric,
         or one with no finite values, shows as "—".
     """
+    if spread not in ("std", "ci95"):
+        raise ValueError(f"spread must be 'std' or 'ci95', got {spread!r}")
     header = "| model | " + " | ".join(h for _, h in columns) + " |"
     rule = "|---|" + "---|" * len(columns)
     lines = [header, rule]
@@ -119,9 +124,9 @@ def format_table(
             if entry is None or entry.get("mean") is None:
                 cells.append(MISSING)
             else:
-                std = entry.get("std") or 0.0
+                width = entry.get(spread) or 0.0
                 mean = _number(entry["mean"], digits)
-                cells.append(mean if key in plain else f"{mean} ± {_number(std, digits)}")
+                cells.append(mean if key in plain else f"{mean} ± {_number(width, digits)}")
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -174,7 +179,7 @@ def _markdown(config: Mapping[str, Any], table_md: str) -> str:
     for key, value in config.items():
         shown = value if isinstance(value, str) else json.dumps(_jsonable(value))
         lines.append(f"- {key}: {shown}")
-    lines += ["", "## Results (mean ± std over seeds)", "", table_md.rstrip(), ""]
+    lines += ["", "## Results (mean ± 95% confidence-interval half-width over seeds)", "", table_md.rstrip(), ""]
     return "\n".join(lines)
 
 

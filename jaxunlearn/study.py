@@ -204,7 +204,8 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     mask_diverged(per_seed, divergence)
     rows = [r for r in ROW_ORDER if r in stages]
     summary = summarise(per_seed)
-    table = format_table(summary, rows, TABLE_COLUMNS, digits=3, plain=("run_seconds", "time_vs_retrain"))
+    table = format_table(summary, rows, TABLE_COLUMNS, digits=3, plain=("run_seconds", "time_vs_retrain"),
+                         spread="ci95")
     y_mean, y_std = float(task.y_mean), float(task.y_std)
     splits = ("train", "test")
     return StudyResult(
