@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
 __all__ = ["summarise", "format_table", "write_results", "environment_info", "atomic_write_text"]
 
@@ -41,6 +40,8 @@ def _summary_of(values: np.ndarray) -> dict:
         if n > 1:
             std = float(np.std(finite, ddof=1))
             out["std"] = std
+            from scipy import stats  # heavy import, only when summarising
+
             out["ci95"] = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
         else:
             out["std"] = 0.0

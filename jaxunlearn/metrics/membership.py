@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Union
 
 import numpy as np
-from sklearn.svm import SVC
 
 __all__ = ["mia_member_rate", "mia_member_rates"]
 
@@ -101,6 +100,7 @@ def mia_member_rate(
     features = np.concatenate([members[m_idx], nonmembers[n_idx]])[:, None]
     labels = np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
 
+    from sklearn.svm import SVC  # heavy import, only when the attack runs
     clf = SVC(kernel="rbf", C=C, gamma=gamma)
     clf.fit(features, labels)
     pred = clf.predict(target[:, None])
