@@ -21,11 +21,12 @@ pyplot, no global backend change), and matplotlib is imported only when a figure
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from jaxunlearn.report import atomic_write
 
 __all__ = ["FIGURE_FILES", "forget_deviation", "forget_deviation_figure", "error_figure", "write_figures"]
 
@@ -184,19 +185,7 @@ def error_figure(result: Any, metrics: Sequence[tuple[str, str]] = ERROR_METRICS
 
 
 def _atomic_save(fig, path: Path, dpi: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=dpi)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi), binary=True)
 
 
 def write_figures(result: Any, out_dir: str | os.PathLike, dpi: int = 120) -> list[Path]:
