@@ -21,7 +21,7 @@ from jaxunlearn.checkpoints import KILL_BEFORE_COMMIT_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "2", "--epochs", "2",
-        "--batch-size", "64", "--finetune-epochs", "1", "--proxy-epochs", "1", "--no-progress"]
+        "--batch-size", "64", "--finetune-epochs", "2", "--unlearners", "finetune", "--no-progress"]
 MIN_KILLS = 10
 TIMED = ("run_seconds", "time_vs_retrain")
 
