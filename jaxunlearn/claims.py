@@ -1,0 +1,116 @@
+"""The paper's claims about Blindspot, tested seed by seed on a study's per-seed metrics.
+
+Each claim compares Blindspot with another model on the same seeds (a paired difference
+per seed), so seed-to-seed variation shared by both models cancels. A claim *holds* when
+the 95% Student-t confidence interval of the mean paired difference lies entirely on the
+claimed side, *fails* when it lies entirely on the other side, and is *inconclusive*
+when it contains 0.
+
+    >>> verdicts = evaluate_claims(per_seed)      # per_seed[row][metric] -> [S]  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+# How far Blindspot may raise the original's retain error and still "keep" it (relative).
+RETAIN_TOLERANCE = 0.10
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """One claim against one competitor.
+
+    Attributes:
+        claim: what the paper says. versus: the model compared with.
+        mean, ci95: mean paired margin (positive = the claim's direction) and the
+            half-width of its 95% CI. n: seeds with finite values on both sides.
+        outcome: "holds", "fails" or "inconclusive".
+    """
+
+    claim: str
+    versus: str
+    mean: float
+    ci95: float
+    n: int
+    outcome: str
+
+
+def _paired(margin: np.ndarray) -> tuple[float, float, int]:
+    from scipy import stats
+
+    finite = margin[np.isfinite(margin)]
+    n = int(finite.size)
+    if n == 0:
+        return math.nan, math.nan, 0
+    if n == 1:
+        return float(finite[0]), math.inf, 1
+    half = float(stats.t.ppf(0.975, n - 1) * np.std(finite, ddof=1) / math.sqrt(n))
+    return float(np.mean(finite)), half, n
+
+
+def _outcome(mean: float, half: float) -> str:
+    if not math.isfinite(mean):
+        return "inconclusive"
+    if mean - half > 0:
+        return "holds"
+    if mean + half < 0:
+        return "fails"
+    return "inconclusive"
+
+
+def _distance_to_retrain(metric: str, target: float | None = None) -> Callable[[Mapping, str], np.ndarray]:
+    """Per-seed |metric(row) - reference|: reference = retrain's value, or a constant."""
+    def distance(per_seed, row):
+        value = np.asarray(per_seed[row][metric], np.float64)
+        ref = np.asarray(per_seed["retrain"][metric], np.float64) if target is None else target
+        return np.abs(value - ref)
+    return distance
+
+
+# (claim, per-seed distance to minimise, competitors)
+CLAIMS: Sequence[tuple[str, Callable[[Mapping, str], np.ndarray], tuple[str, ...]]] = (
+    ("forget-set predictions closest to retraining (lower W1)",
+     lambda per_seed, row: np.asarray(per_seed[row]["wasserstein"], np.float64), ("finetune", "gaussian")),
+    ("forget error (test MAE) nearest the retrained model's", _distance_to_retrain("test_forget_mae"),
+     ("finetune", "gaussian")),
+    ("membership-attack rate nearest the retrained model's", _distance_to_retrain("mia"), ("finetune", "gaussian")),
+    ("anamnesis index nearest 1", _distance_to_retrain("ain", target=1.0), ("finetune", "gaussian")),
+)
+
+
+def evaluate_claims(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subject: str = "blindspot") -> list[Verdict]:
+    """Tests every claim of ``CLAIMS`` for ``subject`` plus the retain-error claim.
+
+    Args:
+        per_seed: ``per_seed[row][metric]`` = [S] values (rows: original, retrain, ...).
+        subject: the model the claims are about.
+
+    Returns:
+        One Verdict per (claim, competitor) whose rows are present.
+    """
+    verdicts = []
+    for claim, distance, rivals in CLAIMS:
+        for rival in rivals:
+            if rival in per_seed and subject in per_seed:
+                mean, half, n = _paired(distance(per_seed, rival) - distance(per_seed, subject))
+                verdicts.append(Verdict(claim, rival, mean, half, n, _outcome(mean, half)))
+    if subject in per_seed and "original" in per_seed:
+        ratio = (np.asarray(per_seed[subject]["test_retain_mae"], np.float64)
+                 / np.asarray(per_seed["original"]["test_retain_mae"], np.float64))
+        mean, half, n = _paired(1.0 + RETAIN_TOLERANCE - ratio)
+        verdicts.append(Verdict(f"retain error (test MAE) within {RETAIN_TOLERANCE:.0%} of the original's",
+                                "original", mean, half, n, _outcome(mean, half)))
+    return verdicts
+
+
+def claims_table(verdicts: Sequence[Verdict]) -> str:
+    """Markdown table of verdicts: claim, compared with, margin (mean ± 95% CI), outcome."""
+    lines = ["| Blindspot claim | compared with | margin (mean ± 95% CI) | seeds | verdict |",
+             "|---|---|---|---|---|"]
+    for v in verdicts:
+        lines.append(f"| {v.claim} | {v.versus} | {v.mean:.4g} ± {v.ci95:.3g} | {v.n} | **{v.outcome}** |")
+    return "\n".join(lines)

@@ -1,0 +1,48 @@
+"""The paired-seed verdicts on the paper's claims."""
+import numpy as np
+import pytest
+from scipy import stats
+
+from jaxunlearn.claims import claims_table, evaluate_claims
+
+
+def _per_seed(blindspot_w1, finetune_w1, s=6):
+    ones = np.ones(s)
+    base = {"test_forget_mae": ones, "mia": ones * 0.3, "ain": ones, "test_retain_mae": ones, "wasserstein": ones}
+    return {
+        "original": dict(base),
+        "retrain": dict(base, wasserstein=0 * ones),
+        "finetune": dict(base, wasserstein=np.asarray(finetune_w1, float)),
+        "blindspot": dict(base, wasserstein=np.asarray(blindspot_w1, float)),
+    }
+
+
+def _w1_verdict(per_seed):
+    return next(v for v in evaluate_claims(per_seed) if "W1" in v.claim and v.versus == "finetune")
+
+
+def test_clear_win_holds_and_matches_a_paired_t_interval():
+    b = np.array([1.0, 1.2, 0.9, 1.1, 1.0, 0.8])
+    f = b + np.array([2.0, 2.5, 1.5, 2.2, 1.8, 2.1])
+    v = _w1_verdict(_per_seed(b, f))
+    d = f - b
+    assert v.outcome == "holds" and v.n == 6
+    assert v.mean == pytest.approx(d.mean())
+    assert v.ci95 == pytest.approx(stats.t.ppf(0.975, 5) * d.std(ddof=1) / np.sqrt(6))
+
+
+def test_clear_loss_fails_and_noise_is_inconclusive():
+    b = np.array([3.0, 3.1, 2.9, 3.2, 3.0, 3.05])
+    assert _w1_verdict(_per_seed(b, b - 2)).outcome == "fails"
+    noise = np.array([0.5, -0.4, 0.3, -0.6, 0.2, -0.1])
+    assert _w1_verdict(_per_seed(b, b + noise)).outcome == "inconclusive"
+
+
+def test_nan_seeds_are_dropped_pairwise_and_retain_claim_present():
+    b = np.array([1.0, np.nan, 1.0, 1.0, 1.0, 1.0])
+    v = _w1_verdict(_per_seed(b, b + np.array([1.0, 1.0, 1.1, 0.9, 1.0, 1.2])))
+    assert v.n == 5 and v.outcome == "holds"
+    verdicts = evaluate_claims(_per_seed(np.ones(6), np.ones(6)))
+    retain = [x for x in verdicts if x.versus == "original"]
+    assert len(retain) == 1 and retain[0].outcome == "holds"  # equal retain error: within 10%
+    assert "| forget-set predictions closest to retraining (lower W1) | finetune |" in claims_table(verdicts)
