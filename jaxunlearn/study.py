@@ -15,7 +15,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in notebooks
 
 from jaxunlearn.checkpoints import REUSED_STAGES, CheckpointStore, data_fingerprint
 from jaxunlearn.config import StudyConfig
