@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 import time
 import traceback
@@ -38,6 +39,7 @@ class Item:
     strategy: str
     phases: tuple[str, ...]
     est_s: float = 0.0
+    repeats: int | None = None  # timed epochs; None = the run's --repeats
 
 
 def _items(workloads, dtypes, seed_counts, strategies, phases, est=0.0):
@@ -68,24 +70,33 @@ def quick_matrix() -> list[Item]:
 
 
 def gpu_matrix() -> list[Item]:
-    """The one GPU run, most important first (the budget skips from the end). ``est_s`` are
-    H200 estimates: compile ~8 s per AllCNN program (~20 s vmapped), epochs from
-    benchmarks/RESULTS.md (AllCNN 0.19 s/epoch/seed fp32, ~0.11 bf16)."""
-    ab = ("train", "retrain", "blindspot")
+    """The one GPU run, most important first (the time budget skips from the end).
+
+    ``est_s`` are H200 estimates per item, from benchmarks/RESULTS.md: compiling one phase's
+    programs takes ~10 s for AllCNN (~20-25 s vmapped over seeds), ~15 s for ResNet-18,
+    ~7 s for the LSTM, ~3 s for the MLP; an AllCNN epoch takes ~0.2 s per seed in fp32
+    (~0.11 s bf16), the blindspot student ~1.3x that; every phase runs 1 + repeats epochs.
+    Sum of the required items (through the vmapped AllCNN) ~400 s, plus ~30 s for the
+    PyTorch reference run before it. Where a group has no 'retrain' states, the blindspot
+    student takes the original as its proxy: same cost, quality then for comparing dtypes only.
+    """
+    tb = ("train", "blindspot")
     return [
-        Item("allcnn", "float32", 1, "map", ab, 35),
-        Item("allcnn", "bfloat16", 1, "map", ab, 30),
-        *_items(["mlp"], ["float32"], [1, 8, 32], ["vmap", "map"], ["train"], 5),
-        *_items(["lstm"], ["float32"], [1, 8, 32], ["vmap", "map"], ["train"], 10),
-        Item("allcnn", "float32", 8, "map", ab, 45),
-        Item("allcnn", "bfloat16", 8, "map", ab, 35),
-        Item("allcnn", "float32", 8, "host", ("train", "blindspot"), 25),
-        Item("allcnn", "bfloat16", 8, "host", ("train", "blindspot"), 18),
-        Item("resnet18", "float32", 1, "map", ab, 45),
-        Item("allcnn", "float32", 8, "vmap", ("train", "blindspot"), 70),
-        Item("allcnn", "bfloat16", 8, "vmap", ("train", "blindspot"), 55),
-        Item("allcnn", "float32", 1, "map", ("finetune", "gaussian"), 15),
-        *_items(["mlp", "lstm"], ["bfloat16"], [1, 32], ["vmap"], ["train"], 8),
+        Item("allcnn", "float32", 1, "map", ("train", "retrain", "blindspot"), 40),
+        Item("allcnn", "bfloat16", 1, "map", tb, 26),
+        *_items(["mlp"], ["float32"], [1, 8, 32], ["vmap", "map"], ["train"], 4),
+        *_items(["lstm"], ["float32"], [1, 8, 32], ["vmap", "map"], ["train"], 11),
+        Item("allcnn", "float32", 8, "map", tb, 26, repeats=1),
+        Item("allcnn", "bfloat16", 8, "map", tb, 23, repeats=1),
+        Item("resnet18", "float32", 1, "map", tb, 35),
+        Item("allcnn", "float32", 8, "host", tb, 28, repeats=1),
+        Item("allcnn", "bfloat16", 8, "host", tb, 25, repeats=1),
+        Item("allcnn", "float32", 8, "vmap", tb, 63, repeats=1),
+        Item("allcnn", "bfloat16", 8, "vmap", tb, 54, repeats=1),
+        # optional tail: whatever time is left
+        Item("allcnn", "float32", 1, "map", ("finetune", "gaussian"), 25),
+        *_items(["mlp", "lstm"], ["bfloat16"], [1, 32], ["vmap"], ["train"], 6),
+        Item("allcnn", "float32", 8, "map", ("retrain",), 15, repeats=1),
     ]
 
 
@@ -130,6 +141,14 @@ def run(args) -> int:
     return 0
 
 
+class Terminated(BaseException):
+    """SIGTERM (the GPU script's hard timeout) arrived: record what is left and stop."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def run_items(items: list[Item], out: str, repeats: int = 2, budget_s: float | None = None,
               summary: str | None = None) -> dict[str, int]:
     """Measures every phase of every item, appending one record each to ``out``; past
@@ -141,6 +160,8 @@ def run_items(items: list[Item], out: str, repeats: int = 2, budget_s: float | N
     bench = Bench(repeats=repeats, log=print)
     print(f"{len(items)} items on {info['device']} ({info['backend']}), budget {budget_s} s", flush=True)
     counts = {"measurement": 0, "skipped": 0, "error": 0}
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if hasattr(signal, "SIGTERM") else None
+    terminated = False
     for item in items:
         wl = WORKLOADS[item.workload]
         for phase in sorted(item.phases, key=PHASE_ORDER.index):
@@ -148,23 +169,30 @@ def run_items(items: list[Item], out: str, repeats: int = 2, budget_s: float | N
                     "dtype": item.dtype, "seeds": item.seeds, "strategy": item.strategy,
                     "batch_size": wl.batch_size, "full_size": wl.full_size}
             elapsed = time.perf_counter() - started
-            if budget_s is not None and elapsed + item.est_s / len(item.phases) > budget_s:
+            if terminated:
+                rec = {**base, "kind": "skipped", "wall_s": 0.0, "reason": "terminated (hard timeout) before this item"}
+            elif budget_s is not None and elapsed + item.est_s / len(item.phases) > budget_s:
                 rec = {**base, "kind": "skipped", "wall_s": 0.0,
                        "reason": f"time budget: {elapsed:.0f} s used of {budget_s:.0f} s"}
             else:
                 t0 = time.perf_counter()
                 try:
-                    fields = bench.run_phase(wl, item.dtype, item.seeds, item.strategy, phase)
+                    fields = bench.run_phase(wl, item.dtype, item.seeds, item.strategy, phase, item.repeats)
                     rec = {**base, "kind": "measurement", **fields}
                     group = bench.epoch_s.get((wl.name, item.dtype, item.seeds, item.strategy), {})
                     rec["ratio_vs_retrain"] = stage_ratio(phase, group, bench.config(wl, item.dtype))
                 except Exception as err:  # one failure must not lose the rest
                     rec = {**base, "kind": "error", "error": f"{type(err).__name__}: {err}"[:800],
                            "traceback": traceback.format_exc()[-2000:]}
+                except Terminated:
+                    terminated = True
+                    rec = {**base, "kind": "error", "error": "terminated (hard timeout) during this measurement"}
                 rec["wall_s"] = time.perf_counter() - t0
             counts[rec["kind"]] += 1
             append_record(out, rec)
             print(one_line(rec), flush=True)
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
     print(f"done in {time.perf_counter() - started:.1f} s: {counts}", flush=True)
     if summary:
         from benchmarks.summary import write_summary

@@ -69,7 +69,8 @@ def test_budget_records_skips_instead_of_running(tmp_path):
 
 def test_gpu_matrix_is_prioritised_and_fits_the_budget():
     items = gpu_matrix()
-    assert sum(i.est_s for i in items) < 600  # the script's budget cuts the tail at ~7 min anyway
+    required = items[:next(k for k, i in enumerate(items) if i.phases == ("finetune", "gaussian"))]
+    assert sum(i.est_s for i in required) <= 420  # + ~30 s PyTorch reference: inside the 450 s budget
     assert items[0].workload == "allcnn" and items[0].seeds == 1
     for dtype in ("float32", "bfloat16"):
         for strategy in ("vmap", "map", "host"):
