@@ -222,7 +222,7 @@ def render_summary(records: list[dict]) -> str:
             "'vs 1 seed' is seed-epochs/s over the 1-seed rate; 'time vs retrain' projects the paper's epoch "
             "counts (retrain 100, fine-tune 5, Gaussian 1, blindspot proxy 2 + student 1) onto the median "
             "epoch times of the same group; quality is mean ± seed-to-seed std (standardised units, synthetic data)."]
-    out += ["", "## PyTorch eager reference vs JAX (same device, same run)", ""] + torch_table(records)
+    out += ["", "## PyTorch eager reference vs JAX (same device)", ""] + torch_table(records)
     out += ["", "## Targets", ""] + targets_table(records)
     problems = [r for r in records if r.get("kind") in ("skipped", "error")]
     if problems:
