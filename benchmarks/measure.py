@@ -48,7 +48,7 @@ STAGES = {
     "blindspot": ("blindspot", 1, "blindspot_epochs"),
 }
 FACTORIES = {"original": make_original, **UNLEARNERS}
-__all__ = ["Bench", "STAGES", "WORKLOADS", "Workload", "synthetic_task", "random_task", "seed_keys"]
+__all__ = ["STAGES", "WORKLOADS", "Bench", "Workload", "random_task", "seed_keys", "synthetic_task"]
 
 
 @functools.lru_cache(maxsize=4)

@@ -17,7 +17,7 @@ import sys
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.suite import Item, run_items  # noqa: E402
+from benchmarks.suite import Item, run_items
 
 
 def items(quick: bool) -> list[Item]:

@@ -23,7 +23,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import append_record, read_records, run_info  # noqa: E402
+from benchmarks.common import append_record, read_records, run_info
 
 PHASE_ORDER = ("train", "retrain", "proxy", "finetune", "gaussian", "blindspot")
 
@@ -181,7 +181,7 @@ def run_items(items: list[Item], out: str, repeats: int = 2, budget_s: float | N
                     rec = {**base, "kind": "measurement", **fields}
                     group = bench.epoch_s.get((wl.name, item.dtype, item.seeds, item.strategy), {})
                     rec["ratio_vs_retrain"] = stage_ratio(phase, group, bench.config(wl, item.dtype))
-                except Exception as err:  # one failure must not lose the rest
+                except Exception as err:  # noqa: BLE001 - one failure must not lose the rest
                     rec = {**base, "kind": "error", "error": f"{type(err).__name__}: {err}"[:800],
                            "traceback": traceback.format_exc()[-2000:]}
                 except Terminated:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from benchmarks.common import read_records
 
@@ -60,9 +61,9 @@ def measurement_table(records: list[dict]) -> list[str]:
         speed = r["seed_epochs_per_s"] / base["seed_epochs_per_s"] if base else None
         q = r.get("quality", {})
 
-        def qm(name):
+        def qm(name, q=q, seeds=r["seeds"]):
             m = q.get(name)
-            return "-" if not m else f"{_fmt(m['mean'])} ± {_fmt(m['std'])}" if r["seeds"] > 1 else _fmt(m["mean"])
+            return "-" if not m else f"{_fmt(m['mean'])} ± {_fmt(m['std'])}" if seeds > 1 else _fmt(m["mean"])
 
         lines.append(
             f"| {r['workload']} | {r['phase']} | {r['dtype']} | {r['seeds']} | {r['strategy']} | "
@@ -215,13 +216,13 @@ def render_summary(records: list[dict]) -> str:
         recs = [r for r in _jax(records) if _device_key(r) == device]
         out += ["", f"## {device[0]} ({device[1]})", ""]
         if device[1] == "cpu":
-            out += ["CPU run: `device.memory_stats()` is unavailable on XLA:CPU, so peak memory is '-'; "
-                    "'program MiB' is XLA's memory analysis of the timed program.", ""]
+            out += [("CPU run: `device.memory_stats()` is unavailable on XLA:CPU, so peak memory is '-'; "
+                    "'program MiB' is XLA's memory analysis of the timed program."), ""]
         out += measurement_table(recs)
-    out += ["", "Time per epoch is the median of the timed epochs after the compiling one (all seeds together); "
+    out += ["", ("Time per epoch is the median of the timed epochs after the compiling one (all seeds together); "
             "'vs 1 seed' is seed-epochs/s over the 1-seed rate; 'time vs retrain' projects the paper's epoch "
             "counts (retrain 100, fine-tune 5, Gaussian 1, blindspot proxy 2 + student 1) onto the median "
-            "epoch times of the same group; quality is mean ± seed-to-seed std (standardised units, synthetic data)."]
+            "epoch times of the same group; quality is mean ± seed-to-seed std (standardised units, synthetic data).")]
     out += ["", "## PyTorch eager reference vs JAX (same device)", ""] + torch_table(records)
     out += ["", "## Targets", ""] + targets_table(records)
     problems = [r for r in records if r.get("kind") in ("skipped", "error")]

@@ -30,8 +30,13 @@ import time
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import (FORGET_QUANTILE, WORKLOADS, append_record, run_info,  # noqa: E402
-                               summary_stats)
+from benchmarks.common import (
+    FORGET_QUANTILE,
+    WORKLOADS,
+    append_record,
+    run_info,
+    summary_stats,
+)
 
 BLOCKS = ((1, 3, 1), (1, 3, 1), (1, 3, 2), (2, 3, 1), (2, 3, 1), (2, 3, 2), (2, 3, 1), (2, 1, 1))
 PAPER_EPOCHS = {"train": 100, "blindspot": 1}
@@ -242,7 +247,7 @@ def main(argv=None) -> int:
             rec = {**info, **base, "dtype": dtype, "phase": phase, "seeds": 1, "strategy": "torch-eager"}
             try:
                 rec.update(measure(torch, ref, phase, args.repeats))
-            except Exception as err:  # record and go on
+            except Exception as err:  # noqa: BLE001 - record and go on
                 rec.update(kind="error", error=f"{type(err).__name__}: {err}"[:800])
             append_record(args.out, rec)
             print(f"torch {wl.name} {phase} {dtype}: " + (
