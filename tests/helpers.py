@@ -39,3 +39,13 @@ def tiny_image_task(n: int = 96, size: int = 8, seed: int = 0):
 
 def with_(cfg: StudyConfig, **changes) -> StudyConfig:
     return dataclasses.replace(cfg, **changes)
+
+
+def train_original(model: ModelFns, task, plan, cfg: StudyConfig = TINY):
+    """The original model trained over ``cfg.seeds`` seeds (a StageResult, states [S, ...])."""
+    from jaxunlearn.runner import PipelineRunner
+    from jaxunlearn.study import seed_keys
+    from jaxunlearn.unlearn import make_original
+
+    return PipelineRunner(make_original(model, task, cfg, plan), plan)(
+        seed_keys(cfg.seed, cfg.seeds, "original"), None, task, progress=False)

@@ -14,8 +14,8 @@ from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.study import run_study, seed_keys
 from jaxunlearn.train.loop import all_finite, guard_divergence
 from jaxunlearn.train.state import TrainState
-from jaxunlearn.unlearn import UNLEARNERS, make_original
-from tests.helpers import TINY, tiny_model, tiny_task
+from jaxunlearn.unlearn import UNLEARNERS
+from tests.helpers import TINY, train_original, tiny_model, tiny_task
 
 PLAN = LoopPlan(seed_strategy="vmap", epochs_per_call=None)
 
@@ -50,8 +50,7 @@ def test_guard_keeps_old_state_and_records_first_step():
 def setup():
     task = tiny_task()
     model = tiny_model(task)
-    original = PipelineRunner(make_original(model, task, TINY, PLAN), PLAN)(
-        seed_keys(0, TINY.seeds, "original"), None, task, progress=False)
+    original = train_original(model, task, PLAN)
     return task, model, original
 
 

@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 
 from jaxunlearn.metrics.relearn import Relearn, RelearnConfig, RelearnRunner
-from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.study import seed_keys
-from jaxunlearn.unlearn import make_original
-from tests.helpers import TINY, tiny_model, tiny_task
+from tests.helpers import tiny_model, tiny_task, train_original
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +16,7 @@ def trained():
     task = tiny_task()
     model = tiny_model(task)
     plan = LoopPlan("map")
-    original = PipelineRunner(make_original(model, task, TINY, plan), plan)(
-        seed_keys(0, 3, "original"), None, task, progress=False)
+    original = train_original(model, task, plan)
     fresh = jax.vmap(lambda k: model.fresh_state(k, 0.01))(seed_keys(0, 3, "retrain"))
     return task, model, original.state, fresh
 

@@ -16,7 +16,7 @@ from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan, tree_index
 from jaxunlearn.study import seed_keys
 from jaxunlearn.unlearn import UNLEARNERS, make_original
-from tests.helpers import TINY, tiny_model, tiny_task
+from tests.helpers import TINY, train_original, tiny_model, tiny_task
 
 PIPELINES = ["original", *sorted(UNLEARNERS)]
 PLAN = LoopPlan(seed_strategy="map", epochs_per_call=None)
@@ -26,8 +26,7 @@ PLAN = LoopPlan(seed_strategy="map", epochs_per_call=None)
 def setup():
     task = tiny_task()
     model = tiny_model(task)
-    original = PipelineRunner(make_original(model, task, TINY, PLAN), PLAN)(
-        seed_keys(0, TINY.seeds, "original"), None, task, progress=False)
+    original = train_original(model, task, PLAN)
     return task, model, original.state
 
 
