@@ -151,8 +151,14 @@ def command_run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     checkpoint_dir = None if args.no_checkpoints else Path(args.checkpoint_dir or out / "checkpoints").expanduser()
     enable_compilation_cache()
-    result = run_study(cfg, progress=not args.no_progress, log=lambda m: print(m, flush=True),
-                       checkpoint_dir=checkpoint_dir, resume=args.resume)
+    try:
+        result = run_study(cfg, progress=not args.no_progress, log=lambda m: print(m, flush=True),
+                           checkpoint_dir=checkpoint_dir, resume=args.resume)
+    except KeyboardInterrupt:
+        where = f"finished stages are saved in {checkpoint_dir}; rerun the same command with --resume to continue" \
+            if checkpoint_dir is not None else "no checkpoints were kept (--no-checkpoints)"
+        print(f"\njaxunlearn: interrupted; {where}", file=sys.stderr)
+        return 130
     print()
     print(result.table)
     config = dict(cfg.to_dict(), plan=dataclasses.asdict(result.plan), task=result.task)

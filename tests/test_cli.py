@@ -54,3 +54,14 @@ def test_same_configuration_gives_identical_metrics(tmp_path):
         for name, values in metrics.items():
             if name not in ("run_seconds", "time_vs_retrain"):  # wall times differ, nothing else may
                 assert values == per_seed[1][row][name], (row, name)
+
+
+def test_interrupt_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import jaxunlearn.study
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jaxunlearn.study, "run_study", interrupted)
+    assert main(TINY_ARGS + ["--out", str(tmp_path)]) == 130
+    assert "rerun the same command with --resume" in capsys.readouterr().err
