@@ -39,7 +39,8 @@ class Verdict:
     outcome: str
 
 
-def _paired(margin: np.ndarray) -> tuple[float, float, int]:
+def paired_interval(margin: np.ndarray) -> tuple[float, float, int]:
+    """(mean, 95% Student-t half-width, n) of the finite entries of a per-seed difference [S]."""
     from scipy import stats
 
     finite = margin[np.isfinite(margin)]
@@ -96,12 +97,12 @@ def evaluate_claims(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subje
     for claim, distance, rivals in CLAIMS:
         for rival in rivals:
             if rival in per_seed and subject in per_seed:
-                mean, half, n = _paired(distance(per_seed, rival) - distance(per_seed, subject))
+                mean, half, n = paired_interval(distance(per_seed, rival) - distance(per_seed, subject))
                 verdicts.append(Verdict(claim, rival, mean, half, n, _outcome(mean, half)))
     if subject in per_seed and "original" in per_seed:
         ratio = (np.asarray(per_seed[subject]["test_retain_mae"], np.float64)
                  / np.asarray(per_seed["original"]["test_retain_mae"], np.float64))
-        mean, half, n = _paired(1.0 + RETAIN_TOLERANCE - ratio)
+        mean, half, n = paired_interval(1.0 + RETAIN_TOLERANCE - ratio)
         verdicts.append(Verdict(f"retain error (test MAE) within {RETAIN_TOLERANCE:.0%} of the original's",
                                 "original", mean, half, n, _outcome(mean, half)))
     return verdicts
