@@ -34,8 +34,9 @@ class StudyConfig:
         relearn_lr, relearn_max_epochs, relearn_alpha: the anamnesis index (AIN) settings.
         mia_samples: samples per class for the membership-inference attack (paper: 2000).
         seed_strategy: "auto", "vmap", "map" or "host"; epochs_per_call: None = plan default.
-        dtype: compute dtype of the model, "float32" or "bfloat16" (parameters, optimizer
-            state and losses stay float32).
+        dtype: compute dtype of training and unlearning, "float32" or "bfloat16"
+            (parameters, optimizer state and losses stay float32). Metrics, including the
+            AIN's relearning, always run the models in float32.
     """
 
     dataset: str = "taylor"

@@ -166,7 +166,12 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     pipelines = {"original": make_original(model, task, cfg, plan)}
     for name in ("retrain", *cfg.unlearners):
         pipelines[name] = get_unlearner(name)(model, task, cfg, plan)
-    relearn = Relearn(model, task, RelearnConfig(cfg.batch_size, cfg.loss, cfg.relearn_max_epochs, cfg.relearn_alpha), plan)
+    # Metrics run the models in float32 whatever the training compute dtype: the parameters
+    # are float32 anyway, and a measurement (above all the AIN's relearning threshold
+    # crossing) must not move with the precision of the thing it measures.
+    metric_model = model if cfg.dtype == "float32" else build_model(dataclasses.replace(cfg, dtype="float32"), task)
+    relearn = Relearn(metric_model, task, RelearnConfig(cfg.batch_size, cfg.loss, cfg.relearn_max_epochs,
+                                                        cfg.relearn_alpha), plan)
     log(f"task: {task.name} | {task.describe()['train']} train rows")
     log(f"model: {cfg.model} ({model.family}) | backend {jax.default_backend()} | plan {plan}")
 
@@ -190,7 +195,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
             store.save(name, stages[name])
 
     with Stopwatch() as sw:
-        per_seed, preds = measure(stages, task, model, plan, relearn, cfg, progress)
+        per_seed, preds = measure(stages, task, metric_model, plan, relearn, cfg, progress)
     log(f"metrics: {sw.wall:.1f} s")
     timings = {name: {"wall": s.wall, "compile": s.compile, "run": s.run, "loaded": name in loaded}
                for name, s in stages.items()}
