@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks.common import append_record, read_records, run_info
 
-PHASE_ORDER = ("train", "retrain", "proxy", "finetune", "gaussian", "blindspot")
+PHASE_ORDER = ("train", "retrain", "proxy", "finetune", "gaussian", "blindspot", "blindspot-inloop")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +59,8 @@ def quick_matrix() -> list[Item]:
     states, the same program) and ResNet-18 (its CPU compile alone takes 15-45 s); run
     ``--phases proxy`` / ``--workloads resnet18-quick`` with a custom matrix for those."""
     return [
-        Item("mlp-quick", "float32", 1, "map", ("train", "retrain", "finetune", "gaussian", "blindspot")),
+        Item("mlp-quick", "float32", 1, "map", ("train", "retrain", "finetune", "gaussian", "blindspot",
+                                                "blindspot-inloop")),
         Item("mlp-quick", "float32", 2, "vmap", ("train",)),
         Item("mlp-quick", "float32", 2, "map", ("train", "blindspot")),  # proxy falls back to the original
         Item("mlp-quick", "float32", 2, "host", ("train",)),
@@ -76,13 +77,13 @@ def gpu_matrix() -> list[Item]:
     programs takes ~10 s for AllCNN (~20-25 s vmapped over seeds), ~15 s for ResNet-18,
     ~7 s for the LSTM, ~3 s for the MLP; an AllCNN epoch takes ~0.2 s per seed in fp32
     (~0.11 s bf16), the blindspot student ~1.3x that; every phase runs 1 + repeats epochs.
-    Sum of the required items (through the vmapped AllCNN) ~400 s, plus ~30 s for the
+    Sum of the required items (through the vmapped AllCNN) ~415 s, plus ~30 s for the
     PyTorch reference run before it. Where a group has no 'retrain' states, the blindspot
     student takes the original as its proxy: same cost, quality then for comparing dtypes only.
     """
     tb = ("train", "blindspot")
     return [
-        Item("allcnn", "float32", 1, "map", ("train", "retrain", "blindspot"), 40),
+        Item("allcnn", "float32", 1, "map", ("train", "retrain", "blindspot", "blindspot-inloop"), 54),
         Item("allcnn", "bfloat16", 1, "map", tb, 26),
         *_items(["mlp"], ["float32"], [1, 8, 32], ["vmap", "map"], ["train"], 4),
         *_items(["lstm"], ["float32"], [1, 8, 32], ["vmap", "map"], ["train"], 11),
@@ -95,6 +96,7 @@ def gpu_matrix() -> list[Item]:
         Item("allcnn", "bfloat16", 8, "vmap", tb, 54, repeats=1),
         # optional tail: whatever time is left
         Item("allcnn", "float32", 1, "map", ("finetune", "gaussian"), 25),
+        Item("allcnn", "bfloat16", 1, "map", ("blindspot-inloop",), 12),
         *_items(["mlp", "lstm"], ["bfloat16"], [1, 32], ["vmap"], ["train"], 6),
         Item("allcnn", "float32", 8, "map", ("retrain",), 15, repeats=1),
     ]
@@ -180,7 +182,9 @@ def run_items(items: list[Item], out: str, repeats: int = 2, budget_s: float | N
                     fields = bench.run_phase(wl, item.dtype, item.seeds, item.strategy, phase, item.repeats)
                     rec = {**base, "kind": "measurement", **fields}
                     group = bench.epoch_s.get((wl.name, item.dtype, item.seeds, item.strategy), {})
-                    rec["ratio_vs_retrain"] = stage_ratio(phase, group, bench.config(wl, item.dtype))
+                    rec["ratio_vs_retrain"] = stage_ratio(
+                        phase, group, bench.start_s.get((wl.name, item.dtype, item.seeds, item.strategy), {}),
+                        bench.config(wl, item.dtype))
                 except Exception as err:  # noqa: BLE001 - one failure must not lose the rest
                     rec = {**base, "kind": "error", "error": f"{type(err).__name__}: {err}"[:800],
                            "traceback": traceback.format_exc()[-2000:]}
@@ -200,18 +204,20 @@ def run_items(items: list[Item], out: str, repeats: int = 2, budget_s: float | N
     return counts
 
 
-def stage_ratio(phase: str, epoch_s: dict[str, float], cfg) -> float | None:
-    """Projected unlearner time (paper epochs x median epoch time) / projected retraining
-    time, for the last phase of an unlearner once the group has timed 'retrain'."""
-    if "retrain" not in epoch_s or phase not in ("finetune", "gaussian", "blindspot"):
+def stage_ratio(phase: str, epoch_s: dict[str, float], start_s: dict[str, float], cfg) -> float | None:
+    """Projected unlearner time (phase starts + paper epochs x median epoch time) / projected
+    retraining time, for the last phase of an unlearner once the group has timed 'retrain'."""
+    if "retrain" not in epoch_s or phase not in ("finetune", "gaussian", "blindspot", "blindspot-inloop"):
         return None
-    retrain = cfg.train_epochs * epoch_s["retrain"]
-    if phase == "blindspot":
-        proxy = epoch_s.get("proxy", epoch_s["retrain"])
-        cost = cfg.proxy_epochs * proxy + cfg.blindspot_epochs * epoch_s["blindspot"]
-    else:
-        cost = getattr(cfg, f"{phase}_epochs") * epoch_s[phase]
+    from benchmarks.measure import STAGES
+
+    retrain = start_s.get("retrain", 0.0) + cfg.train_epochs * epoch_s["retrain"]
+    cost = start_s.get(phase, 0.0) + getattr(cfg, STAGES[phase][2]) * epoch_s[phase]
+    if phase.startswith("blindspot"):
+        proxy = "proxy" if "proxy" in epoch_s else "retrain"
+        cost += start_s.get(proxy, 0.0) + cfg.proxy_epochs * epoch_s[proxy]
     return cost / retrain
+
 
 
 def one_line(rec: dict) -> str:

@@ -151,21 +151,24 @@ def guard_divergence(old: TrainState, new: TrainState, loss: jax.Array, diverged
     return (state, diverged_at), loss
 
 
+def map_chunks(fn: Callable[[jax.Array], Any], x: jax.Array, plan: LoopPlan) -> Any:
+    """``fn`` over ``x`` [N, ...] in chunks of ``plan.eval_chunk`` rows (the last one
+    zero-padded); ``fn`` maps [C, ...] to a pytree of [C, ...] arrays. Returns that pytree
+    with N rows."""
+    n = x.shape[0]
+    chunk = min(plan.eval_chunk, n)
+    nc = -(-n // chunk)
+    xp = jnp.concatenate([x, jnp.zeros((nc * chunk - n, *x.shape[1:]), x.dtype)]).reshape(nc, chunk, *x.shape[1:])
+    _, out = jax.lax.scan(lambda _, xc: (None, fn(xc)), None, xp, unroll=nc if plan.unroll is True else 1)
+    return jax.tree_util.tree_map(lambda a: a.reshape(nc * chunk, *a.shape[2:])[:n], out)
+
+
 def predict(model: ModelFns, params: Any, batch_stats: Any, x: jax.Array, plan: LoopPlan) -> jax.Array:
     """Inference-mode predictions for a whole split, ``plan.eval_chunk`` rows at a time.
 
     x: [N, ...] -> [N, 1] float32.
     """
-    n = x.shape[0]
-    chunk = min(plan.eval_chunk, n)
-    nc = -(-n // chunk)
-    xp = jnp.concatenate([x, jnp.zeros((nc * chunk - n, *x.shape[1:]), x.dtype)]).reshape(nc, chunk, *x.shape[1:])
-
-    def one(_, xc):
-        return None, model.apply_eval(params, batch_stats, xc)[0]
-
-    _, preds = jax.lax.scan(one, None, xp, unroll=nc if plan.unroll is True else 1)
-    return preds.reshape(nc * chunk, 1)[:n]
+    return map_chunks(lambda xc: model.apply_eval(params, batch_stats, xc)[0], x, plan)
 
 
 def supervised_loss(model: ModelFns, loss_name: str) -> BatchLoss:

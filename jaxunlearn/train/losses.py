@@ -101,8 +101,23 @@ def attention_transfer_loss(
     """
     if len(student_feats) != len(teacher_feats):
         raise ValueError(f"{len(student_feats)} student activations vs {len(teacher_feats)} teacher activations")
+    return attention_transfer_to_maps(student_feats, tuple(attention_map(t) for t in teacher_feats), weights)
+
+
+def attention_transfer_to_maps(
+    student_feats: Sequence[jax.Array], teacher_maps: Sequence[jax.Array], weights: jax.Array
+) -> jax.Array:
+    """``attention_transfer_loss`` against precomputed teacher attention maps.
+
+    Args:
+        student_feats: activations, each [B, ...].
+        teacher_maps: ``attention_map`` of the matching teacher activations, each [B, P_l].
+        weights: [B] row weights.
+    """
+    if len(student_feats) != len(teacher_maps):
+        raise ValueError(f"{len(student_feats)} student activations vs {len(teacher_maps)} teacher maps")
     total = jnp.zeros((), jnp.float32)
-    for s, t in zip(student_feats, teacher_feats):
-        per_row = jnp.mean(jnp.square(attention_map(s) - attention_map(t)), axis=1)
+    for s, t in zip(student_feats, teacher_maps):
+        per_row = jnp.mean(jnp.square(attention_map(s) - t), axis=1)
         total = total + masked_mean(per_row, weights)
     return total

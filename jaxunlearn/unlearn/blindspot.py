@@ -14,56 +14,111 @@ predictions and the attention maps of its activations:
 One forward pass over the whole batch with masked means replaces the reference's boolean
 indexing, so shapes stay static (BatchNorm statistics are therefore taken over the whole
 batch rather than each subset).
+
+The proxy runs in inference mode, so its outputs on a row do not depend on the batch.
+Without augmentation they are therefore computed once, on the forget rows only, when the
+student phase starts (``proxy_cache``), instead of on every row of every batch: the
+student's epoch then costs what a training epoch costs. With augmentation the proxy sees
+each augmented batch, as in the reference.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.seeds import LoopPlan
-from jaxunlearn.train.loop import BatchLoss, Fit, FitConfig
-from jaxunlearn.train.losses import attention_transfer_loss, get_loss, masked_mean
+from jaxunlearn.train.loop import BatchLoss, Fit, FitConfig, map_chunks
+from jaxunlearn.train.losses import attention_map, attention_transfer_to_maps, get_loss, masked_mean
 from jaxunlearn.train.state import ModelFns
 from jaxunlearn.unlearn.base import Phase, Pipeline, fresh_start, from_original
 from jaxunlearn.unlearn.retrain import RECIPE_LR, recipe_fit
 
+# The cache is skipped when one seed's copy would need more device memory than this.
+PROXY_CACHE_MAX_BYTES = 512 * 2**20
 
-def blindspot_loss(model: ModelFns, loss_name: str) -> BatchLoss:
-    """The student's objective; ``aux["proxy"]`` = (params, batch_stats) of the proxy."""
+
+def proxy_outputs(model: ModelFns, params, batch_stats, x: jax.Array, plan: LoopPlan):
+    """The proxy's targets for rows ``x`` [N, ...]: (pred [N, 1], attention maps ([N, P_l], ...))."""
+
+    def targets(xc):
+        pred, feats = model.apply_eval(params, batch_stats, xc)
+        return pred, tuple(attention_map(f) for f in feats)
+
+    return jax.lax.stop_gradient(map_chunks(targets, x, plan))
+
+
+def blindspot_loss(model: ModelFns, loss_name: str, cache_slot: np.ndarray | None = None) -> BatchLoss:
+    """The student's objective.
+
+    ``aux`` holds either "proxy" = (params, batch_stats), run on each batch, or "cache" =
+    (pred [F, 1], maps ([F, P_l], ...)) of the F forget rows, with ``cache_slot`` [N] int32
+    giving each training row's position in it (retain rows: any valid slot, weight 0).
+    """
     loss_fn = get_loss(loss_name)
 
     def batch_loss(params, batch_stats, batch, key, hp, aux):
-        proxy_params, proxy_stats = aux["proxy"]
         pred, feats, new_stats = model.apply_train(params, batch_stats, batch["x"])
-        proxy_pred, proxy_feats = jax.lax.stop_gradient(model.apply_eval(proxy_params, proxy_stats, batch["x"]))
+        if "cache" in aux:
+            slot = jnp.asarray(cache_slot)[batch["idx"]]
+            proxy_pred, proxy_maps = jax.tree_util.tree_map(lambda a: a[slot], aux["cache"])
+        else:
+            proxy_pred, proxy_feats = jax.lax.stop_gradient(model.apply_eval(*aux["proxy"], batch["x"]))
+            proxy_maps = tuple(attention_map(f) for f in proxy_feats)
         forget_w = batch["forget"] * batch["w"]
         retain_w = (1.0 - batch["forget"]) * batch["w"]
         coeff = jnp.sum(forget_w) / jnp.maximum(jnp.sum(batch["w"]), 1.0)
         label_loss = masked_mean(loss_fn(pred, batch["y"]), retain_w)
-        proxy_loss = masked_mean(loss_fn(pred, proxy_pred), forget_w) + hp["beta"] * attention_transfer_loss(
-            feats, proxy_feats, forget_w
+        proxy_loss = masked_mean(loss_fn(pred, proxy_pred), forget_w) + hp["beta"] * attention_transfer_to_maps(
+            feats, proxy_maps, forget_w
         )
         return coeff * proxy_loss + (1.0 - coeff) * label_loss, new_stats
 
     return batch_loss
 
 
-def make_blindspot(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
+def proxy_cache_bytes(model: ModelFns, task: Task) -> int:
+    """Device bytes of one seed's proxy cache: forget rows x (1 + attention map sizes) x 4."""
+    _, feats = jax.eval_shape(lambda p, s: model.apply_eval(p, s, jnp.zeros((1, *model.input_shape))),
+                              *jax.eval_shape(model.init, jax.random.key(0)))
+    per_row = 1 + sum(int(np.prod(f.shape[1:-1] if len(f.shape) >= 3 else f.shape[1:])) for f in feats)
+    return int(task.train.host_indices("forget").size) * per_row * 4
+
+
+def make_blindspot(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan,
+                   proxy_cache: bool | None = None) -> Pipeline:
     """Proxy: ``cfg.proxy_epochs`` of the training recipe on D_r; student: original weights,
-    Adam lr 1e-3, ``cfg.blindspot_epochs`` over D with the blindspot loss (beta = 50)."""
+    Adam lr 1e-3, ``cfg.blindspot_epochs`` over D with the blindspot loss (beta = 50).
+
+    Args:
+        proxy_cache: compute the proxy's outputs on the forget rows once (True), or on every
+            batch (False). None: cache when there is no augmentation and one seed's cache
+            fits in ``PROXY_CACHE_MAX_BYTES``. Both give the same loss up to rounding.
+    """
+    if proxy_cache is None:
+        proxy_cache = cfg.augment_pad == 0 and proxy_cache_bytes(model, task) <= PROXY_CACHE_MAX_BYTES
+    elif proxy_cache and cfg.augment_pad > 0:
+        raise ValueError("proxy_cache=True needs augment_pad == 0: with augmentation the proxy must see each "
+                         "augmented batch")
     proxy_fit = recipe_fit(model, task, cfg, plan, rows="retain", epochs=cfg.proxy_epochs, lr_key="proxy_lr")
     base = from_original()
+    forget_rows = task.train.host_indices("forget").astype(np.int32)
+    cache_slot = np.zeros(task.train.size, np.int32)
+    cache_slot[forget_rows] = np.arange(forget_rows.size, dtype=np.int32)
 
     def student_start(key, original, task, hp, earlier):
         state, _ = base(key, original, task, hp, earlier)
         proxy = earlier[0]
-        return state, {"proxy": (proxy.params, proxy.batch_stats)}
+        if not proxy_cache:
+            return state, {"proxy": (proxy.params, proxy.batch_stats)}
+        x_forget = task.train.x[jnp.asarray(forget_rows)]
+        return state, {"cache": proxy_outputs(model, proxy.params, proxy.batch_stats, x_forget, plan)}
 
     student_cfg = FitConfig(epochs=cfg.blindspot_epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss,
                             augment_pad=cfg.augment_pad)
-    student_fit = Fit(model, student_cfg, blindspot_loss(model, cfg.loss), task, plan)
+    student_fit = Fit(model, student_cfg, blindspot_loss(model, cfg.loss, cache_slot), task, plan)
     phases = (
         Phase("proxy", fresh_start(model, "proxy_lr"), proxy_fit),
         Phase("student", student_start, student_fit),
