@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxunlearn.models.lstm import HoistedLSTM
 from jaxunlearn.models import (
     MODELS,
     AllCNN,
@@ -236,3 +238,51 @@ def test_lstm_single_and_pair():
 def test_lstm_bad_rank(shape):
     with pytest.raises(ValueError, match="LSTMRegressor"):
         jax.eval_shape(LSTMRegressor(hidden=8).init, jax.random.key(0), jnp.zeros(shape))
+
+
+class _FlaxLSTM(nn.Module):
+    """Reference: flax's own LSTM, under the parameter names HoistedLSTM uses."""
+
+    hidden: int
+    dtype: object = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.RNN(nn.OptimizedLSTMCell(self.hidden, dtype=self.dtype, name="lstm_cell"))(x.astype(self.dtype))
+
+
+class _Hoisted(nn.Module):
+    hidden: int
+    dtype: object = jnp.float32
+    unroll: int = 16
+
+    @nn.compact
+    def __call__(self, x):
+        return HoistedLSTM(self.hidden, dtype=self.dtype, unroll=self.unroll, name="lstm_cell")(x)
+
+
+@pytest.mark.parametrize("unroll", [1, 3, 16])
+def test_hoisted_lstm_equals_flax_lstm(unroll):
+    x = _input((6, 7, 5))
+    ref, mine = _FlaxLSTM(8), _Hoisted(8, unroll=unroll)
+    variables = ref.init(_key(0), x)
+    # Same parameter tree and the same initial values.
+    same_init = jax.tree_util.tree_map(lambda a, b: bool(jnp.array_equal(a, b)), variables, mine.init(_key(0), x))
+    assert all(jax.tree_util.tree_leaves(same_init))
+    np.testing.assert_allclose(mine.apply(variables, x), ref.apply(variables, x), atol=1e-6)
+
+    def loss(module, params):
+        return jnp.sum(jnp.sin(module.apply(params, x)))
+
+    g_ref, g_mine = jax.grad(functools.partial(loss, ref))(variables), jax.grad(functools.partial(loss, mine))(variables)
+    for a, b in zip(jax.tree_util.tree_leaves(g_ref), jax.tree_util.tree_leaves(g_mine)):
+        np.testing.assert_allclose(b, a, atol=1e-5)
+
+
+def test_hoisted_lstm_bfloat16_close_to_flax_bfloat16():
+    x = _input((6, 7, 5))
+    variables = _FlaxLSTM(8).init(_key(0), x)
+    ref = _FlaxLSTM(8, dtype=jnp.bfloat16).apply(variables, x)
+    out = _Hoisted(8, dtype=jnp.bfloat16).apply(variables, x)
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, ref, atol=2e-2)

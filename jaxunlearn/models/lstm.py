@@ -2,11 +2,70 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+GATES = ("i", "f", "g", "o")  # input, forget, candidate, output
+
+
+class _GateParams(nn.Module):
+    """One gate's kernel [in, H] (and bias [H]); the names and initialisers of flax's LSTM
+    cells, so parameters (and their initial values) match ``nn.OptimizedLSTMCell``'s."""
+
+    features: int
+    use_bias: bool
+    kernel_init: Callable
+
+    @nn.compact
+    def __call__(self, in_features: int) -> tuple[jax.Array, jax.Array | None]:
+        kernel = self.param("kernel", self.kernel_init, (in_features, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32) if self.use_bias else None
+        return kernel, bias
+
+
+class HoistedLSTM(nn.Module):
+    """An LSTM over [N, T, E] whose input projection runs once for all time steps.
+
+    The same function as ``nn.RNN(nn.OptimizedLSTMCell(H))`` with the same parameters
+    (i, f, g, o gates; input kernels without bias, recurrent kernels with bias; zero initial
+    state), but x @ W_in is one [N*T, E] x [E, 4H] matmul before the scan instead of T small
+    ones inside it, and the time loop is unrolled (``unroll`` steps per loop iteration), so
+    the sequential part holds only h @ W_h and the gate arithmetic.
+
+    Attributes:
+        hidden: H. dtype: matmul and gate compute dtype; the state (c, h) stays float32.
+        unroll: time steps per scan iteration (the whole sequence when it is shorter).
+    """
+
+    hidden: int
+    dtype: Any = jnp.float32
+    unroll: int = 16
+
+    @nn.compact
+    def __call__(self, seqs: jax.Array) -> jax.Array:
+        """seqs [N, T, E] -> outputs h_t [N, T, H] float32."""
+        n, t, e = seqs.shape
+        w_in = [_GateParams(self.hidden, False, nn.initializers.lecun_normal(), name=f"i{g}")(e)[0] for g in GATES]
+        rec = [_GateParams(self.hidden, True, nn.initializers.orthogonal(), name=f"h{g}")(self.hidden) for g in GATES]
+        w_in = jnp.concatenate(w_in, axis=-1).astype(self.dtype)  # [E, 4H]
+        w_h = jnp.concatenate([k for k, _ in rec], axis=-1).astype(self.dtype)  # [H, 4H]
+        b_h = jnp.concatenate([b for _, b in rec]).astype(self.dtype)[None, :]  # [1, 4H]
+        x_proj = jnp.dot(seqs.astype(self.dtype), w_in)  # [N, T, 4H]
+
+        def step(carry, xp):  # xp [N, 4H]
+            c, h = carry
+            z = (jnp.dot(h.astype(self.dtype), w_h) + b_h) + xp
+            i, f, g, o = jnp.split(z, 4, axis=-1)
+            c = nn.sigmoid(f) * c + nn.sigmoid(i) * jnp.tanh(g)
+            h = nn.sigmoid(o) * jnp.tanh(c)
+            return (c, h), h
+
+        zeros = jnp.zeros((n, self.hidden), jnp.float32)
+        _, hs = jax.lax.scan(step, (zeros, zeros), jnp.swapaxes(x_proj, 0, 1), unroll=min(self.unroll, t))
+        return jnp.swapaxes(hs, 0, 1)
 
 
 class LSTMRegressor(nn.Module):
@@ -19,9 +78,9 @@ class LSTMRegressor(nn.Module):
 
     Attributes:
         hidden: LSTM hidden size ``H`` (also the head's hidden width).
-        dtype: Compute dtype of every layer (parameters stay float32). Flax
-            keeps the LSTM carry (c, h) in float32, so with bfloat16 the gate
-            matmuls run in bfloat16 but the state and ``feats`` are float32.
+        dtype: Compute dtype of every layer (parameters stay float32). The LSTM
+            state (c, h) stays float32, so with bfloat16 the gate matmuls run
+            in bfloat16 but the state and ``feats`` are float32.
     """
 
     family: ClassVar[str] = "recurrent"
@@ -63,8 +122,7 @@ class LSTMRegressor(nn.Module):
                 "LSTMRegressor expects [B, T, E] (sequence) or [B, 2, T, E] (sentence pair), "
                 f"got rank {x.ndim} shape {x.shape}"
             )
-        cell = nn.OptimizedLSTMCell(self.hidden, dtype=self.dtype, name="lstm_cell")
-        out = nn.RNN(cell, name="lstm")(seqs.astype(self.dtype))  # [B or 2B, T, H]
+        out = HoistedLSTM(self.hidden, dtype=self.dtype, name="lstm_cell")(seqs)  # [B or 2B, T, H]
         last = out[:, -1, :]  # [B or 2B, H]
         if pair:
             b, _, t, _ = x.shape
