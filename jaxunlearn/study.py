@@ -197,6 +197,9 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     with Stopwatch() as sw:
         per_seed, preds = measure(stages, task, metric_model, plan, relearn, cfg, progress)
     log(f"metrics: {sw.wall:.1f} s")
+    for name, metrics in per_seed.items():
+        for seed in np.flatnonzero(np.isnan(metrics["relearn_steps"])):
+            log(f"WARNING: seed {seed}: relearning {name} for the AIN diverged (NaN/inf); its AIN is NaN")
     timings = {name: {"wall": s.wall, "compile": s.compile, "run": s.run, "loaded": name in loaded}
                for name, s in stages.items()}
     for name, t in timings.items():

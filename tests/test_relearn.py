@@ -52,3 +52,14 @@ def test_no_forget_rows_in_validation_is_rejected(trained):
     no_forget = task.replace(val=task.val.replace(forget=jnp.zeros_like(task.val.forget)))
     with pytest.raises(ValueError, match="no forget rows"):
         Relearn(model, no_forget, RelearnConfig(batch_size=32), LoopPlan())
+
+
+def test_diverged_relearning_counts_nan_not_a_threshold_hit(trained):
+    task, model, original, fresh = trained
+    threshold = jnp.full((3,), 1e-9)  # unreachable: only divergence can stop the count early
+    for plan in (LoopPlan("map"), LoopPlan("host", epochs_per_call=1)):
+        relearn = Relearn(model, task, RelearnConfig(batch_size=32, max_epochs=2), plan)
+        lr = jnp.asarray([0.01, 1e35, 0.01])  # seed 1's Adam steps overflow the parameters
+        steps = RelearnRunner(relearn, plan)(seed_keys(0, 3, "relearn"), fresh, threshold, lr, task)
+        assert np.isnan(steps[1]), steps
+        np.testing.assert_array_equal(steps[[0, 2]], relearn.max_steps)

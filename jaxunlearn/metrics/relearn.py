@@ -6,7 +6,8 @@ forget-validation loss, or ``max_epochs`` epochs have passed. AIN = steps(model)
 steps(retrained model): near 1, the information is gone; near 0, it is still there.
 
 The whole count is one ``lax.while_loop`` on the device (the reference evaluates from the
-host after every step).
+host after every step). A seed whose relearning diverges (its forget-validation loss turns
+NaN/inf, which would stop the count as if the threshold were reached) gets NaN steps.
 """
 from __future__ import annotations
 
@@ -125,15 +126,17 @@ class RelearnRunner:
         self._epoch = SeedExecutor(relearn.epoch, plan, n_per_seed=3)
 
     def __call__(self, keys, states, threshold, lr, task: Task) -> np.ndarray:
-        """Returns the [S] step counts."""
+        """Returns the [S] step counts (float; NaN where relearning diverged)."""
         if self.plan.epochs_per_call is None:
-            return np.asarray(self._whole((keys, states, threshold, lr), (task,))[0])
-        carry = self._start((states, lr), (task,))
-        for epoch in range(self.relearn.cfg.max_epochs):
-            if bool(jnp.all(carry[2] <= threshold)):
-                break
-            carry = self._epoch((keys, carry, threshold), (jnp.asarray(epoch, jnp.int32), task))
-        return np.asarray(carry[0])
+            steps, loss = self._whole((keys, states, threshold, lr), (task,))
+        else:
+            carry = self._start((states, lr), (task,))
+            for epoch in range(self.relearn.cfg.max_epochs):
+                if not bool(jnp.any(carry[2] > threshold)):  # all done (NaN counts as done)
+                    break
+                carry = self._epoch((keys, carry, threshold), (jnp.asarray(epoch, jnp.int32), task))
+            steps, loss = carry[0], carry[2]
+        return np.where(np.isfinite(np.asarray(loss)), np.asarray(steps, np.float64), np.nan)
 
 
 def anamnesis_index(steps: np.ndarray, retrain_steps: np.ndarray) -> np.ndarray:
