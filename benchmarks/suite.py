@@ -107,6 +107,12 @@ def full_matrix(workloads=("allcnn", "resnet18", "lstm", "mlp")) -> list[Item]:
     return _items(workloads, ["float32", "bfloat16"], [1, 8, 32], ["vmap", "map", "host"], PHASE_ORDER)
 
 
+def _workload_names() -> list[str]:
+    from benchmarks.common import WORKLOADS
+
+    return list(WORKLOADS)
+
+
 def select(items: list[Item], args) -> list[Item]:
     def keep(value, allowed):
         return allowed is None or str(value) in allowed.split(",")
@@ -138,7 +144,13 @@ def jax_run_info() -> dict[str, Any]:
 
 
 def run(args) -> int:
-    items = quick_matrix() if args.quick else gpu_matrix() if args.gpu else full_matrix()
+    if args.quick or args.gpu:
+        items = quick_matrix() if args.quick else gpu_matrix()
+    else:  # the full matrix of the named workloads (any in WORKLOADS), or of the four full-size ones
+        items = full_matrix(*([args.workloads.split(",")] if args.workloads else []))
+        unknown = sorted({i.workload for i in items} - set(_workload_names()))
+        if unknown:
+            raise SystemExit(f"unknown workload(s) {unknown}; known: {sorted(_workload_names())}")
     run_items(select(items, args), args.out, args.repeats, args.budget_s, args.summary)
     return 0
 
