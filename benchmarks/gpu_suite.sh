@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one GPU benchmark run (issue 4): the PyTorch eager reference, then the JAX suite's
 # prioritised GPU matrix (python -m benchmarks.suite run --gpu) under a time budget, then the
-# Markdown summary with every target marked. Estimated ~7 min on one H200/H100 including
+# Markdown summary with every target marked (the 1-seed AllCNN step profile runs inside the suite). Estimated ~7 min on one H200/H100 including
 # compilation; items that would pass the budget are recorded as skipped, and a hard timeout
 # (budget + 25 s, then SIGKILL 10 s later) keeps the whole script under 8 minutes. Records: $OUT/bench.jsonl; summary: $OUT/summary.md.
 # Usage (repo root, on the GPU machine): OUT=/some/dir bash benchmarks/gpu_suite.sh

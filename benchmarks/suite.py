@@ -25,7 +25,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks.common import append_record, read_records, run_info
 
-PHASE_ORDER = ("train", "retrain", "proxy", "finetune", "gaussian", "blindspot", "blindspot-inloop")
+PHASE_ORDER = ("train", "retrain", "proxy", "finetune", "gaussian", "blindspot", "blindspot-inloop", "profile")
+# "profile" is not a training phase: the 1-seed training step taken apart (benchmarks/step_profile.py).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +68,7 @@ def quick_matrix() -> list[Item]:
         Item("mlp-quick", "bfloat16", 2, "map", ("train",)),
         Item("lstm-quick", "float32", 1, "map", ("train",)),
         Item("allcnn-quick", "float32", 1, "host", ("train",)),  # XLA:CPU's plan for conv nets
+        Item("mlp-quick", "float32", 1, "map", ("profile",)),
     ]
 
 
@@ -77,7 +79,7 @@ def gpu_matrix() -> list[Item]:
     programs takes ~10 s for AllCNN (~20-25 s vmapped over seeds), ~15 s for ResNet-18,
     ~7 s for the LSTM, ~3 s for the MLP; an AllCNN epoch takes ~0.2 s per seed in fp32
     (~0.11 s bf16), the blindspot student ~1.3x that; every phase runs 1 + repeats epochs.
-    Sum of the required items (through the vmapped AllCNN) ~415 s, plus ~30 s for the
+    Sum of the required items (through the bf16 step profile) ~430 s, plus ~30 s for the
     PyTorch reference run before it. Where a group has no 'retrain' states, the blindspot
     student takes the original as its proxy: same cost, quality then for comparing dtypes only.
     """
@@ -94,7 +96,9 @@ def gpu_matrix() -> list[Item]:
         Item("allcnn", "bfloat16", 8, "host", tb, 25, repeats=1),
         Item("allcnn", "float32", 8, "vmap", tb, 63, repeats=1),
         Item("allcnn", "bfloat16", 8, "vmap", tb, 54, repeats=1),
+        Item("allcnn", "bfloat16", 1, "map", ("profile",), 15),
         # optional tail: whatever time is left
+        Item("allcnn", "float32", 1, "map", ("profile",), 15),
         Item("allcnn", "float32", 1, "map", ("finetune", "gaussian"), 25),
         Item("allcnn", "bfloat16", 1, "map", ("blindspot-inloop",), 12),
         *_items(["mlp", "lstm"], ["bfloat16"], [1, 32], ["vmap"], ["train"], 6),
@@ -104,7 +108,9 @@ def gpu_matrix() -> list[Item]:
 
 def full_matrix(workloads=("allcnn", "resnet18", "lstm", "mlp")) -> list[Item]:
     """Everything: all phases x dtypes x {1, 8, 32} seeds x strategies (hours on a GPU)."""
-    return _items(workloads, ["float32", "bfloat16"], [1, 8, 32], ["vmap", "map", "host"], PHASE_ORDER)
+    phases = [p for p in PHASE_ORDER if p != "profile"]
+    return (_items(workloads, ["float32", "bfloat16"], [1, 8, 32], ["vmap", "map", "host"], phases)
+            + _items(workloads, ["float32", "bfloat16"], [1], ["map"], ["profile"]))
 
 
 def _workload_names() -> list[str]:
@@ -173,13 +179,14 @@ def run_items(items: list[Item], out: str, repeats: int = 2, budget_s: float | N
     info = jax_run_info()
     bench = Bench(repeats=repeats, log=print)
     print(f"{len(items)} items on {info['device']} ({info['backend']}), budget {budget_s} s", flush=True)
-    counts = {"measurement": 0, "skipped": 0, "error": 0}
+    counts = {"measurement": 0, "profile": 0, "skipped": 0, "error": 0}
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if hasattr(signal, "SIGTERM") else None
     terminated = False
     for item in items:
         wl = WORKLOADS[item.workload]
         for phase in sorted(item.phases, key=PHASE_ORDER.index):
-            base = {**info, "workload": wl.name, "model": wl.model, "phase": phase, "pipeline": STAGES[phase][0],
+            base = {**info, "workload": wl.name, "model": wl.model, "phase": phase,
+                    "pipeline": STAGES[phase][0] if phase in STAGES else "-",
                     "dtype": item.dtype, "seeds": item.seeds, "strategy": item.strategy,
                     "batch_size": wl.batch_size, "full_size": wl.full_size}
             elapsed = time.perf_counter() - started
@@ -191,6 +198,14 @@ def run_items(items: list[Item], out: str, repeats: int = 2, budget_s: float | N
             else:
                 t0 = time.perf_counter()
                 try:
+                    if phase == "profile":
+                        from benchmarks.step_profile import profile_step
+
+                        rec = {**base, "kind": "profile", **profile_step(bench, wl, item.dtype)}
+                        counts[rec["kind"]] += 1
+                        append_record(out, {**rec, "wall_s": time.perf_counter() - t0})
+                        print(profile_line(rec), flush=True)
+                        continue
                     fields = bench.run_phase(wl, item.dtype, item.seeds, item.strategy, phase, item.repeats)
                     rec = {**base, "kind": "measurement", **fields}
                     group = bench.epoch_s.get((wl.name, item.dtype, item.seeds, item.strategy), {})
@@ -230,6 +245,11 @@ def stage_ratio(phase: str, epoch_s: dict[str, float], start_s: dict[str, float]
         cost += start_s.get(proxy, 0.0) + cfg.proxy_epochs * epoch_s[proxy]
     return cost / retrain
 
+
+
+def profile_line(rec: dict) -> str:
+    parts = ", ".join(f"{name} {c['s'] * 1e3:.2f} ms" for name, c in rec["components"].items())
+    return f"{rec['workload']:>14}   profile {rec['dtype']:>8} S=1   -   {parts}"
 
 
 def one_line(rec: dict) -> str:

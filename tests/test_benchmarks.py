@@ -36,6 +36,14 @@ def test_quick_suite_writes_complete_records(tmp_path):
     records = read_records([out])
     expected = sum(len(item.phases) for item in quick_matrix())
     assert len(records) == expected
+    profiles = [r for r in records if r["kind"] == "profile"]
+    assert len(profiles) == 1, [r.get("error") for r in records if r["kind"] == "error"]
+    parts = profiles[0]["components"]
+    assert set(parts) == {"forward_eval", "forward_train", "grad", "step", "scan_step"}
+    assert all(c["s"] > 0 and c["flops"] > 0 for c in parts.values())
+    # The parts nest: a gradient costs more FLOPs than a forward pass, a step at least a gradient.
+    assert parts["forward_train"]["flops"] < parts["grad"]["flops"] <= parts["step"]["flops"]
+    records = [r for r in records if r["kind"] != "profile"]
     for rec in records:
         assert rec["kind"] == "measurement", rec.get("error")
         missing = [f for f in ID_FIELDS + MEASUREMENT_FIELDS if f not in rec]
@@ -57,6 +65,7 @@ def test_quick_suite_writes_complete_records(tmp_path):
     assert ratios and all(_finite(v) and v > 0 for v in ratios)
     text = md.read_text()
     assert "## Targets" in text and "not measured" in text and "mlp-quick" in text
+    assert "## One training step taken apart" in text and "| mlp-quick | float32 | cpu | scan_step |" in text
 
 
 def test_budget_records_skips_instead_of_running(tmp_path):
@@ -83,7 +92,8 @@ def test_gpu_matrix_is_prioritised_and_fits_the_budget():
 def _rec(workload, phase, seeds, strategy, dtype, epoch_s, loss=(1.0, 0.1)):
     q = {"mean": loss[0], "std": loss[1], "per_seed": [loss[0]] * seeds}
     return {"schema": SCHEMA, "kind": "measurement", "framework": "jax", "device": "NVIDIA H200", "backend": "gpu",
-            "full_size": True, "workload": workload, "phase": phase, "seeds": seeds, "strategy": strategy,
+            "full_size": True, "workload": workload, "model": workload, "phase": phase, "seeds": seeds,
+            "strategy": strategy,
             "dtype": dtype, "epoch_s_median": epoch_s, "per_seed_epoch_s": epoch_s / seeds,
             "seed_epochs_per_s": seeds / epoch_s, "samples_per_s": 1.0, "compile_s": 1.0, "achieved_tflops": 1.0,
             "quality": {"train_loss": q, "test_forget_mae": q, "test_retain_mae": q}}
@@ -113,6 +123,7 @@ def test_summary_marks_targets():
     assert _status(text, "MLP, 32 seeds") == "met"                       # 21.3x
     assert _status(text, "bf16 keeps") == "not met"                      # blindspot loss 1.5 vs 1.0 +- 0.1
     assert "time budget" in text
+    assert _status(text, "'auto' seed strategy") == "not measured"     # one strategy per item
     cpu_only = render_summary([dict(r, backend="cpu", device="cpu") for r in recs[:2]])
     assert _status(cpu_only, "AllCNN blindspot epoch") == "not measured"
 
@@ -130,3 +141,14 @@ def test_torch_reference_runs_or_says_why(tmp_path):
         assert rec["kind"] == "measurement", rec.get("error")
         assert rec["epoch_s_median"] > 0 and rec["samples_per_s"] > 0
         assert all(_finite(rec["quality"][m]["mean"]) for m in ("train_loss", "test_retain_mae", "test_forget_mae"))
+
+
+def test_summary_checks_the_auto_strategy_against_the_fastest():
+    # On a GPU, auto runs conv nets with "map" and dense/recurrent models with "vmap".
+    recs = [_rec("allcnn", "train", 8, "map", "float32", 0.70), _rec("allcnn", "train", 8, "host", "float32", 0.72),
+            _rec("allcnn", "train", 8, "vmap", "float32", 1.50), _rec("lstm", "train", 32, "vmap", "float32", 0.08),
+            _rec("lstm", "train", 32, "map", "float32", 0.50)]
+    assert _status(render_summary(recs), "'auto' seed strategy") == "met"
+    recs[1] = _rec("allcnn", "train", 8, "host", "float32", 0.50)  # host clearly faster than auto's map
+    text = render_summary(recs)
+    assert _status(text, "'auto' seed strategy") == "not met" and "auto=map 1.40x the fastest (host)" in text
