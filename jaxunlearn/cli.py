@@ -13,6 +13,8 @@ DEFAULTS = StudyConfig()
 
 
 def _value(text: str):
+    if text.strip().lower() in ("true", "false"):
+        return text.strip().lower() == "true"
     for cast in (int, float):
         try:
             return cast(text)
@@ -22,7 +24,8 @@ def _value(text: str):
 
 
 def parse_model_args(items: list[str], option: str = "--model-arg") -> tuple[tuple[str, object], ...]:
-    """["hidden=64,64", "width=32"] -> (("hidden", (64, 64)), ("width", 32))."""
+    """["hidden=64,64", "width=32", "hoist_input=false"] -> (("hidden", (64, 64)), ("width", 32),
+    ("hoist_input", False))."""
     out = []
     for item in items:
         if "=" not in item:

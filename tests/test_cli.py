@@ -41,6 +41,7 @@ def test_help_and_list(capsys):
 
 def test_parse_model_args():
     assert parse_model_args(["hidden=64,32", "width=8"]) == (("hidden", (64, 32)), ("width", 8))
+    assert parse_model_args(["hoist_input=False", "x=true"]) == (("hoist_input", False), ("x", True))
     with pytest.raises(ValueError, match="name=value"):
         parse_model_args(["hidden"])
 

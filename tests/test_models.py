@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxunlearn.models.lstm import HoistedLSTM
+from jaxunlearn.models.lstm import LSTMLayer
 from jaxunlearn.models import (
     MODELS,
     AllCNN,
@@ -241,7 +241,7 @@ def test_lstm_bad_rank(shape):
 
 
 class _FlaxLSTM(nn.Module):
-    """Reference: flax's own LSTM, under the parameter names HoistedLSTM uses."""
+    """Reference: flax's own LSTM, under the parameter names LSTMLayer uses."""
 
     hidden: int
     dtype: object = jnp.float32
@@ -251,20 +251,22 @@ class _FlaxLSTM(nn.Module):
         return nn.RNN(nn.OptimizedLSTMCell(self.hidden, dtype=self.dtype, name="lstm_cell"))(x.astype(self.dtype))
 
 
-class _Hoisted(nn.Module):
+class _Layer(nn.Module):
     hidden: int
     dtype: object = jnp.float32
+    hoist_input: bool = True
     unroll: int = 16
 
     @nn.compact
     def __call__(self, x):
-        return HoistedLSTM(self.hidden, dtype=self.dtype, unroll=self.unroll, name="lstm_cell")(x)
+        return LSTMLayer(self.hidden, dtype=self.dtype, hoist_input=self.hoist_input, unroll=self.unroll,
+                         name="lstm_cell")(x)
 
 
-@pytest.mark.parametrize("unroll", [1, 3, 16])
-def test_hoisted_lstm_equals_flax_lstm(unroll):
+@pytest.mark.parametrize("hoist_input,unroll", [(True, 1), (True, 3), (True, 16), (False, 1), (False, 16)])
+def test_lstm_layer_equals_flax_lstm(hoist_input, unroll):
     x = _input((6, 7, 5))
-    ref, mine = _FlaxLSTM(8), _Hoisted(8, unroll=unroll)
+    ref, mine = _FlaxLSTM(8), _Layer(8, hoist_input=hoist_input, unroll=unroll)
     variables = ref.init(_key(0), x)
     # Same parameter tree; the same input kernels; orthogonal recurrent kernels (drawn differently).
     own = mine.init(_key(0), x)
@@ -285,11 +287,11 @@ def test_hoisted_lstm_equals_flax_lstm(unroll):
         np.testing.assert_allclose(b, a, atol=1e-5)
 
 
-def test_hoisted_lstm_bfloat16_close_to_flax_bfloat16():
+def test_lstm_layer_bfloat16_close_to_flax_bfloat16():
     x = _input((6, 7, 5))
     variables = _FlaxLSTM(8).init(_key(0), x)
     ref = _FlaxLSTM(8, dtype=jnp.bfloat16).apply(variables, x)
-    out = _Hoisted(8, dtype=jnp.bfloat16).apply(variables, x)
+    out = _Layer(8, dtype=jnp.bfloat16).apply(variables, x)
     assert out.dtype == jnp.float32
     np.testing.assert_allclose(out, ref, atol=2e-2)
 

@@ -38,22 +38,25 @@ class _GateParams(nn.Module):
         return kernel, bias
 
 
-class HoistedLSTM(nn.Module):
-    """An LSTM over [N, T, E] whose input projection runs once for all time steps.
+class LSTMLayer(nn.Module):
+    """An LSTM over [N, T, E]: the function of ``nn.RNN(nn.OptimizedLSTMCell(H))``.
 
-    The same function as ``nn.RNN(nn.OptimizedLSTMCell(H))`` with the same parameter tree
-    (i, f, g, o gates; input kernels without bias, recurrent kernels with bias, orthogonal
-    at initialisation; zero initial state), but x @ W_in is one [N*T, E] x [E, 4H] matmul before the scan instead of T small
-    ones inside it, and the time loop is unrolled (``unroll`` steps per loop iteration), so
-    the sequential part holds only h @ W_h and the gate arithmetic.
+    Same parameter tree as flax's cell (i, f, g, o gates; input kernels without bias,
+    recurrent kernels with bias, orthogonal at initialisation; zero initial state). With
+    ``hoist_input`` the input projection x @ W_in is one [N*T, E] x [E, 4H] matmul before
+    the time loop instead of T small ones inside it, so the sequential part holds only
+    h @ W_h and the gate arithmetic. The time loop is unrolled ``unroll`` steps per
+    iteration.
 
     Attributes:
         hidden: H. dtype: matmul and gate compute dtype; the state (c, h) stays float32.
+        hoist_input: project all time steps' inputs before the loop (else inside it).
         unroll: time steps per scan iteration (the whole sequence when it is shorter).
     """
 
     hidden: int
     dtype: Any = jnp.float32
+    hoist_input: bool = True
     unroll: int = 16
 
     @nn.compact
@@ -70,18 +73,19 @@ class HoistedLSTM(nn.Module):
         w_in = jnp.concatenate(w_in, axis=-1).astype(self.dtype)  # [E, 4H]
         w_h = jnp.concatenate([k for k, _ in rec], axis=-1).astype(self.dtype)  # [H, 4H]
         b_h = jnp.concatenate([b for _, b in rec]).astype(self.dtype)[None, :]  # [1, 4H]
-        x_proj = jnp.dot(seqs.astype(self.dtype), w_in)  # [N, T, 4H]
+        seqs = seqs.astype(self.dtype)
+        inputs = jnp.dot(seqs, w_in) if self.hoist_input else seqs  # [N, T, 4H] or [N, T, E]
 
-        def step(carry, xp):  # xp [N, 4H]
+        def step(carry, x_t):  # x_t [N, 4H] (projected) or [N, E]
             c, h = carry
-            z = (jnp.dot(h.astype(self.dtype), w_h) + b_h) + xp
+            z = (jnp.dot(h.astype(self.dtype), w_h) + b_h) + (x_t if self.hoist_input else jnp.dot(x_t, w_in))
             i, f, g, o = jnp.split(z, 4, axis=-1)
             c = nn.sigmoid(f) * c + nn.sigmoid(i) * jnp.tanh(g)
             h = nn.sigmoid(o) * jnp.tanh(c)
             return (c, h), h
 
         zeros = jnp.zeros((n, self.hidden), jnp.float32)
-        _, hs = jax.lax.scan(step, (zeros, zeros), jnp.swapaxes(x_proj, 0, 1), unroll=min(self.unroll, t))
+        _, hs = jax.lax.scan(step, (zeros, zeros), jnp.swapaxes(inputs, 0, 1), unroll=min(self.unroll, t))
         return jnp.swapaxes(hs, 0, 1)
 
 
@@ -95,6 +99,7 @@ class LSTMRegressor(nn.Module):
 
     Attributes:
         hidden: LSTM hidden size ``H`` (also the head's hidden width).
+        hoist_input: see ``LSTMLayer`` (the same function either way; a speed choice).
         dtype: Compute dtype of every layer (parameters stay float32). The LSTM
             state (c, h) stays float32, so with bfloat16 the gate matmuls run
             in bfloat16 but the state and ``feats`` are float32.
@@ -104,6 +109,7 @@ class LSTMRegressor(nn.Module):
 
     hidden: int = 128
     dtype: Any = jnp.float32
+    hoist_input: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, tuple[jax.Array, ...]]:
@@ -139,7 +145,7 @@ class LSTMRegressor(nn.Module):
                 "LSTMRegressor expects [B, T, E] (sequence) or [B, 2, T, E] (sentence pair), "
                 f"got rank {x.ndim} shape {x.shape}"
             )
-        out = HoistedLSTM(self.hidden, dtype=self.dtype, name="lstm_cell")(seqs)  # [B or 2B, T, H]
+        out = LSTMLayer(self.hidden, dtype=self.dtype, hoist_input=self.hoist_input, name="lstm_cell")(seqs)
         last = out[:, -1, :]  # [B or 2B, H]
         if pair:
             b, _, t, _ = x.shape
