@@ -43,13 +43,13 @@ WORKLOADS = {w.name: w for w in (
     Workload("allcnn", "allcnn", (), 12288, (32, 32, 3), 256, True),          # AgeDB-sized images
     Workload("resnet18", "resnet18", (), 12288, (32, 32, 3), 256, True),
     Workload("lstm", "lstm", (), 12288, (2, 10, 300), 256, True),             # STS-B pairs, GloVe-300d
-    # The same LSTM with its input projection inside the time loop (A/B of hoist_input).
-    Workload("lstm-stepwise", "lstm", (("hoist_input", False),), 12288, (2, 10, 300), 256, True),
+    # The same LSTM with its input projection hoisted out of the time loop (A/B of hoist_input).
+    Workload("lstm-hoisted", "lstm", (("hoist_input", True),), 12288, (2, 10, 300), 256, True),
     Workload("mlp", "mlp", (), 12288, (96,), 256, True),                      # tabular (Taylor windows)
     # CPU-sized A/B probes: the full models' shapes on fewer rows (and a narrower AllCNN).
     Workload("allcnn-cpu", "allcnn", (("width", 16),), 1024, (32, 32, 3), 128, False),
     Workload("lstm-cpu", "lstm", (), 1024, (2, 10, 300), 256, False),
-    Workload("lstm-cpu-stepwise", "lstm", (("hoist_input", False),), 1024, (2, 10, 300), 256, False),
+    Workload("lstm-cpu-hoisted", "lstm", (("hoist_input", True),), 1024, (2, 10, 300), 256, False),
     Workload("allcnn-quick", "allcnn", (("width", 4),), 128, (8, 8, 3), 64, False),
     Workload("resnet18-quick", "resnet18", (("width", 2),), 128, (8, 8, 3), 64, False),
     Workload("lstm-quick", "lstm", (("hidden", 8),), 192, (2, 4, 8), 64, False),

@@ -99,7 +99,7 @@ def gpu_matrix() -> list[Item]:
         Item("allcnn", "bfloat16", 1, "map", ("profile",), 15),
         # optional tail: whatever time is left
         Item("allcnn", "float32", 1, "map", ("profile",), 15),
-        *_items(["lstm-stepwise"], ["float32"], [1, 32], ["vmap"], ["train"], 11),
+        *_items(["lstm-hoisted"], ["float32"], [1, 32], ["vmap"], ["train"], 11),
         Item("allcnn", "float32", 1, "map", ("finetune", "gaussian"), 25),
         Item("allcnn", "bfloat16", 1, "map", ("blindspot-inloop",), 12),
         *_items(["mlp", "lstm"], ["bfloat16"], [1, 32], ["vmap"], ["train"], 6),

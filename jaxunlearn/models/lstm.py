@@ -56,7 +56,7 @@ class LSTMLayer(nn.Module):
 
     hidden: int
     dtype: Any = jnp.float32
-    hoist_input: bool = True
+    hoist_input: bool = False
     unroll: int = 16
 
     @nn.compact
@@ -109,7 +109,7 @@ class LSTMRegressor(nn.Module):
 
     hidden: int = 128
     dtype: Any = jnp.float32
-    hoist_input: bool = True
+    hoist_input: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, tuple[jax.Array, ...]]:
