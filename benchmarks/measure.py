@@ -228,7 +228,7 @@ class Bench:
             proxy, note = self.proxy(wl, dtype, seeds, strategy)
             earlier = (proxy,)
             notes.append(note)
-        keys = seed_keys(seeds, pipe_name)
+        keys = seed_keys(seeds, runner.pipeline.name)  # variants of a pipeline (blindspot-inloop) share its keys
         hp = broadcast_hp(runner.pipeline.hp(), seeds)
 
         t0 = time.perf_counter()
