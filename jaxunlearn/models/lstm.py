@@ -16,8 +16,8 @@ def orthogonal_blocks(key: jax.Array, count: int, size: int) -> jax.Array:
 
     One batched QR for all of them. XLA:CPU (jax 0.10) can deadlock when one program runs
     several batched QR decompositions at once, as per-gate orthogonal initialisers do under
-    ``vmap`` over seeds (reproduced: 4 x QR(128) under vmap over 8 seeds hung within 15 calls;
-    one batched QR did not in 60).
+    ``vmap`` over seeds (reproduced: four QRs of 128 x 128 under vmap over 8 seeds hung
+    within 14 calls; one batched QR of all four did not hang in 80).
     """
     q, r = jnp.linalg.qr(jax.random.normal(key, (count, size, size), jnp.float32))
     return q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[..., None, :]
@@ -45,8 +45,9 @@ class LSTMLayer(nn.Module):
     recurrent kernels with bias, orthogonal at initialisation; zero initial state). With
     ``hoist_input`` the input projection x @ W_in is one [N*T, E] x [E, 4H] matmul before
     the time loop instead of T small ones inside it, so the sequential part holds only
-    h @ W_h and the gate arithmetic. The time loop is unrolled ``unroll`` steps per
-    iteration.
+    h @ W_h and the gate arithmetic; it is off by default because on XLA:CPU it was ~20%
+    slower per training epoch (benchmarks/RESULTS.md), and the GPU suite measures both.
+    The time loop is unrolled ``unroll`` steps per iteration.
 
     Attributes:
         hidden: H. dtype: matmul and gate compute dtype; the state (c, h) stays float32.
