@@ -143,15 +143,9 @@ def device_memory() -> dict[str, Any]:
 def program_bytes(executor, per_seed: tuple, shared: tuple) -> int | None:
     """Arguments + outputs + temporaries of the compiled program ``executor`` runs (XLA's
     memory analysis; the program is already compiled, so this hits the in-memory cache).
-    Reads SeedExecutor internals: it exposes no ``lower`` yet."""
+    """
     try:
-        jitted = getattr(executor, "_compiled", None)
-        if jitted is None:
-            args = (*tree_index(per_seed, 0), *shared)
-            jitted = executor._single
-        else:
-            args = (tuple(per_seed), tuple(shared))
-        mem = jitted.lower(*args).compile().memory_analysis()
+        mem = executor.lower(per_seed, shared).compile().memory_analysis()
         return int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
                    - mem.alias_size_in_bytes)
     except Exception:  # noqa: BLE001 - optional detail; absent on some backends

@@ -37,7 +37,10 @@ FORMAT_VERSION = 1
 # reused only by --resume (and kept after the study only on request).
 REUSED_STAGES = ("original", "retrain")
 # Settings that change no stage's trained weights (only the metrics or which stages run).
-_NOT_TRAINING = ("unlearners", "relearn_lr", "relearn_max_epochs", "relearn_alpha", "mia_samples", "stand_in")
+# "devices" only says where the seeds run: each seed's arithmetic is the same (weights agree
+# to float rounding), so a study can resume on a machine with another device count.
+_NOT_TRAINING = ("unlearners", "relearn_lr", "relearn_max_epochs", "relearn_alpha", "mia_samples", "stand_in",
+                 "devices")
 # Testing hook: kill the process after a stage's files are written but before the rename
 # that commits them (the fault tests set it in a child process).
 KILL_BEFORE_COMMIT_ENV = "JAXUNLEARN_TEST_KILL_BEFORE_COMMIT"

@@ -41,7 +41,7 @@ _OPTION_FIELDS = {
     "dataset": "dataset", "forget": "forget", "model": "model", "loss": "loss", "seeds": "seeds", "seed": "seed",
     "epochs": "train_epochs", "batch_size": "batch_size", "finetune_epochs": "finetune_epochs",
     "gaussian_epochs": "gaussian_epochs", "proxy_epochs": "proxy_epochs", "blindspot_epochs": "blindspot_epochs",
-    "augment_pad": "augment_pad", "seed_strategy": "seed_strategy", "dtype": "dtype", "stand_in": "stand_in",
+    "augment_pad": "augment_pad", "seed_strategy": "seed_strategy", "devices": "devices", "dtype": "dtype", "stand_in": "stand_in",
 }
 _FIELDS = {f.name for f in dataclasses.fields(StudyConfig)}
 
@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--augment-pad", type=int, help="image augmentation: random-crop padding (0 = off)")
     run.add_argument("--unlearners", help=f"comma-separated unlearners (default {','.join(DEFAULTS.unlearners)})")
     run.add_argument("--seed-strategy", help="auto, vmap, map or host (default auto)")
+    run.add_argument("--devices", type=int,
+                     help="split the seeds across this many devices (default: all devices of the backend)")
     run.add_argument("--dtype", help="model compute dtype: float32 or bfloat16 (default float32)")
     run.add_argument("--out", default="results", help="output folder for results.json and results.md")
     run.add_argument("--plots", action="store_true", help="also write the figures (PNG) into --out")

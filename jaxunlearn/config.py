@@ -34,6 +34,8 @@ class StudyConfig:
         relearn_lr, relearn_max_epochs, relearn_alpha: the anamnesis index (AIN) settings.
         mia_samples: samples per class for the membership-inference attack (paper: 2000).
         seed_strategy: "auto", "vmap", "map" or "host"; epochs_per_call: None = plan default.
+        devices: how many devices the seeds are split across (None = all of the backend's
+            devices; under ``jax.distributed``, every process's). See ``jaxunlearn.seeds``.
         dtype: compute dtype of training and unlearning, "float32" or "bfloat16"
             (parameters, optimizer state and losses stay float32). Metrics, including the
             AIN's relearning, always run the models in float32.
@@ -63,6 +65,7 @@ class StudyConfig:
     mia_samples: int = 2000
     seed_strategy: str = "auto"
     epochs_per_call: int | None = None
+    devices: int | None = None
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -72,6 +75,8 @@ class StudyConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.devices is not None and (not isinstance(self.devices, int) or self.devices < 1):
+            raise ValueError(f"devices must be a positive integer or None (all devices), got {self.devices!r}")
         if self.augment_pad < 0:
             raise ValueError(f"augment_pad must be >= 0, got {self.augment_pad}")
         if self.gaussian_stats not in ("all", "retain"):

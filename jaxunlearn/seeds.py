@@ -12,9 +12,17 @@ benchmarks/):
   XLA:CPU for conv nets, where any while loop (``lax.map``/``lax.scan``) around a conv
   step makes it 10-50x slower.
 
+``devices`` splits the seed axis across that many devices (a 1-D mesh with axis
+``"seeds"``, via ``jax.shard_map``): every device runs its block of S/devices seeds under
+the strategy above, with the dataset replicated; no collective runs, the seeds being
+independent. The seed count must be a multiple of ``devices`` (``devices_for`` picks the
+most devices that divide it). Each seed computes the same arithmetic as on one device;
+results agree to float rounding (XLA may fuse a program over fewer seeds differently).
+Under ``jax.distributed`` the mesh spans every process's devices.
+
 ``epochs_per_call`` sets how many epochs one compiled call runs (None = all, the whole
 stage in one program); ``unroll`` unrolls the scan over batches (XLA:CPU needs it for
-conv nets). ``auto_plan`` picks all three per model family and backend.
+conv nets). ``auto_plan`` picks these per model family and backend, on all its devices.
 """
 from __future__ import annotations
 
@@ -23,8 +31,10 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
 
 SEED_STRATEGIES = ("vmap", "map", "host")
+SEED_AXIS = "seeds"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +47,8 @@ class LoopPlan:
         epochs_per_call: epochs per compiled call (None = all epochs in one call).
         unroll: unroll factor of the scan over batches (True = fully unrolled).
         eval_chunk: rows per forward pass when predicting a whole split.
+        devices: split the seed axis across the first ``devices`` devices (1 = the
+            default device only).
     """
 
     seed_strategy: str = "map"
@@ -44,6 +56,7 @@ class LoopPlan:
     epochs_per_call: int | None = None
     unroll: int | bool = 1
     eval_chunk: int = 1024
+    devices: int = 1
 
     def __post_init__(self):
         if self.seed_strategy not in SEED_STRATEGIES:
@@ -54,6 +67,8 @@ class LoopPlan:
             raise ValueError(f"map_batch_size must be >= 1 or None, got {self.map_batch_size}")
         if self.eval_chunk < 1:
             raise ValueError(f"eval_chunk must be >= 1, got {self.eval_chunk}")
+        if not isinstance(self.devices, int) or self.devices < 1:
+            raise ValueError(f"devices must be a positive integer, got {self.devices!r}")
 
 
 def auto_plan(family: str, backend: str | None = None) -> LoopPlan:
@@ -66,15 +81,21 @@ def auto_plan(family: str, backend: str | None = None) -> LoopPlan:
       conv steps are 10-50x slower on XLA:CPU; vmap of convs 4x slower).
     - CPU, dense/recurrent: sequential seeds in one program (vmap gains nothing on two
       cores); epochs driven from the host so progress can be shown.
+
+    Every plan spreads the seeds over all of the backend's devices (``devices``).
     """
     backend = backend or jax.default_backend()
+    try:
+        devices = jax.device_count(backend)
+    except RuntimeError:  # a plan for a backend this process has not initialised
+        devices = 1
     if backend == "cpu":
         if family == "conv":
-            return LoopPlan(seed_strategy="host", epochs_per_call=1, unroll=True, eval_chunk=256)
-        return LoopPlan(seed_strategy="map", epochs_per_call=1)
+            return LoopPlan(seed_strategy="host", epochs_per_call=1, unroll=True, eval_chunk=256, devices=devices)
+        return LoopPlan(seed_strategy="map", epochs_per_call=1, devices=devices)
     if family == "conv":
-        return LoopPlan(seed_strategy="map")
-    return LoopPlan(seed_strategy="vmap")
+        return LoopPlan(seed_strategy="map", devices=devices)
+    return LoopPlan(seed_strategy="vmap", devices=devices)
 
 
 def tree_index(tree: Any, i: int) -> Any:
@@ -92,12 +113,64 @@ def num_seeds(tree: Any) -> int:
     return int(leaves[0].shape[0])
 
 
+def seed_mesh(devices: int) -> jax.sharding.Mesh:
+    """A 1-D mesh with axis ``"seeds"`` over the first ``devices`` of ``jax.devices()``.
+
+    Raises:
+        ValueError: fewer devices exist (the message lists them).
+    """
+    available = jax.devices()
+    if devices > len(available):
+        raise ValueError(f"the plan splits seeds across {devices} devices, but only {len(available)} exist: "
+                         f"{[str(d) for d in available]}")
+    return jax.make_mesh((devices,), (SEED_AXIS,), axis_types=(jax.sharding.AxisType.Auto,),
+                         devices=available[:devices])
+
+
+def devices_for(seeds: int, available: int | None = None) -> int:
+    """The most devices, at most ``available`` (default: all), that split ``seeds`` evenly."""
+    available = jax.device_count() if available is None else available
+    return max(d for d in range(1, min(seeds, available) + 1) if seeds % d == 0)
+
+
+def replicate(tree: Any, plan: LoopPlan) -> Any:
+    """``tree`` with a copy on every device of the plan's mesh (unchanged for one device)."""
+    if plan.devices == 1:
+        return tree
+    return jax.device_put(tree, NamedSharding(seed_mesh(plan.devices), PartitionSpec()))
+
+
+def _over_local_seeds(fn: Callable, plan: LoopPlan) -> Callable:
+    """``(per_seed [s, ...], shared) -> out [s, ...]``: ``fn`` over the seeds a program holds
+    ("vmap" batches them, "map" runs them in sequence)."""
+    if plan.seed_strategy == "vmap":
+        return lambda per_seed, shared: jax.vmap(lambda *p: fn(*p, *shared))(*per_seed)
+    return lambda per_seed, shared: jax.lax.map(lambda p: fn(*p, *shared), per_seed, batch_size=plan.map_batch_size)
+
+
+def _one_local_seed(fn: Callable) -> Callable:
+    """``(per_seed [s, ...], j, shared) -> out [1, ...]``: ``fn`` on local seed ``j`` only."""
+    return lambda per_seed, j, shared: jax.tree_util.tree_map(
+        lambda a: a[None], fn(*jax.tree_util.tree_map(lambda a: a[j], per_seed), *shared))
+
+
+def _stack_local_rounds(*rounds: Any) -> Any:
+    """k round outputs [1, ...] each -> [k, ...]: one device's seeds, back in seed order."""
+    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *rounds)
+
+
 class SeedExecutor:
     """Applies ``fn(*per_seed, *shared)`` to stacked per-seed arguments under a plan.
 
     ``fn`` is a single-seed function; ``per_seed`` arguments carry a leading seed axis
     [S, ...]; ``shared`` arguments (the dataset) are the same for every seed and are never
-    copied per seed. The compiled program is built once and reused across calls.
+    copied per seed (with ``plan.devices > 1``, one replica per device). The compiled
+    program is built once and reused across calls. Outputs carry the seed axis [S, ...].
+
+    With a mesh (``plan.devices > 1``) device d holds seeds [d*S/D, (d+1)*S/D): S must be a
+    multiple of D. No cross-device collective is ever run (XLA:CPU's host-device
+    collectives can deadlock, and none is needed): under "host", round j runs every
+    device's j-th seed, and a last program stacks each device's rounds where they are.
 
     Example:
         >>> run = SeedExecutor(lambda k, x: jax.random.normal(k) + x, LoopPlan("vmap"), 1)
@@ -105,27 +178,62 @@ class SeedExecutor:
         (4,)
     """
 
-    def __init__(self, fn: Callable, plan: LoopPlan, n_per_seed: int, static_argnums: tuple[int, ...] = ()):
+    def __init__(self, fn: Callable, plan: LoopPlan, n_per_seed: int):
         self.fn, self.plan, self.n_per_seed = fn, plan, n_per_seed
-        if plan.seed_strategy == "host":
-            self._single = jax.jit(fn)
-            self._compiled = None
-        elif plan.seed_strategy == "vmap":
-            axes = (0,) * n_per_seed
-            self._compiled = jax.jit(
-                lambda per_seed, shared: jax.vmap(lambda *p: fn(*p, *shared), in_axes=axes)(*per_seed)
-            )
+        self.host = plan.seed_strategy == "host"
+        self.mesh = seed_mesh(plan.devices) if plan.devices > 1 else None
+        if self.mesh is None:
+            # one device: "host" calls the single-seed program itself, once per seed
+            self._program = jax.jit(fn if self.host else _over_local_seeds(fn, plan))
+            return
+        split, whole = PartitionSpec(SEED_AXIS), PartitionSpec()
+        on_mesh = dict(mesh=self.mesh, out_specs=split, check_vma=False)
+        if self.host:
+            self._program = jax.jit(jax.shard_map(_one_local_seed(fn), in_specs=(split, whole, whole), **on_mesh))
+            self._stack = jax.jit(jax.shard_map(_stack_local_rounds, in_specs=split, **on_mesh))
         else:
-            self._compiled = jax.jit(
-                lambda per_seed, shared: jax.lax.map(
-                    lambda p: fn(*p, *shared), per_seed, batch_size=plan.map_batch_size
-                )
-            )
+            self._program = jax.jit(jax.shard_map(_over_local_seeds(fn, plan), in_specs=(split, whole), **on_mesh))
+
+    def place_shared(self, shared: tuple) -> tuple:
+        """Shared arguments replicated on every device of the mesh (no copy where they
+        already are; unchanged without a mesh)."""
+        return tuple(replicate(tuple(shared), self.plan))
+
+    def place_per_seed(self, per_seed: tuple) -> tuple:
+        """Per-seed arguments split over the mesh's devices along the seed axis (no copy
+        where they already are; unchanged without a mesh).
+
+        Raises:
+            ValueError: the seed count is not a multiple of the number of devices.
+        """
+        if self.mesh is None:
+            return tuple(per_seed)
+        seeds = num_seeds(per_seed)
+        if seeds % self.plan.devices:
+            raise ValueError(f"{seeds} seeds cannot be split evenly across {self.plan.devices} devices: use a "
+                             f"seed count that is a multiple of {self.plan.devices}, or fewer devices")
+        return jax.device_put(tuple(per_seed), NamedSharding(self.mesh, PartitionSpec(SEED_AXIS)))
+
+    def _first_call_args(self, per_seed: tuple, shared: tuple) -> tuple:
+        if self.mesh is None:
+            return (*tree_index(per_seed, 0), *shared) if self.host else (tuple(per_seed), tuple(shared))
+        placed, shared = self.place_per_seed(per_seed), self.place_shared(shared)
+        return (placed, jnp.int32(0), shared) if self.host else (placed, shared)
+
+    def lower(self, per_seed: tuple, shared: tuple = ()) -> jax.stages.Lowered:
+        """The (first) compiled call's program lowered for these arguments, for XLA's cost
+        and memory analyses; compiling it again hits the in-memory cache."""
+        return self._program.lower(*self._first_call_args(tuple(per_seed), tuple(shared)))
 
     def __call__(self, per_seed: tuple, shared: tuple = ()) -> Any:
         if len(per_seed) != self.n_per_seed:
             raise ValueError(f"expected {self.n_per_seed} per-seed arguments, got {len(per_seed)}")
-        if self._compiled is not None:
-            return self._compiled(tuple(per_seed), tuple(shared))
-        outs = [self._single(*tree_index(per_seed, i), *shared) for i in range(num_seeds(per_seed))]
-        return tree_stack(outs)
+        per_seed, shared = tuple(per_seed), tuple(shared)
+        if not self.host:
+            return self._program(*self._first_call_args(per_seed, shared))
+        if self.mesh is None:
+            return tree_stack([self._program(*tree_index(per_seed, i), *shared) for i in range(num_seeds(per_seed))])
+        placed, shared = self.place_per_seed(per_seed), self.place_shared(shared)
+        local_seeds = num_seeds(per_seed) // self.plan.devices
+        rounds = [self._program(placed, jnp.int32(j), shared) for j in range(local_seeds)]
+        return self._stack(*rounds)

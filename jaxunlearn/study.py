@@ -26,7 +26,7 @@ from jaxunlearn.metrics.suite import TABLE_COLUMNS, prediction_metrics
 from jaxunlearn.models import make_model
 from jaxunlearn.report import format_table, summarise
 from jaxunlearn.runner import PipelineRunner, StageResult
-from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan
+from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, replicate
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
@@ -75,13 +75,16 @@ def seed_keys(seed: int, seeds: int, stage: str) -> jax.Array:
 
 
 def resolve_plan(cfg: StudyConfig, family: str) -> LoopPlan:
-    """``auto_plan`` for the model family and backend, with the config's overrides."""
+    """``auto_plan`` for the model family and backend, with the config's overrides.
+
+    Without ``cfg.devices``, the seeds go to the most devices that split them evenly.
+    """
     plan = auto_plan(family)
     if cfg.seed_strategy != "auto":
         plan = dataclasses.replace(plan, seed_strategy=cfg.seed_strategy)
     if cfg.epochs_per_call is not None:
         plan = dataclasses.replace(plan, epochs_per_call=cfg.epochs_per_call)
-    return plan
+    return dataclasses.replace(plan, devices=cfg.devices or devices_for(cfg.seeds))
 
 
 def validate_config(cfg: StudyConfig) -> None:
@@ -102,6 +105,13 @@ def validate_config(cfg: StudyConfig) -> None:
     if bad:
         raise ValueError(f"unknown unlearner(s) {bad}; choose from {sorted(set(UNLEARNERS) - {'retrain'})} "
                          "(retraining always runs as the reference)")
+    if cfg.devices is not None and cfg.devices > jax.device_count():
+        raise ValueError(f"devices: {cfg.devices} asked for, but the {jax.default_backend()} backend has "
+                         f"{jax.device_count()} (on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
+                         f"makes N devices)")
+    if cfg.devices is not None and cfg.seeds % cfg.devices:
+        raise ValueError(f"devices: {cfg.seeds} seeds cannot be split evenly across {cfg.devices} devices; "
+                         f"choose a number of devices that divides the seed count, or leave devices unset")
 
 
 def load_task(cfg: StudyConfig, log: Callable[[str], None] = print) -> tuple[Task, str]:
@@ -163,6 +173,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         if not store.begin(resume) and resume:
             log(f"resume: no study in {checkpoint_dir} yet; starting from the beginning")
     plan = resolve_plan(cfg, model.family)
+    task = replicate(task, plan)  # once, not per call: every device keeps its copy of the data
     pipelines = {"original": make_original(model, task, cfg, plan)}
     for name in ("retrain", *cfg.unlearners):
         pipelines[name] = get_unlearner(name)(model, task, cfg, plan)

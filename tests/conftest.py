@@ -14,3 +14,6 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 _cache = os.environ.get("JAXUNLEARN_TEST_CACHE", str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "xla"))
 jax.config.update("jax_compilation_cache_dir", _cache)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+# tests/multidevice/ needs a process with four devices: tests/test_multidevice.py starts one.
+collect_ignore = [] if os.environ.get("JAXUNLEARN_MULTIDEVICE") else ["multidevice"]

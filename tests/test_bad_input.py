@@ -109,6 +109,8 @@ CASES = [
          cli=("--batch-size", "100000")),
     Case("unknown seed strategy", "--seed-strategy fast", "seed_strategy must be one of",
          cli=("--seed-strategy", "fast")),
+    Case("zero devices", "--devices 0", "devices must be a positive integer or None", cli=("--devices", "0")),
+    Case("more devices than exist", "--devices 64", "devices: 64 asked for, but the", cli=("--devices", "64")),
     Case("unsupported dtype", "--dtype float16", "dtype must be 'float32' or 'bfloat16', got 'float16'",
          cli=("--dtype", "float16")),
     Case("unknown model argument", "--model-arg depth=3", "got unknown argument(s) ['depth']",

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, tree_stack
+from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, tree_stack
 from jaxunlearn.study import seed_keys
 
 
@@ -46,6 +46,7 @@ def test_auto_plan_follows_the_measurements():
     ({"epochs_per_call": 0}, "epochs_per_call must be >= 1"),
     ({"map_batch_size": 0}, "map_batch_size must be >= 1"),
     ({"eval_chunk": 0}, "eval_chunk must be >= 1"),
+    ({"devices": 0}, "devices must be a positive integer"),
 ])
 def test_plan_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -57,3 +58,17 @@ def test_seed_keys_do_not_depend_on_the_number_of_seeds():
     np.testing.assert_array_equal(jax.random.key_data(few), jax.random.key_data(many[:3]))
     other_stage = seed_keys(7, 3, "finetune")
     assert not np.array_equal(jax.random.key_data(few), jax.random.key_data(other_stage))
+
+
+def test_devices_for_picks_the_most_devices_that_split_the_seeds_evenly():
+    assert [devices_for(s, 4) for s in (1, 2, 3, 4, 5, 6, 8, 12)] == [1, 2, 3, 4, 1, 3, 4, 4]
+    assert devices_for(32, 8) == 8 and devices_for(10, 8) == 5
+    assert devices_for(8) == devices_for(8, jax.device_count())  # default: every device there is
+
+
+def test_a_plan_with_more_devices_than_exist_is_refused_when_it_runs():
+    with pytest.raises(ValueError, match="only 1 exist"):
+        SeedExecutor(per_seed_fn, LoopPlan("map", devices=2), n_per_seed=2)
+
+# Plans spanning several devices are tested in tests/multidevice/ (run by test_multidevice.py
+# in a process with four CPU devices).

@@ -132,7 +132,8 @@ class RelearnRunner:
         else:
             carry = self._start((states, lr), (task,))
             for epoch in range(self.relearn.cfg.max_epochs):
-                if not bool(jnp.any(carry[2] > threshold)):  # all done (NaN counts as done)
+                # on the host: a reduction over seeds split across devices would be a collective
+                if not np.any(np.asarray(carry[2]) > np.asarray(threshold)):  # all done (NaN counts as done)
                     break
                 carry = self._epoch((keys, carry, threshold), (jnp.asarray(epoch, jnp.int32), task))
             steps, loss = carry[0], carry[2]
