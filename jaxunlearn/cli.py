@@ -91,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep the unlearned models' checkpoints after the study (default: only the original "
                           "and retrained models are kept, for reuse)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    group = run.add_argument_group(
+        "several processes (jax.distributed)",
+        "Run the same command on every host: the seeds are split across all processes' devices and process 0 "
+        "writes the outputs. Cluster settings are detected (SLURM, Open MPI, Kubernetes, Cloud TPU) unless given. "
+        "Checkpoints are off across processes.")
+    group.add_argument("--distributed", action="store_true", help="join a multi-process run")
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (implies --distributed)")
+    group.add_argument("--num-processes", type=int, help="how many processes take part (implies --distributed)")
+    group.add_argument("--process-id", type=int, help="this process's index, 0 to N-1 (implies --distributed)")
     sub.add_parser("list", help="list datasets, models, unlearners and losses")
     return parser
 
@@ -145,8 +154,29 @@ def enable_compilation_cache() -> None:
         jax.config.update("jax_compilation_cache_dir", cache)
 
 
+def start_distributed(args: argparse.Namespace) -> bool:
+    """Joins a multi-process run when asked to (before any JAX backend starts); True if so."""
+    explicit = {"--coordinator": args.coordinator, "--num-processes": args.num_processes,
+                "--process-id": args.process_id}
+    if not (args.distributed or any(v is not None for v in explicit.values())):
+        return False
+    if args.num_processes is not None and args.num_processes < 1:
+        raise ValueError(f"--num-processes must be a positive integer, got {args.num_processes}")
+    if args.process_id is not None and args.num_processes is not None and not 0 <= args.process_id < args.num_processes:
+        raise ValueError(f"--process-id must lie in [0, {args.num_processes - 1}], got {args.process_id}")
+    if args.resume or args.checkpoint_dir:
+        raise ValueError("checkpoints are not supported across processes yet: drop --resume / --checkpoint-dir "
+                         "when running with --distributed")
+    from jaxunlearn import distributed
+
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    return True
+
+
 def command_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)  # bad settings fail here, before JAX starts
+    multi_process = start_distributed(args)
+    from jaxunlearn.distributed import is_main_process
     from jaxunlearn.report import environment_info, write_results
     from jaxunlearn.study import run_study, validate_config
 
@@ -154,16 +184,21 @@ def command_run(args: argparse.Namespace) -> int:
     if args.resume and args.no_checkpoints:
         raise ValueError("--resume needs checkpoints; drop --no-checkpoints")
     out = Path(args.out).expanduser()
-    checkpoint_dir = None if args.no_checkpoints else Path(args.checkpoint_dir or out / "checkpoints").expanduser()
+    checkpoint_dir = None if args.no_checkpoints or multi_process else \
+        Path(args.checkpoint_dir or out / "checkpoints").expanduser()
+    main_process = is_main_process()
     enable_compilation_cache()
     try:
-        result = run_study(cfg, progress=not args.no_progress, log=lambda m: print(m, flush=True),
+        result = run_study(cfg, progress=main_process and not args.no_progress,
+                           log=(lambda m: print(m, flush=True)) if main_process else (lambda m: None),
                            checkpoint_dir=checkpoint_dir, resume=args.resume)
     except KeyboardInterrupt:
         where = f"finished stages are saved in {checkpoint_dir}; rerun the same command with --resume to continue" \
             if checkpoint_dir is not None else "no checkpoints were kept (--no-checkpoints)"
         print(f"\njaxunlearn: interrupted; {where}", file=sys.stderr)
         return 130
+    if not main_process:
+        return 0
     print()
     print(result.table)
     config = dict(cfg.to_dict(), plan=dataclasses.asdict(result.plan), task=result.task)

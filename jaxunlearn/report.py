@@ -264,7 +264,8 @@ def environment_info() -> dict[str, Any]:
     Returns:
         dict with ``python``, ``platform``, ``versions`` (jax, jaxlib, flax,
         optax, numpy; "not installed" if absent), ``jax_backend``,
-        ``jax_device_kinds`` (sorted unique), ``jax_device_count``,
+        ``jax_device_kinds`` (sorted unique), ``jax_device_count`` (all processes'),
+        ``jax_process_count``,
         ``git_commit`` (None outside a git checkout) and ``timestamp_utc``
         (ISO 8601).
     """
@@ -280,6 +281,7 @@ def environment_info() -> dict[str, Any]:
         info["jax_backend"] = jax.default_backend()
         info["jax_device_kinds"] = sorted({d.device_kind for d in devices})
         info["jax_device_count"] = len(devices)
+        info["jax_process_count"] = jax.process_count()
     except Exception as exc:  # noqa: BLE001 - JAX missing or no backend
         info["jax_backend"] = f"unavailable ({type(exc).__name__})"
         info["jax_device_kinds"] = []

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in notebooks
 
 from jaxunlearn.data.arrays import Task
-from jaxunlearn.seeds import LoopPlan, SeedExecutor
+from jaxunlearn.seeds import LoopPlan, SeedExecutor, to_host
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.state import TrainState
 from jaxunlearn.unlearn.base import Phase, Pipeline, phase_keys
@@ -97,7 +97,7 @@ class _PhaseDriver:
             if bar is not None:
                 jax.block_until_ready(carry)
                 bar.update(int(ids.shape[0]))
-        history = {k: np.concatenate([np.asarray(c[k]) for c in chunks], axis=1) for k in chunks[0]}
+        history = {k: np.concatenate([to_host(c[k]) for c in chunks], axis=1) for k in chunks[0]}
         return self.phase.fit.finish(carry), history
 
 

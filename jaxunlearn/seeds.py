@@ -31,6 +31,8 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 SEED_STRATEGIES = ("vmap", "map", "host")
@@ -133,11 +135,38 @@ def devices_for(seeds: int, available: int | None = None) -> int:
     return max(d for d in range(1, min(seeds, available) + 1) if seeds % d == 0)
 
 
+def to_host(x: Any) -> np.ndarray:
+    """``x`` as one NumPy array, on every process: an array split across processes (under
+    ``jax.distributed``) is gathered from all of them, so all must call this together."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def _to_sharding(leaf: Any, sharding: NamedSharding) -> jax.Array:
+    if isinstance(leaf, jax.Array) and leaf.sharding.is_equivalent_to(sharding, leaf.ndim):
+        return leaf
+    if sharding.is_fully_addressable:
+        return jax.device_put(leaf, sharding)
+    # across processes: every process holds the same value and keeps the blocks it owns
+    if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        data = _to_sharding(jax.random.key_data(leaf), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    host = to_host(leaf)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def to_global(tree: Any, sharding: NamedSharding) -> Any:
+    """Every leaf of ``tree`` laid out as ``sharding`` (no copy where it already is). With
+    several processes, each passes the same values and keeps the blocks it owns."""
+    return jax.tree_util.tree_map(lambda leaf: _to_sharding(leaf, sharding), tree)
+
+
 def replicate(tree: Any, plan: LoopPlan) -> Any:
     """``tree`` with a copy on every device of the plan's mesh (unchanged for one device)."""
     if plan.devices == 1:
         return tree
-    return jax.device_put(tree, NamedSharding(seed_mesh(plan.devices), PartitionSpec()))
+    return to_global(tree, NamedSharding(seed_mesh(plan.devices), PartitionSpec()))
 
 
 def _over_local_seeds(fn: Callable, plan: LoopPlan) -> Callable:
@@ -212,7 +241,7 @@ class SeedExecutor:
         if seeds % self.plan.devices:
             raise ValueError(f"{seeds} seeds cannot be split evenly across {self.plan.devices} devices: use a "
                              f"seed count that is a multiple of {self.plan.devices}, or fewer devices")
-        return jax.device_put(tuple(per_seed), NamedSharding(self.mesh, PartitionSpec(SEED_AXIS)))
+        return to_global(tuple(per_seed), NamedSharding(self.mesh, PartitionSpec(SEED_AXIS)))
 
     def _first_call_args(self, per_seed: tuple, shared: tuple) -> tuple:
         if self.mesh is None:

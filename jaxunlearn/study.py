@@ -26,7 +26,7 @@ from jaxunlearn.metrics.suite import TABLE_COLUMNS, prediction_metrics
 from jaxunlearn.models import make_model
 from jaxunlearn.report import format_table, summarise
 from jaxunlearn.runner import PipelineRunner, StageResult
-from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, replicate
+from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, replicate, to_host
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
@@ -84,7 +84,13 @@ def resolve_plan(cfg: StudyConfig, family: str) -> LoopPlan:
         plan = dataclasses.replace(plan, seed_strategy=cfg.seed_strategy)
     if cfg.epochs_per_call is not None:
         plan = dataclasses.replace(plan, epochs_per_call=cfg.epochs_per_call)
-    return dataclasses.replace(plan, devices=cfg.devices or devices_for(cfg.seeds))
+    plan = dataclasses.replace(plan, devices=cfg.devices or devices_for(cfg.seeds))
+    processes = jax.process_count()
+    if processes > 1 and plan.devices % processes:
+        raise ValueError(f"devices: across {processes} processes every process must hold seeds, but {cfg.seeds} "
+                         f"seeds split over {plan.devices} device(s); use a seed count that {jax.device_count()} "
+                         f"devices divide, or set devices to a multiple of {processes}")
+    return plan
 
 
 def validate_config(cfg: StudyConfig) -> None:
@@ -169,6 +175,8 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     model = build_model(cfg, task)
     store = None
     if checkpoint_dir is not None:
+        if jax.process_count() > 1:
+            raise ValueError("checkpoints are not supported across processes yet (checkpoint_dir=None)")
         store = CheckpointStore(checkpoint_dir, cfg, data_fingerprint(task))
         if not store.begin(resume) and resume:
             log(f"resume: no study in {checkpoint_dir} yet; starting from the beginning")
@@ -273,7 +281,7 @@ def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: L
     preds = {}
     for name, stage in stages.items():
         out = predict_all((stage.state,), (task,))
-        preds[name] = {s: np.asarray(v)[..., 0] for s, v in out.items()}
+        preds[name] = {s: to_host(v)[..., 0] for s, v in out.items()}
         bar.update()
 
     threshold = (1.0 + cfg.relearn_alpha) * forget_loss((stages["original"].state,), (task,))

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxunlearn.data.arrays import Task
-from jaxunlearn.seeds import LoopPlan, SeedExecutor
+from jaxunlearn.seeds import LoopPlan, SeedExecutor, to_host
 from jaxunlearn.train.loop import Fit, FitConfig, epoch_batches, predict, supervised_loss
 from jaxunlearn.train.losses import get_loss
 from jaxunlearn.train.state import ModelFns, TrainState, new_optimizer_state
@@ -133,11 +133,11 @@ class RelearnRunner:
             carry = self._start((states, lr), (task,))
             for epoch in range(self.relearn.cfg.max_epochs):
                 # on the host: a reduction over seeds split across devices would be a collective
-                if not np.any(np.asarray(carry[2]) > np.asarray(threshold)):  # all done (NaN counts as done)
+                if not np.any(to_host(carry[2]) > to_host(threshold)):  # all done (NaN counts as done)
                     break
                 carry = self._epoch((keys, carry, threshold), (jnp.asarray(epoch, jnp.int32), task))
             steps, loss = carry[0], carry[2]
-        return np.where(np.isfinite(np.asarray(loss)), np.asarray(steps, np.float64), np.nan)
+        return np.where(np.isfinite(to_host(loss)), to_host(steps).astype(np.float64), np.nan)
 
 
 def anamnesis_index(steps: np.ndarray, retrain_steps: np.ndarray) -> np.ndarray:

@@ -1,0 +1,30 @@
+"""One study across several processes (hosts), with JAX's multi-controller runtime.
+
+Every process runs the same program (``jaxunlearn run --distributed`` on each host). After
+``initialize``, ``jax.devices()`` lists every process's devices; the seed mesh
+(``jaxunlearn.seeds``) spans them, each process computes the seeds its devices own, and
+results are gathered to every process (``seeds.to_host``) for the metrics. Only the main
+process (index 0) prints and writes files.
+
+    $ jaxunlearn run --distributed ...          # SLURM, Open MPI, Kubernetes, Cloud TPU
+    $ jaxunlearn run --coordinator host0:1234 --num-processes 2 --process-id 0 ...
+"""
+from __future__ import annotations
+
+import jax
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> None:
+    """Joins the run: ``jax.distributed.initialize`` with the given settings, the rest
+    detected from the cluster environment. Must run before anything uses a JAX backend.
+
+    CPU processes exchange results through gloo (the GPU and TPU backends have their own).
+    """
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+
+
+def is_main_process() -> bool:
+    """True on the process that prints and writes the study's outputs (index 0)."""
+    return jax.process_index() == 0
