@@ -11,6 +11,11 @@ leaves only a temporary folder, which is never read and is removed later.
 Loading restores arrays into a structure built by the library (``jax.eval_shape`` of a
 fresh state); it never unpickles or executes anything from the files.
 
+Under ``jax.distributed`` (a shared file system) every process reads the manifest, writes
+its own seeds' blocks through orbax and restores the blocks its devices hold; the main
+process alone writes the manifest and metadata and commits a stage by the rename, between
+barriers.
+
 ``<root>/study.json`` records the configuration and data fingerprint of the last study
 that used the folder, so ``--resume`` can refuse checkpoints of another configuration.
 """
@@ -29,6 +34,7 @@ import numpy as np
 
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
+from jaxunlearn.distributed import barrier, is_main_process, same_on_every_process
 from jaxunlearn.report import atomic_write_text
 from jaxunlearn.runner import StageResult
 
@@ -106,9 +112,12 @@ class CheckpointStore:
             if diff:
                 raise ValueError(f"--resume: the checkpoints in {self.root} are from another configuration; "
                                  f"it differs in {'; '.join(diff)}")
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.remove_abandoned()
-        atomic_write_text(path, json.dumps(self._manifest(), indent=2) + "\n")
+        barrier("jaxunlearn: checkpoint manifest read")
+        if is_main_process():
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.remove_abandoned()
+            atomic_write_text(path, json.dumps(self._manifest(), indent=2) + "\n")
+        barrier("jaxunlearn: checkpoint manifest written")
         return found
 
     @staticmethod
@@ -163,29 +172,41 @@ class CheckpointStore:
         import orbax.checkpoint as ocp
 
         final = self.path(stage)
-        tmp = self.root / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
+        pid, token = same_on_every_process(np.array([os.getpid(), uuid.uuid4().int % 2**31], np.int32))
+        tmp = self.root / f".tmp-{final.name}-{pid}-{token:08x}"  # the main process's id: see remove_abandoned
+        main = is_main_process()
+        if main:
+            tmp.mkdir(parents=True)
+        barrier(f"jaxunlearn: {tmp.name} created")
         try:
             checkpointer = ocp.StandardCheckpointer()
             checkpointer.save((tmp / "state").resolve(), result.state)
             checkpointer.wait_until_finished()
-            meta = {
-                "format": FORMAT_VERSION, "stage": stage, "key": self.key(stage), "data_fingerprint": self.fingerprint,
-                "settings": self.settings, "wall": result.wall, "compile": result.compile, "run": result.run,
-                "history": {k: np.asarray(v).tolist() for k, v in result.history.items()},
-                "diverged_at": np.asarray(result.diverged_at).tolist(), "phase_names": list(result.phase_names),
-            }
-            atomic_write_text(tmp / "meta.json", json.dumps(meta) + "\n")
-            if os.environ.get(KILL_BEFORE_COMMIT_ENV) == stage:
-                os.kill(os.getpid(), 9)
-            if final.exists():  # an identical stage committed meanwhile (same key = same content)
-                shutil.rmtree(tmp)
-            else:
-                os.rename(tmp, final)
+            barrier(f"jaxunlearn: {tmp.name} written")
+            if main:
+                self._commit(stage, result, tmp, final)
+            barrier(f"jaxunlearn: {final.name} committed")
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if main:
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
         return final
+
+    def _commit(self, stage: str, result: StageResult, tmp: Path, final: Path) -> None:
+        """Adds the metadata to the written ``tmp`` folder and renames it to ``final``."""
+        meta = {
+            "format": FORMAT_VERSION, "stage": stage, "key": self.key(stage), "data_fingerprint": self.fingerprint,
+            "settings": self.settings, "wall": result.wall, "compile": result.compile, "run": result.run,
+            "history": {k: np.asarray(v).tolist() for k, v in result.history.items()},
+            "diverged_at": np.asarray(result.diverged_at).tolist(), "phase_names": list(result.phase_names),
+        }
+        atomic_write_text(tmp / "meta.json", json.dumps(meta) + "\n")
+        if os.environ.get(KILL_BEFORE_COMMIT_ENV) == stage:
+            os.kill(os.getpid(), 9)
+        if final.exists():  # an identical stage committed meanwhile (same key = same content)
+            shutil.rmtree(tmp)
+        else:
+            os.rename(tmp, final)
 
     def discard(self, stages: list[str]) -> None:
         """Deletes the named stages' checkpoints (e.g. unlearned models not asked to be kept)."""

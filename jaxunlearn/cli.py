@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "several processes (jax.distributed)",
         "Run the same command on every host: the seeds are split across all processes' devices and process 0 "
         "writes the outputs. Cluster settings are detected (SLURM, Open MPI, Kubernetes, Cloud TPU) unless given. "
-        "Checkpoints are off across processes.")
+        "Checkpoints need a folder every process sees (the same --out or --checkpoint-dir).")
     group.add_argument("--distributed", action="store_true", help="join a multi-process run")
     group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (implies --distributed)")
     group.add_argument("--num-processes", type=int, help="how many processes take part (implies --distributed)")
@@ -164,9 +164,6 @@ def start_distributed(args: argparse.Namespace) -> bool:
         raise ValueError(f"--num-processes must be a positive integer, got {args.num_processes}")
     if args.process_id is not None and args.num_processes is not None and not 0 <= args.process_id < args.num_processes:
         raise ValueError(f"--process-id must lie in [0, {args.num_processes - 1}], got {args.process_id}")
-    if args.resume or args.checkpoint_dir:
-        raise ValueError("checkpoints are not supported across processes yet: drop --resume / --checkpoint-dir "
-                         "when running with --distributed")
     from jaxunlearn import distributed
 
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
@@ -175,7 +172,7 @@ def start_distributed(args: argparse.Namespace) -> bool:
 
 def command_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)  # bad settings fail here, before JAX starts
-    multi_process = start_distributed(args)
+    start_distributed(args)
     from jaxunlearn.distributed import is_main_process
     from jaxunlearn.report import environment_info, write_results
     from jaxunlearn.study import run_study, validate_config
@@ -184,8 +181,7 @@ def command_run(args: argparse.Namespace) -> int:
     if args.resume and args.no_checkpoints:
         raise ValueError("--resume needs checkpoints; drop --no-checkpoints")
     out = Path(args.out).expanduser()
-    checkpoint_dir = None if args.no_checkpoints or multi_process else \
-        Path(args.checkpoint_dir or out / "checkpoints").expanduser()
+    checkpoint_dir = None if args.no_checkpoints else Path(args.checkpoint_dir or out / "checkpoints").expanduser()
     main_process = is_main_process()
     enable_compilation_cache()
     try:

@@ -162,6 +162,15 @@ def to_global(tree: Any, sharding: NamedSharding) -> Any:
     return jax.tree_util.tree_map(lambda leaf: _to_sharding(leaf, sharding), tree)
 
 
+def seed_split(abstract: Any, plan: LoopPlan) -> Any:
+    """``jax.ShapeDtypeStruct`` leaves [S, ...] given the plan's seed-axis split (a restore
+    target: each device reads only its seeds); unchanged for one device."""
+    if plan.devices == 1:
+        return abstract
+    split = NamedSharding(seed_mesh(plan.devices), PartitionSpec(SEED_AXIS))
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=split), abstract)
+
+
 def replicate(tree: Any, plan: LoopPlan) -> Any:
     """``tree`` with a copy on every device of the plan's mesh (unchanged for one device)."""
     if plan.devices == 1:

@@ -26,7 +26,7 @@ from jaxunlearn.metrics.suite import TABLE_COLUMNS, prediction_metrics
 from jaxunlearn.models import make_model
 from jaxunlearn.report import format_table, summarise
 from jaxunlearn.runner import PipelineRunner, StageResult
-from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, replicate, to_host
+from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, replicate, seed_split, to_host
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
@@ -175,8 +175,6 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     model = build_model(cfg, task)
     store = None
     if checkpoint_dir is not None:
-        if jax.process_count() > 1:
-            raise ValueError("checkpoints are not supported across processes yet (checkpoint_dir=None)")
         store = CheckpointStore(checkpoint_dir, cfg, data_fingerprint(task))
         if not store.begin(resume) and resume:
             log(f"resume: no study in {checkpoint_dir} yet; starting from the beginning")
@@ -196,8 +194,8 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
 
     stages: dict[str, StageResult] = {}
     loaded: set[str] = set()
-    abstract_state = jax.eval_shape(jax.vmap(lambda k: model.fresh_state(k, jnp.float32(0.0))),
-                                    seed_keys(cfg.seed, cfg.seeds, "original"))
+    abstract_state = seed_split(jax.eval_shape(jax.vmap(lambda k: model.fresh_state(k, jnp.float32(0.0))),
+                                               seed_keys(cfg.seed, cfg.seeds, "original")), plan)
     for name, pipeline in pipelines.items():
         if store is not None and (resume or name in REUSED_STAGES):
             restored = store.load(name, abstract_state)

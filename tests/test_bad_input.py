@@ -115,8 +115,6 @@ CASES = [
          cli=("--num-processes", "0")),
     Case("process index out of range", "--num-processes 2 --process-id 2", "--process-id must lie in [0, 1], got 2",
          cli=("--num-processes", "2", "--process-id", "2")),
-    Case("checkpoints across processes", "--distributed --resume", "checkpoints are not supported across processes",
-         cli=("--distributed", "--resume")),
     Case("unsupported dtype", "--dtype float16", "dtype must be 'float32' or 'bfloat16', got 'float16'",
          cli=("--dtype", "float16")),
     Case("unknown model argument", "--model-arg depth=3", "got unknown argument(s) ['depth']",
