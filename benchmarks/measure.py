@@ -180,8 +180,10 @@ class Bench:
         key = (wl.name, dtype, pipeline, strategy)
         if key not in self._runners:
             model = self.model(wl, dtype)
-            plan = dataclasses.replace(auto_plan(model.family), seed_strategy=strategy, epochs_per_call=1,
-                                       **self.plan_overrides)
+            # one device: the suite measures a device's throughput (the seed mesh is tested elsewhere)
+            plan = dataclasses.replace(auto_plan(model.family),
+                                       **{"seed_strategy": strategy, "epochs_per_call": 1, "devices": 1,
+                                          **self.plan_overrides})
             self._runners[key] = PipelineRunner(FACTORIES[pipeline](model, self.task(wl), self.config(wl, dtype), plan),
                                                 plan)
         return self._runners[key]

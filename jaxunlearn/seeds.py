@@ -16,8 +16,10 @@ benchmarks/):
 ``"seeds"``, via ``jax.shard_map``): every device runs its block of S/devices seeds under
 the strategy above, with the dataset replicated; no collective runs, the seeds being
 independent. The seed count must be a multiple of ``devices`` (``devices_for`` picks the
-most devices that divide it). Each seed computes the same arithmetic as on one device;
-results agree to float rounding (XLA may fuse a program over fewer seeds differently).
+most devices that divide it). Under "host" each seed runs exactly its one-device program,
+so results are bitwise those of ``devices=1``; under "map"/"vmap" a program over S/devices
+seeds may be fused differently, so results agree to float rounding (which training can
+amplify, as it does between strategies on one device).
 Under ``jax.distributed`` the mesh spans every process's devices.
 
 ``epochs_per_call`` sets how many epochs one compiled call runs (None = all, the whole
@@ -186,15 +188,14 @@ def _over_local_seeds(fn: Callable, plan: LoopPlan) -> Callable:
     return lambda per_seed, shared: jax.lax.map(lambda p: fn(*p, *shared), per_seed, batch_size=plan.map_batch_size)
 
 
-def _one_local_seed(fn: Callable) -> Callable:
-    """``(per_seed [s, ...], j, shared) -> out [1, ...]``: ``fn`` on local seed ``j`` only."""
-    return lambda per_seed, j, shared: jax.tree_util.tree_map(
-        lambda a: a[None], fn(*jax.tree_util.tree_map(lambda a: a[j], per_seed), *shared))
-
-
-def _stack_local_rounds(*rounds: Any) -> Any:
-    """k round outputs [1, ...] each -> [k, ...]: one device's seeds, back in seed order."""
-    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *rounds)
+def _local_blocks(tree: Any) -> dict[Any, Any]:
+    """{device: ``tree`` with each leaf's block on that device}, for this process's devices."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    by_device: dict[Any, list] = {}
+    for leaf in leaves:
+        for shard in leaf.addressable_shards:
+            by_device.setdefault(shard.device, []).append(shard.data)
+    return {device: treedef.unflatten(parts) for device, parts in by_device.items()}
 
 
 class SeedExecutor:
@@ -207,8 +208,10 @@ class SeedExecutor:
 
     With a mesh (``plan.devices > 1``) device d holds seeds [d*S/D, (d+1)*S/D): S must be a
     multiple of D. No cross-device collective is ever run (XLA:CPU's host-device
-    collectives can deadlock, and none is needed): under "host", round j runs every
-    device's j-th seed, and a last program stacks each device's rounds where they are.
+    collectives can deadlock, and none is needed). "vmap" and "map" run one ``shard_map``
+    program; "host" dispatches the single-seed program to the device that holds each seed
+    (asynchronously, so the devices run at once): every seed runs exactly the program it
+    runs on one device, so "host" results are bitwise those of ``devices=1``.
 
     Example:
         >>> run = SeedExecutor(lambda k, x: jax.random.normal(k) + x, LoopPlan("vmap"), 1)
@@ -220,17 +223,15 @@ class SeedExecutor:
         self.fn, self.plan, self.n_per_seed = fn, plan, n_per_seed
         self.host = plan.seed_strategy == "host"
         self.mesh = seed_mesh(plan.devices) if plan.devices > 1 else None
-        if self.mesh is None:
-            # one device: "host" calls the single-seed program itself, once per seed
-            self._program = jax.jit(fn if self.host else _over_local_seeds(fn, plan))
-            return
-        split, whole = PartitionSpec(SEED_AXIS), PartitionSpec()
-        on_mesh = dict(mesh=self.mesh, out_specs=split, check_vma=False)
-        if self.host:
-            self._program = jax.jit(jax.shard_map(_one_local_seed(fn), in_specs=(split, whole, whole), **on_mesh))
-            self._stack = jax.jit(jax.shard_map(_stack_local_rounds, in_specs=split, **on_mesh))
+        if self.host:  # the single-seed program itself, once per seed (on the seed's device)
+            self._program = jax.jit(fn)
+        elif self.mesh is None:
+            self._program = jax.jit(_over_local_seeds(fn, plan))
         else:
-            self._program = jax.jit(jax.shard_map(_over_local_seeds(fn, plan), in_specs=(split, whole), **on_mesh))
+            split = PartitionSpec(SEED_AXIS)
+            self._program = jax.jit(jax.shard_map(_over_local_seeds(fn, plan), mesh=self.mesh,
+                                                  in_specs=(split, PartitionSpec()), out_specs=split,
+                                                  check_vma=False))
 
     def place_shared(self, shared: tuple) -> tuple:
         """Shared arguments replicated on every device of the mesh (no copy where they
@@ -252,26 +253,36 @@ class SeedExecutor:
                              f"seed count that is a multiple of {self.plan.devices}, or fewer devices")
         return to_global(tuple(per_seed), NamedSharding(self.mesh, PartitionSpec(SEED_AXIS)))
 
-    def _first_call_args(self, per_seed: tuple, shared: tuple) -> tuple:
-        if self.mesh is None:
-            return (*tree_index(per_seed, 0), *shared) if self.host else (tuple(per_seed), tuple(shared))
-        placed, shared = self.place_per_seed(per_seed), self.place_shared(shared)
-        return (placed, jnp.int32(0), shared) if self.host else (placed, shared)
-
     def lower(self, per_seed: tuple, shared: tuple = ()) -> jax.stages.Lowered:
-        """The (first) compiled call's program lowered for these arguments, for XLA's cost
-        and memory analyses; compiling it again hits the in-memory cache."""
-        return self._program.lower(*self._first_call_args(tuple(per_seed), tuple(shared)))
+        """The compiled program lowered for these arguments (for "host": seed 0's), for
+        XLA's cost and memory analyses; compiling it again hits the in-memory cache."""
+        per_seed, shared = tuple(per_seed), tuple(shared)
+        if self.host:
+            return self._program.lower(*tree_index(per_seed, 0), *shared)
+        return self._program.lower(self.place_per_seed(per_seed), self.place_shared(shared))
 
     def __call__(self, per_seed: tuple, shared: tuple = ()) -> Any:
         if len(per_seed) != self.n_per_seed:
             raise ValueError(f"expected {self.n_per_seed} per-seed arguments, got {len(per_seed)}")
         per_seed, shared = tuple(per_seed), tuple(shared)
         if not self.host:
-            return self._program(*self._first_call_args(per_seed, shared))
+            return self._program(self.place_per_seed(per_seed), self.place_shared(shared))
         if self.mesh is None:
             return tree_stack([self._program(*tree_index(per_seed, i), *shared) for i in range(num_seeds(per_seed))])
-        placed, shared = self.place_per_seed(per_seed), self.place_shared(shared)
-        local_seeds = num_seeds(per_seed) // self.plan.devices
-        rounds = [self._program(placed, jnp.int32(j), shared) for j in range(local_seeds)]
-        return self._stack(*rounds)
+        return self._host_on_mesh(per_seed, shared)
+
+    def _host_on_mesh(self, per_seed: tuple, shared: tuple) -> Any:
+        """Each seed's single-seed call on the device that holds it; the outputs are put
+        together, block by block, into arrays split over the mesh (nothing moves)."""
+        seeds = num_seeds(per_seed)
+        blocks = _local_blocks(self.place_per_seed(per_seed))
+        shared_on = _local_blocks(self.place_shared(shared)) if jax.tree_util.tree_leaves(shared) else {}
+        devices = [d for d in self.mesh.devices.flat if d in blocks]
+        outs: dict[Any, list] = {d: [] for d in devices}
+        for j in range(seeds // self.plan.devices):  # round j: every device's j-th seed, dispatched async
+            for d in devices:
+                outs[d].append(self._program(*tree_index(blocks[d], j), *shared_on.get(d, shared)))
+        split = NamedSharding(self.mesh, PartitionSpec(SEED_AXIS))
+        return jax.tree_util.tree_map(
+            lambda *parts: jax.make_array_from_single_device_arrays((seeds, *parts[0].shape[1:]), split, list(parts)),
+            *[tree_stack(outs[d]) for d in devices])
