@@ -16,7 +16,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ["-m", "jaxunlearn.cli", "run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "4",
-         "--epochs", "2", "--batch-size", "32", "--finetune-epochs", "1", "--no-progress", "--keep-unlearned"]
+         "--epochs", "2", "--batch-size", "32", "--unlearners", "blindspot", "--no-progress", "--keep-unlearned"]
 TIMING = ("run_seconds", "time_vs_retrain")
 
 

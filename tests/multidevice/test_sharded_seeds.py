@@ -72,7 +72,7 @@ def test_uneven_seed_counts_are_refused():
 
 
 def test_a_study_on_four_devices_matches_one_device_and_resumes_across_device_counts(tmp_path):
-    cfg = with_(TINY, seeds=4)
+    cfg = with_(TINY, seeds=4, unlearners=("blindspot",))
     split = run_study(cfg, progress=False, log=lambda m: None, checkpoint_dir=tmp_path)
     assert split.plan.devices == DEVICES  # default: the most devices that split 4 seeds evenly
     again = run_study(cfg, progress=False, log=lambda m: None)
@@ -94,11 +94,12 @@ def test_cli_refuses_a_device_count_that_does_not_divide_the_seeds(capsys):
     assert "4 seeds cannot be split evenly across 3 devices" in capsys.readouterr().err
 
 
-def test_a_host_driven_study_on_four_devices_is_bitwise_one_device():
-    cfg = with_(TINY, seeds=4, seed_strategy="host", unlearners=("blindspot",))
+def test_a_host_driven_study_on_two_devices_is_bitwise_one_device():
+    # two devices, not four: XLA:CPU compiles a host-driven program once per device
+    cfg = with_(TINY, seeds=2, seed_strategy="host", unlearners=("blindspot",))
     split = run_study(cfg, progress=False, log=lambda m: None)
     one = run_study(with_(cfg, devices=1), progress=False, log=lambda m: None)
-    assert (split.plan.devices, one.plan.devices) == (DEVICES, 1)
+    assert (split.plan.devices, one.plan.devices) == (2, 1)
     for stage, metrics in split.per_seed.items():
         for name, values in metrics.items():
             if name not in ("run_seconds", "time_vs_retrain"):
