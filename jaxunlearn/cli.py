@@ -41,7 +41,8 @@ _OPTION_FIELDS = {
     "dataset": "dataset", "forget": "forget", "model": "model", "loss": "loss", "seeds": "seeds", "seed": "seed",
     "epochs": "train_epochs", "batch_size": "batch_size", "finetune_epochs": "finetune_epochs",
     "gaussian_epochs": "gaussian_epochs", "proxy_epochs": "proxy_epochs", "blindspot_epochs": "blindspot_epochs",
-    "augment_pad": "augment_pad", "seed_strategy": "seed_strategy", "devices": "devices", "dtype": "dtype", "stand_in": "stand_in",
+    "augment_pad": "augment_pad", "seed_strategy": "seed_strategy", "devices": "devices", "dtype": "dtype",
+    "stand_in": "stand_in",
 }
 _FIELDS = {f.name for f in dataclasses.fields(StudyConfig)}
 
@@ -154,12 +155,11 @@ def enable_compilation_cache() -> None:
         jax.config.update("jax_compilation_cache_dir", cache)
 
 
-def start_distributed(args: argparse.Namespace) -> bool:
-    """Joins a multi-process run when asked to (before any JAX backend starts); True if so."""
-    explicit = {"--coordinator": args.coordinator, "--num-processes": args.num_processes,
-                "--process-id": args.process_id}
-    if not (args.distributed or any(v is not None for v in explicit.values())):
-        return False
+def start_distributed(args: argparse.Namespace) -> None:
+    """Joins a multi-process run when asked to (before any JAX backend starts)."""
+    given = (args.coordinator, args.num_processes, args.process_id)
+    if not (args.distributed or any(v is not None for v in given)):
+        return
     if args.num_processes is not None and args.num_processes < 1:
         raise ValueError(f"--num-processes must be a positive integer, got {args.num_processes}")
     if args.process_id is not None and args.num_processes is not None and not 0 <= args.process_id < args.num_processes:
@@ -167,7 +167,6 @@ def start_distributed(args: argparse.Namespace) -> bool:
     from jaxunlearn import distributed
 
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    return True
 
 
 def command_run(args: argparse.Namespace) -> int:
