@@ -1,10 +1,11 @@
 """Stage checkpoints of a study (orbax), so finished work survives a killed process.
 
 Each finished stage (the original model, retraining, each unlearner) is saved as its
-TrainState stacked over seeds, under ``<root>/<stage>-<key>/``: an orbax ``state/`` folder
-and a ``meta.json`` (timings, per-epoch history, divergence). The key hashes everything
-the stage's result depends on: the settings that shape training and a fingerprint of the
-task's arrays. A stage is written into a hidden temporary folder and renamed into place
+TrainState stacked over seeds, under ``<root>/<row>-<key>/`` (a row is a stage, or one
+value of a swept stage: ``jaxunlearn.hparams``): an orbax ``state/`` folder and a
+``meta.json`` (timings, per-epoch history, divergence). The key hashes everything the
+row's result depends on: the settings that shape its training (not those only another
+unlearner reads), its float hyperparameters, and a fingerprint of the task's arrays. A stage is written into a hidden temporary folder and renamed into place
 only when complete, so a folder with the final name is always whole and a killed write
 leaves only a temporary folder, which is never read and is removed later.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -35,6 +37,7 @@ import numpy as np
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.distributed import barrier, is_main_process, same_on_every_process
+from jaxunlearn.hparams import study_variants
 from jaxunlearn.report import atomic_write_text
 from jaxunlearn.runner import StageResult
 
@@ -45,8 +48,13 @@ REUSED_STAGES = ("original", "retrain")
 # Settings that change no stage's trained weights (only the metrics or which stages run).
 # "devices" only says where the seeds run: each seed's arithmetic is the same (weights agree
 # to float rounding), so a study can resume on a machine with another device count.
+# "hp" and "sweep" enter each row's key as that row's own hyperparameters.
 _NOT_TRAINING = ("unlearners", "relearn_lr", "relearn_max_epochs", "relearn_alpha", "mia_samples", "stand_in",
-                 "devices")
+                 "devices", "hp", "sweep")
+# Settings that only one unlearner reads: left out of every other stage's key, so e.g. a new
+# --blindspot-epochs reuses the original and retrained models.
+_ONLY_FOR_STAGE = {"finetune_epochs": "finetune", "gaussian_epochs": "gaussian", "gaussian_stats": "gaussian",
+                   "proxy_epochs": "blindspot", "blindspot_epochs": "blindspot"}
 # Testing hook: kill the process after a stage's files are written but before the rename
 # that commits them (the fault tests set it in a child process).
 KILL_BEFORE_COMMIT_ENV = "JAXUNLEARN_TEST_KILL_BEFORE_COMMIT"
@@ -62,9 +70,11 @@ def data_fingerprint(task: Task) -> str:
     return digest.hexdigest()
 
 
-def training_settings(cfg: StudyConfig) -> dict[str, Any]:
-    """The configuration fields that can change a trained stage's weights."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in _NOT_TRAINING}
+def training_settings(cfg: StudyConfig, stage: str | None = None) -> dict[str, Any]:
+    """The configuration fields that can change a trained stage's weights (of ``stage``
+    only, when given)."""
+    return {k: v for k, v in cfg.to_dict().items()
+            if k not in _NOT_TRAINING and (stage is None or _ONLY_FOR_STAGE.get(k, stage) == stage)}
 
 
 def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -84,7 +94,7 @@ class CheckpointStore:
     def __init__(self, root: str | os.PathLike, cfg: StudyConfig, fingerprint: str):
         self.root = Path(root).expanduser()
         self.cfg, self.fingerprint = cfg, fingerprint
-        self.settings = training_settings(cfg)
+        self.rows = {v.row: v for v in study_variants(cfg)}
 
     # ---------------------------------------------------------------- study manifest
     def _manifest(self) -> dict[str, Any]:
@@ -128,13 +138,20 @@ class CheckpointStore:
             raise ValueError(f"checkpoint file {path} is unreadable or corrupt ({err}); delete it to start afresh") from err
 
     # ---------------------------------------------------------------- stages
-    def key(self, stage: str) -> str:
-        blob = json.dumps({"format": FORMAT_VERSION, "stage": stage, "settings": self.settings,
-                           "data": self.fingerprint}, sort_keys=True, default=str)
+    def settings(self, row: str) -> dict[str, Any]:
+        """What the row's weights depend on: its stage's settings and hyperparameters."""
+        if row not in self.rows:
+            raise ValueError(f"no row {row!r} in this study; its rows: {list(self.rows)}")
+        variant = self.rows[row]
+        return {"settings": training_settings(self.cfg, variant.stage), "hp": variant.hp}
+
+    def key(self, row: str) -> str:
+        blob = json.dumps({"format": FORMAT_VERSION, "stage": row, **self.settings(row), "data": self.fingerprint},
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
-    def path(self, stage: str) -> Path:
-        return self.root / f"{stage}-{self.key(stage)}"
+    def path(self, row: str) -> Path:
+        return self.root / f"{re.sub(r'[^A-Za-z0-9_.=-]', '_', row)}-{self.key(row)}"
 
     def load(self, stage: str, abstract_state: Any) -> StageResult | None:
         """The saved stage, or None if it was never completed.
@@ -196,7 +213,7 @@ class CheckpointStore:
         """Adds the metadata to the written ``tmp`` folder and renames it to ``final``."""
         meta = {
             "format": FORMAT_VERSION, "stage": stage, "key": self.key(stage), "data_fingerprint": self.fingerprint,
-            "settings": self.settings, "wall": result.wall, "compile": result.compile, "run": result.run,
+            **self.settings(stage), "wall": result.wall, "compile": result.compile, "run": result.run,
             "history": {k: np.asarray(v).tolist() for k, v in result.history.items()},
             "diverged_at": np.asarray(result.diverged_at).tolist(), "phase_names": list(result.phase_names),
         }

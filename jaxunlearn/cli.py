@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument(f"--{name}-epochs", type=int, help=f"default {getattr(DEFAULTS, f'{name}_epochs')}")
     run.add_argument("--augment-pad", type=int, help="image augmentation: random-crop padding (0 = off)")
     run.add_argument("--unlearners", help=f"comma-separated unlearners (default {','.join(DEFAULTS.unlearners)})")
+    run.add_argument("--hp", action="append", default=[], metavar="STAGE.NAME=VALUE",
+                     help="a float hyperparameter for every seed, e.g. --hp blindspot.beta=10 or --hp finetune.lr=3e-4 "
+                          "(repeatable; `jaxunlearn list` shows them and their defaults)")
+    run.add_argument("--sweep", action="append", default=[], metavar="STAGE.NAME=V1,V2,...",
+                     help="run an unlearner with each value, e.g. --sweep blindspot.beta=0,10,50: one row per "
+                          "value (every combination when one unlearner has several), all on the same seeds in one "
+                          "compiled program (repeatable)")
     run.add_argument("--seed-strategy", help="auto, vmap, map or host (default auto)")
     run.add_argument("--devices", type=int,
                      help="split the seeds across this many devices (default: all devices of the backend)")
@@ -129,11 +136,38 @@ def _as_pairs(mapping: dict) -> tuple[tuple[str, object], ...]:
     return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in mapping.items())
 
 
+def _flat_keys(table: dict, field: str) -> dict:
+    """TOML ``[hp.blindspot] beta = 10`` or ``[hp] "blindspot.beta" = 10`` -> {"blindspot.beta": 10}."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{field} must be a table of STAGE.NAME = value, got {table!r}")
+    flat = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{name}": v for name, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def parse_hp_args(items: list[str], option: str) -> dict[str, object]:
+    """["blindspot.beta=10"] -> {"blindspot.beta": 10}; for --sweep, values are tuples."""
+    out = {}
+    for name, value in parse_model_args(items, option):
+        if option == "--sweep" and not isinstance(value, tuple):
+            value = (value,)
+        out[name] = value
+    return out
+
+
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """StudyConfig defaults <- the --config file <- options given on the command line."""
     fields = read_config_file(args.config) if args.config else {}
     model_kwargs = dict(fields.pop("model_kwargs", {}), **dict(parse_model_args(args.model_arg)))
     dataset_kwargs = dict(fields.pop("dataset_kwargs", {}), **dict(parse_model_args(args.dataset_arg, "--dataset-arg")))
+    for field in ("hp", "sweep"):  # a key given on the command line replaces the file's
+        given = parse_hp_args(getattr(args, field), f"--{field}")
+        if given or field in fields:
+            fields[field] = dict(_flat_keys(fields.get(field, {}), field), **given)
     for option, field in _OPTION_FIELDS.items():
         if getattr(args, option) is not None:
             fields[field] = getattr(args, option)
@@ -228,6 +262,11 @@ def command_list() -> int:
     print("models:    ", ", ".join(sorted(MODELS)))
     print("unlearners:", ", ".join(sorted(UNLEARNERS)))
     print("losses:    ", ", ".join(sorted(LOSSES)))
+    from jaxunlearn.unlearn import STAGE_HP
+
+    print("hyperparameters (--hp STAGE.NAME=VALUE, --sweep STAGE.NAME=V1,V2; defaults shown):")
+    for stage, defaults in STAGE_HP.items():
+        print(f"  {stage + ':':<11}", ", ".join(f"{stage}.{k}={v:g}" for k, v in defaults.items()))
     return 0
 
 

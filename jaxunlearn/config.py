@@ -11,8 +11,8 @@ from jaxunlearn.seeds import SEED_STRATEGIES
 class StudyConfig:
     """Static settings of an unlearning study (changing one recompiles).
 
-    Float hyperparameters that may be swept without recompiling (learning rates, beta,
-    ...) live in each unlearner's ``hp`` dict instead.
+    Float hyperparameters (learning rates, beta, ...) are set per stage by ``hp`` and
+    ``sweep``; their values never recompile anything (``jaxunlearn.hparams``).
 
     Attributes:
         dataset: a name from ``jaxunlearn.data.DATASETS``; dataset_kwargs: its loader's
@@ -31,6 +31,12 @@ class StudyConfig:
         gaussian_stats: label statistics for the Gaussian relabelling: "all" rows (the
             reference) or "retain" rows only.
         unlearners: which registered unlearners to run (retraining always runs).
+        hp: float hyperparameters by ``"STAGE.NAME"`` (e.g. ``{"blindspot.beta": 10.0}``),
+            the same for every seed; the rest keep their defaults (the paper's values).
+        sweep: several values per ``"STAGE.NAME"`` of an unlearner (e.g.
+            ``{"blindspot.beta": (0, 10, 50)}``): every combination of a stage's swept
+            values becomes a row, run on the same seeds in one compiled program.
+            Given as a dict or as (key, value) pairs; stored as sorted pairs of floats.
         relearn_lr, relearn_max_epochs, relearn_alpha: the anamnesis index (AIN) settings.
         mia_samples: samples per class for the membership-inference attack (paper: 2000).
         seed_strategy: "auto", "vmap", "map" or "host"; epochs_per_call: None = plan default.
@@ -59,6 +65,8 @@ class StudyConfig:
     augment_pad: int = 0
     gaussian_stats: str = "all"
     unlearners: tuple[str, ...] = ("finetune", "gaussian", "blindspot")
+    hp: tuple[tuple[str, float], ...] = ()
+    sweep: tuple[tuple[str, tuple[float, ...]], ...] = ()
     relearn_lr: float = 0.01
     relearn_max_epochs: int = 10
     relearn_alpha: float = 0.05
@@ -89,10 +97,38 @@ class StudyConfig:
             raise ValueError(f"relearn_alpha must be >= 0, got {self.relearn_alpha}")
         if not self.relearn_lr > 0:
             raise ValueError(f"relearn_lr must be > 0, got {self.relearn_lr}")
+        object.__setattr__(self, "hp", tuple(sorted(
+            (key, _number("hp", key, value)) for key, value in _pairs("hp", self.hp))))
+        object.__setattr__(self, "sweep", tuple(sorted(
+            (key, _numbers(key, values)) for key, values in _pairs("sweep", self.sweep))))
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["model_kwargs"] = dict(self.model_kwargs)
         out["dataset_kwargs"] = dict(self.dataset_kwargs)
         out["unlearners"] = list(self.unlearners)
+        out["hp"] = dict(self.hp)
+        out["sweep"] = {key: list(values) for key, values in self.sweep}
         return out
+
+
+def _pairs(field: str, entries: Any) -> list[tuple[str, Any]]:
+    """A dict or a sequence of (key, value) pairs -> list of pairs with string keys."""
+    items = list(entries.items()) if isinstance(entries, dict) else list(entries)
+    if not all(isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str) for item in items):
+        raise ValueError(f"{field} must map 'STAGE.NAME' keys to values, got {entries!r}")
+    return [(key, value) for key, value in items]
+
+
+def _number(field: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{field} {key}: values must be numbers, got {value!r}")
+    return float(value)
+
+
+def _numbers(key: str, values: Any) -> tuple[float, ...]:
+    if isinstance(values, (int, float)):
+        values = (values,)
+    if not isinstance(values, (tuple, list)) or not values:
+        raise ValueError(f"sweep {key}: give a non-empty list of values, got {values!r}")
+    return tuple(_number("sweep", key, v) for v in values)

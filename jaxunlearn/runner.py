@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in notebooks
 
 from jaxunlearn.data.arrays import Task
-from jaxunlearn.seeds import LoopPlan, SeedExecutor, to_host
+from jaxunlearn.seeds import LoopPlan, SeedExecutor, place_seeds, take_seeds, to_host
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.state import TrainState
 from jaxunlearn.unlearn.base import Phase, Pipeline, phase_keys
@@ -55,6 +55,26 @@ class StageResult:
                 p = int(hit[0])
                 events.append({"seed": seed, "stage": stage, "phase": self.phase_names[p], "step": int(row[p])})
         return events
+
+    def split(self, parts: int, plan: LoopPlan) -> list[StageResult]:
+        """``parts`` results of S seeds each from one result over ``parts`` x S seed slots
+        (slot i*S + s holds seed s of part i), each laid out as ``plan`` keeps seeds. The
+        time is shared equally, since the parts ran together."""
+        seeds = num_slots(self.state) // parts
+        out = []
+        for i in range(parts):
+            slots = np.arange(i * seeds, (i + 1) * seeds)
+            out.append(StageResult(
+                state=place_seeds(take_seeds(self.state, slots), plan),
+                history={k: v[slots] for k, v in self.history.items()},
+                wall=self.wall / parts, compile=self.compile / parts, run=self.run / parts,
+                diverged_at=None if self.diverged_at is None else self.diverged_at[slots],
+                phase_names=self.phase_names))
+        return out
+
+
+def num_slots(tree) -> int:
+    return int(jax.tree_util.tree_leaves(tree)[0].shape[0])
 
 
 def broadcast_hp(hp: dict[str, Any], seeds: int) -> dict[str, jax.Array]:
@@ -129,3 +149,19 @@ class PipelineRunner:
         return StageResult(earlier[-1], history, sw.wall, sw.compile, sw.run,
                            diverged_at=np.stack(diverged, axis=1).astype(np.int64),
                            phase_names=tuple(p.name for p in self.pipeline.phases))
+
+    def run_values(self, keys: jax.Array, original: TrainState | None, task: Task, hps: list[dict],
+                   progress: bool = True) -> list[StageResult]:
+        """The pipeline for each hyperparameter set in ``hps`` on the same seeds ``keys`` [S],
+        in one call over V x S seed slots (value i in slots i*S ... i*S+S-1), so a sweep
+        compiles once. Returns one StageResult of S seeds per value, in order; slot i*S + s
+        computes exactly what seed s computes alone with ``hps[i]``."""
+        hps = [self.pipeline.hp(**h) for h in hps]  # unknown names raise here
+        if len(hps) == 1:
+            return [self(keys, original, task, hp=hps[0], progress=progress)]
+        seeds, values = int(keys.shape[0]), len(hps)
+        slots = np.arange(values * seeds) % seeds
+        hp = {k: jnp.repeat(jnp.asarray([float(h[k]) for h in hps], jnp.float32), seeds) for k in hps[0]}
+        original = None if original is None else take_seeds(original, slots)
+        result = self(take_seeds(keys, slots), original, task, hp=hp, progress=progress)
+        return result.split(values, self.plan)

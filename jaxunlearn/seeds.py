@@ -164,6 +164,29 @@ def to_global(tree: Any, sharding: NamedSharding) -> Any:
     return jax.tree_util.tree_map(lambda leaf: _to_sharding(leaf, sharding), tree)
 
 
+def take_seeds(tree: Any, slots: np.ndarray) -> Any:
+    """Seed slots ``slots`` [T] of every leaf [S, ...] -> [T, ...], taken on the host (so
+    no cross-device program runs; typed PRNG keys stay keys). The result is placed by
+    ``place_seeds`` or by the ``SeedExecutor`` it is passed to."""
+    slots = np.asarray(slots)
+
+    def take(leaf):
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(jnp.asarray(take(jax.random.key_data(leaf))),
+                                            impl=jax.random.key_impl(leaf))
+        return to_host(leaf)[slots]
+
+    return jax.tree_util.tree_map(take, tree)
+
+
+def place_seeds(tree: Any, plan: LoopPlan) -> Any:
+    """Leaves [S, ...] on the devices as the plan keeps per-seed values: split along the
+    seed axis over its mesh, or on the default device."""
+    if plan.devices == 1:
+        return jax.device_put(tree)
+    return to_global(tree, NamedSharding(seed_mesh(plan.devices), PartitionSpec(SEED_AXIS)))
+
+
 def seed_split(abstract: Any, plan: LoopPlan) -> Any:
     """``jax.ShapeDtypeStruct`` leaves [S, ...] given the plan's seed-axis split (a restore
     target: each device reads only its seeds); unchanged for one device."""

@@ -1,8 +1,7 @@
 """A complete multi-seed unlearning study: train, retrain, unlearn, measure, tabulate.
 
     >>> from jaxunlearn.study import run_study
-    >>> from jaxunlearn.checkpoints import REUSED_STAGES, CheckpointStore, data_fingerprint
-from jaxunlearn.config import StudyConfig
+    >>> from jaxunlearn.config import StudyConfig
     >>> result = run_study(StudyConfig(seeds=3))          # doctest: +SKIP
     >>> print(result.table)                                # doctest: +SKIP
 """
@@ -21,6 +20,7 @@ from jaxunlearn.checkpoints import REUSED_STAGES, CheckpointStore, data_fingerpr
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.data.sources import MissingDataError, build_task, load_dataset
+from jaxunlearn.hparams import check_hyperparameters, stage_variants, study_variants
 from jaxunlearn.metrics.relearn import Relearn, RelearnConfig, RelearnRunner, anamnesis_index
 from jaxunlearn.metrics.suite import TABLE_COLUMNS, prediction_metrics
 from jaxunlearn.models import make_model
@@ -32,22 +32,27 @@ from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
 from jaxunlearn.unlearn import UNLEARNERS, get_unlearner, make_original
 
-# Fixed stage numbers, folded into each seed's key: no two stages share randomness.
+# Fixed stage numbers, folded into each seed's key: no two stages share randomness (the
+# rows of a swept stage share its keys: paired comparisons).
 STAGE_IDS = {"original": 0, "retrain": 1, "finetune": 2, "gaussian": 3, "blindspot": 4, "relearn": 100}
-ROW_ORDER = ["original", "retrain", "finetune", "gaussian", "blindspot"]
 
 
 @dataclasses.dataclass
 class StudyResult:
     """Everything a study measured.
 
+    Rows are the stages (original, retrain, each unlearner), or for a swept unlearner one
+    row per hyperparameter value, e.g. ``blindspot[beta=10]`` (``jaxunlearn.hparams``).
+
     Attributes:
-        per_seed: {stage: {metric: [S]}}; summary: mean/std/95% CI per metric; table: text.
-        predictions: {stage: {"train"|"test": [S, N] float64}} in the target's own units.
+        per_seed: {row: {metric: [S]}}; summary: mean/std/95% CI per metric; table: text.
+        rows: the row names in table order.
+        predictions: {row: {"train"|"test": [S, N] float64}} in the target's own units.
         targets: {"train"|"test": [N]} in the target's own units; forget: {split: [N] bool}.
-        checkpoints: {stage: folder} of the saved stages (empty without a checkpoint dir).
-        divergence: one {seed, stage, phase, step} per seed and stage whose training hit
-            NaN/inf; those seeds' metrics are NaN (see ``mask_diverged``).
+        checkpoints: {row: folder} of the saved rows (empty without a checkpoint dir).
+        divergence: one {seed, stage, phase, step} per seed and row (``stage`` holds the
+            row name) whose training hit NaN/inf; those seeds' metrics are NaN (see
+            ``mask_diverged``).
     """
     config: StudyConfig
     plan: LoopPlan
@@ -111,6 +116,7 @@ def validate_config(cfg: StudyConfig) -> None:
     if bad:
         raise ValueError(f"unknown unlearner(s) {bad}; choose from {sorted(set(UNLEARNERS) - {'retrain'})} "
                          "(retraining always runs as the reference)")
+    check_hyperparameters(cfg)
     if cfg.devices is not None and cfg.devices > jax.device_count():
         raise ValueError(f"devices: {cfg.devices} asked for, but the {jax.default_backend()} backend has "
                          f"{jax.device_count()} (on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
@@ -192,24 +198,33 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     log(f"task: {task.name} | {task.describe()['train']} train rows")
     log(f"model: {cfg.model} ({model.family}) | backend {jax.default_backend()} | plan {plan}")
 
-    stages: dict[str, StageResult] = {}
+    stages: dict[str, StageResult] = {}  # by row
     loaded: set[str] = set()
     abstract_state = seed_split(jax.eval_shape(jax.vmap(lambda k: model.fresh_state(k, jnp.float32(0.0))),
                                                seed_keys(cfg.seed, cfg.seeds, "original")), plan)
     for name, pipeline in pipelines.items():
-        if store is not None and (resume or name in REUSED_STAGES):
-            restored = store.load(name, abstract_state)
-            if restored is not None:
-                stages[name] = restored
-                loaded.add(name)
-                log(f"{name}: loaded from {store.path(name)} (trained earlier in {restored.wall:.1f} s)")
+        to_run = []
+        for variant in stage_variants(cfg, name):
+            restored = store.load(variant.row, abstract_state) \
+                if store is not None and (resume or name in REUSED_STAGES) else None
+            if restored is None:
+                to_run.append(variant)
                 continue
+            stages[variant.row] = restored
+            loaded.add(variant.row)
+            log(f"{variant.row}: loaded from {store.path(variant.row)} (trained earlier in {restored.wall:.1f} s)")
+        if not to_run:
+            continue
         original = None if name == "original" else stages["original"].state
-        stages[name] = PipelineRunner(pipeline, plan)(seed_keys(cfg.seed, cfg.seeds, name), original, task,
-                                                      progress=progress)
-        log(f"{name}: {stages[name].wall:.1f} s ({stages[name].compile:.1f} s compiling)")
-        if store is not None:
-            store.save(name, stages[name])
+        results = PipelineRunner(pipeline, plan).run_values(seed_keys(cfg.seed, cfg.seeds, name), original, task,
+                                                            [v.hp for v in to_run], progress=progress)
+        wall, compile_s = sum(r.wall for r in results), sum(r.compile for r in results)
+        what = f"{len(to_run)} hyperparameter values x {cfg.seeds} seeds in one program, " if len(to_run) > 1 else ""
+        log(f"{name}: {what}{wall:.1f} s ({compile_s:.1f} s compiling)")
+        for variant, result in zip(to_run, results):
+            stages[variant.row] = result
+            if store is not None:
+                store.save(variant.row, result)
 
     with Stopwatch() as sw:
         per_seed, preds = measure(stages, task, metric_model, plan, relearn, cfg, progress)
@@ -227,7 +242,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         log(f"WARNING: seed {event['seed']} diverged (NaN/inf) in stage {event['stage']}, phase "
             f"{event['phase']}, step {event['step']}; its metrics are excluded from the summary")
     mask_diverged(per_seed, divergence)
-    rows = [r for r in ROW_ORDER if r in stages]
+    rows = [v.row for v in study_variants(cfg)]
     summary = summarise(per_seed)
     table = format_table(summary, rows, TABLE_COLUMNS, digits=3, plain=("run_seconds", "time_vs_retrain"),
                          spread="ci95")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from jaxunlearn.unlearn import blindspot, finetune, gaussian, retrain
 from jaxunlearn.unlearn.base import Phase, Pipeline
 from jaxunlearn.unlearn.blindspot import blindspot_loss, make_blindspot
 from jaxunlearn.unlearn.finetune import make_finetune
@@ -17,6 +18,15 @@ UNLEARNERS: dict[str, Callable[..., Pipeline]] = {
     "blindspot": make_blindspot,
 }
 
+# Each stage's float hyperparameters and their defaults: what ``--hp``/``--sweep`` may set.
+STAGE_HP: dict[str, dict[str, float]] = {
+    "original": retrain.DEFAULT_HP,
+    "retrain": retrain.DEFAULT_HP,
+    "finetune": finetune.DEFAULT_HP,
+    "gaussian": gaussian.DEFAULT_HP,
+    "blindspot": blindspot.DEFAULT_HP,
+}
+
 
 def get_unlearner(name: str) -> Callable[..., Pipeline]:
     """Looks up an unlearner factory by name."""
@@ -25,5 +35,5 @@ def get_unlearner(name: str) -> Callable[..., Pipeline]:
     return UNLEARNERS[name]
 
 
-__all__ = ["UNLEARNERS", "Phase", "Pipeline", "blindspot_loss", "gaussian_relabel", "get_unlearner",
+__all__ = ["STAGE_HP", "UNLEARNERS", "Phase", "Pipeline", "blindspot_loss", "gaussian_relabel", "get_unlearner",
            "make_blindspot", "make_finetune", "make_gaussian", "make_original", "make_retrain"]

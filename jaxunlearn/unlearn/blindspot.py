@@ -36,6 +36,8 @@ from jaxunlearn.train.state import ModelFns
 from jaxunlearn.unlearn.base import Phase, Pipeline, fresh_start, from_original
 from jaxunlearn.unlearn.retrain import RECIPE_LR, recipe_fit
 
+# student Adam lr, the proxy's recipe lr, and the attention-transfer weight (the paper's values)
+DEFAULT_HP = {"lr": 1e-3, "proxy_lr": RECIPE_LR, "beta": 50.0}
 # The cache is skipped when one seed's copy would need more device memory than this.
 PROXY_CACHE_MAX_BYTES = 512 * 2**20
 
@@ -123,4 +125,4 @@ def make_blindspot(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan
         Phase("proxy", fresh_start(model, "proxy_lr"), proxy_fit),
         Phase("student", student_start, student_fit),
     )
-    return Pipeline("blindspot", phases, {"lr": 1e-3, "proxy_lr": RECIPE_LR, "beta": 50.0})
+    return Pipeline("blindspot", phases, DEFAULT_HP)

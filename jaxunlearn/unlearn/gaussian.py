@@ -17,6 +17,8 @@ from jaxunlearn.train.loop import Fit, FitConfig, supervised_loss
 from jaxunlearn.train.state import ModelFns
 from jaxunlearn.unlearn.base import Phase, Pipeline, from_original
 
+DEFAULT_HP = {"lr": 1e-3}  # Adam learning rate of the fine-tuning on relabelled rows
+
 
 def gaussian_relabel(key: jax.Array, y: jax.Array, forget: jax.Array, stats_from: str = "all") -> jax.Array:
     """Replaces forget targets by draws from N(mean, std) of the chosen rows' targets.
@@ -47,4 +49,4 @@ def make_gaussian(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan)
     fit_cfg = FitConfig(epochs=cfg.gaussian_epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss,
                         augment_pad=cfg.augment_pad)
     fit = Fit(model, fit_cfg, supervised_loss(model, cfg.loss), task, plan)
-    return Pipeline("gaussian", (Phase("relabel+finetune", start, fit),), {"lr": 1e-3})
+    return Pipeline("gaussian", (Phase("relabel+finetune", start, fit),), DEFAULT_HP)

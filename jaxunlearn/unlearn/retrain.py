@@ -10,6 +10,7 @@ from jaxunlearn.train.state import ModelFns
 from jaxunlearn.unlearn.base import Phase, Pipeline, fresh_start
 
 RECIPE_LR = 0.01  # Adam lr of the reference training recipe
+DEFAULT_HP = {"lr": RECIPE_LR}  # the original and the retrained model
 
 
 def recipe_fit(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, rows: str, epochs: int,
@@ -25,10 +26,10 @@ def recipe_fit(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, ro
 def make_original(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
     """The original model: fresh init, trained on every training row (forget rows included)."""
     fit = recipe_fit(model, task, cfg, plan, rows="all", epochs=cfg.train_epochs)
-    return Pipeline("original", (Phase("train", fresh_start(model), fit),), {"lr": RECIPE_LR}, needs_original=False)
+    return Pipeline("original", (Phase("train", fresh_start(model), fit),), DEFAULT_HP, needs_original=False)
 
 
 def make_retrain(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
     """The gold standard: fresh init, trained on the retain rows only, validated on retain rows."""
     fit = recipe_fit(model, task, cfg, plan, rows="retain", epochs=cfg.train_epochs)
-    return Pipeline("retrain", (Phase("train", fresh_start(model), fit),), {"lr": RECIPE_LR}, needs_original=False)
+    return Pipeline("retrain", (Phase("train", fresh_start(model), fit),), DEFAULT_HP, needs_original=False)

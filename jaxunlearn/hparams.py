@@ -1,0 +1,126 @@
+"""Per-stage float hyperparameters of a study: fixed overrides and sweeps.
+
+A key names a stage and one of its float hyperparameters: ``"blindspot.beta"``,
+``"finetune.lr"``, ``"original.lr"`` (``jaxunlearn list`` prints them with their defaults).
+``StudyConfig.hp`` sets one value for every seed. ``StudyConfig.sweep`` lists several
+values of an unlearner's keys; the study then runs every combination (the grid of that
+unlearner's swept keys) on the same seeds, as rows such as ``blindspot[beta=10,lr=0.001]``.
+The values of one unlearner run in ONE compiled program: each value occupies S seed slots
+of the hyperparameter arrays, so no value recompiles anything, and every row shares the
+seeds' keys, the original models and the retrained reference (paired comparisons).
+
+    >>> cfg = StudyConfig(hp={"finetune.lr": 3e-4}, sweep={"blindspot.beta": (0, 10, 50)})
+    >>> [v.row for v in stage_variants(cfg, "blindspot")]
+    ['blindspot[beta=0]', 'blindspot[beta=10]', 'blindspot[beta=50]']
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+
+from jaxunlearn.config import StudyConfig
+from jaxunlearn.unlearn import STAGE_HP
+
+REFERENCE_STAGES = ("original", "retrain")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One row of a study: a stage run with one set of hyperparameters.
+
+    Attributes:
+        row: the row's name: the stage's name, or ``stage[name=value,...]`` for a swept row.
+        stage: the pipeline it runs ("blindspot").
+        hp: every float hyperparameter of the stage, defaults filled in.
+    """
+
+    row: str
+    stage: str
+    hp: dict[str, float]
+
+
+def format_value(value: float) -> str:
+    """A hyperparameter value as it appears in row names: ``0.001``, ``1e-05``, ``10``."""
+    return f"{value:g}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``"blindspot.beta"`` -> ("blindspot", "beta").
+
+    Raises:
+        ValueError: not ``STAGE.NAME``, or no such stage or hyperparameter (the message
+            lists what exists).
+    """
+    stage, dot, name = key.partition(".")
+    if not dot or not stage or not name or "." in name:
+        raise ValueError(f"hyperparameter key {key!r} must look like STAGE.NAME, e.g. 'blindspot.beta'; "
+                         f"known keys: {known_keys()}")
+    if stage not in STAGE_HP:
+        raise ValueError(f"hyperparameter key {key!r}: unknown stage {stage!r}; stages: {sorted(STAGE_HP)}")
+    if name not in STAGE_HP[stage]:
+        raise ValueError(f"hyperparameter key {key!r}: {stage} has no hyperparameter {name!r}; "
+                         f"it has {sorted(STAGE_HP[stage])}")
+    return stage, name
+
+
+def known_keys() -> list[str]:
+    return [f"{stage}.{name}" for stage, names in STAGE_HP.items() for name in names]
+
+
+def _check_value(field: str, key: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"{field} {key}: values must be finite, got {value}")
+    if key.rpartition(".")[2].endswith("lr") and value <= 0:
+        raise ValueError(f"{field} {key}: a learning rate must be > 0, got {format_value(value)}")
+
+
+def check_hyperparameters(cfg: StudyConfig) -> None:
+    """Rejects unknown keys, bad values and sweeps that cannot run, before anything compiles.
+
+    Raises:
+        ValueError: naming the key and what is accepted.
+    """
+    running = set(REFERENCE_STAGES) | set(cfg.unlearners)
+    for field, entries in (("hp", cfg.hp), ("sweep", cfg.sweep)):
+        for key, values in entries:
+            stage, _ = split_key(key)
+            if stage not in running:
+                raise ValueError(f"{field} {key}: {stage} is not among the unlearners this study runs "
+                                 f"{list(cfg.unlearners)}; add it to --unlearners")
+            for value in (values if field == "sweep" else (values,)):
+                _check_value(field, key, value)
+    for key, values in cfg.sweep:
+        stage, _ = split_key(key)
+        if stage in REFERENCE_STAGES:
+            raise ValueError(f"sweep {key}: the {stage} model cannot be swept, since every row is measured "
+                             f"against one original and one retrained model; set it with --hp {key}=VALUE, "
+                             f"or run one study per value")
+        if len(set(values)) != len(values):
+            raise ValueError(f"sweep {key}: values must differ, got {[format_value(v) for v in values]}")
+    both = sorted(set(dict(cfg.hp)) & set(dict(cfg.sweep)))
+    if both:
+        raise ValueError(f"{both[0]} is given both a fixed value (hp) and swept values (sweep); keep one")
+
+
+def stage_variants(cfg: StudyConfig, stage: str) -> list[Variant]:
+    """The rows ``stage`` contributes: one without a sweep, else one per combination of its
+    swept values (the first key varies slowest), in the order the values were given."""
+    fixed = {name: float(default) for name, default in STAGE_HP[stage].items()}
+    fixed.update({split_key(k)[1]: v for k, v in cfg.hp if split_key(k)[0] == stage})
+    swept = [(split_key(k)[1], values) for k, values in cfg.sweep if split_key(k)[0] == stage]
+    if not swept:
+        return [Variant(stage, stage, fixed)]
+    names = [name for name, _ in swept]
+    rows = []
+    for combo in itertools.product(*(values for _, values in swept)):
+        label = ",".join(f"{n}={format_value(v)}" for n, v in zip(names, combo))
+        rows.append(Variant(f"{stage}[{label}]", stage, dict(fixed, **dict(zip(names, combo)))))
+    return rows
+
+
+def study_variants(cfg: StudyConfig) -> list[Variant]:
+    """Every row of the study in table order: original, retrain, then the unlearners' rows
+    (in ``STAGE_HP``'s order: finetune, gaussian, blindspot)."""
+    running = set(REFERENCE_STAGES) | set(cfg.unlearners)
+    return [v for stage in STAGE_HP if stage in running for v in stage_variants(cfg, stage)]
