@@ -4,12 +4,14 @@ Two figures, drawn from a :class:`jaxunlearn.study.StudyResult`:
 
 - ``forget_deviation_hist.png``: the paper's histogram of
   ``|prediction - retrained prediction| / |label|`` over the TRAIN forget rows, one panel
-  per model (original and each unlearner), pooled over seeds (seed i of a model is
+  per model (original and each unlearner or swept row; at most 5 panels a line), pooled
+  over seeds (seed i of a model is
   compared with seed i of the retrained model). Mass near 0 means the model predicts the
   forgotten rows as a model that never saw them would.
 - ``errors_ci.png``: retain MAE (test), forget MAE (test) and forget MAE (train) of every
-  model, mean over seeds with its 95% Student-t confidence interval (from
-  :func:`jaxunlearn.report.summarise`). The retrained model's mean is a dashed line.
+  model (one line per row, so the labels of a sweep's rows stay readable), mean over seeds
+  with its 95% Student-t confidence interval (from :func:`jaxunlearn.report.summarise`).
+  The retrained model's mean is a dashed line.
 
 The numbers behind the histogram come from :func:`forget_deviation`, a pure NumPy
 function. Figures are built with matplotlib's object-oriented API on the Agg canvas (no
@@ -39,6 +41,9 @@ ERROR_METRICS: tuple[tuple[str, str], ...] = (
     ("test_forget_mae", "forget MAE (test)"),
     ("train_forget_mae", "forget MAE (train)"),
 )
+
+# Histogram panels per line of the figure.
+PANELS_PER_LINE = 5
 
 # Labels with |y| below this fraction of the training targets' std are divided by it instead.
 DEFAULT_FLOOR = 0.1
@@ -139,16 +144,22 @@ def forget_deviation_figure(result: Any, bins: int = 30, floor: float = DEFAULT_
     pooled = np.concatenate(list(ratios.values()))
     top = float(np.percentile(pooled, 99)) if pooled.size else 1.0
     edges = np.linspace(0.0, top if top > 0 else 1.0, bins + 1)
-    fig = _figure(3.2 * len(models), 3.0)
-    axes = np.atleast_1d(fig.subplots(1, len(models), sharex=True, sharey=True))
+    cols = min(len(models), PANELS_PER_LINE)
+    lines = -(-len(models) // cols)
+    fig = _figure(3.2 * cols, 0.4 + 2.6 * lines)
+    grid = np.atleast_2d(fig.subplots(lines, cols, sharex=True, sharey=True, squeeze=False))
+    axes = grid.ravel()
+    for ax in axes[len(models):]:
+        ax.set_visible(False)
     for ax, name in zip(axes, models):
         r = ratios[name]
         ax.hist(np.minimum(r, edges[-1]), bins=edges, weights=np.full(r.size, 1.0 / r.size), color="C0")
         med = float(np.median(r))
         ax.axvline(med, color="k", linestyle="--", linewidth=1)
-        ax.set_title(f"{name} (median {med:.3g})", fontsize=10)
+        ax.set_title(f"{name} (median {med:.3g})", fontsize=10 if len(name) < 24 else 8)
         ax.set_xlabel("|pred - retrain pred| / |label|")
-    axes[0].set_ylabel("fraction of train forget rows")
+    for ax in grid[:, 0]:
+        ax.set_ylabel("fraction of train forget rows")
     fig.supxlabel(f"the last bin also counts ratios above {edges[-1]:.3g} (99th percentile of all panels)", fontsize=8)
     fig.suptitle(f"Distance to retraining on the train forget set: {_title(result)}", fontsize=11)
     return fig
@@ -161,9 +172,9 @@ def error_figure(result: Any, metrics: Sequence[tuple[str, str]] = ERROR_METRICS
         a ``matplotlib.figure.Figure`` with one panel per metric.
     """
     rows = list(result.rows)
-    fig = _figure(3.6 * len(metrics), 3.2)
-    axes = np.atleast_1d(fig.subplots(1, len(metrics)))
-    xs = np.arange(len(rows))
+    fig = _figure(1.6 + 3.0 * len(metrics), 1.2 + 0.3 * len(rows))
+    axes = np.atleast_1d(fig.subplots(1, len(metrics), sharey=True))
+    ys = np.arange(len(rows))
     for ax, (key, title) in zip(axes, metrics):
         means, cis = [], []
         for row in rows:
@@ -171,15 +182,17 @@ def error_figure(result: Any, metrics: Sequence[tuple[str, str]] = ERROR_METRICS
             means.append(np.nan if entry.get("mean") is None else entry["mean"])
             cis.append(0.0 if entry.get("ci95") is None else entry["ci95"])
         colors = ["C1" if r == "retrain" else "C0" for r in rows]
-        for x, m, c, col in zip(xs, means, cis, colors):
-            ax.errorbar(x, m, yerr=c, fmt="o", color=col, capsize=4)
+        for y, m, c, col in zip(ys, means, cis, colors):
+            ax.errorbar(m, y, xerr=c, fmt="o", color=col, capsize=3)
         ref = result.summary.get("retrain", {}).get(key) or {}
         if ref.get("mean") is not None:
-            ax.axhline(ref["mean"], color="C1", linestyle="--", linewidth=1, label="retrain mean")
-        ax.set_xticks(xs, rows, rotation=30)
+            ax.axvline(ref["mean"], color="C1", linestyle="--", linewidth=1, label="retrain mean")
         ax.set_title(title, fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("MAE (target units), mean ± 95% CI")
+        ax.set_xlabel("MAE (target units)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(ys, rows, fontsize=9)
+    axes[0].set_ylim(len(rows) - 0.5, -0.5)  # the first row on top
+    fig.supxlabel("mean over seeds ± 95% CI", fontsize=8)
     fig.suptitle(f"Errors over seeds: {_title(result)}", fontsize=11)
     return fig
 
