@@ -55,6 +55,17 @@ DOMAINS = [
         "paper": None,
         "deviations": "None from the config: 100 epochs, batch 256, paper unlearning epochs.",
     },
+    {
+        "key": "forecasting-sweep",
+        "title": "How much do the unlearners' settings matter? A sweep on the forecasting study",
+        "command": "jaxunlearn run --config configs/electricity.toml --sweep gaussian.lr=1e-4,3e-4,1e-3 "
+                   "--sweep blindspot.lr=1e-4,3e-4,1e-3 --sweep blindspot.beta=0,10,50 --plots "
+                   "--out docs/results/forecasting-sweep",
+        "paper": None,
+        "deviations": "None from the config; the rows differ only in the swept learning rates and beta (the "
+                      "paper's values are lr 1e-3 and beta 50).",
+        "sweep": True,  # every row of the study, no claim table (its rows are not one Blindspot)
+    },
 ]
 
 
@@ -63,11 +74,9 @@ def _section(domain: dict) -> list[str]:
     data = json.loads((folder / "results.json").read_text())
     cfg, env = data["config"], data["environment"]
     task = cfg["task"]
-    table = format_table(data["summary"], [r for r in ROWS if r in data["summary"]], TABLE_COLUMNS, digits=3,
+    rows = list(data["summary"]) if domain.get("sweep") else [r for r in ROWS if r in data["summary"]]
+    table = format_table(data["summary"], rows, TABLE_COLUMNS, digits=3,
                          plain=("run_seconds", "time_vs_retrain"), spread="ci95")
-    verdicts = evaluate_claims(data["per_seed"])
-    counts = {o: [f"{v.claim} (vs {v.versus})" for v in verdicts if v.outcome == o]
-              for o in ("holds", "fails", "inconclusive")}
     used = task.get("dataset", cfg["dataset"])
     lines = [f"## {domain['title']}", "", "```bash", domain["command"], "```", ""]
     if used != cfg["dataset"]:
@@ -97,6 +106,14 @@ def _section(domain: dict) -> list[str]:
     ]
     if domain["paper"]:
         lines += [f"The paper's numbers ({domain['paper'][0]}; one unseeded run):", "", domain["paper"][1], ""]
+    notes = folder / "notes.md"
+    if notes.exists():
+        lines += [notes.read_text().rstrip(), ""]
+    if domain.get("sweep"):
+        return lines
+    verdicts = evaluate_claims(data["per_seed"])
+    counts = {o: [f"{v.claim} (vs {v.versus})" for v in verdicts if v.outcome == o]
+              for o in ("holds", "fails", "inconclusive")}
     lines += [
         "The paper's claims about Blindspot, seed by seed (margin > 0 means Blindspot is better by that "
         "much; verdict from the paired 95% CI):",

@@ -143,7 +143,7 @@ class CheckpointStore:
         if row not in self.rows:
             raise ValueError(f"no row {row!r} in this study; its rows: {list(self.rows)}")
         variant = self.rows[row]
-        return {"settings": training_settings(self.cfg, variant.stage), "hp": variant.hp}
+        return {"settings": training_settings(self.cfg, variant.stage), "hp": variant.resolved_hp()}
 
     def key(self, row: str) -> str:
         blob = json.dumps({"format": FORMAT_VERSION, "stage": row, **self.settings(row), "data": self.fingerprint},

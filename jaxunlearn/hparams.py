@@ -32,12 +32,17 @@ class Variant:
     Attributes:
         row: the row's name: the stage's name, or ``stage[name=value,...]`` for a swept row.
         stage: the pipeline it runs ("blindspot").
-        hp: every float hyperparameter of the stage, defaults filled in.
+        hp: the float hyperparameters the row sets (fixed and swept); the others keep the
+            pipeline's defaults. ``resolved_hp`` fills those in.
     """
 
     row: str
     stage: str
     hp: dict[str, float]
+
+    def resolved_hp(self) -> dict[str, float]:
+        """Every float hyperparameter of the stage: the registry's defaults, then ``hp``."""
+        return {**STAGE_HP[self.stage], **self.hp}
 
 
 def format_value(value: float) -> str:
@@ -106,8 +111,7 @@ def check_hyperparameters(cfg: StudyConfig) -> None:
 def stage_variants(cfg: StudyConfig, stage: str) -> list[Variant]:
     """The rows ``stage`` contributes: one without a sweep, else one per combination of its
     swept values (the first key varies slowest), in the order the values were given."""
-    fixed = {name: float(default) for name, default in STAGE_HP[stage].items()}
-    fixed.update({split_key(k)[1]: v for k, v in cfg.hp if split_key(k)[0] == stage})
+    fixed = {split_key(k)[1]: v for k, v in cfg.hp if split_key(k)[0] == stage}
     swept = [(split_key(k)[1], values) for k, values in cfg.sweep if split_key(k)[0] == stage]
     if not swept:
         return [Variant(stage, stage, fixed)]

@@ -152,7 +152,8 @@ class PipelineRunner:
 
     def run_values(self, keys: jax.Array, original: TrainState | None, task: Task, hps: list[dict],
                    progress: bool = True) -> list[StageResult]:
-        """The pipeline for each hyperparameter set in ``hps`` on the same seeds ``keys`` [S],
+        """The pipeline for each set of hyperparameter overrides in ``hps`` (the pipeline's
+        defaults fill in the rest) on the same seeds ``keys`` [S],
         in one call over V x S seed slots (value i in slots i*S ... i*S+S-1), so a sweep
         compiles once. Returns one StageResult of S seeds per value, in order; slot i*S + s
         computes exactly what seed s computes alone with ``hps[i]``."""
@@ -161,7 +162,8 @@ class PipelineRunner:
             return [self(keys, original, task, hp=hps[0], progress=progress)]
         seeds, values = int(keys.shape[0]), len(hps)
         slots = np.arange(values * seeds) % seeds
-        hp = {k: jnp.repeat(jnp.asarray([float(h[k]) for h in hps], jnp.float32), seeds) for k in hps[0]}
+        per_value = [broadcast_hp(h, seeds) for h in hps]
+        hp = {k: jnp.concatenate([h[k] for h in per_value]) for k in per_value[0]}
         original = None if original is None else take_seeds(original, slots)
         result = self(take_seeds(keys, slots), original, task, hp=hp, progress=progress)
         return result.split(values, self.plan)

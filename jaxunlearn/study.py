@@ -226,6 +226,8 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
             if store is not None:
                 store.save(variant.row, result)
 
+    rows = [v.row for v in study_variants(cfg)]
+    stages = {row: stages[row] for row in rows}  # table order, also in results.json
     with Stopwatch() as sw:
         per_seed, preds = measure(stages, task, metric_model, plan, relearn, cfg, progress)
     log(f"metrics: {sw.wall:.1f} s")
@@ -242,7 +244,6 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         log(f"WARNING: seed {event['seed']} diverged (NaN/inf) in stage {event['stage']}, phase "
             f"{event['phase']}, step {event['step']}; its metrics are excluded from the summary")
     mask_diverged(per_seed, divergence)
-    rows = [v.row for v in study_variants(cfg)]
     summary = summarise(per_seed)
     table = format_table(summary, rows, TABLE_COLUMNS, digits=3, plain=("run_seconds", "time_vs_retrain"),
                          spread="ci95")

@@ -30,7 +30,9 @@ def test_rows_are_the_grid_of_a_stages_swept_values_with_defaults_filled_in():
                                      "blindspot[beta=0,lr=0.001]", "blindspot[beta=50,lr=0.0001]",
                                      "blindspot[beta=50,lr=0.001]"]
     assert rows[-1].hp == {"lr": 1e-3, "proxy_lr": 0.02, "beta": 50.0}
-    assert stage_variants(cfg, "finetune")[0].hp == {"lr": 1e-3}
+    assert rows[-1].resolved_hp() == {"lr": 1e-3, "proxy_lr": 0.02, "beta": 50.0}
+    assert stage_variants(cfg, "finetune")[0].hp == {}
+    assert stage_variants(cfg, "finetune")[0].resolved_hp() == {"lr": 1e-3}
     assert cfg.to_dict()["sweep"] == {"blindspot.beta": [0.0, 50.0], "blindspot.lr": [1e-4, 1e-3]}
 
 
