@@ -153,10 +153,12 @@ class PipelineRunner:
     def run_values(self, keys: jax.Array, original: TrainState | None, task: Task, hps: list[dict],
                    progress: bool = True) -> list[StageResult]:
         """The pipeline for each set of hyperparameter overrides in ``hps`` (the pipeline's
-        defaults fill in the rest) on the same seeds ``keys`` [S],
-        in one call over V x S seed slots (value i in slots i*S ... i*S+S-1), so a sweep
-        compiles once. Returns one StageResult of S seeds per value, in order; slot i*S + s
-        computes exactly what seed s computes alone with ``hps[i]``."""
+        defaults fill in the rest) on the same seeds ``keys`` [S], in one call over V x S
+        seed slots (value i in slots i*S ... i*S+S-1), so a sweep compiles once.
+
+        Returns one StageResult of S seeds per value, in order. Slot i*S + s computes what
+        seed s computes alone with ``hps[i]``: bitwise under "map" and "host", to float
+        rounding under "vmap" (a wider batch may be fused differently)."""
         hps = [self.pipeline.hp(**h) for h in hps]  # unknown names raise here
         if len(hps) == 1:
             return [self(keys, original, task, hp=hps[0], progress=progress)]
