@@ -69,6 +69,21 @@ DOMAINS = [
 ]
 
 
+def _sweep_matrix(per_seed: dict) -> list[str]:
+    """Each swept row against fine-tuning (the default row), on the paper's four claims and
+    the retain-error claim: paired margin (positive = the row is better) and verdict."""
+    rows = [r for r in per_seed if "[" in r]
+    verdicts = {r: [v for v in evaluate_claims(per_seed, subject=r) if v.versus in ("finetune", "original")]
+                for r in rows}
+    heads = [v.claim for v in verdicts[rows[0]]]
+    lines = ["| row | " + " | ".join(f"{h} (vs {v.versus})" for h, v in zip(heads, verdicts[rows[0]])) + " |",
+             "|---|" + "---|" * len(heads)]
+    for r in rows:
+        cells = [f"{v.mean:.3g} ± {v.ci95:.3g} **{v.outcome}**" for v in verdicts[r]]
+        lines.append(f"| {r} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _section(domain: dict) -> list[str]:
     folder = DOCS / "results" / domain["key"]
     data = json.loads((folder / "results.json").read_text())
@@ -110,7 +125,10 @@ def _section(domain: dict) -> list[str]:
     if notes.exists():
         lines += [notes.read_text().rstrip(), ""]
     if domain.get("sweep"):
-        return lines
+        return lines + [
+            "Each swept row against fine-tuning on the same seeds (paired margin, mean ± 95% CI; positive means "
+            "the row is nearer the retrained model, or for the retain claim keeps the retain error within 10% "
+            "of the original's):", "", *_sweep_matrix(data["per_seed"]), ""]
     verdicts = evaluate_claims(data["per_seed"])
     counts = {o: [f"{v.claim} (vs {v.versus})" for v in verdicts if v.outcome == o]
               for o in ("holds", "fails", "inconclusive")}

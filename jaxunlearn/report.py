@@ -156,10 +156,18 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it: set and restore at once
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
     """Calls ``write(file)`` on a temp file in ``path``'s folder, then os.replace()s it into place.
 
-    A reader never sees a partial file; on any error the temp file is removed.
+    A reader never sees a partial file; on any error the temp file is removed. The file
+    gets the permissions of a plainly created one (0666 less the umask), not the private
+    0600 of a temporary file.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -168,6 +176,7 @@ def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) 
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -133,6 +133,18 @@ def test_write_results_leaves_no_temp_files_and_overwrites(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.md"]
 
 
+def test_written_files_get_the_umasks_permissions_not_a_temp_files(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        _, paths, _ = _study(tmp_path)
+    finally:
+        os.umask(old)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in paths] == [0o644, 0o644]  # mkstemp alone gives 0o600
+
+
 def test_write_results_failure_leaves_nothing(tmp_path):
     class Bad:
         def __str__(self):
