@@ -134,27 +134,44 @@ class PipelineRunner:
         hp = broadcast_hp(hp if hp is not None else self.pipeline.hp(), seeds)
         if self.pipeline.needs_original and original is None:
             raise ValueError(f"{self.pipeline.name} needs the original model's states")
-        total_epochs = sum(p.fit.cfg.epochs for p in self.pipeline.phases)
-        bar = tqdm(total=total_epochs, desc=f"{self.pipeline.name} x{seeds} seeds", unit="epoch",
-                   leave=False, disable=not progress)
+        bar = self._bar(f"x{seeds} seeds", progress)
         earlier: list[TrainState] = []
-        diverged = []
         with Stopwatch() as sw:
-            for driver in self.drivers:
-                state, history = driver(keys, original, hp, tuple(earlier), task, bar)
-                earlier.append(state)
-                diverged.append(history["diverged_at"][:, -1])
+            history, diverged = self._run_phases(self.drivers, keys, original, task, hp, earlier, bar)
             jax.block_until_ready(earlier[-1])
         bar.close()
-        return StageResult(earlier[-1], history, sw.wall, sw.compile, sw.run,
+        return self._result(earlier[-1], history, diverged, sw)
+
+    def _bar(self, what: str, progress: bool) -> tqdm:
+        total_epochs = sum(p.fit.cfg.epochs for p in self.pipeline.phases)
+        return tqdm(total=total_epochs, desc=f"{self.pipeline.name} {what}", unit="epoch", leave=False,
+                    disable=not progress)
+
+    @staticmethod
+    def _run_phases(drivers, keys, original, task, hp, earlier: list, bar) -> tuple[dict, list[np.ndarray]]:
+        """Runs ``drivers`` in order, appending each phase's state to ``earlier``.
+        Returns (the last phase's history, each phase's divergence step per seed [S])."""
+        history, diverged = {}, []
+        for driver in drivers:
+            state, history = driver(keys, original, hp, tuple(earlier), task, bar)
+            earlier.append(state)
+            diverged.append(history["diverged_at"][:, -1])
+        return history, diverged
+
+    def _result(self, state, history, diverged: list[np.ndarray], sw: Stopwatch) -> StageResult:
+        return StageResult(state, history, sw.wall, sw.compile, sw.run,
                            diverged_at=np.stack(diverged, axis=1).astype(np.int64),
                            phase_names=tuple(p.name for p in self.pipeline.phases))
 
     def run_values(self, keys: jax.Array, original: TrainState | None, task: Task, hps: list[dict],
-                   progress: bool = True) -> list[StageResult]:
+                   progress: bool = True, share_phases: bool = True) -> list[StageResult]:
         """The pipeline for each set of hyperparameter overrides in ``hps`` (the pipeline's
-        defaults fill in the rest) on the same seeds ``keys`` [S], in one call over V x S
-        seed slots (value i in slots i*S ... i*S+S-1), so a sweep compiles once.
+        defaults fill in the rest) on the same seeds ``keys`` [S], in one call per phase
+        over V x S seed slots (value i in slots i*S ... i*S+S-1), so a sweep compiles once.
+
+        With ``share_phases``, leading phases that read none of the swept hyperparameters
+        (``Phase.reads_hp``; e.g. Blindspot's proxy when only ``beta`` or ``lr`` is swept)
+        run once over the S seeds, and their states are copied to every value's slots.
 
         Returns one StageResult of S seeds per value, in order. Slot i*S + s computes what
         seed s computes alone with ``hps[i]``: bitwise under "map" and "host", to float
@@ -162,10 +179,27 @@ class PipelineRunner:
         hps = [self.pipeline.hp(**h) for h in hps]  # unknown names raise here
         if len(hps) == 1:
             return [self(keys, original, task, hp=hps[0], progress=progress)]
+        if self.pipeline.needs_original and original is None:
+            raise ValueError(f"{self.pipeline.name} needs the original model's states")
         seeds, values = int(keys.shape[0]), len(hps)
-        slots = np.arange(values * seeds) % seeds
         per_value = [broadcast_hp(h, seeds) for h in hps]
-        hp = {k: jnp.concatenate([h[k] for h in per_value]) for k in per_value[0]}
-        original = None if original is None else take_seeds(original, slots)
-        result = self(take_seeds(keys, slots), original, task, hp=hp, progress=progress)
-        return result.split(values, self.plan)
+        swept = {k for k in per_value[0] if any(not np.array_equal(h[k], per_value[0][k]) for h in per_value)}
+        shared = 0
+        for phase in self.pipeline.phases[:-1] if share_phases else ():
+            if phase.reads_hp is None or swept & set(phase.reads_hp):
+                break
+            shared += 1
+        slots = np.arange(values * seeds) % seeds
+        wide_hp = {k: jnp.concatenate([h[k] for h in per_value]) for k in per_value[0]}
+        bar = self._bar(f"x{values} values x{seeds} seeds", progress)
+        earlier: list[TrainState] = []
+        with Stopwatch() as sw:
+            _, diverged = self._run_phases(self.drivers[:shared], keys, original, task, per_value[0], earlier, bar)
+            earlier = [take_seeds(state, slots) for state in earlier]
+            diverged = [d[slots] for d in diverged]
+            history, more = self._run_phases(self.drivers[shared:], take_seeds(keys, slots),
+                                             None if original is None else take_seeds(original, slots), task,
+                                             wide_hp, earlier, bar)
+            jax.block_until_ready(earlier[-1])
+        bar.close()
+        return self._result(earlier[-1], history, diverged + more, sw).split(values, self.plan)

@@ -161,3 +161,19 @@ def test_summary_checks_the_auto_strategy_against_the_fastest():
     recs[1] = _rec("allcnn", "train", 8, "host", "float32", 0.50)  # host clearly faster than auto's map
     text = render_summary(recs)
     assert _status(text, "'auto' seed strategy") == "not met" and "auto=map 1.40x the fastest (host)" in text
+
+
+def test_sweep_benchmark_times_three_modes_that_agree(tmp_path):
+    from benchmarks import sweep
+
+    out = tmp_path / "sweep.jsonl"
+    assert sweep.main(["--dataset", "synthetic", "--synthetic-rows", "400", "--seeds", "2", "--epochs", "2",
+                       "--batch-size", "64", "--repeats", "1", "--sweep", "blindspot.beta=0,10", "--out", str(out),
+                       "--summary", str(tmp_path / "sweep.md")]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["mode"] for r in records] == list(sweep.MODES)
+    for r in records:
+        assert r["rows"] == ["blindspot[beta=0]", "blindspot[beta=10]"] and r["plan"] == "map"
+        assert r["max_state_diff_vs_separate"] == 0.0  # map plan: every mode computes the same states
+        assert _finite(r["run_s_median"]) and r["run_s_median"] > 0 and len(r["final_train_loss"]) == 2
+    assert "swept+shared" in (tmp_path / "sweep.md").read_text()

@@ -64,6 +64,23 @@ def test_a_runner_sweep_under_vmap_matches_one_call_per_value():
     assert not np.allclose(swept[0].history["train_loss"], swept[1].history["train_loss"])  # the values did differ
 
 
+def test_a_shared_proxy_gives_the_rows_of_a_proxy_per_value():
+    task = tiny_task()
+    model = tiny_model(task)
+    plan = LoopPlan("map")
+    keys = seed_keys(0, CFG.seeds, "blindspot")
+    original = jax.vmap(lambda k: model.fresh_state(k, jnp.float32(0.01)))(keys)
+    runner = PipelineRunner(make_blindspot(model, task, CFG, plan), plan)
+    hps = [{"beta": 0.0}, {"beta": 5.0, "lr": 3e-3}]  # the proxy reads neither: trained once per seed
+    shared = runner.run_values(keys, original, task, hps, progress=False)
+    per_value = runner.run_values(keys, original, task, hps, progress=False, share_phases=False)
+    for a, b in zip(shared, per_value):
+        for x, y in zip(jax.tree_util.tree_leaves(a.state), jax.tree_util.tree_leaves(b.state)):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        np.testing.assert_array_equal(a.diverged_at, b.diverged_at)
+        assert a.diverged_at.shape == (CFG.seeds, 2)
+
+
 @pytest.fixture(scope="module")
 def swept_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")

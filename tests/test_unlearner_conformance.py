@@ -7,6 +7,8 @@ measured tolerance with vmap); and be deterministic for a given key.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -121,3 +123,21 @@ def test_blindspot_with_batchnorm_model():
     assert max_abs_diff(tree_index(out.state.params, 1), single.params) <= tol
     stats_moved = max_abs_diff(tree_index(out.state.batch_stats, 1), tree_index(original.state.batch_stats, 1))
     assert stats_moved > 0.0
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_phases_read_only_the_hyperparameters_they_declare(setup, name):
+    """A phase's ``reads_hp`` lets a sweep share it across values: changing every other
+    hyperparameter must leave the phase's result bitwise unchanged."""
+    task, model, originals = setup
+    pipeline = build(name, model, task)
+    keys = seed_keys(0, 1, name)
+    original = jax.tree_util.tree_map(lambda a: a[:1], originals) if pipeline.needs_original else None
+    declared = [i for i, phase in enumerate(pipeline.phases) if phase.reads_hp is not None]
+    for i in declared:
+        upto = PipelineRunner(dataclasses.replace(pipeline, phases=pipeline.phases[:i + 1]), PLAN)
+        others = {k: 3.0 * v for k, v in pipeline.default_hp.items() if k not in pipeline.phases[i].reads_hp}
+        assert others, "a declaration that lists every hyperparameter shares nothing"
+        a = upto(keys, original, task, hp=pipeline.hp(), progress=False).state
+        b = upto(keys, original, task, hp=pipeline.hp(**others), progress=False).state
+        assert max_abs_diff(a, b) == 0.0, f"{name}: phase {pipeline.phases[i].name} reads more than it declares"

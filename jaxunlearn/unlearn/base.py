@@ -24,9 +24,21 @@ Start = Callable[[jax.Array, Any, Task, dict, tuple], tuple[TrainState, Any]]
 
 @dataclasses.dataclass(frozen=True)
 class Phase:
+    """One training phase of a pipeline.
+
+    Attributes:
+        name: e.g. "proxy".
+        start: builds the phase's initial state (see ``Start``); fit: its compiled loop.
+        reads_hp: the float hyperparameters the phase reads, when declared (None: any).
+            A sweep whose swept values this phase never reads runs it once per seed
+            instead of once per value (``PipelineRunner.run_values``); a conformance test
+            checks each declaration.
+    """
+
     name: str
     start: Start
     fit: Fit
+    reads_hp: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

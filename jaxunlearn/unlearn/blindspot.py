@@ -122,7 +122,7 @@ def make_blindspot(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan
                             augment_pad=cfg.augment_pad)
     student_fit = Fit(model, student_cfg, blindspot_loss(model, cfg.loss, cache_slot), task, plan)
     phases = (
-        Phase("proxy", fresh_start(model, "proxy_lr"), proxy_fit),
+        Phase("proxy", fresh_start(model, "proxy_lr"), proxy_fit, reads_hp=("proxy_lr",)),
         Phase("student", student_start, student_fit),
     )
     return Pipeline("blindspot", phases, DEFAULT_HP)
