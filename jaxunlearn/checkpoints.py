@@ -5,9 +5,10 @@ TrainState stacked over seeds, under ``<root>/<row>-<key>/`` (a row is a stage, 
 value of a swept stage: ``jaxunlearn.hparams``): an orbax ``state/`` folder and a
 ``meta.json`` (timings, per-epoch history, divergence). The key hashes everything the
 row's result depends on: the settings that shape its training (not those only another
-unlearner reads), its float hyperparameters, and a fingerprint of the task's arrays. A stage is written into a hidden temporary folder and renamed into place
-only when complete, so a folder with the final name is always whole and a killed write
-leaves only a temporary folder, which is never read and is removed later.
+unlearner reads), its float hyperparameters, and a fingerprint of the task's arrays. A
+stage is written into a hidden temporary folder and renamed into place only when
+complete, so a folder with the final name is always whole and a killed write leaves only
+a temporary folder, which is never read and is removed later.
 
 Loading restores arrays into a structure built by the library (``jax.eval_shape`` of a
 fresh state); it never unpickles or executes anything from the files.

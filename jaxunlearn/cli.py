@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(repeatable; `jaxunlearn list` shows them and their defaults)")
     run.add_argument("--sweep", action="append", default=[], metavar="STAGE.NAME=V1,V2,...",
                      help="run an unlearner with each value, e.g. --sweep blindspot.beta=0,10,50: one row per "
-                          "value (every combination when one unlearner has several), all on the same seeds in one "
-                          "compiled program (repeatable)")
+                          "value (every combination when one unlearner has several), run together on the same "
+                          "seeds (repeatable)")
     run.add_argument("--seed-strategy", help="auto, vmap, map or host (default auto)")
     run.add_argument("--devices", type=int,
                      help="split the seeds across this many devices (default: all devices of the backend)")

@@ -35,7 +35,7 @@ class StudyConfig:
             the same for every seed; the rest keep their defaults (the paper's values).
         sweep: several values per ``"STAGE.NAME"`` of an unlearner (e.g.
             ``{"blindspot.beta": (0, 10, 50)}``): every combination of a stage's swept
-            values becomes a row, run on the same seeds in one compiled program.
+            values becomes a row, all run together on the same seeds.
             Given as a dict or as (key, value) pairs; stored as sorted pairs of floats.
         relearn_lr, relearn_max_epochs, relearn_alpha: the anamnesis index (AIN) settings.
         mia_samples: samples per class for the membership-inference attack (paper: 2000).

@@ -5,9 +5,11 @@ A key names a stage and one of its float hyperparameters: ``"blindspot.beta"``,
 ``StudyConfig.hp`` sets one value for every seed. ``StudyConfig.sweep`` lists several
 values of an unlearner's keys; the study then runs every combination (the grid of that
 unlearner's swept keys) on the same seeds, as rows such as ``blindspot[beta=10,lr=0.001]``.
-The values of one unlearner run in ONE compiled program: each value occupies S seed slots
-of the hyperparameter arrays, so no value recompiles anything, and every row shares the
-seeds' keys, the original models and the retrained reference (paired comparisons).
+The values of one unlearner run together (``PipelineRunner.run_values``): each value
+occupies S seed slots of the hyperparameter arrays, so no value recompiles anything; a
+phase that reads no swept value (``Phase.reads_hp``) runs once per seed for all of them;
+and every row shares the seeds' keys, the original models and the retrained reference
+(paired comparisons).
 
     >>> cfg = StudyConfig(hp={"finetune.lr": 3e-4}, sweep={"blindspot.beta": (0, 10, 50)})
     >>> [v.row for v in stage_variants(cfg, "blindspot")]

@@ -219,7 +219,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         results = PipelineRunner(pipeline, plan).run_values(seed_keys(cfg.seed, cfg.seeds, name), original, task,
                                                             [v.hp for v in to_run], progress=progress)
         wall, compile_s = sum(r.wall for r in results), sum(r.compile for r in results)
-        what = f"{len(to_run)} hyperparameter values x {cfg.seeds} seeds in one program, " if len(to_run) > 1 else ""
+        what = f"{len(to_run)} hyperparameter values x {cfg.seeds} seeds together, " if len(to_run) > 1 else ""
         log(f"{name}: {what}{wall:.1f} s ({compile_s:.1f} s compiling)")
         for variant, result in zip(to_run, results):
             stages[variant.row] = result

@@ -92,7 +92,7 @@ def swept_study(tmp_path_factory):
 def test_a_swept_row_is_the_study_run_with_that_value(swept_study, tmp_path):
     _, _, swept, logs = swept_study
     assert swept.rows == ["original", "retrain", "blindspot[beta=0]", "blindspot[beta=10]"]
-    assert any("2 hyperparameter values x 2 seeds in one program" in m for m in logs)
+    assert any("2 hyperparameter values x 2 seeds together" in m for m in logs)
     fixed = run_study(dataclasses.replace(CFG, hp={"blindspot.beta": 10.0}), progress=False, log=lambda m: None,
                       task=tiny_task(), checkpoint_dir=None)
     for metric, values in fixed.per_seed["blindspot"].items():
