@@ -3,7 +3,9 @@
 Two ``jaxunlearn run`` processes with two CPU devices each join through a local
 coordinator; their four devices split the seeds. Their results must match a single
 process with four devices, only process 0 may write outputs, and checkpoints written by
-the two processes must restore both in one process and in two.
+the two processes must restore both in one process and in two. Blindspot runs as a sweep of
+two values, so its rows are gathered, widened to 8 seed slots and split back across the
+processes' devices.
 """
 import json
 import os
@@ -16,7 +18,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ["-m", "jaxunlearn.cli", "run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "4",
-         "--epochs", "2", "--batch-size", "32", "--unlearners", "blindspot", "--no-progress", "--keep-unlearned"]
+         "--epochs", "2", "--batch-size", "32", "--unlearners", "blindspot", "--sweep", "blindspot.beta=0,10",
+         "--no-progress", "--keep-unlearned"]
 TIMING = ("run_seconds", "time_vs_retrain")
 
 
@@ -76,5 +79,5 @@ def test_a_study_split_across_two_processes_matches_one_process(tmp_path):
 
     # two processes again, every stage restored from the checkpoints: the same numbers exactly
     logs = _two_processes(tmp_path / "resumed", *checkpoints, "--resume")
-    assert "blindspot: loaded from" in logs[0]
+    assert "blindspot[beta=0]: loaded from" in logs[0] and "blindspot[beta=10]: loaded from" in logs[0]
     _assert_metrics_close(_results(tmp_path / "resumed" / "process0")["per_seed"], split["per_seed"], rtol=0)
