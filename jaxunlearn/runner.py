@@ -60,12 +60,14 @@ class StageResult:
         """``parts`` results of S seeds each from one result over ``parts`` x S seed slots
         (slot i*S + s holds seed s of part i), each laid out as ``plan`` keeps seeds. The
         time is shared equally, since the parts ran together."""
-        seeds = num_slots(self.state) // parts
+        total = num_slots(self.state)
+        seeds = total // parts
+        on_host = take_seeds(self.state, np.arange(total))  # one transfer, then sliced on the host
         out = []
         for i in range(parts):
             slots = np.arange(i * seeds, (i + 1) * seeds)
             out.append(StageResult(
-                state=place_seeds(take_seeds(self.state, slots), plan),
+                state=place_seeds(take_seeds(on_host, slots), plan),
                 history={k: v[slots] for k, v in self.history.items()},
                 wall=self.wall / parts, compile=self.compile / parts, run=self.run / parts,
                 diverged_at=None if self.diverged_at is None else self.diverged_at[slots],
