@@ -78,9 +78,14 @@ def training_settings(cfg: StudyConfig, stage: str | None = None) -> dict[str, A
             if k not in _NOT_TRAINING and (stage is None or _ONLY_FOR_STAGE.get(k, stage) == stage)}
 
 
+# Settings that only choose which rows a study has: --resume may change them (a wider sweep,
+# another unlearner), since every row's checkpoint key says exactly what it holds.
+_ROW_SELECTION = ("unlearners", "hp", "sweep")
+
+
 def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     current = json.loads(json.dumps(current, default=str))  # tuples -> lists, as saved
-    keys = sorted(set(saved) | set(current))
+    keys = sorted((set(saved) | set(current)) - set(_ROW_SELECTION))
     return [f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in keys if saved.get(k) != current.get(k)]
 
 
@@ -110,7 +115,9 @@ class CheckpointStore:
 
         Raises:
             ValueError: ``resume`` and the folder holds a study of another configuration
-                or other data (the message lists the differences).
+                or other data (the message lists the differences). Which unlearners run
+                and their hyperparameters (``hp``, ``sweep``) may change: the rows found
+                are reused, the others run.
         """
         path = self.root / "study.json"
         found = path.is_file()

@@ -103,16 +103,25 @@ def test_a_swept_row_is_the_study_run_with_that_value(swept_study, tmp_path):
     assert "blindspot[beta=10]" in swept.table
 
 
-def test_resume_reloads_every_swept_row_and_refuses_another_sweep(swept_study):
+def test_resume_reloads_every_swept_row_and_a_wider_sweep_runs_only_its_new_value(swept_study):
     root, cfg, swept, _ = swept_study
     logs: list[str] = []
-    wider = dataclasses.replace(cfg, sweep={"blindspot.beta": (0.0, 10.0, 50.0)})
-    with pytest.raises(ValueError, match="differs in sweep"):
-        run_study(wider, progress=False, log=logs.append, task=tiny_task(), checkpoint_dir=root, resume=True)
     again = run_study(cfg, progress=False, log=logs.append, task=tiny_task(), checkpoint_dir=root, resume=True)
     assert sum("loaded from" in m for m in logs) == 4
     for row in swept.rows:
         np.testing.assert_array_equal(again.per_seed[row]["wasserstein"], swept.per_seed[row]["wasserstein"])
+    logs.clear()
+    wider = dataclasses.replace(cfg, sweep={"blindspot.beta": (0.0, 10.0, 50.0)})
+    widened = run_study(wider, progress=False, log=logs.append, task=tiny_task(), checkpoint_dir=root, resume=True)
+    assert [m.split(":")[0] for m in logs if "loaded from" in m] == ["original", "retrain", "blindspot[beta=0]",
+                                                                      "blindspot[beta=10]"]
+    assert any(m.startswith("blindspot: ") for m in logs)  # the one new value ran
+    assert widened.rows[-1] == "blindspot[beta=50]"
+    np.testing.assert_array_equal(widened.per_seed["blindspot[beta=10]"]["wasserstein"],
+                                  swept.per_seed["blindspot[beta=10]"]["wasserstein"])
+    with pytest.raises(ValueError, match="differs in train_epochs"):  # what shapes training is still guarded
+        run_study(dataclasses.replace(wider, train_epochs=CFG.train_epochs + 1), progress=False, log=logs.append,
+                  task=tiny_task(), checkpoint_dir=root, resume=True)
 
 
 def test_each_rows_checkpoint_key_covers_only_its_own_settings():
