@@ -5,7 +5,8 @@ coordinator; their four devices split the seeds. Their results must match a sing
 process with four devices, only process 0 may write outputs, and checkpoints written by
 the two processes must restore both in one process and in two. Blindspot runs as a sweep of
 two values, so its rows are gathered, widened to 8 seed slots and split back across the
-processes' devices.
+processes' devices. A host-driven study (one device per process) must equal one process
+bitwise.
 """
 import json
 import os
@@ -20,6 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 STUDY = ["-m", "jaxunlearn.cli", "run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "4",
          "--epochs", "2", "--batch-size", "32", "--unlearners", "blindspot", "--sweep", "blindspot.beta=0,10",
          "--no-progress", "--keep-unlearned"]
+# the host plan (each seed's one-device program dispatched to its device), one device per process
+HOST_STUDY = ["-m", "jaxunlearn.cli", "run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "2",
+              "--epochs", "2", "--batch-size", "32", "--unlearners", "finetune", "--seed-strategy", "host",
+              "--no-progress", "--no-checkpoints"]
 TIMING = ("run_seconds", "time_vs_retrain")
 
 
@@ -34,12 +39,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _two_processes(out: Path, *extra: str) -> list[str]:
-    """Runs the study in two processes of two devices; returns their logs."""
+def _two_processes(out: Path, *extra: str, study: list[str] = STUDY, devices: int = 2) -> list[str]:
+    """Runs the study in two processes of ``devices`` devices each; returns their logs."""
     port = _free_port()
-    procs = [subprocess.Popen([sys.executable, *STUDY, *extra, "--out", str(out / f"process{i}"),
+    procs = [subprocess.Popen([sys.executable, *study, *extra, "--out", str(out / f"process{i}"),
                                "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
-                              cwd=ROOT, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              cwd=ROOT, env=_env(devices), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
              for i in (0, 1)]
     try:
         logs = [p.communicate(timeout=600)[0] for p in procs]
@@ -81,3 +87,13 @@ def test_a_study_split_across_two_processes_matches_one_process(tmp_path):
     logs = _two_processes(tmp_path / "resumed", *checkpoints, "--resume")
     assert "blindspot[beta=0]: loaded from" in logs[0] and "blindspot[beta=10]: loaded from" in logs[0]
     _assert_metrics_close(_results(tmp_path / "resumed" / "process0")["per_seed"], split["per_seed"], rtol=0)
+
+
+def test_a_host_driven_study_across_two_processes_is_bitwise_one_process(tmp_path):
+    _two_processes(tmp_path / "split", study=HOST_STUDY, devices=1)
+    split = _results(tmp_path / "split" / "process0")
+    assert split["config"]["plan"]["devices"] == 2 and split["config"]["plan"]["seed_strategy"] == "host"
+    single = subprocess.run([sys.executable, *HOST_STUDY, "--out", str(tmp_path / "single")], cwd=ROOT, env=_env(1),
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
+    _assert_metrics_close(split["per_seed"], _results(tmp_path / "single")["per_seed"], rtol=0)  # same programs
