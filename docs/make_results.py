@@ -66,6 +66,17 @@ DOMAINS = [
                       "paper's values are lr 1e-3 and beta 50).",
         "sweep": True,  # every row of the study, no claim table (its rows are not one Blindspot)
     },
+    {
+        "key": "text-sweep",
+        "title": "Does beta matter with a recurrent model? A sweep on the text study",
+        "command": "jaxunlearn run --config configs/stsb.toml --unlearners finetune,blindspot "
+                   "--sweep blindspot.beta=0,50,500 --sweep blindspot.lr=3e-4,1e-3 --plots "
+                   "--out docs/results/text-sweep",
+        "paper": None,
+        "deviations": "As the text study above (GloVe 6B 50-d); the rows differ only in the swept learning rate "
+                      "and beta (the paper's values are lr 1e-3 and beta 50). Fine-tuning is not swept.",
+        "sweep": True,
+    },
 ]
 
 
