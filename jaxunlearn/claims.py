@@ -83,19 +83,22 @@ CLAIMS: Sequence[tuple[str, Callable[[Mapping, str], np.ndarray], tuple[str, ...
 )
 
 
-def evaluate_claims(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subject: str = "blindspot") -> list[Verdict]:
+def evaluate_claims(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subject: str = "blindspot",
+                    rivals: Sequence[str] | None = None) -> list[Verdict]:
     """Tests every claim of ``CLAIMS`` for ``subject`` plus the retain-error claim.
 
     Args:
         per_seed: ``per_seed[row][metric]`` = [S] values (rows: original, retrain, ...).
         subject: the model the claims are about.
+        rivals: the rows to compare with (e.g. a swept ``finetune[lr=0.0003]``); default:
+            each claim's competitors (fine-tuning and Gaussian).
 
     Returns:
         One Verdict per (claim, competitor) whose rows are present.
     """
     verdicts = []
-    for claim, distance, rivals in CLAIMS:
-        for rival in rivals:
+    for claim, distance, default_rivals in CLAIMS:
+        for rival in default_rivals if rivals is None else rivals:
             if rival in per_seed and subject in per_seed:
                 mean, half, n = paired_interval(distance(per_seed, rival) - distance(per_seed, subject))
                 verdicts.append(Verdict(claim, rival, mean, half, n, _outcome(mean, half)))
