@@ -46,3 +46,13 @@ def test_nan_seeds_are_dropped_pairwise_and_retain_claim_present():
     retain = [x for x in verdicts if x.versus == "original"]
     assert len(retain) == 1 and retain[0].outcome == "holds"  # equal retain error: within 10%
     assert "| forget-set predictions closest to retraining (lower W1) | finetune |" in claims_table(verdicts)
+
+
+def test_rivals_replace_the_default_competitors():
+    b = np.array([1.0, 1.2, 0.9, 1.1, 1.0, 0.8])
+    per_seed = _per_seed(b, b + 2.0)
+    per_seed["finetune[lr=0.0003]"] = dict(per_seed["finetune"], wasserstein=b - 0.5)
+    verdicts = evaluate_claims(per_seed, rivals=["finetune[lr=0.0003]"])
+    assert {v.versus for v in verdicts} == {"finetune[lr=0.0003]", "original"}
+    w1 = next(v for v in verdicts if "W1" in v.claim)
+    assert w1.outcome == "fails" and w1.mean == pytest.approx(-0.5)
