@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in notebooks
 
 from jaxunlearn.data.arrays import Task
-from jaxunlearn.seeds import LoopPlan, SeedExecutor, place_seeds, take_seeds, to_host
+from jaxunlearn.seeds import LoopPlan, SeedExecutor, num_seeds, place_seeds, take_seeds, to_host
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.state import TrainState
 from jaxunlearn.unlearn.base import Phase, Pipeline, phase_keys
@@ -60,7 +60,7 @@ class StageResult:
         """``parts`` results of S seeds each from one result over ``parts`` x S seed slots
         (slot i*S + s holds seed s of part i), each laid out as ``plan`` keeps seeds. The
         time is shared equally, since the parts ran together."""
-        total = num_slots(self.state)
+        total = num_seeds(self.state)
         seeds = total // parts
         on_host = take_seeds(self.state, np.arange(total))  # one transfer, then sliced on the host
         out = []
@@ -73,10 +73,6 @@ class StageResult:
                 diverged_at=None if self.diverged_at is None else self.diverged_at[slots],
                 phase_names=self.phase_names))
         return out
-
-
-def num_slots(tree) -> int:
-    return int(jax.tree_util.tree_leaves(tree)[0].shape[0])
 
 
 def broadcast_hp(hp: dict[str, Any], seeds: int) -> dict[str, jax.Array]:
