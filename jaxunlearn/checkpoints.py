@@ -55,7 +55,8 @@ _NOT_TRAINING = ("unlearners", "relearn_lr", "relearn_max_epochs", "relearn_alph
 # Settings that only one unlearner reads: left out of every other stage's key, so e.g. a new
 # --blindspot-epochs reuses the original and retrained models.
 _ONLY_FOR_STAGE = {"finetune_epochs": "finetune", "gaussian_epochs": "gaussian", "gaussian_stats": "gaussian",
-                   "proxy_epochs": "blindspot", "blindspot_epochs": "blindspot"}
+                   "proxy_epochs": "blindspot", "blindspot_epochs": "blindspot", "neggrad_epochs": "neggrad",
+                   "scrub_epochs": "scrub", "scrub_max_epochs": "scrub"}
 # Testing hook: kill the process after a stage's files are written but before the rename
 # that commits them (the fault tests set it in a child process).
 KILL_BEFORE_COMMIT_ENV = "JAXUNLEARN_TEST_KILL_BEFORE_COMMIT"
@@ -84,7 +85,11 @@ _ROW_SELECTION = ("unlearners", "hp", "sweep")
 
 
 def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The settings that differ; a setting added to StudyConfig after ``saved`` was written
+    counts as its default there."""
     current = json.loads(json.dumps(current, default=str))  # tuples -> lists, as saved
+    defaults = json.loads(json.dumps(StudyConfig().to_dict(), default=str))
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
     keys = sorted((set(saved) | set(current)) - set(_ROW_SELECTION))
     return [f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in keys if saved.get(k) != current.get(k)]
 

@@ -72,14 +72,18 @@ def _distance_to_retrain(metric: str, target: float | None = None) -> Callable[[
     return distance
 
 
+# The rows each claim compares Blindspot with, when present: the paper's baselines, then
+# the general-unlearning baselines this library adds.
+COMPETITORS = ("finetune", "gaussian", "neggrad", "scrub")
+
 # (claim, per-seed distance to minimise, competitors)
 CLAIMS: Sequence[tuple[str, Callable[[Mapping, str], np.ndarray], tuple[str, ...]]] = (
     ("forget-set predictions closest to retraining (lower W1)",
-     lambda per_seed, row: np.asarray(per_seed[row]["wasserstein"], np.float64), ("finetune", "gaussian")),
+     lambda per_seed, row: np.asarray(per_seed[row]["wasserstein"], np.float64), COMPETITORS),
     ("forget error (test MAE) nearest the retrained model's", _distance_to_retrain("test_forget_mae"),
-     ("finetune", "gaussian")),
-    ("membership-attack rate nearest the retrained model's", _distance_to_retrain("mia"), ("finetune", "gaussian")),
-    ("anamnesis index nearest 1", _distance_to_retrain("ain", target=1.0), ("finetune", "gaussian")),
+     COMPETITORS),
+    ("membership-attack rate nearest the retrained model's", _distance_to_retrain("mia"), COMPETITORS),
+    ("anamnesis index nearest 1", _distance_to_retrain("ain", target=1.0), COMPETITORS),
 )
 
 
@@ -91,7 +95,7 @@ def evaluate_claims(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subje
         per_seed: ``per_seed[row][metric]`` = [S] values (rows: original, retrain, ...).
         subject: the model the claims are about.
         rivals: the rows to compare with (e.g. a swept ``finetune[lr=0.0003]``); default:
-            each claim's competitors (fine-tuning and Gaussian).
+            each claim's competitors present (``COMPETITORS``).
 
     Returns:
         One Verdict per (claim, competitor) whose rows are present.

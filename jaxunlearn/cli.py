@@ -41,6 +41,7 @@ _OPTION_FIELDS = {
     "dataset": "dataset", "forget": "forget", "model": "model", "loss": "loss", "seeds": "seeds", "seed": "seed",
     "epochs": "train_epochs", "batch_size": "batch_size", "finetune_epochs": "finetune_epochs",
     "gaussian_epochs": "gaussian_epochs", "proxy_epochs": "proxy_epochs", "blindspot_epochs": "blindspot_epochs",
+    "neggrad_epochs": "neggrad_epochs", "scrub_epochs": "scrub_epochs", "scrub_max_epochs": "scrub_max_epochs",
     "augment_pad": "augment_pad", "seed_strategy": "seed_strategy", "devices": "devices", "dtype": "dtype",
     "stand_in": "stand_in",
 }
@@ -74,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int,
                      help=f"training epochs of the original and retrained models (default {DEFAULTS.train_epochs})")
     run.add_argument("--batch-size", type=int, help=f"rows per step (default {DEFAULTS.batch_size})")
-    for name in ("finetune", "gaussian", "proxy", "blindspot"):
-        run.add_argument(f"--{name}-epochs", type=int, help=f"default {getattr(DEFAULTS, f'{name}_epochs')}")
+    for name in ("finetune", "gaussian", "proxy", "blindspot", "neggrad", "scrub", "scrub-max"):
+        field = name.replace("-", "_") + "_epochs"
+        run.add_argument(f"--{name}-epochs", type=int, help=f"default {getattr(DEFAULTS, field)}")
     run.add_argument("--augment-pad", type=int, help="image augmentation: random-crop padding (0 = off)")
     run.add_argument("--unlearners", help=f"comma-separated unlearners (default {','.join(DEFAULTS.unlearners)})")
     run.add_argument("--hp", action="append", default=[], metavar="STAGE.NAME=VALUE",

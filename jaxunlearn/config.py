@@ -27,6 +27,9 @@ class StudyConfig:
         batch_size: rows per step (paper: 256).
         train_epochs: epochs for the original and retrained models (paper: 100).
         finetune_epochs, gaussian_epochs, proxy_epochs, blindspot_epochs: paper 5, 1, 2, 1 (AgeDB).
+        neggrad_epochs: NegGrad+ epochs over all rows (5, as fine-tuning).
+        scrub_epochs, scrub_max_epochs: SCRUB's epochs (5) and how many of the first ones
+            start with a max pass over the forget rows (1; at most ``scrub_epochs``).
         augment_pad: image augmentation padding (0 = off; paper: 16 for 32x32 images).
         gaussian_stats: label statistics for the Gaussian relabelling: "all" rows (the
             reference) or "retain" rows only.
@@ -62,6 +65,9 @@ class StudyConfig:
     gaussian_epochs: int = 1
     proxy_epochs: int = 2
     blindspot_epochs: int = 1
+    neggrad_epochs: int = 5
+    scrub_epochs: int = 5
+    scrub_max_epochs: int = 1
     augment_pad: int = 0
     gaussian_stats: str = "all"
     unlearners: tuple[str, ...] = ("finetune", "gaussian", "blindspot")
@@ -78,13 +84,17 @@ class StudyConfig:
 
     def __post_init__(self):
         positive = ("seeds", "batch_size", "train_epochs", "finetune_epochs", "gaussian_epochs",
-                    "proxy_epochs", "blindspot_epochs", "relearn_max_epochs", "mia_samples")
+                    "proxy_epochs", "blindspot_epochs", "neggrad_epochs", "scrub_epochs", "scrub_max_epochs",
+                    "relearn_max_epochs", "mia_samples")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.devices is not None and (not isinstance(self.devices, int) or self.devices < 1):
             raise ValueError(f"devices must be a positive integer or None (all devices), got {self.devices!r}")
+        if self.scrub_max_epochs > self.scrub_epochs:
+            raise ValueError(f"scrub_max_epochs ({self.scrub_max_epochs}) must be <= scrub_epochs "
+                             f"({self.scrub_epochs})")
         if self.augment_pad < 0:
             raise ValueError(f"augment_pad must be >= 0, got {self.augment_pad}")
         if self.gaussian_stats not in ("all", "retain"):

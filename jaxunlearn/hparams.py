@@ -22,7 +22,7 @@ import itertools
 import math
 
 from jaxunlearn.config import StudyConfig
-from jaxunlearn.unlearn import STAGE_HP
+from jaxunlearn.unlearn import STAGE_HP, STAGE_HP_BOUNDS
 
 REFERENCE_STAGES = ("original", "retrain")
 
@@ -78,8 +78,13 @@ def known_keys() -> list[str]:
 def _check_value(field: str, key: str, value: float) -> None:
     if not math.isfinite(value):
         raise ValueError(f"{field} {key}: values must be finite, got {value}")
-    if key.rpartition(".")[2].endswith("lr") and value <= 0:
+    stage, _, name = key.partition(".")
+    if name.endswith("lr") and value <= 0:
         raise ValueError(f"{field} {key}: a learning rate must be > 0, got {format_value(value)}")
+    low, high = STAGE_HP_BOUNDS.get(stage, {}).get(name, (-math.inf, math.inf))
+    if not low <= value <= high:
+        raise ValueError(f"{field} {key}: must lie in [{format_value(low)}, {format_value(high)}], "
+                         f"got {format_value(value)}")
 
 
 def check_hyperparameters(cfg: StudyConfig) -> None:
@@ -127,6 +132,6 @@ def stage_variants(cfg: StudyConfig, stage: str) -> list[Variant]:
 
 def study_variants(cfg: StudyConfig) -> list[Variant]:
     """Every row of the study in table order: original, retrain, then the unlearners' rows
-    (in ``STAGE_HP``'s order: finetune, gaussian, blindspot)."""
+    (in ``STAGE_HP``'s order: finetune, gaussian, blindspot, neggrad, scrub)."""
     running = set(REFERENCE_STAGES) | set(cfg.unlearners)
     return [v for stage in STAGE_HP if stage in running for v in stage_variants(cfg, stage)]

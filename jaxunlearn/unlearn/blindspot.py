@@ -38,6 +38,7 @@ from jaxunlearn.unlearn.retrain import RECIPE_LR, recipe_fit
 
 # student Adam lr, the proxy's recipe lr, and the attention-transfer weight (the paper's values)
 DEFAULT_HP = {"lr": 1e-3, "proxy_lr": RECIPE_LR, "beta": 50.0}
+HP_BOUNDS = {"beta": (0.0, float("inf"))}
 # The cache is skipped when one seed's copy would need more device memory than this.
 PROXY_CACHE_MAX_BYTES = 512 * 2**20
 
