@@ -89,7 +89,11 @@ def broadcast_hp(hp: dict[str, Any], seeds: int) -> dict[str, jax.Array]:
 
 
 class _PhaseDriver:
-    def __init__(self, phase: Phase, index: int, plan: LoopPlan):
+    """Runs one phase over the seeds. ``shared_epochs``: the executor of the phase's epoch
+    loop, from an earlier phase of the same ``Fit`` (SCRUB repeats its passes), so the loop
+    compiles once."""
+
+    def __init__(self, phase: Phase, index: int, plan: LoopPlan, shared_epochs: SeedExecutor | None = None):
         self.phase, self.plan = phase, plan
 
         def begin(key, original, hp, earlier, task):
@@ -101,7 +105,7 @@ class _PhaseDriver:
             return phase.fit.run_epochs(carry, epoch_ids, task, hp, aux)
 
         self.begin = SeedExecutor(begin, plan, n_per_seed=4)
-        self.epochs = SeedExecutor(epochs, plan, n_per_seed=3)
+        self.epochs = shared_epochs or SeedExecutor(epochs, plan, n_per_seed=3)
 
     def __call__(self, keys, original, hp, earlier, task, bar) -> tuple[TrainState, dict]:
         total = self.phase.fit.cfg.epochs
@@ -124,7 +128,12 @@ class PipelineRunner:
 
     def __init__(self, pipeline: Pipeline, plan: LoopPlan):
         self.pipeline, self.plan = pipeline, plan
-        self.drivers = [_PhaseDriver(p, i, plan) for i, p in enumerate(pipeline.phases)]
+        self.drivers: list[_PhaseDriver] = []
+        by_fit: dict[int, SeedExecutor] = {}
+        for i, phase in enumerate(pipeline.phases):
+            driver = _PhaseDriver(phase, i, plan, by_fit.get(id(phase.fit)))
+            by_fit.setdefault(id(phase.fit), driver.epochs)
+            self.drivers.append(driver)
 
     def __call__(self, keys: jax.Array, original: TrainState | None, task: Task, hp: dict | None = None,
                  progress: bool = True) -> StageResult:

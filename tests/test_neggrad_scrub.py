@@ -142,3 +142,16 @@ def json_like(cfg: StudyConfig) -> dict:
     import json
 
     return json.loads(json.dumps(cfg.to_dict(), default=str))
+
+
+def test_repeated_passes_share_one_compiled_loop_and_match_a_single_run(setup):
+    task, model, original = setup
+    pipeline = make_scrub(model, task, with_(TINY, scrub_epochs=3, scrub_max_epochs=2), PLAN)
+    runner = PipelineRunner(pipeline, PLAN)
+    d = runner.drivers
+    assert d[0].epochs is d[2].epochs and d[1].epochs is d[3].epochs and d[0].epochs is not d[1].epochs
+    keys = seed_keys(0, 1, "scrub")
+    batched = tree_index(runner(keys, original, task, progress=False).state, 0)
+    single, _ = jax.jit(pipeline.run)(keys[0], tree_index(original, 0), task, pipeline.hp())
+    for a, b in zip(jax.tree_util.tree_leaves(batched.params), jax.tree_util.tree_leaves(single.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
