@@ -13,7 +13,8 @@ MAE in standardised units, per seed).
 Phases (``STAGES``): "train" (the original model: recipe on every row), "retrain" (recipe on
 retain rows), "finetune", "gaussian", "proxy" and "blindspot" (the two phases of blindspot
 unlearning; "blindspot-inloop" is the student with its proxy run on every batch rather
-than cached, for comparison). States trained in one group (workload, dtype, seeds, strategy) feed the next
+than cached, for comparison), "neggrad", and "scrub-min" / "scrub-max" (SCRUB's passes
+over the retain and the forget rows). States trained in one group (workload, dtype, seeds, strategy) feed the next
 phases: "train" is the original of the unlearners, "proxy" (or "retrain", the same compiled
 program on the same rows) is the blindspot proxy.
 """
@@ -50,7 +51,14 @@ STAGES = {
     "blindspot": ("blindspot", 1, "blindspot_epochs"),
     # The same student with the proxy run on every batch instead of cached once (A/B).
     "blindspot-inloop": ("blindspot-inloop", 1, "blindspot_epochs"),
+    "neggrad": ("neggrad", 0, "neggrad_epochs"),
+    # SCRUB's two passes: a min pass over the retain rows (from the original), then a max
+    # pass over the forget rows (from this group's min-pass states).
+    "scrub-min": ("scrub", 0, "scrub_epochs"),
+    "scrub-max": ("scrub", 1, "scrub_max_epochs"),
 }
+# phase -> the phase whose states its phase starts from (``earlier``), if any.
+STARTS_FROM = {"blindspot": "proxy", "blindspot-inloop": "proxy", "scrub-max": "scrub-min"}
 FACTORIES = {"original": make_original, **UNLEARNERS,
              "blindspot-inloop": functools.partial(make_blindspot, proxy_cache=False)}
 __all__ = ["STAGES", "WORKLOADS", "Bench", "Workload", "random_task", "seed_keys", "synthetic_task"]
@@ -205,6 +213,14 @@ class Bench:
         original, _ = self.original(wl, dtype, seeds, strategy)
         return original, "proxy = original states (timing only: quality not comparable to the paper's blindspot)"
 
+    def earlier_states(self, wl, dtype, seeds, strategy, phase: str) -> tuple[Any, str]:
+        """The states ``phase`` left in this group, else the original's (timing only)."""
+        got = self.states.setdefault((wl.name, dtype, seeds, strategy), {})
+        if phase in got:
+            return got[phase], f"starts from this group's measured '{phase}' states"
+        original, _ = self.original(wl, dtype, seeds, strategy)
+        return original, f"starts from the original states (no '{phase}' in this group: timing only)"
+
     # -- one phase ----------------------------------------------------------------------
     def run_phase(self, wl: Workload, dtype: str, seeds: int, strategy: str, phase: str,
                   repeats: int | None = None) -> dict[str, Any]:
@@ -220,9 +236,13 @@ class Bench:
             original, note = self.original(wl, dtype, seeds, strategy)
             notes.append(note)
         earlier = ()
-        if index == 1:  # the blindspot student: its proxy comes from this group
+        if STARTS_FROM.get(phase) == "proxy":  # the blindspot student: its proxy comes from this group
             proxy, note = self.proxy(wl, dtype, seeds, strategy)
             earlier = (proxy,)
+            notes.append(note)
+        elif phase in STARTS_FROM:
+            before, note = self.earlier_states(wl, dtype, seeds, strategy, STARTS_FROM[phase])
+            earlier = (before,)
             notes.append(note)
         keys = seed_keys(seeds, runner.pipeline.name)  # variants of a pipeline (blindspot-inloop) share its keys
         hp = broadcast_hp(runner.pipeline.hp(), seeds)

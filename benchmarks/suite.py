@@ -25,7 +25,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks.common import append_record, read_records, run_info
 
-PHASE_ORDER = ("train", "retrain", "proxy", "finetune", "gaussian", "blindspot", "blindspot-inloop", "profile")
+PHASE_ORDER = ("train", "retrain", "proxy", "finetune", "gaussian", "blindspot", "blindspot-inloop", "neggrad",
+               "scrub-min", "scrub-max", "profile")
 # "profile" is not a training phase: the 1-seed training step taken apart (benchmarks/step_profile.py).
 
 
@@ -61,7 +62,7 @@ def quick_matrix() -> list[Item]:
     ``--phases proxy`` / ``--workloads resnet18-quick`` with a custom matrix for those."""
     return [
         Item("mlp-quick", "float32", 1, "map", ("train", "retrain", "finetune", "gaussian", "blindspot",
-                                                "blindspot-inloop")),
+                                                "blindspot-inloop", "neggrad", "scrub-min", "scrub-max")),
         Item("mlp-quick", "float32", 2, "vmap", ("train",)),
         Item("mlp-quick", "float32", 2, "map", ("train", "blindspot")),  # proxy falls back to the original
         Item("mlp-quick", "float32", 2, "host", ("train",)),
@@ -110,6 +111,7 @@ OPTIONAL_TAIL = (
     Item("allcnn", "bfloat16", 1, "map", ("blindspot-inloop",), 12),
     *_items(["mlp", "lstm"], ["bfloat16"], [1, 32], ["vmap"], ["train"], 6),
     Item("allcnn", "float32", 8, "map", ("retrain",), 15, repeats=1),
+    Item("allcnn", "float32", 1, "map", ("neggrad", "scrub-min", "scrub-max"), 35),
 )
 
 
@@ -241,16 +243,21 @@ def run_items(items: list[Item], out: str, repeats: int = 2, budget_s: float | N
 def stage_ratio(phase: str, epoch_s: dict[str, float], start_s: dict[str, float], cfg) -> float | None:
     """Projected unlearner time (phase starts + paper epochs x median epoch time) / projected
     retraining time, for the last phase of an unlearner once the group has timed 'retrain'."""
-    if "retrain" not in epoch_s or phase not in ("finetune", "gaussian", "blindspot", "blindspot-inloop"):
+    last_phases = ("finetune", "gaussian", "blindspot", "blindspot-inloop", "neggrad", "scrub-max")
+    if "retrain" not in epoch_s or phase not in last_phases or (phase == "scrub-max" and "scrub-min" not in epoch_s):
         return None
     from benchmarks.measure import STAGES
 
-    retrain = start_s.get("retrain", 0.0) + cfg.train_epochs * epoch_s["retrain"]
-    cost = start_s.get(phase, 0.0) + getattr(cfg, STAGES[phase][2]) * epoch_s[phase]
+    def projected(name: str) -> float:
+        return start_s.get(name, 0.0) + getattr(cfg, STAGES[name][2]) * epoch_s[name]
+
+    cost = projected(phase)
     if phase.startswith("blindspot"):
         proxy = "proxy" if "proxy" in epoch_s else "retrain"
         cost += start_s.get(proxy, 0.0) + cfg.proxy_epochs * epoch_s[proxy]
-    return cost / retrain
+    if phase == "scrub-max":
+        cost += projected("scrub-min")
+    return cost / (start_s.get("retrain", 0.0) + cfg.train_epochs * epoch_s["retrain"])
 
 
 

@@ -53,7 +53,8 @@ def measurement_table(records: list[dict]) -> list[str]:
             "samples/s | TFLOP/s | vs 1 seed | program MiB | peak MiB | train loss | test forget MAE | "
             "test retain MAE | time vs retrain |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    order = {"train": 0, "retrain": 1, "proxy": 2, "finetune": 3, "gaussian": 4, "blindspot": 5, "blindspot-inloop": 6}
+    order = {"train": 0, "retrain": 1, "proxy": 2, "finetune": 3, "gaussian": 4, "blindspot": 5, "blindspot-inloop": 6,
+             "neggrad": 7, "scrub-min": 8, "scrub-max": 9}
     rows = sorted(records, key=lambda r: (r["workload"], r["dtype"] != "float32", r["seeds"], r["strategy"],
                                           order.get(r["phase"], 9)))
     for r in rows:
@@ -253,7 +254,8 @@ def render_summary(records: list[dict]) -> str:
         out += measurement_table(recs)
     out += ["", ("Time per epoch is the median of the timed epochs after the compiling one (all seeds together); "
             "'vs 1 seed' is seed-epochs/s over the 1-seed rate; 'time vs retrain' projects the paper's epoch "
-            "counts (retrain 100, fine-tune 5, Gaussian 1, blindspot proxy 2 + student 1) onto the median "
+            "counts (retrain 100, fine-tune 5, Gaussian 1, blindspot proxy 2 + student 1, NegGrad+ 5, SCRUB 5 "
+            "min + 1 max passes) onto the median "
             "epoch times of the same group, plus each phase's 'start s' (building its initial state; for "
             "'blindspot' that includes computing the proxy cache on the forget rows, which "
             "'blindspot-inloop' does on every batch instead); quality is mean ± seed-to-seed std (standardised units, synthetic data).")]

@@ -58,11 +58,14 @@ def test_quick_suite_writes_complete_records(tmp_path):
             assert len(stats["per_seed"]) == rec["seeds"]
             assert all(_finite(v) for v in stats["per_seed"]) and _finite(stats["std"])
     seen = {(r["phase"], r["strategy"], r["dtype"]) for r in records}
-    assert {p for p, _, _ in seen} >= {"train", "retrain", "finetune", "gaussian", "blindspot"}
+    assert {p for p, _, _ in seen} >= {"train", "retrain", "finetune", "gaussian", "blindspot", "neggrad", "scrub-min",
+                                       "scrub-max"}
     assert {s for _, s, _ in seen} == {"vmap", "map", "host"} and {d for _, _, d in seen} == {"float32", "bfloat16"}
-    ratios = [r["ratio_vs_retrain"] for r in records if r["phase"] in ("finetune", "gaussian", "blindspot")
-              and r["seeds"] == 1]
-    assert ratios and all(_finite(v) and v > 0 for v in ratios)
+    ratios = [r["ratio_vs_retrain"] for r in records if r["phase"] in ("finetune", "gaussian", "blindspot", "neggrad",
+                                                                       "scrub-max") and r["seeds"] == 1]
+    assert len(ratios) == 5 and all(_finite(v) and v > 0 for v in ratios)
+    scrub_max = next(r for r in records if r["phase"] == "scrub-max")
+    assert "starts from this group's measured 'scrub-min' states" in scrub_max["notes"]
     # The cached-proxy student and the per-batch one see the same batches and learn the same.
     cached, inloop = (next(r for r in records if r["phase"] == p and r["seeds"] == 1)
                       for p in ("blindspot", "blindspot-inloop"))
