@@ -69,8 +69,6 @@ def scrub_loss(model: ModelFns, loss_name: str, maximise: bool) -> BatchLoss:
 def make_scrub(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
     """Student = original weights, Adam lr 1e-3, ``cfg.scrub_epochs`` epochs (default 5) of
     which the first ``cfg.scrub_max_epochs`` (default 1) end with a max pass."""
-    if cfg.scrub_max_epochs > cfg.scrub_epochs:
-        raise ValueError(f"scrub_max_epochs ({cfg.scrub_max_epochs}) must be <= scrub_epochs ({cfg.scrub_epochs})")
     forget_rows = int(task.train.host_indices("forget").size)
     if forget_rows == 0:
         raise ValueError("SCRUB needs forget rows: the forget set is empty")
