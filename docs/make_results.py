@@ -15,7 +15,7 @@ from jaxunlearn.metrics.suite import TABLE_COLUMNS
 from jaxunlearn.report import atomic_write_text, format_table
 
 DOCS = Path(__file__).resolve().parent
-ROWS = ["original", "retrain", "finetune", "gaussian", "blindspot", "neggrad", "scrub"]
+ROWS = ["original", "retrain", "finetune", "gaussian", "blindspot", "neggrad", "scrub", "ssd"]
 
 # The authors' notebook outputs (one unseeded run each), from the paper's public code.
 PAPER_AGEDB = """| model | retain MAE | forget MAE | Wasserstein | MIA forget | AIN |
@@ -109,6 +109,28 @@ DOMAINS = [
         "deviations": "None from the config for the paper's unlearners (their rows reproduce the forecasting study "
                       "above); NegGrad+ and SCRUB at lr 1e-3 for 5 epochs (SCRUB: 1 max pass), each at three "
                       "values of its weight.",
+        "sweep": True,
+    },
+    {
+        "key": "forecasting-ssd",
+        "title": "Beyond the paper: SSD, retraining-free, on the forecasting study",
+        "command": "jaxunlearn run --config configs/electricity.toml --unlearners finetune,ssd "
+                   "--sweep ssd.selection_weight=10,30,100 --sweep ssd.dampening=0.1,1 --plots "
+                   "--out docs/results/forecasting-ssd",
+        "paper": None,
+        "deviations": "None from the config; SSD at its paper's values (selection weight 10, dampening 1) and "
+                      "five other combinations.",
+        "sweep": True,
+    },
+    {
+        "key": "text-ssd",
+        "title": "Beyond the paper: SSD, retraining-free, on the text study",
+        "command": "jaxunlearn run --config configs/stsb.toml --unlearners finetune,ssd "
+                   "--sweep ssd.selection_weight=10,30,100 --sweep ssd.dampening=0.1,1 --plots "
+                   "--out docs/results/text-ssd",
+        "paper": None,
+        "deviations": "As the text study above (GloVe 6B 50-d); SSD at its paper's values (selection weight 10, "
+                      "dampening 1) and five other combinations.",
         "sweep": True,
     },
 ]

@@ -140,6 +140,8 @@ CASES = [
          cli=("--unlearners", "neggrad", "--hp", "neggrad.retain_weight=1.5")),
     Case("negative attention weight", "--sweep blindspot.beta=-1,10", "sweep blindspot.beta: must lie in [0, inf]",
          cli=("--sweep", "blindspot.beta=-1,10")),
+    Case("negative dampening", "--unlearners ssd --hp ssd.dampening=-1",
+         "hp ssd.dampening: must lie in [0, inf], got -1", cli=("--unlearners", "ssd", "--hp", "ssd.dampening=-1")),
     Case("more SCRUB max epochs than epochs", "--scrub-epochs 2 --scrub-max-epochs 3",
          "scrub_max_epochs (3) must be <= scrub_epochs (2)",
          cli=("--unlearners", "scrub", "--scrub-epochs", "2", "--scrub-max-epochs", "3")),

@@ -28,7 +28,9 @@ class Phase:
 
     Attributes:
         name: e.g. "proxy".
-        start: builds the phase's initial state (see ``Start``); fit: its compiled loop.
+        start: builds the phase's initial state (see ``Start``); fit: its compiled loop, a
+            ``Fit`` or a ``OneShot`` (same methods: ``cfg.epochs``, ``init_carry``,
+            ``run_epochs``, ``finish``, ``run``).
         reads_hp: the float hyperparameters the phase reads, when declared (None: any).
             A sweep whose swept values this phase never reads runs it once per seed
             instead of once per value (``PipelineRunner.run_values``); a conformance test
@@ -73,6 +75,57 @@ class Pipeline:
             state, history = phase.fit.run(k_fit, state, task, hp, aux)
             earlier.append(state)
         return earlier[-1], history
+
+
+@dataclasses.dataclass(frozen=True)
+class OneShotConfig:
+    """The settings the runner reads of a phase's loop: a one-shot phase is one "epoch"."""
+
+    epochs: int = 1
+
+
+# compute(key, state, task, hp, aux) -> (result pytree, history {name: scalar}, with "diverged_at")
+Compute = Callable[[jax.Array, Any, Task, dict, Any], tuple[Any, dict[str, jax.Array]]]
+
+
+class OneShot:
+    """A phase computed in one pass, with no optimizer steps (e.g. SSD's parameter
+    importances, then its dampening), in the interface of ``Fit`` that ``Pipeline.run`` and
+    the runner drive: ``init_carry`` -> ``run_epochs`` (one "epoch") -> ``finish``, or ``run``.
+
+    Args:
+        compute: see ``Compute``. Its history holds scalars; "diverged_at" is -1, or 0 when
+            the result is not finite (``compute`` decides what it returns then). The result
+            of a phase that is not the pipeline's last may be any pytree (the next phase's
+            ``start`` reads it from ``earlier``); the last phase's must be a TrainState.
+    """
+
+    cfg = OneShotConfig()
+
+    def __init__(self, compute: Compute):
+        self.compute = compute
+
+    def init_carry(self, key: jax.Array, state: Any, hp: dict) -> dict:
+        del hp  # ``compute`` receives hp in run_epochs
+        return {"key": key, "state": state}
+
+    def run_epochs(self, carry: dict, epochs: jax.Array, task: Task, hp: dict, aux: Any):
+        """Computes the result; returns ({"result": ...}, history of [1] arrays)."""
+        if epochs.shape != (1,):
+            raise ValueError(f"a one-shot phase runs as one epoch, got epochs of shape {epochs.shape}")
+        result, history = self.compute(carry["key"], carry["state"], task, hp, aux)
+        if "diverged_at" not in history:
+            raise ValueError("a one-shot phase's history must hold 'diverged_at'")
+        history = dict(history, diverged_at=jnp.asarray(history["diverged_at"], jnp.int32))
+        return {"result": result}, jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], history)
+
+    def finish(self, carry: dict) -> Any:
+        return carry["result"]
+
+    def run(self, key: jax.Array, state: Any, task: Task, hp: dict, aux: Any = None):
+        """The phase for one seed: (result, history [1])."""
+        carry, history = self.run_epochs(self.init_carry(key, state, hp), jnp.zeros((1,), jnp.int32), task, hp, aux)
+        return self.finish(carry), history
 
 
 def phase_keys(key: jax.Array, index: int) -> tuple[jax.Array, jax.Array]:

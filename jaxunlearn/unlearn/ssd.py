@@ -1,0 +1,139 @@
+"""Selective Synaptic Dampening (SSD) for regression: shrink the weights that matter far
+more to the forget rows than to the training data as a whole. No training steps.
+
+A retraining-free baseline from the general unlearning literature (Foster, Schoepf and
+Brintrup, "Fast Machine Unlearning Without Retraining Through Selective Synaptic
+Dampening", AAAI 2024), not part of the regression paper. Two passes over the training
+rows give, for every parameter i, an importance (a diagonal Fisher estimate):
+
+    F_D[i] = importance over all training rows,   F_f[i] = importance over the forget rows
+
+and each parameter the forget rows single out is scaled down:
+
+    if F_f[i] > a * F_D[i]:   theta[i] <- min(l * F_D[i] / F_f[i], 1) * theta[i]
+
+a = ``selection_weight`` (10) and l = ``dampening`` (1), the values of SSD's ResNet-18
+experiments. BatchNorm running statistics are left as they are.
+
+The importance of a row set is, as in SSD's own practice, the mean over mini-batches of
+the squared gradient of the batch's mean loss: the task's loss (the regression
+likelihood's negative log up to constants: Laplace for L1, Gaussian for MSE), the model in
+inference mode, rows in a shuffled order from the phase's key, ``batch_size`` rows per
+batch (for the forget rows at most their number), no augmentation. Why not the
+per-row Fisher, mean of squared per-row gradients: the full data contain the forget rows,
+so per-row F_D[i] >= p * F_f[i] for a forget fraction p, and no parameter could ever be
+selected once a * p >= 1 (a = 10 with this library's usual 20% forget sets). A squared
+batch gradient measures instead how consistently the rows push a weight one way: near a
+minimum the full data's mean gradient is small, while the forget rows' is not.
+
+The importances are one phase and the dampening another, so a sweep of ``a`` and ``l``
+computes the importances once per seed (``Phase.reads_hp``).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from jaxunlearn.config import StudyConfig
+from jaxunlearn.data.arrays import Task
+from jaxunlearn.seeds import LoopPlan
+from jaxunlearn.train.loop import Fit, all_finite, epoch_batches
+from jaxunlearn.train.losses import get_loss, masked_mean
+from jaxunlearn.train.state import ModelFns, TrainState
+from jaxunlearn.unlearn.base import OneShot, Phase, Pipeline
+
+# SSD's alpha (selection weighting) and lambda (dampening constant) from its ResNet-18 runs.
+DEFAULT_HP = {"selection_weight": 10.0, "dampening": 1.0}
+HP_BOUNDS = {"selection_weight": (0.0, float("inf")), "dampening": (0.0, float("inf"))}
+
+
+@struct.dataclass
+class Importances:
+    """Per-parameter importances, each a pytree shaped like the model's params (float32).
+
+    Attributes:
+        full: over all training rows (F_D); forget: over the forget rows (F_f).
+        loss: scalar, the mean batch loss over all training rows (for the history).
+    """
+
+    full: object
+    forget: object
+    loss: jax.Array
+
+
+def batch_importance(model: ModelFns, loss_name: str, params, batch_stats, task: Task, rows: np.ndarray,
+                     batch_size: int, key: jax.Array, plan: LoopPlan) -> tuple[object, jax.Array]:
+    """Mean over the shuffled mini-batches of ``rows`` of the squared gradient of each
+    batch's mean loss (inference mode). Returns (pytree like ``params``, mean batch loss)."""
+    loss_fn = get_loss(loss_name)
+    idx, w = epoch_batches(key, jnp.asarray(rows), batch_size)
+
+    def batch_loss(p, batch):
+        pred = model.apply_eval(p, batch_stats, batch["x"])[0]
+        return masked_mean(loss_fn(pred, batch["y"]), batch["w"])
+
+    def accumulate(carry, inputs):
+        total, loss_sum = carry
+        loss, grads = jax.value_and_grad(batch_loss)(params, Fit.gather(task, None, *inputs))
+        total = jax.tree_util.tree_map(lambda t, g: t + jnp.square(g.astype(jnp.float32)), total, grads)
+        return (total, loss_sum + loss), None
+
+    zeros = jax.tree_util.tree_map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    nb = idx.shape[0]
+    unroll = nb if plan.unroll is True else plan.unroll
+    (total, loss_sum), _ = jax.lax.scan(accumulate, (zeros, jnp.zeros((), jnp.float32)), (idx, w), unroll=unroll)
+    return jax.tree_util.tree_map(lambda t: t / nb, total), loss_sum / nb
+
+
+def dampen(params, importances: Importances, selection_weight: jax.Array, dampening: jax.Array):
+    """SSD's update (module docstring). Returns (new params, fraction of scalars dampened)."""
+
+    tree_map = jax.tree_util.tree_map
+    chosen = tree_map(lambda full, forget: forget > selection_weight * full, importances.full, importances.forget)
+
+    def scale(p, pick, full, forget):
+        factor = jnp.minimum(dampening * full / jnp.where(pick, forget, 1.0), 1.0)
+        return jnp.where(pick, factor * p, p).astype(p.dtype)
+
+    new = tree_map(scale, params, chosen, importances.full, importances.forget)
+    count = sum(jnp.sum(c) for c in jax.tree_util.tree_leaves(chosen))
+    size = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
+    return new, count.astype(jnp.float32) / size
+
+
+def make_ssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
+    """Phase "importance" (F_D and F_f of the original model), then phase "dampen"."""
+    all_rows = np.asarray(task.train.host_indices("all"), np.int32)
+    forget_rows = np.asarray(task.train.host_indices("forget"), np.int32)
+    if forget_rows.size == 0:
+        raise ValueError("SSD needs forget rows: the forget set is empty")
+    if cfg.batch_size > all_rows.size:
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {all_rows.size} training rows; "
+                         f"use batch_size <= {all_rows.size}")
+
+    def from_original(key, original, task, hp, earlier):
+        if original is None:
+            raise ValueError("SSD dampens the original model, but none was given")
+        return original, (earlier[-1] if earlier else None)
+
+    def importance(key, state: TrainState, task, hp, aux):
+        k_full, k_forget = jax.random.split(key)
+        full, loss = batch_importance(model, cfg.loss, state.params, state.batch_stats, task, all_rows,
+                                      cfg.batch_size, k_full, plan)
+        forget, _ = batch_importance(model, cfg.loss, state.params, state.batch_stats, task, forget_rows,
+                                     min(cfg.batch_size, forget_rows.size), k_forget, plan)
+        result = Importances(full, forget, loss)
+        return result, {"train_loss": loss, "diverged_at": jnp.where(all_finite(result), -1, 0)}
+
+    def apply(key, state: TrainState, task, hp, importances: Importances):
+        del key
+        params, fraction = dampen(state.params, importances, hp["selection_weight"], hp["dampening"])
+        # Non-finite importances select nothing (every comparison with NaN is False).
+        finite = all_finite(importances)
+        return state.replace(params=params), {"dampened_fraction": fraction,
+                                              "diverged_at": jnp.where(finite, -1, 0)}
+
+    return Pipeline("ssd", (Phase("importance", from_original, OneShot(importance), reads_hp=()),
+                            Phase("dampen", from_original, OneShot(apply))), DEFAULT_HP)
