@@ -13,8 +13,10 @@ MAE in standardised units, per seed).
 Phases (``STAGES``): "train" (the original model: recipe on every row), "retrain" (recipe on
 retain rows), "finetune", "gaussian", "proxy" and "blindspot" (the two phases of blindspot
 unlearning; "blindspot-inloop" is the student with its proxy run on every batch rather
-than cached, for comparison), "neggrad", and "scrub-min" / "scrub-max" (SCRUB's passes
-over the retain and the forget rows). States trained in one group (workload, dtype, seeds, strategy) feed the next
+than cached, for comparison), "neggrad", "scrub-min" / "scrub-max" (SCRUB's passes
+over the retain and the forget rows), and "ssd-importance" / "ssd-dampen" (SSD's two
+one-shot phases: an "epoch" is the whole pass, timed again from the same start each
+repeat; no training loss). States trained in one group (workload, dtype, seeds, strategy) feed the next
 phases: "train" is the original of the unlearners, "proxy" (or "retrain", the same compiled
 program on the same rows) is the blindspot proxy.
 """
@@ -39,6 +41,7 @@ from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
 from jaxunlearn.unlearn import UNLEARNERS, make_original
+from jaxunlearn.unlearn.base import OneShot
 from jaxunlearn.unlearn.blindspot import make_blindspot
 
 # phase -> (pipeline, index of the phase in it, StudyConfig field with the paper's epoch count)
@@ -56,9 +59,13 @@ STAGES = {
     # pass over the forget rows (from this group's min-pass states).
     "scrub-min": ("scrub", 0, "scrub_epochs"),
     "scrub-max": ("scrub", 1, "scrub_max_epochs"),
+    # SSD: one pass each (no epochs setting), the importances then the dampening.
+    "ssd-importance": ("ssd", 0, None),
+    "ssd-dampen": ("ssd", 1, None),
 }
 # phase -> the phase whose states its phase starts from (``earlier``), if any.
-STARTS_FROM = {"blindspot": "proxy", "blindspot-inloop": "proxy", "scrub-max": "scrub-min"}
+STARTS_FROM = {"blindspot": "proxy", "blindspot-inloop": "proxy", "scrub-max": "scrub-min",
+               "ssd-dampen": "ssd-importance"}
 FACTORIES = {"original": make_original, **UNLEARNERS,
              "blindspot-inloop": functools.partial(make_blindspot, proxy_cache=False)}
 __all__ = ["STAGES", "WORKLOADS", "Bench", "Workload", "random_task", "seed_keys", "synthetic_task"]
@@ -80,6 +87,12 @@ def synthetic_task(rows: int, feature_shape: tuple[int, ...], seed: int = 0):
 
 # The seed-strategy probe's name for it (benchmarks/seed_strategies.py).
 random_task = synthetic_task
+
+
+def paper_epochs(cfg: StudyConfig, phase: str) -> int:
+    """The phase's epoch count in a study with ``cfg`` (1 for a one-shot phase)."""
+    field = STAGES[phase][2]
+    return 1 if field is None else getattr(cfg, field)
 
 
 def seed_keys(seeds: int, stream: str, root: int = 0) -> jax.Array:
@@ -226,7 +239,7 @@ class Bench:
                   repeats: int | None = None) -> dict[str, Any]:
         """Runs ``phase`` for 1 + repeats epochs over ``seeds`` seeds; returns the record's fields."""
         repeats = self.repeats if repeats is None else repeats
-        pipe_name, index, epochs_field = STAGES[phase]
+        pipe_name, index, _ = STAGES[phase]
         group = (wl.name, dtype, seeds, strategy)
         runner = self.runner(wl, dtype, pipe_name, strategy)
         driver, task = runner.drivers[index], self.task(wl)
@@ -247,24 +260,25 @@ class Bench:
         keys = seed_keys(seeds, runner.pipeline.name)  # variants of a pipeline (blindspot-inloop) share its keys
         hp = broadcast_hp(runner.pipeline.hp(), seeds)
 
+        fit = driver.phase.fit
+        one_shot = isinstance(fit, OneShot)  # its pass is repeated from the same start
         t0 = time.perf_counter()
         with Stopwatch() as sw:
-            carry, aux = driver.begin((keys, original, hp, earlier), (task,))
-            carry, hist = driver.epochs((carry, hp, aux), (jnp.zeros((1,), jnp.int32), task))
+            begun, aux = driver.begin((keys, original, hp, earlier), (task,))
+            carry, hist = driver.epochs((begun, hp, aux), (jnp.zeros((1,), jnp.int32), task))
             jax.block_until_ready((carry, hist))
         first_call = time.perf_counter() - t0
         times = []
         for epoch in range(1, repeats + 1):
-            ids = jnp.full((1,), epoch, jnp.int32)
+            ids = jnp.full((1,), 0 if one_shot else epoch, jnp.int32)
             t0 = time.perf_counter()
-            carry, hist = driver.epochs((carry, hp, aux), (ids, task))
+            carry, hist = driver.epochs((begun if one_shot else carry, hp, aux), (ids, task))
             jax.block_until_ready((carry, hist))
             times.append(time.perf_counter() - t0)
         # The phase's start (initial state, e.g. the blindspot proxy cache) once more, now compiled.
         t0 = time.perf_counter()
         jax.block_until_ready(driver.begin((keys, original, hp, earlier), (task,)))
         start_s = time.perf_counter() - t0
-        fit = driver.phase.fit
         state = fit.finish(carry)
         self.states.setdefault(group, {})[phase] = state
         if not times:
@@ -272,23 +286,26 @@ class Bench:
         median = float(np.median(times))
         self.epoch_s.setdefault(group, {})[phase] = median
         self.start_s.setdefault(group, {})[phase] = start_s
-        flops = self.epoch_flops(wl, dtype, phase, fit, carry.state, hp, aux)
-        rows = int(fit.rows.size)
+        flops = self.epoch_flops(wl, dtype, phase, fit, begun["state"] if one_shot else carry.state, hp, aux)
+        rows = task.train.size + int(task.train.host_indices("forget").size) if one_shot else int(fit.rows.size)
         out = {
             "pipeline": pipe_name, "phase_index": index, "plan": dataclasses.asdict(driver.plan),
             "input_shape": list(wl.feature_shape), "model_kwargs": dict(wl.model_kwargs), "full_size": wl.full_size,
-            "rows_per_epoch": rows, "num_batches": fit.num_batches, "validates": fit.cfg.validate_on is not None,
+            "rows_per_epoch": rows, "num_batches": None if one_shot else fit.num_batches,
+            "validates": not one_shot and fit.cfg.validate_on is not None,
             "compile_s": sw.compile, "first_call_s": first_call, "start_s": start_s, "repeats": repeats,
             "epoch_s_median": median, "epoch_s_all": times, "per_seed_epoch_s": median / seeds,
             "samples_per_s": rows * seeds / median, "seed_epochs_per_s": seeds / median,
             **flops,
             "achieved_tflops": None if flops["flops_per_seed_epoch"] is None
             else flops["flops_per_seed_epoch"] * seeds / median / 1e12,
-            "program_bytes": self.program_bytes(driver.epochs, (carry, hp, aux), (jnp.zeros((1,), jnp.int32), task)),
+            "program_bytes": self.program_bytes(driver.epochs, (begun if one_shot else carry, hp, aux),
+                                                (jnp.zeros((1,), jnp.int32), task)),
             **device_memory(),
-            "paper_epochs": getattr(self.config(wl, dtype), epochs_field),
-            "quality_epochs": 1 + repeats,
-            "quality": self.quality(wl, dtype, state, hist),
+            "paper_epochs": paper_epochs(self.config(wl, dtype), phase),
+            "quality_epochs": 1 if one_shot else 1 + repeats,
+            # SSD's importances are not a model: nothing to measure the quality of.
+            "quality": self.quality(wl, dtype, state, hist) if hasattr(state, "params") else {},
             "notes": notes,
         }
         out["phase_s_projected"] = start_s + out["paper_epochs"] * median
@@ -322,18 +339,23 @@ class Bench:
         """FLOPs of one seed's epoch: one optimizer step x steps per epoch, plus the
         validation forward passes; the larger of XLA's count and the loop-aware matmul/conv
         count (see ``dot_conv_flops``)."""
-        task, b = self.task(wl), fit.cfg.batch_size
-        idx, w = jnp.asarray(fit.rows[:b]), jnp.ones((b,), jnp.float32)
-
-        def one_step(state, idx, w, key, hp, aux, task):
-            return fit.step(state, fit.gather(task, aux, idx, w), key, hp, aux)
-
+        task = self.task(wl)
         loop_inside = []
 
         def count(fn, *args):
             traced = jax.jit(fn).trace(*args)
             loop_inside.append(has_loop(traced.jaxpr))
             return _flops(traced.lower().cost_analysis()) or 0.0, dot_conv_flops(traced.jaxpr)
+
+        if isinstance(fit, OneShot):  # the whole pass at once
+            xla, loops = count(lambda s, hp, aux, task: fit.run(jax.random.key(0), s, task, hp, aux), state, hp, aux,
+                               task)
+            return self._flops_record(xla, loops, loop_inside, "of the whole one-shot pass")
+        b = fit.cfg.batch_size
+        idx, w = jnp.asarray(fit.rows[:b]), jnp.ones((b,), jnp.float32)
+
+        def one_step(state, idx, w, key, hp, aux, task):
+            return fit.step(state, fit.gather(task, aux, idx, w), key, hp, aux)
 
         xla, loops = count(one_step, state, idx, w, jax.random.key(0), hp, aux, task)
         xla, loops = xla * fit.num_batches, loops * fit.num_batches
@@ -344,13 +366,18 @@ class Bench:
                            task.val.x[:chunk])
             chunks = -(-n_val // chunk)
             xla, loops = xla + fx * chunks, loops + fl * chunks
+        return self._flops_record(xla, loops, loop_inside, "of one step x steps + validation forward")
+
+    @staticmethod
+    def _flops_record(xla: float, loops: float, loop_inside: list[bool], what: str) -> dict[str, Any]:
+        """XLA's count unless a counted program loops (XLA counts a loop body once)."""
         use_xla = xla > 0 and not any(loop_inside)
         best = xla if use_xla else loops
         return {"flops_per_seed_epoch": best if best > 0 else None, "flops_xla_cost_analysis": xla,
                 "flops_matmul_conv_loop_aware": loops,
                 "flops_source": ("XLA cost analysis" if use_xla else
                                  "matmul/conv count with scan trip counts (XLA counts a loop body once)")
-                + " of one step x steps + validation forward"}
+                + f" {what}"}
 
     def quality(self, wl, dtype, state, hist) -> dict[str, Any]:
         """Per-seed last-epoch training loss and test MAE on retain / forget rows."""
@@ -363,14 +390,14 @@ class Bench:
         forget = np.asarray(task.test.forget) > 0.5
         y = np.asarray(task.test.y)[:, 0]
         retain_mae, forget_mae = [], []
-        for i in range(int(np.asarray(hist["train_loss"]).shape[0])):
+        for i in range(int(np.asarray(hist["diverged_at"]).shape[0])):
             s = tree_index(state, i)
             err = np.abs(np.asarray(self._predict[key](s.params, s.batch_stats, task.test.x))[:, 0] - y)
             retain_mae.append(float(err[~forget].mean()))
             forget_mae.append(float(err[forget].mean()))
-        out = {"train_loss": summary_stats([float(v) for v in np.asarray(hist["train_loss"])[:, -1]]),
-               "test_retain_mae": summary_stats(retain_mae), "test_forget_mae": summary_stats(forget_mae)}
-        val = np.asarray(hist["val_loss"])[:, -1]
-        if np.all(np.isfinite(val)):
-            out["val_loss"] = summary_stats([float(v) for v in val])
+        out = {"test_retain_mae": summary_stats(retain_mae), "test_forget_mae": summary_stats(forget_mae)}
+        for name in ("train_loss", "val_loss"):  # a one-shot phase (SSD's dampening) has neither
+            last = np.asarray(hist.get(name, [[np.nan]]))[:, -1]
+            if np.all(np.isfinite(last)):
+                out[name] = summary_stats([float(v) for v in last])
         return out

@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from benchmarks.common import append_record, read_records, run_info
 
 PHASE_ORDER = ("train", "retrain", "proxy", "finetune", "gaussian", "blindspot", "blindspot-inloop", "neggrad",
-               "scrub-min", "scrub-max", "profile")
+               "scrub-min", "scrub-max", "ssd-importance", "ssd-dampen", "profile")
 # "profile" is not a training phase: the 1-seed training step taken apart (benchmarks/step_profile.py).
 
 
@@ -62,7 +62,8 @@ def quick_matrix() -> list[Item]:
     ``--phases proxy`` / ``--workloads resnet18-quick`` with a custom matrix for those."""
     return [
         Item("mlp-quick", "float32", 1, "map", ("train", "retrain", "finetune", "gaussian", "blindspot",
-                                                "blindspot-inloop", "neggrad", "scrub-min", "scrub-max")),
+                                                "blindspot-inloop", "neggrad", "scrub-min", "scrub-max",
+                                                "ssd-importance", "ssd-dampen")),
         Item("mlp-quick", "float32", 2, "vmap", ("train",)),
         Item("mlp-quick", "float32", 2, "map", ("train", "blindspot")),  # proxy falls back to the original
         Item("mlp-quick", "float32", 2, "host", ("train",)),
@@ -112,6 +113,7 @@ OPTIONAL_TAIL = (
     *_items(["mlp", "lstm"], ["bfloat16"], [1, 32], ["vmap"], ["train"], 6),
     Item("allcnn", "float32", 8, "map", ("retrain",), 15, repeats=1),
     Item("allcnn", "float32", 1, "map", ("neggrad", "scrub-min", "scrub-max"), 35),
+    Item("allcnn", "float32", 1, "map", ("ssd-importance", "ssd-dampen"), 20),
 )
 
 
@@ -243,20 +245,21 @@ def run_items(items: list[Item], out: str, repeats: int = 2, budget_s: float | N
 def stage_ratio(phase: str, epoch_s: dict[str, float], start_s: dict[str, float], cfg) -> float | None:
     """Projected unlearner time (phase starts + paper epochs x median epoch time) / projected
     retraining time, for the last phase of an unlearner once the group has timed 'retrain'."""
-    last_phases = ("finetune", "gaussian", "blindspot", "blindspot-inloop", "neggrad", "scrub-max")
-    if "retrain" not in epoch_s or phase not in last_phases or (phase == "scrub-max" and "scrub-min" not in epoch_s):
+    first_phase = {"scrub-max": "scrub-min", "ssd-dampen": "ssd-importance"}
+    last_phases = ("finetune", "gaussian", "blindspot", "blindspot-inloop", "neggrad", *first_phase)
+    if "retrain" not in epoch_s or phase not in last_phases or first_phase.get(phase, phase) not in epoch_s:
         return None
-    from benchmarks.measure import STAGES
+    from benchmarks.measure import paper_epochs
 
     def projected(name: str) -> float:
-        return start_s.get(name, 0.0) + getattr(cfg, STAGES[name][2]) * epoch_s[name]
+        return start_s.get(name, 0.0) + paper_epochs(cfg, name) * epoch_s[name]
 
     cost = projected(phase)
     if phase.startswith("blindspot"):
         proxy = "proxy" if "proxy" in epoch_s else "retrain"
         cost += start_s.get(proxy, 0.0) + cfg.proxy_epochs * epoch_s[proxy]
-    if phase == "scrub-max":
-        cost += projected("scrub-min")
+    if phase in first_phase:
+        cost += projected(first_phase[phase])
     return cost / (start_s.get("retrain", 0.0) + cfg.train_epochs * epoch_s["retrain"])
 
 
@@ -269,10 +272,10 @@ def profile_line(rec: dict) -> str:
 def one_line(rec: dict) -> str:
     head = f"{rec['workload']:>14} {rec['phase']:>9} {rec['dtype']:>8} S={rec['seeds']:<2} {rec['strategy']:>4}"
     if rec["kind"] == "measurement":
-        q = rec["quality"]
+        q = {k: f"{v['mean']:.3f}" for k, v in rec["quality"].items()}
         return (f"{head}  compile {rec['compile_s']:6.2f} s  epoch {rec['epoch_s_median']:.4f} s  "
                 f"{rec['samples_per_s']:9.0f} samples/s  {rec['achieved_tflops'] or 0:7.3f} TFLOP/s  "
-                f"loss {q['train_loss']['mean']:.3f}  forget MAE {q['test_forget_mae']['mean']:.3f}  wall {rec['wall_s']:.1f} s")
+                f"loss {q.get('train_loss', '-')}  forget MAE {q.get('test_forget_mae', '-')}  wall {rec['wall_s']:.1f} s")
     return f"{head}  {rec['kind'].upper()}: {rec.get('reason') or rec.get('error')}"
 
 

@@ -54,7 +54,7 @@ def measurement_table(records: list[dict]) -> list[str]:
             "test retain MAE | time vs retrain |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     order = {"train": 0, "retrain": 1, "proxy": 2, "finetune": 3, "gaussian": 4, "blindspot": 5, "blindspot-inloop": 6,
-             "neggrad": 7, "scrub-min": 8, "scrub-max": 9}
+             "neggrad": 7, "scrub-min": 8, "scrub-max": 9, "ssd-importance": 10, "ssd-dampen": 11}
     rows = sorted(records, key=lambda r: (r["workload"], r["dtype"] != "float32", r["seeds"], r["strategy"],
                                           order.get(r["phase"], 9)))
     for r in rows:

@@ -235,7 +235,8 @@ def command_run(args: argparse.Namespace) -> int:
     config = dict(cfg.to_dict(), plan=dataclasses.asdict(result.plan), task=result.task)
     json_path, md_path = write_results(out, summary=result.summary, per_seed=result.per_seed,
                                        table_md=result.table,
-                                       config=dict(config, timings=result.timings, divergence=result.divergence),
+                                       config=dict(config, timings=result.timings, divergence=result.divergence,
+                                                   stage_stats=result.stage_stats),
                                        environment=environment_info())
     print(f"\nwrote {json_path} and {md_path}")
     if args.plots:

@@ -50,6 +50,8 @@ class StudyResult:
         rows: the row names in table order.
         predictions: {row: {"train"|"test": [S, N] float64}} in the target's own units.
         targets: {"train"|"test": [N]} in the target's own units; forget: {split: [N] bool}.
+        stage_stats: {row: {name: [S]}}, what a row's last phase reports beyond the
+            training loop's losses (``last_phase_stats``; e.g. SSD's "dampened_fraction").
         checkpoints: {row: folder} of the saved rows (empty without a checkpoint dir).
         divergence: one {seed, stage, phase, step} per seed and row (``stage`` holds the
             row name) whose training hit NaN/inf; those seeds' metrics are NaN (see
@@ -64,10 +66,21 @@ class StudyResult:
     table: str
     rows: list[str]
     divergence: list[dict] = dataclasses.field(default_factory=list)
+    stage_stats: dict[str, dict[str, list[float]]] = dataclasses.field(default_factory=dict)
     checkpoints: dict[str, str] = dataclasses.field(default_factory=dict)
     predictions: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
     targets: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     forget: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+# History entries every training loop writes; anything else a phase reports is a stage statistic.
+LOOP_HISTORY = ("train_loss", "val_loss", "lr", "diverged_at")
+
+
+def last_phase_stats(stage: StageResult) -> dict[str, list[float]]:
+    """{name: [S]} of the last phase's own history entries (not ``LOOP_HISTORY``), at its
+    last epoch: e.g. SSD's fraction of dampened parameters per seed."""
+    return {k: [float(x) for x in np.asarray(v)[:, -1]] for k, v in stage.history.items() if k not in LOOP_HISTORY}
 
 
 def seed_keys(seed: int, seeds: int, stage: str) -> jax.Array:
@@ -240,6 +253,10 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     for name, t in timings.items():
         per_seed[name]["run_seconds"] = np.full(cfg.seeds, t["run"])
         per_seed[name]["time_vs_retrain"] = np.full(cfg.seeds, t["run"] / max(timings["retrain"]["run"], 1e-9))
+    stage_stats = {row: stats for row, stats in ((row, last_phase_stats(s)) for row, s in stages.items()) if stats}
+    for row, stats in stage_stats.items():
+        for key, values in stats.items():
+            log(f"{row}: {key} {np.mean(values):.4g} (mean over seeds; {np.min(values):.4g} to {np.max(values):.4g})")
     divergence = [event for name, stage in stages.items() for event in stage.divergence(name)]
     for event in divergence:
         log(f"WARNING: seed {event['seed']} diverged (NaN/inf) in stage {event['stage']}, phase "
@@ -252,7 +269,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     splits = ("train", "test")
     return StudyResult(
         cfg, plan, {"dataset": dataset_used, **task.describe()}, per_seed, timings, summary, table, rows,
-        divergence=divergence, checkpoints={name: str(store.path(name)) for name in stages} if store else {},
+        divergence=divergence, stage_stats=stage_stats, checkpoints={name: str(store.path(name)) for name in stages} if store else {},
         predictions={name: {s: p[s] * y_std + y_mean for s in splits} for name, p in preds.items()},
         targets={s: np.asarray(getattr(task, s).y, np.float64)[:, 0] * y_std + y_mean for s in splits},
         forget={s: np.asarray(getattr(task, s).forget) > 0.5 for s in splits},

@@ -53,19 +53,28 @@ def test_quick_suite_writes_complete_records(tmp_path):
         assert rec["epoch_s_median"] > 0 and all(t > 0 for t in rec["epoch_s_all"])
         assert rec["samples_per_s"] > 0 and rec["flops_per_seed_epoch"] > 0 and rec["achieved_tflops"] > 0
         assert rec["peak_bytes_in_use"] is None and "unavailable" in rec["memory_note"]  # CPU
-        for name in ("train_loss", "test_retain_mae", "test_forget_mae"):
+        # SSD's importances are not a model (no quality); its dampening has no training loss.
+        names = {"ssd-importance": (), "ssd-dampen": ("test_retain_mae", "test_forget_mae")}.get(
+            rec["phase"], ("train_loss", "test_retain_mae", "test_forget_mae"))
+        assert set(rec["quality"]) >= set(names)
+        for name in names:
             stats = rec["quality"][name]
             assert len(stats["per_seed"]) == rec["seeds"]
             assert all(_finite(v) for v in stats["per_seed"]) and _finite(stats["std"])
     seen = {(r["phase"], r["strategy"], r["dtype"]) for r in records}
     assert {p for p, _, _ in seen} >= {"train", "retrain", "finetune", "gaussian", "blindspot", "neggrad", "scrub-min",
-                                       "scrub-max"}
+                                       "scrub-max", "ssd-importance", "ssd-dampen"}
     assert {s for _, s, _ in seen} == {"vmap", "map", "host"} and {d for _, _, d in seen} == {"float32", "bfloat16"}
     ratios = [r["ratio_vs_retrain"] for r in records if r["phase"] in ("finetune", "gaussian", "blindspot", "neggrad",
-                                                                       "scrub-max") and r["seeds"] == 1]
-    assert len(ratios) == 5 and all(_finite(v) and v > 0 for v in ratios)
-    scrub_max = next(r for r in records if r["phase"] == "scrub-max")
-    assert "starts from this group's measured 'scrub-min' states" in scrub_max["notes"]
+                                                                       "scrub-max", "ssd-dampen") and r["seeds"] == 1]
+    assert len(ratios) == 6 and all(_finite(v) and v > 0 for v in ratios)
+    for second, first in (("scrub-max", "scrub-min"), ("ssd-dampen", "ssd-importance")):
+        rec = next(r for r in records if r["phase"] == second)
+        assert f"starts from this group's measured '{first}' states" in rec["notes"]
+    # SSD's importances: one pass over all rows and the forget rows, costing more than its dampening.
+    importance, dampening = (next(r for r in records if r["phase"] == p) for p in ("ssd-importance", "ssd-dampen"))
+    assert importance["paper_epochs"] == 1 and importance["num_batches"] is None
+    assert importance["flops_per_seed_epoch"] > dampening["flops_per_seed_epoch"]
     # The cached-proxy student and the per-batch one see the same batches and learn the same.
     cached, inloop = (next(r for r in records if r["phase"] == p and r["seeds"] == 1)
                       for p in ("blindspot", "blindspot-inloop"))

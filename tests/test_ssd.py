@@ -13,7 +13,7 @@ from jaxunlearn.data.forget_rules import Mask
 from jaxunlearn.data.sources import RawData, build_task
 from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan, tree_index
-from jaxunlearn.study import seed_keys
+from jaxunlearn.study import last_phase_stats, seed_keys
 from jaxunlearn.train.loop import epoch_batches, predict
 from jaxunlearn.train.losses import get_loss
 from jaxunlearn.unlearn import make_ssd
@@ -117,6 +117,7 @@ def test_ssd_dampens_what_serves_the_forget_rows_and_its_limits():
     assert forget_1 - forget_0 > 2 * (retain_1 - retain_0) > 0
     fraction = float(out.history["dampened_fraction"][0, 0])
     assert 0 < fraction < 0.5
+    assert last_phase_stats(out) == {"dampened_fraction": [fraction]}  # what a study logs and saves
     # BatchNorm statistics and the step count are the original's.
     same = lambda a, b: jax.tree_util.tree_all(jax.tree_util.tree_map(lambda u, v: bool(jnp.all(u == v)), a, b))
     assert same((after.batch_stats, after.step), (before.batch_stats, before.step))
