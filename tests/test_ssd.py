@@ -137,3 +137,16 @@ def test_ssd_rejects_an_empty_forget_set():
     empty = task.replace(train=task.train.replace(forget=jnp.zeros_like(task.train.forget)))
     with pytest.raises(ValueError, match="SSD needs forget rows"):
         make_ssd(tiny_model(task), empty, TINY, PLAN)
+
+
+def test_importances_that_are_not_finite_keep_the_original_and_are_reported(setup):
+    task, model, original = setup
+    state = tree_index(original, 0)
+    dampen_phase = make_ssd(model, task, TINY, PLAN).phases[1]
+    bad = jax.tree_util.tree_map(lambda p: jnp.full(p.shape, jnp.inf, jnp.float32), state.params)
+    good = jax.tree_util.tree_map(lambda p: jnp.ones(p.shape, jnp.float32), state.params)
+    importances = Importances(full=good, forget=bad, loss=jnp.zeros(()))  # would zero every weight
+    out, history = dampen_phase.fit.run(jax.random.key(0), state, task, make_ssd(model, task, TINY, PLAN).hp(),
+                                        importances)
+    assert int(history["diverged_at"][0]) == 0 and float(history["dampened_fraction"][0]) == 0.0
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(lambda a, b: bool(jnp.all(a == b)), out.params, state.params))

@@ -130,9 +130,10 @@ def make_ssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> P
     def apply(key, state: TrainState, task, hp, importances: Importances):
         del key
         params, fraction = dampen(state.params, importances, hp["selection_weight"], hp["dampening"])
-        # Non-finite importances select nothing (every comparison with NaN is False).
+        # Importances that are not finite: keep the original weights and report the seed.
         finite = all_finite(importances)
-        return state.replace(params=params), {"dampened_fraction": fraction,
+        params = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), params, state.params)
+        return state.replace(params=params), {"dampened_fraction": jnp.where(finite, fraction, 0.0),
                                               "diverged_at": jnp.where(finite, -1, 0)}
 
     return Pipeline("ssd", (Phase("importance", from_original, OneShot(importance), reads_hp=()),
