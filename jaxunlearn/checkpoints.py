@@ -20,9 +20,15 @@ barriers.
 
 ``<root>/study.json`` records the configuration and data fingerprint of the last study
 that used the folder, so ``--resume`` can refuse checkpoints of another configuration.
+
+Each stage's ``meta.json`` also records a fingerprint of the library code that trains
+models (``training_code_fingerprint``). It is not part of the key: checkpoints stay usable
+across versions that train the same way, but loading one written by other training code
+logs a warning naming the folder to delete (``CheckpointStore.code_warning``).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -57,9 +63,34 @@ _NOT_TRAINING = ("unlearners", "relearn_lr", "relearn_max_epochs", "relearn_alph
 _ONLY_FOR_STAGE = {"finetune_epochs": "finetune", "gaussian_epochs": "gaussian", "gaussian_stats": "gaussian",
                    "proxy_epochs": "blindspot", "blindspot_epochs": "blindspot", "neggrad_epochs": "neggrad",
                    "scrub_epochs": "scrub", "scrub_max_epochs": "scrub"}
+# The package's modules whose code shapes a stage's trained weights (paths in jaxunlearn/).
+TRAINING_CODE = ("config.py", "data", "models", "runner.py", "seeds.py", "train", "unlearn")
 # Testing hook: kill the process after a stage's files are written but before the rename
 # that commits them (the fault tests set it in a child process).
 KILL_BEFORE_COMMIT_ENV = "JAXUNLEARN_TEST_KILL_BEFORE_COMMIT"
+
+
+@functools.lru_cache(maxsize=1)
+def training_code_fingerprint() -> str:
+    """SHA-256 (16 hex digits) over the source of ``TRAINING_CODE``: changes when any code
+    that could change trained weights changes (and with comments, too: a false alarm is
+    cheaper than silently reusing stale weights)."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in TRAINING_CODE:
+        path = package / name
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.relative_to(package).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _library_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jaxunlearn")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def data_fingerprint(task: Task) -> str:
@@ -197,6 +228,19 @@ class CheckpointStore:
             diverged_at=np.asarray(meta["diverged_at"], np.int64), phase_names=tuple(meta["phase_names"]),
         )
 
+    def code_warning(self, row: str) -> str | None:
+        """A warning when the saved ``row`` was trained by other library code than this
+        (``training_code_fingerprint``), else None."""
+        meta = self._read_json(self.path(row) / "meta.json")
+        saved = meta.get("library", {})
+        if saved.get("training_code") == training_code_fingerprint():
+            return None
+        written = (f"jaxunlearn {saved.get('version')}, training code {saved.get('training_code')}" if saved
+                   else "a jaxunlearn that did not record its training code")
+        return (f"{row}: the checkpoint was written by {written}; this is jaxunlearn {_library_version()}, training "
+                f"code {training_code_fingerprint()}. If that change alters training, its weights are not what this "
+                f"version trains: delete {self.path(row)} (or use another --checkpoint-dir) to retrain it")
+
     def save(self, stage: str, result: StageResult) -> Path:
         """Writes ``result`` into a temporary folder, then renames it into place."""
         import orbax.checkpoint as ocp
@@ -229,6 +273,7 @@ class CheckpointStore:
             **self.settings(stage), "wall": result.wall, "compile": result.compile, "run": result.run,
             "history": {k: np.asarray(v).tolist() for k, v in result.history.items()},
             "diverged_at": np.asarray(result.diverged_at).tolist(), "phase_names": list(result.phase_names),
+            "library": {"version": _library_version(), "training_code": training_code_fingerprint()},
         }
         atomic_write_text(tmp / "meta.json", json.dumps(meta) + "\n")
         if os.environ.get(KILL_BEFORE_COMMIT_ENV) == stage:

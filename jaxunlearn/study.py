@@ -227,6 +227,9 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
             stages[variant.row] = restored
             loaded.add(variant.row)
             log(f"{variant.row}: loaded from {store.path(variant.row)} (trained earlier in {restored.wall:.1f} s)")
+            warning = store.code_warning(variant.row)
+            if warning:
+                log(f"WARNING: {warning}")
         if not to_run:
             continue
         original = None if name == "original" else stages["original"].state

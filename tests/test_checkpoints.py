@@ -128,3 +128,22 @@ def test_abandoned_temporary_folders_are_removed(tmp_path):
     (stale / "junk").write_text("partial")
     CheckpointStore(tmp_path, CFG, "f" * 64).begin(resume=False)
     assert not stale.exists()
+
+
+def test_a_checkpoint_of_other_training_code_is_reused_with_a_warning(first_run, monkeypatch):
+    import jaxunlearn.checkpoints as checkpoints
+
+    root, result, _ = first_run
+    folder = root / result.checkpoints["original"].split("/")[-1]
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["library"]["training_code"] == checkpoints.training_code_fingerprint()
+    logs: list[str] = []
+    run_study(CFG, progress=False, log=logs.append, task=tiny_task(), checkpoint_dir=root)
+    assert not [line for line in logs if line.startswith("WARNING")], "same code: no warning"
+    monkeypatch.setattr(checkpoints, "training_code_fingerprint", lambda: "0123456789abcdef")
+    logs.clear()
+    again = run_study(CFG, progress=False, log=logs.append, task=tiny_task(), checkpoint_dir=root)
+    warnings = [line for line in logs if line.startswith("WARNING")]
+    assert len(warnings) == 2 and all(str(root) in line for line in warnings)  # original and retrain
+    assert "training code 0123456789abcdef" in warnings[0] and meta["library"]["training_code"] in warnings[0]
+    _assert_same_metrics(result, again)  # reused, not retrained
