@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxunlearn.claims import claims_table, evaluate_claims
+from jaxunlearn.claims import claims_table, evaluate_claims, holm
 from jaxunlearn.metrics.suite import TABLE_COLUMNS
 from jaxunlearn.report import atomic_write_text, format_table
 
@@ -144,11 +144,20 @@ def _sweep_matrix(per_seed: dict, rival: str) -> list[str]:
     verdict."""
     rows = [r for r in per_seed if r not in ("original", "retrain") and r.split("[")[0] != rival.split("[")[0]]
     verdicts = {r: evaluate_claims(per_seed, subject=r, rivals=[rival]) for r in rows}
+    family = [v for r in rows for v in verdicts[r]]  # the whole matrix: Holm's family
+    corrected = iter(holm(family))
     heads = [f"{v.claim} (vs {v.versus})" for v in verdicts[rows[0]]]
     lines = ["| row | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     for r in rows:
-        cells = [f"{v.mean:.3g} ± {v.ci95:.3g} **{v.outcome}**" for v in verdicts[r]]
+        cells = []
+        for v in verdicts[r]:
+            after = next(corrected)
+            cells.append(f"{v.mean:.3g} ± {v.ci95:.3g} **{v.outcome}**"
+                         + ("" if after == v.outcome else f" (Holm: {after})"))
         lines.append(f"| {r} | " + " | ".join(cells) + " |")
+    lines += ["", f"Holm's correction over the matrix's {len(family)} comparisons: "
+              f"{sum(v.outcome != 'inconclusive' for v in family)} significant before, "
+              f"{sum(o != 'inconclusive' for o in holm(family))} after."]
     return lines
 
 
@@ -216,7 +225,10 @@ def _section(domain: dict) -> list[str]:
         claims_table(verdicts),
         "",
         f"**Holds:** {'; '.join(counts['holds']) or 'none'}. **Fails:** {'; '.join(counts['fails']) or 'none'}. "
-        f"**Inconclusive:** {'; '.join(counts['inconclusive']) or 'none'}.",
+        f"**Inconclusive:** {'; '.join(counts['inconclusive']) or 'none'}. "
+        f"After Holm's correction over these {len(verdicts)} comparisons, "
+        + (", ".join(f"{sum(o == k for o in holm(verdicts))} {k}" for k in ("holds", "fails", "inconclusive")))
+        + ".",
         "",
     ]
     return lines

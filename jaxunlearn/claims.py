@@ -4,7 +4,10 @@ Each claim compares Blindspot with another model on the same seeds (a paired dif
 per seed), so seed-to-seed variation shared by both models cancels. A claim *holds* when
 the 95% Student-t confidence interval of the mean paired difference lies entirely on the
 claimed side, *fails* when it lies entirely on the other side, and is *inconclusive*
-when it contains 0.
+when it contains 0. That is a two-sided paired t-test at 5% per comparison; with many
+comparisons some come out significant by chance, so ``holm`` also gives each verdict after
+Holm's step-down correction, which keeps the chance of any false "holds"/"fails" among a
+family of comparisons (one claims table, say) at 5%.
 
     >>> verdicts = evaluate_claims(per_seed)      # per_seed[row][metric] -> [S]  # doctest: +SKIP
 """
@@ -29,6 +32,7 @@ class Verdict:
         mean, ci95: mean paired margin (positive = the claim's direction) and the
             half-width of its 95% CI. n: seeds with finite values on both sides.
         outcome: "holds", "fails" or "inconclusive".
+        p: two-sided p-value of the paired t-test (mean margin 0); NaN below 2 seeds.
     """
 
     claim: str
@@ -37,6 +41,7 @@ class Verdict:
     ci95: float
     n: int
     outcome: str
+    p: float = math.nan
 
 
 def paired_interval(margin: np.ndarray) -> tuple[float, float, int]:
@@ -51,6 +56,38 @@ def paired_interval(margin: np.ndarray) -> tuple[float, float, int]:
         return float(finite[0]), math.inf, 1
     half = float(stats.t.ppf(0.975, n - 1) * np.std(finite, ddof=1) / math.sqrt(n))
     return float(np.mean(finite)), half, n
+
+
+def paired_p_value(margin: np.ndarray) -> float:
+    """Two-sided p-value of the paired t-test that the finite entries of ``margin`` [S]
+    have mean 0 (NaN below 2 seeds; 0 when every entry is the same nonzero value)."""
+    from scipy import stats
+
+    finite = margin[np.isfinite(margin)]
+    n = int(finite.size)
+    if n < 2:
+        return math.nan
+    sd = float(np.std(finite, ddof=1))
+    mean = float(np.mean(finite))
+    if sd == 0.0:
+        return 1.0 if mean == 0.0 else 0.0
+    return float(2.0 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
+
+
+def holm(verdicts: Sequence[Verdict], alpha: float = 0.05) -> list[str]:
+    """Each verdict's outcome after Holm's step-down correction over ``verdicts`` (one
+    family): the k-th smallest p-value of m is significant while p <= alpha / (m - k + 1)
+    (k = 1, 2, ...); a significant margin holds or fails by its sign, the rest are
+    inconclusive. Verdicts without a p-value count in m and are inconclusive."""
+    m = len(verdicts)
+    order = sorted(range(m), key=lambda i: (math.isnan(verdicts[i].p), verdicts[i].p))
+    out = ["inconclusive"] * m
+    for k, i in enumerate(order):
+        v = verdicts[i]
+        if math.isnan(v.p) or v.p > alpha / (m - k):
+            break
+        out[i] = "holds" if v.mean > 0 else "fails"
+    return out
 
 
 def _outcome(mean: float, half: float) -> str:
@@ -104,21 +141,25 @@ def evaluate_claims(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subje
     for claim, distance, default_rivals in CLAIMS:
         for rival in default_rivals if rivals is None else rivals:
             if rival in per_seed and subject in per_seed:
-                mean, half, n = paired_interval(distance(per_seed, rival) - distance(per_seed, subject))
-                verdicts.append(Verdict(claim, rival, mean, half, n, _outcome(mean, half)))
+                margin = distance(per_seed, rival) - distance(per_seed, subject)
+                mean, half, n = paired_interval(margin)
+                verdicts.append(Verdict(claim, rival, mean, half, n, _outcome(mean, half), paired_p_value(margin)))
     if subject in per_seed and "original" in per_seed:
         ratio = (np.asarray(per_seed[subject]["test_retain_mae"], np.float64)
                  / np.asarray(per_seed["original"]["test_retain_mae"], np.float64))
-        mean, half, n = paired_interval(1.0 + RETAIN_TOLERANCE - ratio)
+        margin = 1.0 + RETAIN_TOLERANCE - ratio
+        mean, half, n = paired_interval(margin)
         verdicts.append(Verdict(f"retain error (test MAE) within {RETAIN_TOLERANCE:.0%} of the original's",
-                                "original", mean, half, n, _outcome(mean, half)))
+                                "original", mean, half, n, _outcome(mean, half), paired_p_value(margin)))
     return verdicts
 
 
 def claims_table(verdicts: Sequence[Verdict]) -> str:
-    """Markdown table of verdicts: claim, compared with, margin (mean ± 95% CI), outcome."""
-    lines = ["| Blindspot claim | compared with | margin (mean ± 95% CI) | seeds | verdict |",
-             "|---|---|---|---|---|"]
-    for v in verdicts:
-        lines.append(f"| {v.claim} | {v.versus} | {v.mean:.4g} ± {v.ci95:.3g} | {v.n} | **{v.outcome}** |")
+    """Markdown table of verdicts: claim, compared with, margin (mean ± 95% CI), seeds,
+    p-value, outcome, and the outcome after Holm's correction over the table's verdicts."""
+    lines = ["| Blindspot claim | compared with | margin (mean ± 95% CI) | seeds | p | verdict | "
+             f"after Holm ({len(verdicts)} comparisons) |", "|---|---|---|---|---|---|---|"]
+    for v, corrected in zip(verdicts, holm(verdicts)):
+        lines.append(f"| {v.claim} | {v.versus} | {v.mean:.4g} ± {v.ci95:.3g} | {v.n} | {v.p:.2g} | **{v.outcome}** | "
+                     f"{corrected} |")
     return "\n".join(lines)

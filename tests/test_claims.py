@@ -56,3 +56,30 @@ def test_rivals_replace_the_default_competitors():
     assert {v.versus for v in verdicts} == {"finetune[lr=0.0003]", "original"}
     w1 = next(v for v in verdicts if "W1" in v.claim)
     assert w1.outcome == "fails" and w1.mean == pytest.approx(-0.5)
+
+
+def test_p_value_is_the_paired_t_test_and_agrees_with_the_interval():
+    rng = np.random.default_rng(0)
+    b = rng.normal(1.0, 0.2, 8)
+    for shift in (0.0, 0.1, 0.2, 0.5, -0.3):
+        f = b + shift + rng.normal(0.0, 0.2, 8)
+        v = _w1_verdict(_per_seed(b, f, s=8))
+        assert v.p == pytest.approx(stats.ttest_1samp(f - b, 0.0).pvalue, rel=1e-9)
+        assert (v.outcome != "inconclusive") == (v.p < 0.05)
+
+
+def test_holm_step_down():
+    from jaxunlearn.claims import Verdict, holm
+
+    def verdict(mean, p):
+        return Verdict("c", "r", mean, 0.0, 8, "-", p)
+
+    # m = 5: thresholds 0.01, 0.0125, 0.0167, 0.025, 0.05 for the 1st, 2nd, ... smallest p.
+    family = [verdict(1.0, 0.03), verdict(-1.0, 0.004), verdict(1.0, 0.012), verdict(1.0, float("nan")),
+              verdict(1.0, 0.02)]
+    assert holm(family) == ["inconclusive", "fails", "holds", "inconclusive", "inconclusive"]
+    # The step-down stops at the first p over its threshold, even if a later one would pass alone.
+    assert holm([verdict(1.0, 0.02), verdict(1.0, 0.021)]) == ["holds", "holds"]
+    assert holm([verdict(1.0, 0.03), verdict(1.0, 0.04)]) == ["inconclusive", "inconclusive"]
+    table = claims_table(evaluate_claims(_per_seed(np.ones(6), np.ones(6) + 1.0)))
+    assert "after Holm (5 comparisons)" in table
