@@ -114,14 +114,16 @@ DOMAINS = [
         "sweep": True,
     },
     {
-        "key": "forecasting-ssd",
-        "title": "Beyond the paper: SSD, retraining-free, on the forecasting study",
-        "command": "jaxunlearn run --config configs/electricity.toml --unlearners finetune,ssd "
-                   "--sweep ssd.selection_weight=10,30,100,300 --plots "
-                   "--out docs/results/forecasting-ssd",
+        "key": "vision-ssd",
+        "title": "Beyond the paper: SSD, retraining-free, on the vision study",
+        "command": "jaxunlearn run --config configs/agedb.toml --model-arg width=16 --epochs 15 --augment-pad 0 "
+                   "--unlearners finetune,ssd --sweep ssd.selection_weight=10,30,100,300 "
+                   "--checkpoint-dir docs/results/vision-baselines/checkpoints --keep-unlearned --plots "
+                   "--out docs/results/vision-ssd",
         "paper": None,
-        "deviations": "None from the config; SSD at dampening 1 and selection weights "
-                      "10 (both its paper's values), 30, 100 and 300.",
+        "deviations": "As the vision study above (CPU-sized AllCNN, no augmentation); the original and retrained "
+                      "models are the vision baselines study's (loaded from its checkpoints); SSD at dampening 1 "
+                      "and selection weights 10 (both its paper's values), 30, 100 and 300.",
         "sweep": True,
     },
     {
@@ -133,6 +135,17 @@ DOMAINS = [
         "paper": None,
         "deviations": "As the text study above (GloVe 6B 50-d); SSD at dampening 1 and selection "
                       "weights 10 (both its paper's values), 30, 100 and 300.",
+        "sweep": True,
+    },
+    {
+        "key": "forecasting-ssd",
+        "title": "Beyond the paper: SSD, retraining-free, on the forecasting study",
+        "command": "jaxunlearn run --config configs/electricity.toml --unlearners finetune,ssd "
+                   "--sweep ssd.selection_weight=10,30,100,300 --plots "
+                   "--out docs/results/forecasting-ssd",
+        "paper": None,
+        "deviations": "None from the config; SSD at dampening 1 and selection weights "
+                      "10 (both its paper's values), 30, 100 and 300.",
         "sweep": True,
     },
 ]
