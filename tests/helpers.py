@@ -49,3 +49,11 @@ def train_original(model: ModelFns, task, plan, cfg: StudyConfig = TINY):
 
     return PipelineRunner(make_original(model, task, cfg, plan), plan)(
         seed_keys(cfg.seed, cfg.seeds, "original"), None, task, progress=False)
+
+
+def one_seed_setup(plan, train_epochs: int = 5):
+    """(tiny task, its MLP, original states [1, ...] trained ``train_epochs`` epochs under
+    ``plan``): what the unlearners' own unit tests start from."""
+    task = tiny_task()
+    model = tiny_model(task)
+    return task, model, train_original(model, task, plan, with_(TINY, seeds=1, train_epochs=train_epochs)).state

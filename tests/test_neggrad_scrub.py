@@ -20,16 +20,14 @@ from jaxunlearn.train.loop import predict
 from jaxunlearn.unlearn import UNLEARNERS, make_neggrad, make_scrub
 from jaxunlearn.unlearn.neggrad import neggrad_loss
 from jaxunlearn.unlearn.scrub import scrub_loss
-from tests.helpers import TINY, tiny_model, tiny_task, train_original, with_
+from tests.helpers import TINY, one_seed_setup, tiny_model, tiny_task, with_
 
 PLAN = LoopPlan(seed_strategy="map", epochs_per_call=None)
 
 
 @pytest.fixture(scope="module")
 def setup():
-    task = tiny_task()
-    model = tiny_model(task)
-    return task, model, train_original(model, task, PLAN, with_(TINY, seeds=1, train_epochs=5)).state
+    return one_seed_setup(PLAN)
 
 
 def _batch(task, rows: np.ndarray) -> dict:

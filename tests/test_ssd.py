@@ -18,16 +18,21 @@ from jaxunlearn.train.loop import epoch_batches, predict
 from jaxunlearn.train.losses import get_loss
 from jaxunlearn.unlearn import make_ssd
 from jaxunlearn.unlearn.ssd import Importances, batch_importance, dampen
-from tests.helpers import TINY, tiny_model, tiny_task, train_original, with_
+from tests.helpers import (
+    TINY,
+    one_seed_setup,
+    tiny_model,
+    tiny_task,
+    train_original,
+    with_,
+)
 
 PLAN = LoopPlan(seed_strategy="map", epochs_per_call=None)
 
 
 @pytest.fixture(scope="module")
 def setup():
-    task = tiny_task()
-    model = tiny_model(task)
-    return task, model, train_original(model, task, PLAN, with_(TINY, seeds=1, train_epochs=5)).state
+    return one_seed_setup(PLAN)
 
 
 def test_batch_importance_matches_a_python_loop_of_batch_gradients(setup):
@@ -44,7 +49,7 @@ def test_batch_importance_matches_a_python_loop_of_batch_gradients(setup):
         keep = np.asarray(w[b]) > 0
         x, y = task.train.x[np.asarray(idx[b])[keep]], task.train.y[np.asarray(idx[b])[keep]]
 
-        def loss(p):
+        def loss(p, x=x, y=y):
             return jnp.mean(get_loss("mse")(model.apply_eval(p, state.batch_stats, x)[0], y))
 
         value, grads = jax.value_and_grad(loss)(state.params)
