@@ -275,7 +275,8 @@ def one_line(rec: dict) -> str:
         q = {k: f"{v['mean']:.3f}" for k, v in rec["quality"].items()}
         return (f"{head}  compile {rec['compile_s']:6.2f} s  epoch {rec['epoch_s_median']:.4f} s  "
                 f"{rec['samples_per_s']:9.0f} samples/s  {rec['achieved_tflops'] or 0:7.3f} TFLOP/s  "
-                f"loss {q.get('train_loss', '-')}  forget MAE {q.get('test_forget_mae', '-')}  wall {rec['wall_s']:.1f} s")
+                f"loss {q.get('train_loss', '-')}  forget MAE {q.get('test_forget_mae', '-')}  "
+                f"wall {rec['wall_s']:.1f} s")
     return f"{head}  {rec['kind'].upper()}: {rec.get('reason') or rec.get('error')}"
 
 

@@ -272,7 +272,8 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     splits = ("train", "test")
     return StudyResult(
         cfg, plan, {"dataset": dataset_used, **task.describe()}, per_seed, timings, summary, table, rows,
-        divergence=divergence, stage_stats=stage_stats, checkpoints={name: str(store.path(name)) for name in stages} if store else {},
+        divergence=divergence, stage_stats=stage_stats,
+        checkpoints={name: str(store.path(name)) for name in stages} if store else {},
         predictions={name: {s: p[s] * y_std + y_mean for s in splits} for name, p in preds.items()},
         targets={s: np.asarray(getattr(task, s).y, np.float64)[:, 0] * y_std + y_mean for s in splits},
         forget={s: np.asarray(getattr(task, s).forget) > 0.5 for s in splits},
