@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.xdist_group("multiprocess")  # see tests/test_multidevice.py
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ["-m", "jaxunlearn.cli", "run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "4",

@@ -9,7 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+# The tests that start processes of several devices run one after another on one test
+# worker (``make test``: pytest-xdist --dist loadgroup), not beside each other.
+pytestmark = pytest.mark.xdist_group("multiprocess")
 
 
 def test_seeds_split_across_four_devices():
