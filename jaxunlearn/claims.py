@@ -163,3 +163,17 @@ def claims_table(verdicts: Sequence[Verdict]) -> str:
         lines.append(f"| {v.claim} | {v.versus} | {v.mean:.4g} ± {v.ci95:.3g} | {v.n} | {v.p:.2g} | **{v.outcome}** | "
                      f"{corrected} |")
     return "\n".join(lines)
+
+
+def claims_report(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subject: str = "blindspot") -> str | None:
+    """The paper's claims about ``subject`` on a study's per-seed metrics as Markdown (a
+    heading line and ``claims_table``), or None when the study has no ``subject`` row or no
+    competitor of it (a sweep's rows are named ``blindspot[...]``: compare those with
+    ``evaluate_claims(per_seed, subject=row)``)."""
+    verdicts = evaluate_claims(per_seed, subject=subject)
+    if not any(v.versus != "original" for v in verdicts):
+        return None
+    return (f"The paper's claims about {subject}, seed by seed (margin > 0: {subject} is better by that much; "
+            f"verdict from the paired 95% CI, and after Holm's correction over the table):\n\n"
+            + claims_table(verdicts))
+

@@ -208,6 +208,7 @@ def start_distributed(args: argparse.Namespace) -> None:
 def command_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)  # bad settings fail here, before JAX starts
     start_distributed(args)
+    from jaxunlearn.claims import claims_report
     from jaxunlearn.distributed import is_main_process
     from jaxunlearn.report import environment_info, write_results
     from jaxunlearn.study import run_study, validate_config
@@ -232,9 +233,12 @@ def command_run(args: argparse.Namespace) -> int:
         return 0
     print()
     print(result.table)
+    claims = claims_report(result.per_seed)
+    if claims:
+        print(f"\n{claims}")
     config = dict(cfg.to_dict(), plan=dataclasses.asdict(result.plan), task=result.task)
     json_path, md_path = write_results(out, summary=result.summary, per_seed=result.per_seed,
-                                       table_md=result.table,
+                                       table_md=result.table + (f"\n\n{claims}" if claims else ""),
                                        config=dict(config, timings=result.timings, divergence=result.divergence,
                                                    stage_stats=result.stage_stats),
                                        environment=environment_info())

@@ -83,3 +83,12 @@ def test_holm_step_down():
     assert holm([verdict(1.0, 0.03), verdict(1.0, 0.04)]) == ["inconclusive", "inconclusive"]
     table = claims_table(evaluate_claims(_per_seed(np.ones(6), np.ones(6) + 1.0)))
     assert "after Holm (5 comparisons)" in table
+
+
+def test_claims_report_needs_the_subject_and_a_competitor():
+    from jaxunlearn.claims import claims_report
+
+    per_seed = _per_seed(np.ones(6), np.ones(6) + 1.0)
+    assert "after Holm (5 comparisons)" in claims_report(per_seed)
+    assert claims_report({k: v for k, v in per_seed.items() if k != "finetune"}) is None  # no competitor
+    assert claims_report({k: v for k, v in per_seed.items() if k != "blindspot"}) is None  # e.g. a swept study

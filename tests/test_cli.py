@@ -17,7 +17,12 @@ def test_run_writes_table_and_files(tmp_path, capsys):
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["summary"]) == {"original", "retrain", "finetune", "gaussian", "blindspot"}
     assert len(results["per_seed"]["blindspot"]["test_forget_mae"]) == 2
-    assert "| blindspot |" in (tmp_path / "results.md").read_text()
+    md = (tmp_path / "results.md").read_text()
+    assert "| blindspot |" in md
+    # The paper's claims, paired over the seeds, printed and saved (with Holm's correction).
+    for text in (out, md):
+        assert "The paper's claims about blindspot" in text and "after Holm (9 comparisons)" in text
+        assert "| anamnesis index nearest 1 | gaussian |" in text
 
 
 # Bad input: tests/test_bad_input.py (and docs/BAD_INPUT.md).
