@@ -287,6 +287,7 @@ class Bench:
         self.epoch_s.setdefault(group, {})[phase] = median
         self.start_s.setdefault(group, {})[phase] = start_s
         flops = self.epoch_flops(wl, dtype, phase, fit, begun["state"] if one_shot else carry.state, hp, aux)
+        # A one-shot phase counts the rows of SSD's importance passes (all rows, then the forget rows).
         rows = task.train.size + int(task.train.host_indices("forget").size) if one_shot else int(fit.rows.size)
         out = {
             "pipeline": pipe_name, "phase_index": index, "plan": dataclasses.asdict(driver.plan),
