@@ -72,11 +72,12 @@ def test_uneven_seed_counts_are_refused():
 
 
 def test_a_study_on_four_devices_matches_one_device_and_resumes_across_device_counts(tmp_path):
-    # with a sweep: blindspot's two values run as 8 seed slots over the 4 devices, then split into rows
-    cfg = with_(TINY, seeds=4, unlearners=("blindspot",), sweep={"blindspot.beta": (0.0, 10.0)})
+    # with a sweep: blindspot's two values run as 8 seed slots over the 4 devices, then split
+    # into rows; and SSD, whose phases are one-shot passes rather than epochs
+    cfg = with_(TINY, seeds=4, unlearners=("blindspot", "ssd"), sweep={"blindspot.beta": (0.0, 10.0)})
     split = run_study(cfg, progress=False, log=lambda m: None, checkpoint_dir=tmp_path)
     assert split.plan.devices == DEVICES  # default: the most devices that split 4 seeds evenly
-    assert split.rows == ["original", "retrain", "blindspot[beta=0]", "blindspot[beta=10]"]
+    assert split.rows == ["original", "retrain", "blindspot[beta=0]", "blindspot[beta=10]", "ssd"]
     again = run_study(cfg, progress=False, log=lambda m: None)
     one = run_study(with_(cfg, devices=1), progress=False, log=lambda m: None, checkpoint_dir=tmp_path)
     assert one.plan.devices == 1
