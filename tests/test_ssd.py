@@ -68,7 +68,7 @@ def test_dampen_matches_numpy():
     forget = {k: (v * rng.exponential(8.0, size=v.shape)).astype(np.float32) for k, v in full.items()}
     full["b"][0], forget["b"][0] = 0.0, 0.0  # unimportant to both: never selected
     alpha, lam = 4.0, 2.0
-    new, fraction = dampen(params, Importances(full, forget, jnp.zeros(())), jnp.asarray(alpha), jnp.asarray(lam))
+    new, fraction = dampen(params, Importances(full, forget), jnp.asarray(alpha), jnp.asarray(lam))
     chosen_count = 0
     for k, p in params.items():
         chosen = forget[k] > alpha * full[k]
@@ -150,7 +150,7 @@ def test_importances_that_are_not_finite_keep_the_original_and_are_reported(setu
     dampen_phase = make_ssd(model, task, TINY, PLAN).phases[1]
     bad = jax.tree_util.tree_map(lambda p: jnp.full(p.shape, jnp.inf, jnp.float32), state.params)
     good = jax.tree_util.tree_map(lambda p: jnp.ones(p.shape, jnp.float32), state.params)
-    importances = Importances(full=good, forget=bad, loss=jnp.zeros(()))  # would zero every weight
+    importances = Importances(full=good, forget=bad)  # would zero every weight
     out, history = dampen_phase.fit.run(jax.random.key(0), state, task, make_ssd(model, task, TINY, PLAN).hp(),
                                         importances)
     assert int(history["diverged_at"][0]) == 0 and float(history["dampened_fraction"][0]) == 0.0

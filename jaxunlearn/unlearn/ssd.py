@@ -55,12 +55,10 @@ class Importances:
 
     Attributes:
         full: over all training rows (F_D); forget: over the forget rows (F_f).
-        loss: scalar, the mean batch loss over all training rows (for the history).
     """
 
     full: object
     forget: object
-    loss: jax.Array
 
 
 def batch_importance(model: ModelFns, loss_name: str, params, batch_stats, task: Task, rows: np.ndarray,
@@ -124,7 +122,7 @@ def make_ssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> P
                                       cfg.batch_size, k_full, plan)
         forget, _ = batch_importance(model, cfg.loss, state.params, state.batch_stats, task, forget_rows,
                                      min(cfg.batch_size, forget_rows.size), k_forget, plan)
-        result = Importances(full, forget, loss)
+        result = Importances(full, forget)
         return result, {"train_loss": loss, "diverged_at": jnp.where(all_finite(result), -1, 0)}
 
     def apply(key, state: TrainState, task, hp, importances: Importances):
