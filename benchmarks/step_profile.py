@@ -71,7 +71,7 @@ def profile_step(bench, wl, dtype: str, calls: int = 10) -> dict[str, Any]:
 
     parts = {
         "forward_eval": (lambda s, x: model.apply_eval(s.params, s.batch_stats, x)[0], (state, batch["x"])),
-        "forward_train": (lambda s, x: model.apply_train(s.params, s.batch_stats, x)[0], (state, batch["x"])),
+        "forward_train": (lambda s, bt: model.apply_train(s.params, s.batch_stats, bt["x"], bt["w"])[0], (state, batch)),
         "grad": (grad, (state, batch, key)),
         "step": (lambda s, bt, k: fit.step(s, bt, k, hp, None), (state, batch, key)),
     }

@@ -310,3 +310,42 @@ def test_lstm_init_under_vmap_does_not_hang():
             "    jax.block_until_ready(f(keys))\n")
     done = subprocess.run([sys.executable, "-c", code], timeout=120, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", sorted(BN_MODELS))
+def test_padding_rows_stay_out_of_batchnorm(name):
+    """An epoch's last batch is padded with zero-weight copies of a row. Through
+    ``ModelFns.apply_train`` the padded batch must give the real rows the same outputs,
+    gradients and new running statistics as the unpadded batch (the reference's smaller
+    last batch); counting the padding in the statistics would change all three."""
+    from jaxunlearn.train.losses import masked_mean
+    from jaxunlearn.train.state import ModelFns
+
+    setup = _setup(name)
+    fns = ModelFns(setup.model, setup.x.shape[1:])
+    x, y = setup.x, jnp.arange(B, dtype=jnp.float32)[:, None]
+    pad = 3
+    x_pad = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)])
+    y_pad = jnp.concatenate([y, jnp.repeat(y[:1], pad, axis=0)])
+    w_pad = jnp.concatenate([jnp.ones((B,)), jnp.zeros((pad,))])
+    params, stats = setup.variables["params"], setup.variables["batch_stats"]
+
+    @jax.jit
+    def loss_and_grad(x, y, w):
+        def loss(p):
+            pred, _, new_stats = fns.apply_train(p, stats, x, w)
+            return masked_mean(jnp.abs(pred - y), w), (pred, new_stats)
+        return jax.value_and_grad(loss, has_aux=True)(params)
+
+    (ref_loss, (ref_pred, ref_stats)), ref_grad = loss_and_grad(x, y, jnp.ones((B,)))
+    (loss, (pred, new_stats)), grad = loss_and_grad(x_pad, y_pad, w_pad)
+    close = functools.partial(np.testing.assert_allclose, rtol=2e-5, atol=2e-6)
+    close(loss, ref_loss)
+    close(pred[:B], ref_pred)
+    jax.tree.map(close, new_stats, ref_stats)
+    jax.tree.map(close, grad, ref_grad)
+    # The same padded batch with the padding counted (all weights > 0 for BatchNorm) differs.
+    (_, (counted_pred, counted_stats)), _ = loss_and_grad(x_pad, y_pad, jnp.where(w_pad > 0, 1.0, 1e-9))
+    assert not np.allclose(counted_pred[:B], ref_pred, rtol=1e-3, atol=1e-4)
+    assert not all(np.allclose(a, b, rtol=1e-3) for a, b in zip(jax.tree.leaves(counted_stats),
+                                                                  jax.tree.leaves(ref_stats)))

@@ -2,7 +2,9 @@
 
 Every model is a Flax Linen module with ``__call__(x, train=False)``, a
 ``dtype`` compute-dtype field (parameters stay float32) and a ``family``
-class attribute ("conv", "dense" or "recurrent").
+class attribute ("conv", "dense" or "recurrent"). A model with BatchNorm (a
+'batch_stats' collection) also takes ``mask`` [B] bool in training mode: only the
+rows where it is True enter the batch statistics (padding rows of a last batch do not).
 """
 
 from __future__ import annotations

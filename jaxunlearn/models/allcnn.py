@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxunlearn.models.common import row_mask
+
 # (channel multiplier of ``width``, kernel size, stride) for the 8 conv blocks.
 _BLOCKS: tuple[tuple[int, int, int], ...] = (
     (1, 3, 1),
@@ -38,7 +40,8 @@ class AllCNN(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    def __call__(self, x: jax.Array, train: bool = False,
+                 mask: jax.Array | None = None) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         """Runs the network.
 
         Args:
@@ -46,11 +49,14 @@ class AllCNN(nn.Module):
             train: If True, BatchNorm uses batch statistics and updates the
                 'batch_stats' collection (apply with ``mutable=['batch_stats']``);
                 if False it uses the running averages.
+            mask: Optional [B] bool; in training mode only the rows where it is True
+                enter BatchNorm's batch statistics (padding rows are left out).
 
         Returns:
             ``(pred, feats)``: ``pred`` is the float32 prediction [B, 1];
             ``feats`` holds the 8 block outputs, each [B, h_i, w_i, c_i].
         """
+        bn_mask = row_mask(mask, x.ndim)
         h = x
         feats = []
         for i, (mult, k, s) in enumerate(_BLOCKS):
@@ -69,7 +75,7 @@ class AllCNN(nn.Module):
                 epsilon=1e-5,
                 dtype=self.dtype,
                 name=f"bn_{i}",
-            )(h)
+            )(h, mask=bn_mask)
             h = nn.relu(h)
             feats.append(h)
         pooled = jnp.mean(h, axis=(1, 2))  # [B, 2w]

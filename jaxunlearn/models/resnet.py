@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxunlearn.models.common import row_mask
+
 
 def _bn(train: bool, dtype: Any, name: str) -> nn.BatchNorm:
     return nn.BatchNorm(
@@ -32,17 +34,20 @@ class BasicBlock(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Maps [B, H, W, C] to [B, H / strides, W / strides, features]."""
+    def __call__(self, x: jax.Array, train: bool = False, bn_mask: jax.Array | None = None) -> jax.Array:
+        """Maps [B, H, W, C] to [B, H / strides, W / strides, features].
+
+        ``bn_mask`` ([B, 1, 1, 1] bool or None) selects the rows of BatchNorm's batch statistics.
+        """
         s = (self.strides, self.strides)
         y = nn.Conv(self.features, (3, 3), s, padding="SAME", use_bias=False, dtype=self.dtype, name="conv1")(x)
-        y = nn.relu(_bn(train, self.dtype, "bn1")(y))
+        y = nn.relu(_bn(train, self.dtype, "bn1")(y, mask=bn_mask))
         y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype, name="conv2")(y)
-        y = _bn(train, self.dtype, "bn2")(y)
+        y = _bn(train, self.dtype, "bn2")(y, mask=bn_mask)
         shortcut = x
         if self.strides != 1 or x.shape[-1] != self.features:
             shortcut = nn.Conv(self.features, (1, 1), s, use_bias=False, dtype=self.dtype, name="proj_conv")(x)
-            shortcut = _bn(train, self.dtype, "proj_bn")(shortcut)
+            shortcut = _bn(train, self.dtype, "proj_bn")(shortcut, mask=bn_mask)
         return nn.relu(y + shortcut)
 
 
@@ -64,7 +69,8 @@ class ResNet18(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    def __call__(self, x: jax.Array, train: bool = False,
+                 mask: jax.Array | None = None) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         """Runs the network.
 
         Args:
@@ -72,13 +78,16 @@ class ResNet18(nn.Module):
             train: If True, BatchNorm uses batch statistics and updates the
                 'batch_stats' collection (apply with ``mutable=['batch_stats']``);
                 if False it uses the running averages.
+            mask: Optional [B] bool; in training mode only the rows where it is True
+                enter BatchNorm's batch statistics (padding rows are left out).
 
         Returns:
             ``(pred, feats)``: ``pred`` is the float32 prediction [B, 1];
             ``feats`` holds the 8 residual-block outputs, each [B, h_i, w_i, c_i].
         """
+        bn_mask = row_mask(mask, x.ndim)
         h = nn.Conv(self.width, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype, name="stem_conv")(x)
-        h = nn.relu(_bn(train, self.dtype, "stem_bn")(h))
+        h = nn.relu(_bn(train, self.dtype, "stem_bn")(h, mask=bn_mask))
         feats = []
         for stage, (mult, stride) in enumerate(zip((1, 2, 4, 8), (1, 2, 2, 2))):
             for j in range(2):
@@ -87,7 +96,7 @@ class ResNet18(nn.Module):
                     strides=stride if j == 0 else 1,
                     dtype=self.dtype,
                     name=f"stage{stage + 1}_block{j + 1}",
-                )(h, train)
+                )(h, train, bn_mask)
                 feats.append(h)
         pooled = jnp.mean(h, axis=(1, 2))  # [B, 8w]
         pred = nn.Dense(1, dtype=self.dtype, name="head")(pooled)

@@ -177,7 +177,7 @@ def supervised_loss(model: ModelFns, loss_name: str) -> BatchLoss:
 
     def batch_loss(params, batch_stats, batch, key, hp, aux):
         del key, hp, aux
-        pred, _, new_stats = model.apply_train(params, batch_stats, batch["x"])
+        pred, _, new_stats = model.apply_train(params, batch_stats, batch["x"], batch["w"])
         return masked_mean(loss_fn(pred, batch["y"]), batch["w"]), new_stats
 
     return batch_loss

@@ -75,11 +75,18 @@ class ModelFns:
         variables = self.module.init(key, jnp.zeros((1, *self.input_shape), jnp.float32), train=False)
         return variables["params"], variables.get("batch_stats", {})
 
-    def apply_train(self, params, batch_stats, x):
-        """Training-mode forward. x: [B, ...] -> (pred [B, 1], feats, new batch_stats)."""
+    def apply_train(self, params, batch_stats, x, w):
+        """Training-mode forward. x: [B, ...] -> (pred [B, 1], feats, new batch_stats).
+
+        ``w`` [B] are the batch's row weights: rows of weight 0 (the padding of an epoch's
+        last batch) are left out of BatchNorm's batch statistics, so they change neither
+        the other rows' outputs nor the running averages. Models with BatchNorm take it as
+        ``mask``; it is not passed to models without batch statistics.
+        """
         variables = {"params": params, "batch_stats": batch_stats}
         if batch_stats:
-            (pred, feats), updates = self.module.apply(variables, x, train=True, mutable=["batch_stats"])
+            (pred, feats), updates = self.module.apply(variables, x, train=True, mask=w > 0,
+                                                       mutable=["batch_stats"])
             return pred, feats, updates["batch_stats"]
         pred, feats = self.module.apply(variables, x, train=True)
         return pred, feats, batch_stats

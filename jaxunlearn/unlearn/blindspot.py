@@ -63,7 +63,7 @@ def blindspot_loss(model: ModelFns, loss_name: str, cache_slot: np.ndarray | Non
     loss_fn = get_loss(loss_name)
 
     def batch_loss(params, batch_stats, batch, key, hp, aux):
-        pred, feats, new_stats = model.apply_train(params, batch_stats, batch["x"])
+        pred, feats, new_stats = model.apply_train(params, batch_stats, batch["x"], batch["w"])
         if "cache" in aux:
             slot = jnp.asarray(cache_slot)[batch["idx"]]
             proxy_pred, proxy_maps = jax.tree_util.tree_map(lambda a: a[slot], aux["cache"])

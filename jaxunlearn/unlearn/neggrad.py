@@ -34,7 +34,7 @@ def neggrad_loss(model: ModelFns, loss_name: str) -> BatchLoss:
 
     def batch_loss(params, batch_stats, batch, key, hp, aux):
         del key, aux
-        pred, _, new_stats = model.apply_train(params, batch_stats, batch["x"])
+        pred, _, new_stats = model.apply_train(params, batch_stats, batch["x"], batch["w"])
         per_row = loss_fn(pred, batch["y"])
         retain = masked_mean(per_row, (1.0 - batch["forget"]) * batch["w"])
         forget = masked_mean(per_row, batch["forget"] * batch["w"])

@@ -57,7 +57,7 @@ def scrub_loss(model: ModelFns, loss_name: str, maximise: bool) -> BatchLoss:
 
     def batch_loss(params, batch_stats, batch, key, hp, aux):
         del key
-        pred, _, new_stats = model.apply_train(params, batch_stats, batch["x"])
+        pred, _, new_stats = model.apply_train(params, batch_stats, batch["x"], batch["w"])
         distance = masked_mean(loss_fn(pred, _teacher_pred(model, batch, aux)), batch["w"])
         if maximise:
             return -distance, new_stats
