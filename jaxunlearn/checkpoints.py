@@ -62,7 +62,7 @@ _NOT_TRAINING = ("unlearners", "relearn_lr", "relearn_max_epochs", "relearn_alph
 # --blindspot-epochs reuses the original and retrained models.
 _ONLY_FOR_STAGE = {"finetune_epochs": "finetune", "gaussian_epochs": "gaussian", "gaussian_stats": "gaussian",
                    "proxy_epochs": "blindspot", "blindspot_epochs": "blindspot", "neggrad_epochs": "neggrad",
-                   "scrub_epochs": "scrub", "scrub_max_epochs": "scrub"}
+                   "scrub_epochs": "scrub", "scrub_max_epochs": "scrub", "scrub_forget_batch": "scrub"}
 # The package's modules whose code shapes a stage's trained weights (paths in jaxunlearn/).
 TRAINING_CODE = ("config.py", "data", "models", "runner.py", "seeds.py", "train", "unlearn")
 # Testing hook: kill the process after a stage's files are written but before the rename

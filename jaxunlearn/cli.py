@@ -42,6 +42,7 @@ _OPTION_FIELDS = {
     "epochs": "train_epochs", "batch_size": "batch_size", "finetune_epochs": "finetune_epochs",
     "gaussian_epochs": "gaussian_epochs", "proxy_epochs": "proxy_epochs", "blindspot_epochs": "blindspot_epochs",
     "neggrad_epochs": "neggrad_epochs", "scrub_epochs": "scrub_epochs", "scrub_max_epochs": "scrub_max_epochs",
+    "scrub_forget_batch": "scrub_forget_batch",
     "augment_pad": "augment_pad", "seed_strategy": "seed_strategy", "devices": "devices", "dtype": "dtype",
     "stand_in": "stand_in",
 }
@@ -78,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("finetune", "gaussian", "proxy", "blindspot", "neggrad", "scrub", "scrub-max"):
         field = name.replace("-", "_") + "_epochs"
         run.add_argument(f"--{name}-epochs", type=int, help=f"default {getattr(DEFAULTS, field)}")
+    run.add_argument("--scrub-forget-batch", type=int,
+                     help="rows per step of SCRUB's max passes (default: --batch-size, capped at the forget rows)")
     run.add_argument("--augment-pad", type=int, help="image augmentation: random-crop padding (0 = off)")
     run.add_argument("--unlearners", help=f"comma-separated unlearners (default {','.join(DEFAULTS.unlearners)})")
     run.add_argument("--hp", action="append", default=[], metavar="STAGE.NAME=VALUE",

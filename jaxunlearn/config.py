@@ -30,6 +30,8 @@ class StudyConfig:
         neggrad_epochs: NegGrad+ epochs over all rows (5, as fine-tuning).
         scrub_epochs, scrub_max_epochs: SCRUB's epochs (5) and how many of the first ones
             start with a max pass over the forget rows (1; at most ``scrub_epochs``).
+        scrub_forget_batch: rows per step of SCRUB's max passes (None: ``batch_size``, capped
+            at the forget-set size, so a forget set under one batch takes one step per pass).
         augment_pad: image augmentation padding (0 = off; paper: 16 for 32x32 images).
         gaussian_stats: label statistics for the Gaussian relabelling: "all" rows (the
             reference) or "retain" rows only.
@@ -68,6 +70,7 @@ class StudyConfig:
     neggrad_epochs: int = 5
     scrub_epochs: int = 5
     scrub_max_epochs: int = 1
+    scrub_forget_batch: int | None = None
     augment_pad: int = 0
     gaussian_stats: str = "all"
     unlearners: tuple[str, ...] = ("finetune", "gaussian", "blindspot")
@@ -90,6 +93,10 @@ class StudyConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.scrub_forget_batch is not None and (not isinstance(self.scrub_forget_batch, int)
+                                                    or self.scrub_forget_batch < 1):
+            raise ValueError(f"scrub_forget_batch must be a positive integer or None (batch_size, capped at the "
+                             f"forget rows), got {self.scrub_forget_batch!r}")
         if self.devices is not None and (not isinstance(self.devices, int) or self.devices < 1):
             raise ValueError(f"devices must be a positive integer or None (all devices), got {self.devices!r}")
         if self.scrub_max_epochs > self.scrub_epochs:

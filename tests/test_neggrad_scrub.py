@@ -85,6 +85,12 @@ def test_scrub_phase_layout():
     forget = int(task.train.host_indices("forget").size)
     big = make_scrub(tiny_model(task), task, with_(TINY, batch_size=forget + 10), PLAN)
     assert big.phases[1].fit.cfg.batch_size == forget and big.phases[0].fit.cfg.batch_size == forget + 10
+    # --scrub-forget-batch sets the max pass's batch alone: several steps over a small forget set.
+    small = make_scrub(tiny_model(task), task, with_(TINY, batch_size=forget + 10, scrub_forget_batch=3), PLAN)
+    assert small.phases[1].fit.cfg.batch_size == 3 and small.phases[1].fit.num_batches == -(-forget // 3)
+    assert small.phases[0].fit.cfg.batch_size == forget + 10
+    with pytest.raises(ValueError, match=rf"scrub_forget_batch \({forget + 1}\) must be <= the {forget} forget"):
+        make_scrub(tiny_model(task), task, with_(TINY, scrub_forget_batch=forget + 1), PLAN)
 
 
 def _mean_abs(a, b, mask) -> float:
@@ -130,7 +136,7 @@ def test_every_unlearner_has_its_own_stage_id():
 
 def test_resume_accepts_settings_added_after_the_checkpoints():
     saved = json_like(StudyConfig(seeds=3))
-    for added in ("neggrad_epochs", "scrub_epochs", "scrub_max_epochs"):
+    for added in ("neggrad_epochs", "scrub_epochs", "scrub_max_epochs", "scrub_forget_batch"):
         del saved[added]
     assert _config_diff(saved, StudyConfig(seeds=3).to_dict()) == []
     assert _config_diff(saved, StudyConfig(seeds=3, scrub_epochs=7).to_dict()) == ["scrub_epochs: 5 there, 7 now"]

@@ -68,10 +68,16 @@ def scrub_loss(model: ModelFns, loss_name: str, maximise: bool) -> BatchLoss:
 
 def make_scrub(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
     """Student = original weights, Adam lr 1e-3, ``cfg.scrub_epochs`` epochs (default 5) of
-    which the first ``cfg.scrub_max_epochs`` (default 1) end with a max pass."""
+    which the first ``cfg.scrub_max_epochs`` (default 1) end with a max pass. A max pass takes
+    ``cfg.scrub_forget_batch`` forget rows per step (default: the batch size, capped at the
+    forget-set size)."""
     forget_rows = int(task.train.host_indices("forget").size)
     if forget_rows == 0:
         raise ValueError("SCRUB needs forget rows: the forget set is empty")
+    if cfg.scrub_forget_batch is not None and cfg.scrub_forget_batch > forget_rows:
+        raise ValueError(f"scrub_forget_batch ({cfg.scrub_forget_batch}) must be <= the {forget_rows} forget "
+                         f"training rows")
+    max_batch = cfg.scrub_forget_batch or min(cfg.batch_size, forget_rows)
     first = from_original()
 
     def start(key, original, task, hp, earlier):
@@ -81,7 +87,7 @@ def make_scrub(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) ->
         return state, {"teacher_pred": predict(model, original.params, original.batch_stats, task.train.x, plan)}
 
     def fit(rows: str, epochs: int, maximise: bool) -> Fit:
-        batch = min(cfg.batch_size, forget_rows) if rows == "forget" else cfg.batch_size
+        batch = max_batch if rows == "forget" else cfg.batch_size
         fit_cfg = FitConfig(epochs=epochs, batch_size=batch, rows=rows, loss=cfg.loss, augment_pad=cfg.augment_pad)
         return Fit(model, fit_cfg, scrub_loss(model, cfg.loss, maximise), task, plan)
 
