@@ -10,11 +10,13 @@ For one seed and one batch of a workload it compiles and times, separately (medi
     scan_step      one step inside the library's compiled epoch (median epoch / steps),
                    which adds the batch gather, the divergence guard and the loop
 
-with XLA's FLOP count of each part and the TFLOP/s it reaches. The differences between
+with the FLOP count of each part (counted on the lowered program, so the same on every
+device) and the TFLOP/s it reaches. The differences between
 rows say where an epoch's time goes beyond convolutions and matmuls (BatchNorm, the
 optimizer, the loop), i.e. the profile behind the gap to the epoch-time targets.
 
     python -m benchmarks.step_profile --workload allcnn --dtypes float32,bfloat16 --out bench.jsonl
+    python -m benchmarks.step_profile --recount old.jsonl --out recounted.jsonl
 """
 from __future__ import annotations
 
@@ -31,16 +33,22 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 COMPONENTS = ("forward_eval", "forward_train", "grad", "step", "scan_step")
 
 
+def part_flops(fn, args) -> dict[str, Any]:
+    """One part's FLOPs by the suite's rule (``benchmarks.measure.flops_record``: the
+    matmul/conv count, the same on every device)."""
+    from benchmarks.measure import flops_record, program_flops
+
+    rec = flops_record(*program_flops(fn, *args), "of one call")
+    return {"flops": rec["flops_per_seed_epoch"], "flops_source": rec["flops_source"]}
+
+
 def _timed(fn, args, calls: int) -> dict[str, Any]:
-    """Compile ``fn`` (timed), read its FLOPs, warm it up, then time ``calls`` calls."""
+    """Compile ``fn`` (timed), count its FLOPs, warm it up, then time ``calls`` calls."""
     import jax
 
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - t0
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
-    flops = float(cost["flops"]) if cost and "flops" in cost else None
     jax.block_until_ready(compiled(*args))
     times = []
     for _ in range(calls):
@@ -48,13 +56,14 @@ def _timed(fn, args, calls: int) -> dict[str, Any]:
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)
-    return {"s": median, "s_all": times, "compile_s": compile_s, "flops": flops,
-            "tflops": None if flops is None else flops / median / 1e12}
+    counted = part_flops(fn, args)
+    return {"s": median, "s_all": times, "compile_s": compile_s, **counted,
+            "tflops": None if counted["flops"] is None else counted["flops"] / median / 1e12}
 
 
-def profile_step(bench, wl, dtype: str, calls: int = 10) -> dict[str, Any]:
-    """The record fields of one step profile; ``bench`` is a ``benchmarks.measure.Bench``
-    (its 1-seed 'map' training epoch time is reused when the suite already measured it)."""
+def step_parts(bench, wl, dtype: str) -> tuple[dict[str, tuple], Any]:
+    """The parts of one 1-seed training step of ``wl`` as {name: (fn, args)} (every part but
+    'scan_step'), and the phase's ``Fit``; ``bench`` is a ``benchmarks.measure.Bench``."""
     import jax
     import jax.numpy as jnp
 
@@ -75,17 +84,59 @@ def profile_step(bench, wl, dtype: str, calls: int = 10) -> dict[str, Any]:
         "grad": (grad, (state, batch, key)),
         "step": (lambda s, bt, k: fit.step(s, bt, k, hp, None), (state, batch, key)),
     }
+    return parts, fit
+
+
+def profile_step(bench, wl, dtype: str, calls: int = 10) -> dict[str, Any]:
+    """The record fields of one step profile; ``bench`` is a ``benchmarks.measure.Bench``
+    (its 1-seed 'map' training epoch time is reused when the suite already measured it)."""
+    parts, fit = step_parts(bench, wl, dtype)
     out = {name: _timed(fn, args, calls) for name, (fn, args) in parts.items()}
     group = (wl.name, dtype, 1, "map")
     if "train" not in bench.epoch_s.get(group, {}):
         bench.run_phase(wl, dtype, 1, "map", "train")
     epoch = bench.epoch_s[group]["train"]
     out["scan_step"] = {"s": epoch / fit.num_batches, "flops": out["step"]["flops"],
+                        "flops_source": out["step"]["flops_source"],
                         "tflops": None if out["step"]["flops"] is None
                         else out["step"]["flops"] * fit.num_batches / epoch / 1e12,
                         "epoch_s": epoch, "steps_per_epoch": fit.num_batches}
-    return {"components": out, "batch_size": b, "num_batches": fit.num_batches,
+    return {"components": out, "batch_size": fit.cfg.batch_size, "num_batches": fit.num_batches,
             "epoch_s_from_scan": epoch, "epoch_s_if_steps_alone": out["step"]["s"] * fit.num_batches}
+
+
+def recount(records: list[dict]) -> list[dict]:
+    """Profile records whose parts lack ``flops_source`` (written before the FLOPs were
+    counted on the lowered program: on a GPU their counts leave out cuDNN convolutions),
+    with each part's FLOPs counted again here and its TFLOP/s recomputed from the recorded
+    time. FLOPs depend on shapes alone, so any backend gives the device's count; the times
+    are left as recorded. Other records pass through unchanged."""
+    from benchmarks.common import WORKLOADS
+    from benchmarks.measure import Bench
+
+    bench, out = Bench(repeats=1), []
+    for rec in records:
+        comps = rec.get("components") or {}
+        if rec.get("kind") != "profile" or all("flops_source" in c for c in comps.values()):
+            out.append(rec)
+            continue
+        parts, _ = step_parts(bench, WORKLOADS[rec["workload"]], rec["dtype"])
+        new = {}
+        for name, comp in comps.items():
+            counted = part_flops(*parts["step" if name == "scan_step" else name])
+            steps = comp.get("steps_per_epoch", 1)
+            secs = comp["epoch_s"] if name == "scan_step" else comp["s"]
+            tflops = None if counted["flops"] is None else counted["flops"] * steps / secs / 1e12
+            new[name] = {**comp, **counted, "flops_as_recorded": comp.get("flops"), "tflops": tflops,
+                         "flops_source": counted["flops_source"] + f", recounted on {jax_backend()}"}
+        out.append({**rec, "components": new})
+    return out
+
+
+def jax_backend() -> str:
+    import jax
+
+    return jax.default_backend()
 
 
 def profile_table(records: list[dict]) -> list[str]:
@@ -119,7 +170,19 @@ def main(argv=None) -> int:
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--calls", type=int, default=10, help="timed calls per part after the warm-up")
     parser.add_argument("--out", default="benchmarks/results/bench.jsonl")
+    parser.add_argument("--recount", metavar="JSONL",
+                        help="measure nothing: write JSONL's records to --out (a new file) with the FLOPs of "
+                             "profiles that predate counting on the lowered program counted again (see recount)")
     args = parser.parse_args(argv)
+    if args.recount:
+        from benchmarks.common import read_records
+
+        if os.path.exists(args.out):
+            parser.error(f"--out {args.out} exists; --recount writes a new file")
+        for rec in recount(read_records([args.recount])):
+            append_record(args.out, rec)
+        print(f"wrote {args.out}")
+        return 0
     bench, info, wl = Bench(repeats=2), jax_run_info(), WORKLOADS[args.workload]
     for dtype in args.dtypes.split(","):
         fields = profile_step(bench, wl, dtype, args.calls)

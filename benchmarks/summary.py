@@ -10,6 +10,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from benchmarks.common import read_records
 
 QUALITY = ("train_loss", "val_loss", "test_retain_mae", "test_forget_mae")
@@ -50,7 +52,7 @@ def _one_seed(records, rec) -> dict | None:
 
 def measurement_table(records: list[dict]) -> list[str]:
     head = ("| workload | phase | dtype | seeds | strategy | compile s | start s | s/epoch (all seeds) | s/epoch per seed | "
-            "samples/s | TFLOP/s | vs 1 seed | program MiB | peak MiB | train loss | test forget MAE | "
+            "samples/s | TFLOP/s | vs 1 seed | program MiB | process peak MiB | train loss | test forget MAE | "
             "test retain MAE | time vs retrain |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     order = {"train": 0, "retrain": 1, "proxy": 2, "finetune": 3, "gaussian": 4, "blindspot": 5, "blindspot-inloop": 6,
@@ -147,31 +149,81 @@ def _scaling(recs, workload, seeds, factor):
     return ("met" if ok else "not met"), "; ".join(parts) + f" (target >= {factor}x)"
 
 
+def _same_work(r) -> tuple:
+    """Items that trained the same seeds for the same number of epochs (the timed repeats
+    decide how many epochs a phase ran, so records of different runs may differ)."""
+    return r["workload"], r["phase"], r["seeds"], len(r.get("epoch_s_all") or ())
+
+
 def bf16_pairs(recs) -> list[tuple[dict, dict]]:
-    fp32 = {(r["workload"], r["phase"], r["seeds"], r["strategy"]): r for r in recs
-            if r["dtype"] == "float32" and r["seeds"] > 1}
+    """(fp32, bf16) records of the same work under the same seed strategy, >= 2 seeds."""
+    fp32 = {(*_same_work(r), r["strategy"]): r for r in recs if r["dtype"] == "float32" and r["seeds"] > 1}
     return [(fp32[k], r) for r in recs if r["dtype"] == "bfloat16"
-            for k in [(r["workload"], r["phase"], r["seeds"], r["strategy"])] if k in fp32]
+            for k in [(*_same_work(r), r["strategy"])] if k in fp32]
 
 
-def bf16_quality(recs):
-    """|mean_bf16 - mean_fp32| <= one seed-to-seed standard deviation (the larger of the two)."""
-    pairs = bf16_pairs(recs)
-    if not pairs:
-        return "not measured", "needs fp32 and bf16 records of the same item with >= 2 seeds"
-    bad, checked = [], 0
+def rounding_pairs(recs) -> list[tuple[dict, dict]]:
+    """(fp32, fp32) records of the same work under two seed strategies: the same seeds and
+    arithmetic, different only in rounding (summation order, kernel choice); the control
+    that shows how far float rounding alone moves the quality metrics."""
+    groups = defaultdict(list)
+    for r in recs:
+        if r["dtype"] == "float32" and r["seeds"] > 1:
+            groups[_same_work(r)].append(r)
+    return [(a, b) for group in groups.values() for i, a in enumerate(group) for b in group[i + 1:]
+            if a["strategy"] != b["strategy"]]
+
+
+def _compare(pairs) -> tuple[int, list[str], list[float]]:
+    """Metric pairs checked; those whose means differ by more than one seed-to-seed standard
+    deviation (the larger of the two); and each pair's paired-t p-value over the seeds."""
+    from jaxunlearn.claims import paired_p_value
+
+    bad, p_values = [], []
     for a, b in pairs:
         for m in QUALITY:
             qa, qb = a["quality"].get(m), b["quality"].get(m)
             if not qa or not qb or qa["mean"] is None or qb["mean"] is None:
                 continue
-            checked += 1
+            p_values.append(paired_p_value(np.asarray(qb["per_seed"], float) - np.asarray(qa["per_seed"], float)))
             noise = max(qa["std"] or 0.0, qb["std"] or 0.0)
             if abs(qb["mean"] - qa["mean"]) > noise:
                 bad.append(f"{a['workload']}/{a['phase']}/S={a['seeds']}/{a['strategy']} {m}: "
-                           f"fp32 {qa['mean']:.4f} ± {qa['std']:.4f} vs bf16 {qb['mean']:.4f} ± {qb['std']:.4f}")
+                           f"{a['dtype']} {qa['mean']:.4f} ± {qa['std']:.4f} vs {b['dtype']}"
+                           + ("" if a["strategy"] == b["strategy"] else f"/{b['strategy']}")
+                           + f" {qb['mean']:.4f} ± {qb['std']:.4f}")
+    return len(p_values), bad, p_values
+
+
+def _paired_tests(p_values: list[float]) -> str:
+    from jaxunlearn.claims import holm_rejections
+
+    finite = [p for p in p_values if math.isfinite(p)]
+    if not finite:
+        return "no paired test (fewer than 2 seeds)"
+    return (f"paired t over seeds: smallest p {min(finite):.3g}, {sum(p < 0.05 for p in finite)} below 0.05, "
+            f"{sum(holm_rejections(p_values))} significant after Holm over the {len(p_values)}")
+
+
+def bf16_quality(recs):
+    """|mean_bf16 - mean_fp32| <= one seed-to-seed standard deviation (the larger of the
+    two), for every metric of every item measured in both dtypes. The evidence adds paired
+    t-tests over the seeds (Holm-corrected) and, as a control, both checks on fp32 runs of
+    the same work under two seed strategies (rounding alone)."""
+    pairs = bf16_pairs(recs)
+    if not pairs:
+        return "not measured", "needs fp32 and bf16 records of the same item with >= 2 seeds"
+    checked, bad, p_values = _compare(pairs)
     detail = f"{checked} metric pairs over {len(pairs)} items"
-    return ("met" if not bad else "not met"), detail + ("; outside noise: " + "; ".join(bad) if bad else "")
+    detail += ("; outside noise: " + "; ".join(bad) if bad else "; none outside noise")
+    detail += f"; {_paired_tests(p_values)}"
+    control = rounding_pairs(recs)
+    if control:
+        c_checked, c_bad, c_p = _compare(control)
+        detail += (f". Control, fp32 against fp32 under another seed strategy (rounding alone): {len(c_bad)} of "
+                   f"{c_checked} metric pairs outside noise" + (" (" + "; ".join(c_bad) + ")" if c_bad else "")
+                   + f"; {_paired_tests(c_p)}")
+    return ("met" if not bad else "not met"), detail
 
 
 def auto_strategy(recs):
@@ -233,6 +285,20 @@ def targets_table(records: list[dict]) -> list[str]:
     return lines
 
 
+def _item_key(r: dict) -> tuple:
+    return (r.get("framework"), r.get("device"), r.get("workload"), r.get("phase"), r.get("dtype"), r.get("seeds"),
+            r.get("strategy"))
+
+
+def unresolved_problems(records: list[dict]) -> tuple[list[dict], int]:
+    """Skipped or failed records that no measurement of the same item (device, workload,
+    phase, dtype, seeds, strategy) answers, and how many others were answered."""
+    measured = {_item_key(r) for r in records if r.get("kind") in ("measurement", "profile")}
+    problems = [r for r in records if r.get("kind") in ("skipped", "error")]
+    left = [r for r in problems if _item_key(r) not in measured]
+    return left, len(problems) - len(left)
+
+
 def render_summary(records: list[dict]) -> str:
     out = ["# jaxunlearn benchmark summary", ""]
     runs = sorted({tuple(str(x) for x in (r.get("framework"), r.get("device"), r.get("backend"), r.get("versions"),
@@ -251,6 +317,11 @@ def render_summary(records: list[dict]) -> str:
         if device[1] == "cpu":
             out += [("CPU run: `device.memory_stats()` is unavailable on XLA:CPU, so peak memory is '-'; "
                     "'program MiB' is XLA's memory analysis of the timed program."), ""]
+        else:
+            out += [("'program MiB' is XLA's memory analysis of the timed program (arguments, outputs, "
+                     "temporaries); 'process peak MiB' is the device's high-water mark since the measuring "
+                     "process started (JAX cannot reset it), so it bounds the row from above and may come "
+                     "from an earlier item of the same run."), ""]
         out += measurement_table(recs)
     out += ["", ("Time per epoch is the median of the timed epochs after the compiling one (all seeds together); "
             "'vs 1 seed' is seed-epochs/s over the 1-seed rate; 'time vs retrain' projects the paper's epoch "
@@ -265,12 +336,16 @@ def render_summary(records: list[dict]) -> str:
 
         out += ["", "## One training step taken apart (1 seed)", "",
                 ("Each part compiled and timed on its own (median of 10 calls); 'scan_step' is the median "
-                 "epoch of the library's loop divided by its steps, with the step's FLOPs. What 'step' adds to "
+                 "epoch of the library's loop (its validation pass included) divided by its steps, with the "
+                 "step's FLOPs. FLOPs are the suite's matmul/conv count. What 'step' adds to "
                  "'grad' is the optimizer; what 'scan_step' adds to 'step' is the loop, the batch gather and "
                  "the divergence guard. A part called on its own also pays one dispatch (tens of microseconds), "
                  "which dominates tiny steps."), ""] + profile_table(records)
     out += ["", "## Targets", ""] + targets_table(records)
-    problems = [r for r in records if r.get("kind") in ("skipped", "error")]
+    problems, superseded = unresolved_problems(records)
+    if superseded:
+        out += ["", f"{superseded} skipped or failed items were measured by a later run of the same records "
+                    "and are not listed below."]
     if problems:
         out += ["", "## Skipped or failed", "", "| workload | phase | dtype | seeds | strategy | kind | why |",
                 "|---|---|---|---|---|---|---|"]

@@ -74,20 +74,26 @@ def paired_p_value(margin: np.ndarray) -> float:
     return float(2.0 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
 
 
+def holm_rejections(p_values: Sequence[float], alpha: float = 0.05) -> list[bool]:
+    """Which of ``p_values`` (one family) are significant after Holm's step-down correction:
+    the k-th smallest of m is significant while p <= alpha / (m - k + 1) (k = 1, 2, ...).
+    NaN p-values count in m and are never significant."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: (math.isnan(p_values[i]), p_values[i]))
+    out = [False] * m
+    for k, i in enumerate(order):
+        if math.isnan(p_values[i]) or p_values[i] > alpha / (m - k):
+            break
+        out[i] = True
+    return out
+
+
 def holm(verdicts: Sequence[Verdict], alpha: float = 0.05) -> list[str]:
     """Each verdict's outcome after Holm's step-down correction over ``verdicts`` (one
-    family): the k-th smallest p-value of m is significant while p <= alpha / (m - k + 1)
-    (k = 1, 2, ...); a significant margin holds or fails by its sign, the rest are
-    inconclusive. Verdicts without a p-value count in m and are inconclusive."""
-    m = len(verdicts)
-    order = sorted(range(m), key=lambda i: (math.isnan(verdicts[i].p), verdicts[i].p))
-    out = ["inconclusive"] * m
-    for k, i in enumerate(order):
-        v = verdicts[i]
-        if math.isnan(v.p) or v.p > alpha / (m - k):
-            break
-        out[i] = "holds" if v.mean > 0 else "fails"
-    return out
+    family, ``holm_rejections``): a significant margin holds or fails by its sign, the rest
+    are inconclusive. Verdicts without a p-value count in m and are inconclusive."""
+    significant = holm_rejections([v.p for v in verdicts], alpha)
+    return [("holds" if v.mean > 0 else "fails") if sig else "inconclusive" for v, sig in zip(verdicts, significant)]
 
 
 def _outcome(mean: float, half: float) -> str:

@@ -85,6 +85,13 @@ def test_holm_step_down():
     assert "after Holm (5 comparisons)" in table
 
 
+def test_holm_rejections_on_bare_p_values():
+    from jaxunlearn.claims import holm_rejections
+
+    assert holm_rejections([0.03, 0.004, 0.012, float("nan"), 0.02]) == [False, True, True, False, False]
+    assert holm_rejections([0.02, 0.021]) == [True, True] and holm_rejections([]) == []
+
+
 def test_claims_report_needs_the_subject_and_a_competitor():
     from jaxunlearn.claims import claims_report
 
