@@ -10,8 +10,8 @@ For one seed and one batch of a workload it compiles and times, separately (medi
     scan_step      one step inside the library's compiled epoch (median epoch / steps),
                    which adds the batch gather, the divergence guard and the loop
 
-with the FLOP count of each part (counted on the lowered program, so the same on every
-device) and the TFLOP/s it reaches. The differences between
+with the FLOP count of each part (its matmuls and convolutions, counted on the traced
+program, so the same on every device) and the TFLOP/s it reaches. The differences between
 rows say where an epoch's time goes beyond convolutions and matmuls (BatchNorm, the
 optimizer, the loop), i.e. the profile behind the gap to the epoch-time targets.
 
@@ -107,7 +107,7 @@ def profile_step(bench, wl, dtype: str, calls: int = 10) -> dict[str, Any]:
 
 def recount(records: list[dict]) -> list[dict]:
     """Profile records whose parts lack ``flops_source`` (written before the FLOPs were
-    counted on the lowered program: on a GPU their counts leave out cuDNN convolutions),
+    counted on the traced program: on a GPU their counts leave out cuDNN convolutions),
     with each part's FLOPs counted again here and its TFLOP/s recomputed from the recorded
     time. FLOPs depend on shapes alone, so any backend gives the device's count; the times
     are left as recorded. Other records pass through unchanged."""
