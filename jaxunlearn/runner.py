@@ -8,6 +8,7 @@ is one compiled call over all seeds and epochs. Keys are derived exactly as in
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import jax
@@ -104,6 +105,8 @@ class _PhaseDriver:
         def epochs(carry, hp, aux, epoch_ids, task):
             return phase.fit.run_epochs(carry, epoch_ids, task, hp, aux)
 
+        label = re.sub(r"\W", "_", phase.name)
+        begin.__name__, epochs.__name__ = f"{label}_begin", f"{label}_epochs"  # names in compile logs and profiles
         self.begin = SeedExecutor(begin, plan, n_per_seed=4)
         self.epochs = shared_epochs or SeedExecutor(epochs, plan, n_per_seed=3)
 

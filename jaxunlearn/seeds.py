@@ -207,8 +207,14 @@ def _over_local_seeds(fn: Callable, plan: LoopPlan) -> Callable:
     """``(per_seed [s, ...], shared) -> out [s, ...]``: ``fn`` over the seeds a program holds
     ("vmap" batches them, "map" runs them in sequence)."""
     if plan.seed_strategy == "vmap":
-        return lambda per_seed, shared: jax.vmap(lambda *p: fn(*p, *shared))(*per_seed)
-    return lambda per_seed, shared: jax.lax.map(lambda p: fn(*p, *shared), per_seed, batch_size=plan.map_batch_size)
+        def over_seeds(per_seed, shared):
+            return jax.vmap(lambda *p: fn(*p, *shared))(*per_seed)
+    else:
+        def over_seeds(per_seed, shared):
+            return jax.lax.map(lambda p: fn(*p, *shared), per_seed, batch_size=plan.map_batch_size)
+    # Named after ``fn``, so compile logs, profiles and XLA dumps say which program it is.
+    over_seeds.__name__ = over_seeds.__qualname__ = f"{getattr(fn, '__name__', 'fn')}_{plan.seed_strategy}"
+    return over_seeds
 
 
 def _local_blocks(tree: Any) -> dict[Any, Any]:

@@ -26,6 +26,15 @@ def test_every_strategy_matches_the_single_seed_function(strategy, batch):
     np.testing.assert_allclose(out["norm"], expected["norm"], rtol=1e-6)
 
 
+@pytest.mark.parametrize("strategy", ["vmap", "map"])
+def test_compiled_programs_are_named_after_their_function(strategy):
+    # Compile logs, profiles and XLA dumps name the program "<fn>_<strategy>", not "<lambda>".
+    run = SeedExecutor(per_seed_fn, LoopPlan(strategy), n_per_seed=2)
+    keys, scales = jax.random.split(jax.random.key(0), 2), jnp.ones(2)
+    text = run._program.lower((keys, scales), (jnp.ones(5),)).as_text()
+    assert f"per_seed_fn_{strategy}" in text
+
+
 def test_executor_checks_argument_count():
     run = SeedExecutor(per_seed_fn, LoopPlan("map"), n_per_seed=2)
     with pytest.raises(ValueError, match="expected 2 per-seed arguments"):
