@@ -79,8 +79,9 @@ def auto_plan(family: str, backend: str | None = None) -> LoopPlan:
     """The default plan for a model family ("conv", "dense", "recurrent") on a backend.
 
     Chosen from measurements (PERF_FACTS.md and benchmarks/RESULTS.md):
-    - GPU/TPU, conv: sequential seeds in one program (vmap of convs is 2-18x slower).
-    - GPU/TPU, dense/recurrent: vmap (4-10x the throughput of sequential seeds).
+    - GPU/TPU, conv: sequential seeds in one program (vmap of convs is 2-18x slower; on an
+      H200 AllCNN, 2.4x in fp32 and 1.8x in bf16 per seed, while "map" costs one seed's time).
+    - GPU/TPU, dense/recurrent: vmap (3-13x the throughput of sequential seeds on an H200).
     - CPU, conv: host loop over seeds and epochs, batches unrolled (while loops around
       conv steps are 10-50x slower on XLA:CPU; vmap of convs 4x slower).
     - CPU, dense/recurrent: sequential seeds in one program (vmap gains nothing on two

@@ -211,6 +211,10 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
                                                         cfg.relearn_alpha), plan)
     log(f"task: {task.name} | {task.describe()['train']} train rows")
     log(f"model: {cfg.model} ({model.family}) | backend {jax.default_backend()} | plan {plan}")
+    measured = auto_plan(model.family).seed_strategy
+    if plan.seed_strategy != measured:
+        log(f"note: seed strategy {plan.seed_strategy!r} chosen over {measured!r}, the measured fastest for "
+            f"{model.family} models on {jax.default_backend()} (benchmarks/RESULTS.md)")
 
     stages: dict[str, StageResult] = {}  # by row
     loaded: set[str] = set()

@@ -19,6 +19,7 @@ def test_run_writes_table_and_files(tmp_path, capsys):
     assert len(results["per_seed"]["blindspot"]["test_forget_mae"]) == 2
     md = (tmp_path / "results.md").read_text()
     assert "| blindspot |" in md
+    assert "note: seed strategy" not in out  # the measured default plan
     # The paper's claims, paired over the seeds, printed and saved (with Holm's correction).
     for text in (out, md):
         assert "The paper's claims about blindspot" in text and "after Holm (9 comparisons)" in text
@@ -28,8 +29,10 @@ def test_run_writes_table_and_files(tmp_path, capsys):
 # Bad input: tests/test_bad_input.py (and docs/BAD_INPUT.md).
 
 
-def test_bfloat16_study_runs_and_stays_finite(tmp_path):
-    assert main(TINY_ARGS + ["--dtype", "bfloat16", "--out", str(tmp_path)]) == 0
+def test_bfloat16_study_runs_and_stays_finite(tmp_path, capsys):
+    # Also an overridden seed strategy (vmap; the CPU's measured choice for an MLP is map).
+    assert main(TINY_ARGS + ["--dtype", "bfloat16", "--seed-strategy", "vmap", "--out", str(tmp_path)]) == 0
+    assert "note: seed strategy 'vmap' chosen over 'map', the measured fastest" in capsys.readouterr().out
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["config"]["dtype"] == "bfloat16"
     for row in ("original", "blindspot"):
