@@ -117,7 +117,7 @@ def _distance_to_retrain(metric: str, target: float | None = None) -> Callable[[
 
 # The rows each claim compares Blindspot with, when present: the paper's baselines, then
 # the general-unlearning baselines this library adds.
-COMPETITORS = ("finetune", "gaussian", "neggrad", "scrub", "ssd")
+COMPETITORS = ("finetune", "gaussian", "neggrad", "scrub", "ssd", "lfssd")
 
 # (claim, per-seed distance to minimise, competitors)
 CLAIMS: Sequence[tuple[str, Callable[[Mapping, str], np.ndarray], tuple[str, ...]]] = (

@@ -132,6 +132,6 @@ def stage_variants(cfg: StudyConfig, stage: str) -> list[Variant]:
 
 def study_variants(cfg: StudyConfig) -> list[Variant]:
     """Every row of the study in table order: original, retrain, then the unlearners' rows
-    (in ``STAGE_HP``'s order: finetune, gaussian, blindspot, neggrad, scrub, ssd)."""
+    (in ``STAGE_HP``'s order: finetune, gaussian, blindspot, neggrad, scrub, ssd, lfssd)."""
     running = set(REFERENCE_STAGES) | set(cfg.unlearners)
     return [v for stage in STAGE_HP if stage in running for v in stage_variants(cfg, stage)]

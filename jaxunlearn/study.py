@@ -35,7 +35,7 @@ from jaxunlearn.unlearn import UNLEARNERS, get_unlearner, make_original
 # Fixed stage numbers, folded into each seed's key: no two stages share randomness (the
 # rows of a swept stage share its keys: paired comparisons).
 STAGE_IDS = {"original": 0, "retrain": 1, "finetune": 2, "gaussian": 3, "blindspot": 4, "neggrad": 5, "scrub": 6,
-             "ssd": 7, "relearn": 100}
+             "ssd": 7, "lfssd": 8, "relearn": 100}
 
 
 @dataclasses.dataclass

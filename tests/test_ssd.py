@@ -1,6 +1,7 @@
-"""SSD (Selective Synaptic Dampening, retraining-free, beyond the paper): its importances
-against a plain Python loop of per-batch gradients, its dampening rule against NumPy, its
-limits, and that it forgets on a tiny task. The registry-wide contract (jit, shapes,
+"""SSD (Selective Synaptic Dampening, retraining-free, beyond the paper) and its label-free
+form LFSSD: the importances against a plain Python loop of per-batch gradients, the
+dampening rule against NumPy, the limits, that both forget on a tiny task, and that LFSSD
+never reads a label. The registry-wide contract (jit, shapes,
 seeds, determinism, declared hyperparameters) is in test_unlearner_conformance.py."""
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from jaxunlearn.seeds import LoopPlan, tree_index
 from jaxunlearn.study import last_phase_stats, seed_keys
 from jaxunlearn.train.loop import epoch_batches, predict
 from jaxunlearn.train.losses import get_loss
-from jaxunlearn.unlearn import make_ssd
-from jaxunlearn.unlearn.ssd import Importances, batch_importance, dampen
+from jaxunlearn.unlearn import make_lfssd, make_ssd
+from jaxunlearn.unlearn.ssd import Importances, batch_importance, dampen, output_norm
 from tests.helpers import (
     TINY,
     one_seed_setup,
@@ -35,13 +36,22 @@ def setup():
     return one_seed_setup(PLAN)
 
 
-def test_batch_importance_matches_a_python_loop_of_batch_gradients(setup):
+# Each objective and, for the loop below, the same per-batch scalar written out by hand.
+OBJECTIVES = {
+    "mse loss (SSD)": (get_loss("mse"), lambda pred, y: jnp.mean(jnp.square(pred - y))),
+    "output norm (LFSSD)": (output_norm, lambda pred, y: jnp.mean(jnp.square(pred))),
+}
+
+
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES))
+def test_batch_importance_matches_a_python_loop_of_batch_gradients(setup, objective):
     task, model, original = setup
+    per_row, by_hand = OBJECTIVES[objective]
     state = tree_index(original, 0)
     rows = np.asarray(task.train.host_indices("forget"), np.int32)
     key, batch_size = jax.random.key(3), 7  # the last batch is padded: its padding must not count
     assert rows.size % batch_size
-    got, got_loss = jax.jit(lambda k: batch_importance(model, "mse", state.params, state.batch_stats, task, rows,
+    got, got_loss = jax.jit(lambda k: batch_importance(model, per_row, state.params, state.batch_stats, task, rows,
                                                        batch_size, k, PLAN))(key)
     idx, w = epoch_batches(key, jnp.asarray(rows), batch_size)
     total, losses = jax.tree_util.tree_map(np.zeros_like, state.params), []
@@ -50,7 +60,7 @@ def test_batch_importance_matches_a_python_loop_of_batch_gradients(setup):
         x, y = task.train.x[np.asarray(idx[b])[keep]], task.train.y[np.asarray(idx[b])[keep]]
 
         def loss(p, x=x, y=y):
-            return jnp.mean(get_loss("mse")(model.apply_eval(p, state.batch_stats, x)[0], y))
+            return by_hand(model.apply_eval(p, state.batch_stats, x)[0], y)
 
         value, grads = jax.value_and_grad(loss)(state.params)
         total = jax.tree_util.tree_map(lambda t, g: t + np.asarray(g) ** 2, total, grads)
@@ -135,6 +145,38 @@ def test_ssd_dampens_what_serves_the_forget_rows_and_its_limits():
     zeros = sum(int(jnp.sum(p == 0)) for p in jax.tree_util.tree_leaves(zeroed.params))
     size = sum(p.size for p in jax.tree_util.tree_leaves(zeroed.params))
     assert zeros == round(fraction * size)
+
+
+def test_lfssd_reads_no_label_and_dampens_what_serves_the_forget_rows():
+    task = forget_feature_task()
+    model = tiny_model(task)
+    cfg = with_(TINY, seeds=1, train_epochs=40)
+    original = train_original(model, task, PLAN, cfg).state
+    # The same task with every training label replaced: LFSSD's result must not change; SSD's
+    # does (the check can fail).
+    rng = np.random.default_rng(1)
+    relabelled = task.replace(train=task.train.replace(y=jnp.asarray(rng.standard_normal(task.train.y.shape),
+                                                                     jnp.float32)))
+    keys = seed_keys(0, 1, "lfssd")
+
+    def params_after(make, which_task):
+        pipeline = make(model, which_task, cfg, PLAN)
+        return PipelineRunner(pipeline, PLAN)(keys, original, which_task, progress=False).state.params
+
+    leaves = lambda tree: [np.asarray(a) for a in jax.tree_util.tree_leaves(tree)]
+    for a, b in zip(leaves(params_after(make_lfssd, task)), leaves(params_after(make_lfssd, relabelled))):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(params_after(make_ssd, task)),
+                                                        leaves(params_after(make_ssd, relabelled))))
+    # Like SSD: the forget-only input's first-layer weights keep less of their size than the
+    # other inputs' weights, and the forget error rises more than the retain error.
+    before, after = tree_index(original, 0), tree_index(
+        PipelineRunner(make_lfssd(model, task, cfg, PLAN), PLAN)(keys, original, task, progress=False).state, 0)
+    kept = lambda rows: float(np.abs(after.params["dense_0"]["kernel"][rows]).sum()
+                              / np.abs(before.params["dense_0"]["kernel"][rows]).sum())
+    assert kept(slice(4, 5)) < 0.7 * kept(slice(0, 4))
+    (forget_0, retain_0), (forget_1, retain_1) = _errors(model, task, before), _errors(model, task, after)
+    assert forget_1 - forget_0 > retain_1 - retain_0
 
 
 def test_ssd_rejects_an_empty_forget_set():

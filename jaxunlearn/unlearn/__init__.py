@@ -12,7 +12,7 @@ from jaxunlearn.unlearn.gaussian import gaussian_relabel, make_gaussian
 from jaxunlearn.unlearn.neggrad import make_neggrad
 from jaxunlearn.unlearn.retrain import make_original, make_retrain
 from jaxunlearn.unlearn.scrub import make_scrub
-from jaxunlearn.unlearn.ssd import make_ssd
+from jaxunlearn.unlearn.ssd import make_lfssd, make_ssd
 
 UNLEARNERS: dict[str, Callable[..., Pipeline]] = {
     "retrain": make_retrain,
@@ -22,6 +22,7 @@ UNLEARNERS: dict[str, Callable[..., Pipeline]] = {
     "neggrad": make_neggrad,  # beyond the paper: general-unlearning baselines
     "scrub": make_scrub,
     "ssd": make_ssd,  # beyond the paper: retraining-free
+    "lfssd": make_lfssd,  # ... and label-free
 }
 
 # Each stage's float hyperparameters and their defaults: what ``--hp``/``--sweep`` may set.
@@ -34,6 +35,7 @@ STAGE_HP: dict[str, dict[str, float]] = {
     "neggrad": neggrad.DEFAULT_HP,
     "scrub": scrub.DEFAULT_HP,
     "ssd": ssd.DEFAULT_HP,
+    "lfssd": ssd.DEFAULT_HP,
 }
 
 # Allowed ranges (inclusive) of hyperparameters other than learning rates (which must be > 0).
@@ -42,6 +44,7 @@ STAGE_HP_BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
     "neggrad": neggrad.HP_BOUNDS,
     "scrub": scrub.HP_BOUNDS,
     "ssd": ssd.HP_BOUNDS,
+    "lfssd": ssd.HP_BOUNDS,
 }
 
 
@@ -54,4 +57,4 @@ def get_unlearner(name: str) -> Callable[..., Pipeline]:
 
 __all__ = ["STAGE_HP", "STAGE_HP_BOUNDS", "UNLEARNERS", "Phase", "Pipeline", "blindspot_loss", "gaussian_relabel", "get_unlearner",
            "make_blindspot", "make_finetune", "make_gaussian", "make_neggrad", "make_original", "make_retrain",
-           "make_scrub", "make_ssd"]
+           "make_lfssd", "make_scrub", "make_ssd"]

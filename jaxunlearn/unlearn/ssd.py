@@ -28,6 +28,12 @@ minimum the full data's mean gradient is small, while the forget rows' is not.
 
 The importances are one phase and the dampening another, so a sweep of ``a`` and ``l``
 computes the importances once per seed (``Phase.reads_hp``).
+
+``lfssd`` (Loss-Free SSD; Foster, Schoepf and Brintrup, "Loss-Free Machine Unlearning",
+ICLR 2024 Tiny Papers) is the same with the loss replaced by the squared l2 norm of the
+model's output, here the squared prediction [N, 1]: it reads no labels, so it can forget
+rows whose targets are gone. Everything else (batches, selection, dampening, defaults) is
+SSD's.
 """
 from __future__ import annotations
 
@@ -61,16 +67,24 @@ class Importances:
     forget: object
 
 
-def batch_importance(model: ModelFns, loss_name: str, params, batch_stats, task: Task, rows: np.ndarray,
+def output_norm(pred: jax.Array, y: jax.Array) -> jax.Array:
+    """LFSSD's objective per row: the squared l2 norm of the output, pred [N, 1] -> [N, 1]
+    (``y`` is not read)."""
+    del y
+    return jnp.square(pred)
+
+
+def batch_importance(model: ModelFns, objective, params, batch_stats, task: Task, rows: np.ndarray,
                      batch_size: int, key: jax.Array, plan: LoopPlan) -> tuple[object, jax.Array]:
     """Mean over the shuffled mini-batches of ``rows`` of the squared gradient of each
-    batch's mean loss (inference mode). Returns (pytree like ``params``, mean batch loss)."""
-    loss_fn = get_loss(loss_name)
+    batch's masked mean of ``objective(pred [B, 1], y [B, 1]) -> [B, 1]`` (a task loss, or
+    ``output_norm``), the model in inference mode. Returns (pytree like ``params``, the
+    objective's mean over the batches)."""
     idx, w = epoch_batches(key, jnp.asarray(rows), batch_size)
 
     def batch_loss(p, batch):
         pred = model.apply_eval(p, batch_stats, batch["x"])[0]
-        return masked_mean(loss_fn(pred, batch["y"]), batch["w"])
+        return masked_mean(objective(pred, batch["y"]), batch["w"])
 
     def accumulate(carry, inputs):
         total, loss_sum = carry
@@ -101,8 +115,10 @@ def dampen(params, importances: Importances, selection_weight: jax.Array, dampen
     return new, count.astype(jnp.float32) / size
 
 
-def make_ssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
-    """Phase "importance" (F_D and F_f of the original model), then phase "dampen"."""
+def make_ssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, label_free: bool = False) -> Pipeline:
+    """Phase "importance" (F_D and F_f of the original model), then phase "dampen".
+    ``label_free``: LFSSD's importances (``output_norm``) instead of the task loss's."""
+    objective = output_norm if label_free else get_loss(cfg.loss)
     all_rows = np.asarray(task.train.host_indices("all"), np.int32)
     forget_rows = np.asarray(task.train.host_indices("forget"), np.int32)
     if forget_rows.size == 0:
@@ -118,9 +134,9 @@ def make_ssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> P
 
     def importance(key, state: TrainState, task, hp, aux):
         k_full, k_forget = jax.random.split(key)
-        full, loss = batch_importance(model, cfg.loss, state.params, state.batch_stats, task, all_rows,
+        full, loss = batch_importance(model, objective, state.params, state.batch_stats, task, all_rows,
                                       cfg.batch_size, k_full, plan)
-        forget, _ = batch_importance(model, cfg.loss, state.params, state.batch_stats, task, forget_rows,
+        forget, _ = batch_importance(model, objective, state.params, state.batch_stats, task, forget_rows,
                                      min(cfg.batch_size, forget_rows.size), k_forget, plan)
         result = Importances(full, forget)
         return result, {"train_loss": loss, "diverged_at": jnp.where(all_finite(result), -1, 0)}
@@ -134,5 +150,11 @@ def make_ssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> P
         return state.replace(params=params), {"dampened_fraction": jnp.where(finite, fraction, 0.0),
                                               "diverged_at": jnp.where(finite, -1, 0)}
 
-    return Pipeline("ssd", (Phase("importance", from_original, OneShot(importance), reads_hp=()),
-                            Phase("dampen", from_original, OneShot(apply))), DEFAULT_HP)
+    return Pipeline("lfssd" if label_free else "ssd",
+                    (Phase("importance", from_original, OneShot(importance), reads_hp=()),
+                     Phase("dampen", from_original, OneShot(apply))), DEFAULT_HP)
+
+
+def make_lfssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
+    """Loss-Free SSD: ``make_ssd`` with the output norm's importances (no labels read)."""
+    return make_ssd(model, task, cfg, plan, label_free=True)
