@@ -17,7 +17,7 @@ from jaxunlearn.metrics.suite import TABLE_COLUMNS
 from jaxunlearn.report import atomic_write_text, format_table
 
 DOCS = Path(__file__).resolve().parent
-ROWS = ["original", "retrain", "finetune", "gaussian", "blindspot", "neggrad", "scrub", "ssd"]
+ROWS = ["original", "retrain", "finetune", "gaussian", "blindspot", "neggrad", "scrub", "ssd", "lfssd"]
 
 # The authors' notebook outputs (one unseeded run each), from the paper's public code.
 PAPER_AGEDB = """| model | retain MAE | forget MAE | Wasserstein | MIA forget | AIN |
@@ -146,6 +146,43 @@ DOMAINS = [
         "paper": None,
         "deviations": "None from the config; SSD at dampening 1 and selection weights "
                       "10 (both its paper's values), 30, 100 and 300.",
+        "sweep": True,
+    },
+    {
+        "key": "vision-lfssd",
+        "title": "Beyond the paper: LFSSD, retraining- and label-free, on the vision study",
+        "command": "jaxunlearn run --config configs/agedb.toml --model-arg width=16 --epochs 15 --augment-pad 0 "
+                   "--unlearners finetune,lfssd --sweep lfssd.selection_weight=10,30,100,300 "
+                   "--checkpoint-dir docs/results/vision-baselines/checkpoints --keep-unlearned --plots "
+                   "--out docs/results/vision-lfssd",
+        "paper": None,
+        "deviations": "As the SSD section on vision above (the same original and retrained models, loaded from "
+                      "the vision baselines study's checkpoints); LFSSD at dampening 1 and the same selection "
+                      "weights.",
+        "sweep": True,
+    },
+    {
+        "key": "text-lfssd",
+        "title": "Beyond the paper: LFSSD, retraining- and label-free, on the text study",
+        "command": "jaxunlearn run --config configs/stsb.toml --unlearners finetune,lfssd "
+                   "--sweep lfssd.selection_weight=10,30,100,300 "
+                   "--checkpoint-dir docs/results/text-ssd/checkpoints --keep-unlearned --plots "
+                   "--out docs/results/text-lfssd",
+        "paper": None,
+        "deviations": "As the SSD section on text above (its original, retrained and fine-tuned models, loaded "
+                      "from its checkpoints); LFSSD at dampening 1 and the same selection weights.",
+        "sweep": True,
+    },
+    {
+        "key": "forecasting-lfssd",
+        "title": "Beyond the paper: LFSSD, retraining- and label-free, on the forecasting study",
+        "command": "jaxunlearn run --config configs/electricity.toml --unlearners finetune,lfssd "
+                   "--sweep lfssd.selection_weight=10,30,100,300 "
+                   "--checkpoint-dir docs/results/forecasting-ssd/checkpoints --keep-unlearned --plots "
+                   "--out docs/results/forecasting-lfssd",
+        "paper": None,
+        "deviations": "As the SSD section on forecasting above (its original, retrained and fine-tuned models, "
+                      "loaded from its checkpoints); LFSSD at dampening 1 and the same selection weights.",
         "sweep": True,
     },
 ]
