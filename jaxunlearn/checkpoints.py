@@ -283,11 +283,6 @@ class CheckpointStore:
         else:
             os.rename(tmp, final)
 
-    def discard(self, stages: list[str]) -> None:
-        """Deletes the named stages' checkpoints (e.g. unlearned models not asked to be kept)."""
-        for stage in stages:
-            shutil.rmtree(self.path(stage), ignore_errors=True)
-
     def remove_abandoned(self) -> None:
         """Deletes temporary folders left by killed writers (whose process no longer runs)."""
         for tmp in self.root.glob(".tmp-*"):
@@ -301,3 +296,17 @@ class CheckpointStore:
             except PermissionError:
                 continue
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def discard_checkpoint(folder: Path) -> None:
+    """Deletes a committed stage folder (e.g. an unlearned model not asked to be kept) so
+    that a kill at any moment leaves it whole or gone: it is first renamed, atomically, to
+    a hidden temporary name that ``CheckpointStore.remove_abandoned`` also clears, and only
+    then deleted file by file."""
+    folder = Path(folder)
+    doomed = folder.parent / f".tmp-{folder.name}-{os.getpid()}-{uuid.uuid4().int % 2**31:08x}"
+    try:
+        os.rename(folder, doomed)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)

@@ -252,13 +252,11 @@ def command_run(args: argparse.Namespace) -> int:
         for path in write_figures(result, out):
             print(f"wrote {path}")
     if not args.keep_unlearned:
-        import shutil
-
-        from jaxunlearn.checkpoints import REUSED_STAGES
+        from jaxunlearn.checkpoints import REUSED_STAGES, discard_checkpoint
 
         for stage, path in result.checkpoints.items():
             if stage not in REUSED_STAGES:
-                shutil.rmtree(path, ignore_errors=True)
+                discard_checkpoint(path)
     return 0
 
 

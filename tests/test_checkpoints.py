@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxunlearn.checkpoints import CheckpointStore, data_fingerprint, training_settings
+from jaxunlearn.checkpoints import CheckpointStore, data_fingerprint, discard_checkpoint, training_settings
 from jaxunlearn.study import run_study
 from tests.helpers import TINY, tiny_task
 
@@ -128,6 +128,38 @@ def test_abandoned_temporary_folders_are_removed(tmp_path):
     (stale / "junk").write_text("partial")
     CheckpointStore(tmp_path, CFG, "f" * 64).begin(resume=False)
     assert not stale.exists()
+
+
+def test_a_discarded_checkpoint_is_whole_or_gone_at_any_moment(tmp_path, monkeypatch):
+    def stage_folder():
+        folder = tmp_path / "finetune-0123"
+        (folder / "state").mkdir(parents=True)
+        (folder / "meta.json").write_text("{}")
+        (folder / "state" / "array").write_text("data")
+        return folder
+
+    folder = stage_folder()
+    discard_checkpoint(folder)
+    assert not folder.exists() and not list(tmp_path.iterdir())
+    discard_checkpoint(folder)  # already gone: nothing to do
+
+    # Killed while deleting: the stage folder itself is already gone (renamed away first),
+    # and what is left is a hidden temporary folder that the next run clears.
+    folder = stage_folder()
+
+    def killed(path, ignore_errors=False):
+        (path / "meta.json").unlink()  # deletion under way...
+        raise KeyboardInterrupt  # ...then the process dies
+
+    monkeypatch.setattr("jaxunlearn.checkpoints.shutil.rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        discard_checkpoint(folder)
+    monkeypatch.undo()
+    assert not folder.exists()
+    leftovers = list(tmp_path.iterdir())
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".tmp-finetune-0123-")
+    CheckpointStore(tmp_path, CFG, "f" * 64).begin(resume=False)
+    assert not leftovers[0].exists()
 
 
 def test_a_checkpoint_of_other_training_code_is_reused_with_a_warning(first_run, monkeypatch):
