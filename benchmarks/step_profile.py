@@ -111,6 +111,8 @@ def recount(records: list[dict]) -> list[dict]:
     with each part's FLOPs counted again here and its TFLOP/s recomputed from the recorded
     time. FLOPs depend on shapes alone, so any backend gives the device's count; the times
     are left as recorded. Other records pass through unchanged."""
+    import jax
+
     from benchmarks.common import WORKLOADS
     from benchmarks.measure import Bench
 
@@ -128,15 +130,9 @@ def recount(records: list[dict]) -> list[dict]:
             secs = comp["epoch_s"] if name == "scan_step" else comp["s"]
             tflops = None if counted["flops"] is None else counted["flops"] * steps / secs / 1e12
             new[name] = {**comp, **counted, "flops_as_recorded": comp.get("flops"), "tflops": tflops,
-                         "flops_source": counted["flops_source"] + f", recounted on {jax_backend()}"}
+                         "flops_source": counted["flops_source"] + f", recounted on {jax.default_backend()}"}
         out.append({**rec, "components": new})
     return out
-
-
-def jax_backend() -> str:
-    import jax
-
-    return jax.default_backend()
 
 
 def profile_table(records: list[dict]) -> list[str]:
