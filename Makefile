@@ -11,18 +11,27 @@ TEST_WORKERS ?= 2
 
 .PHONY: run test install clean
 
-$(VENV)/.installed: pyproject.toml
+# One stamp per set of extras, each rebuilt when pyproject.toml changes: `make run` needs the
+# demo data (the default study reads pmdarima's taylor series) and matplotlib; `make test`
+# also the test tools, so every loader and the figures are tested.
+$(VENV)/.installed-run: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[data,plots]"
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.installed-test: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test,data,plots]"
+	touch $@
 
-run: $(VENV)/.installed
+install: $(VENV)/.installed-test
+
+run: $(VENV)/.installed-run
 	$(VENV)/bin/jaxunlearn run --out $(OUT)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 clean:

@@ -16,6 +16,8 @@ Two figures, drawn from a :class:`jaxunlearn.study.StudyResult`:
 The numbers behind the histogram come from :func:`forget_deviation`, a pure NumPy
 function. Figures are built with matplotlib's object-oriented API on the Agg canvas (no
 pyplot, no global backend change), and matplotlib is imported only when a figure is drawn.
+matplotlib is optional (``pip install 'jaxunlearn[plots]'``); :func:`check_plots_available`
+reports its absence without importing anything.
 
     >>> from jaxunlearn.plots import write_figures
     >>> paths = write_figures(result, "results/")     # doctest: +SKIP
@@ -28,9 +30,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from jaxunlearn.extras import require
 from jaxunlearn.report import atomic_write
 
-__all__ = ["FIGURE_FILES", "forget_deviation", "forget_deviation_figure", "error_figure", "write_figures"]
+__all__ = [
+    "FIGURE_FILES", "check_plots_available", "forget_deviation", "forget_deviation_figure", "error_figure",
+    "write_figures",
+]
 
 # Stable file names written by :func:`write_figures`, in order.
 FIGURE_FILES: tuple[str, ...] = ("forget_deviation_hist.png", "errors_ci.png")
@@ -105,8 +111,22 @@ def forget_deviation(
     return out
 
 
+def check_plots_available() -> None:
+    """Checks, without importing it, that matplotlib (the ``plots`` extra) is installed.
+
+    Cheap enough to call before a study starts, so a missing package is reported before
+    any training rather than after it.
+
+    Raises:
+        MissingExtraError: (a ValueError) matplotlib is missing; the message names
+            ``pip install 'jaxunlearn[plots]'``.
+    """
+    require("plots", "drawing figures (--plots)", "matplotlib")
+
+
 def _figure(width: float, height: float):
     """A pyplot-free Figure on an Agg canvas (matplotlib imported lazily)."""
+    check_plots_available()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -218,7 +238,11 @@ def write_figures(result: Any, out_dir: str | os.PathLike, dpi: int = 120) -> li
 
     Returns:
         The written paths, in ``FIGURE_FILES`` order.
+
+    Raises:
+        MissingExtraError: matplotlib (the ``plots`` extra) is not installed.
     """
+    check_plots_available()  # before creating out_dir
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []

