@@ -28,6 +28,7 @@ logs a warning naming the folder to delete (``CheckpointStore.code_warning``).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -55,14 +56,11 @@ REUSED_STAGES = ("original", "retrain")
 # Settings that change no stage's trained weights (only the metrics or which stages run).
 # "devices" only says where the seeds run: each seed's arithmetic is the same (weights agree
 # to float rounding), so a study can resume on a machine with another device count.
-# "hp" and "sweep" enter each row's key as that row's own hyperparameters.
+# "hp" and "sweep" enter each row's key as that row's own hyperparameters, and "settings"
+# as the row's own unlearner's settings only (so e.g. a new ``--set NAME.epochs`` of one
+# unlearner reuses the original and retrained models and every other unlearner's rows).
 _NOT_TRAINING = ("unlearners", "relearn_lr", "relearn_max_epochs", "relearn_alpha", "mia_samples", "stand_in",
-                 "devices", "hp", "sweep")
-# Settings that only one unlearner reads: left out of every other stage's key, so e.g. a new
-# --blindspot-epochs reuses the original and retrained models.
-_ONLY_FOR_STAGE = {"finetune_epochs": "finetune", "gaussian_epochs": "gaussian", "gaussian_stats": "gaussian",
-                   "proxy_epochs": "blindspot", "blindspot_epochs": "blindspot", "neggrad_epochs": "neggrad",
-                   "scrub_epochs": "scrub", "scrub_max_epochs": "scrub", "scrub_forget_batch": "scrub"}
+                 "devices", "hp", "sweep", "settings")
 # The package's modules whose code shapes a stage's trained weights (paths in jaxunlearn/).
 TRAINING_CODE = ("config.py", "data", "models", "runner.py", "seeds.py", "train", "unlearn")
 # Testing hook: kill the process after a stage's files are written but before the rename
@@ -104,24 +102,29 @@ def data_fingerprint(task: Task) -> str:
 
 
 def training_settings(cfg: StudyConfig, stage: str | None = None) -> dict[str, Any]:
-    """The configuration fields that can change a trained stage's weights (of ``stage``
-    only, when given)."""
-    return {k: v for k, v in cfg.to_dict().items()
-            if k not in _NOT_TRAINING and (stage is None or _ONLY_FOR_STAGE.get(k, stage) == stage)}
+    """The configuration fields that can change a trained stage's weights: the study-wide
+    ones, and with ``stage`` that stage's own resolved settings (defaults included, as
+    ``"settings"``; absent for a stage without settings)."""
+    out = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_TRAINING}
+    if stage is not None:
+        resolved = cfg.resolved_settings(stage)
+        if resolved is not None:
+            out["settings"] = dataclasses.asdict(resolved)
+    return out
 
 
 # Settings that only choose which rows a study has: --resume may change them (a wider sweep,
 # another unlearner), since every row's checkpoint key says exactly what it holds.
-_ROW_SELECTION = ("unlearners", "hp", "sweep")
+_ROW_SELECTION = ("unlearners", "hp", "sweep", "settings")
 
 
 def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The settings that differ; a setting added to StudyConfig after ``saved`` was written
-    counts as its default there."""
+    counts as its default there, and one since removed is ignored."""
     current = json.loads(json.dumps(current, default=str))  # tuples -> lists, as saved
     defaults = json.loads(json.dumps(StudyConfig().to_dict(), default=str))
     saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
-    keys = sorted((set(saved) | set(current)) - set(_ROW_SELECTION))
+    keys = sorted(set(current) - set(_ROW_SELECTION))
     return [f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in keys if saved.get(k) != current.get(k)]
 
 

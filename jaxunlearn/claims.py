@@ -115,37 +115,48 @@ def _distance_to_retrain(metric: str, target: float | None = None) -> Callable[[
     return distance
 
 
-# The rows each claim compares Blindspot with, when present: the paper's baselines, then
-# the general-unlearning baselines this library adds.
-COMPETITORS = ("finetune", "gaussian", "neggrad", "scrub", "ssd", "lfssd")
-
-# (claim, per-seed distance to minimise, competitors)
-CLAIMS: Sequence[tuple[str, Callable[[Mapping, str], np.ndarray], tuple[str, ...]]] = (
+# (claim, per-seed distance to minimise)
+CLAIMS: Sequence[tuple[str, Callable[[Mapping, str], np.ndarray]]] = (
     ("forget-set predictions closest to retraining (lower W1)",
-     lambda per_seed, row: np.asarray(per_seed[row]["wasserstein"], np.float64), COMPETITORS),
-    ("forget error (test MAE) nearest the retrained model's", _distance_to_retrain("test_forget_mae"),
-     COMPETITORS),
-    ("membership-attack rate nearest the retrained model's", _distance_to_retrain("mia"), COMPETITORS),
-    ("anamnesis index nearest 1", _distance_to_retrain("ain", target=1.0), COMPETITORS),
+     lambda per_seed, row: np.asarray(per_seed[row]["wasserstein"], np.float64)),
+    ("forget error (test MAE) nearest the retrained model's", _distance_to_retrain("test_forget_mae")),
+    ("membership-attack rate nearest the retrained model's", _distance_to_retrain("mia")),
+    ("anamnesis index nearest 1", _distance_to_retrain("ain", target=1.0)),
 )
 
 
-def evaluate_claims(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subject: str = "blindspot",
+def claims_subject() -> str:
+    """The unlearner the paper's claims are about (registered with ``claims_subject``)."""
+    from jaxunlearn import unlearn
+
+    return next(u.name for u in unlearn.all_stages() if u.claims_subject)
+
+
+def competitors(subject: str) -> list[str]:
+    """Every registered unlearner but ``subject``, in the registry's order (the paper's
+    baselines, the general-unlearning ones this library adds, then any user's)."""
+    from jaxunlearn import unlearn
+
+    return [name for name in unlearn.names() if name != subject]
+
+
+def evaluate_claims(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subject: str | None = None,
                     rivals: Sequence[str] | None = None) -> list[Verdict]:
     """Tests every claim of ``CLAIMS`` for ``subject`` plus the retain-error claim.
 
     Args:
         per_seed: ``per_seed[row][metric]`` = [S] values (rows: original, retrain, ...).
-        subject: the model the claims are about.
-        rivals: the rows to compare with (e.g. a swept ``finetune[lr=0.0003]``); default:
-            each claim's competitors present (``COMPETITORS``).
+        subject: the model the claims are about (default: ``claims_subject()``).
+        rivals: the rows to compare with (e.g. a swept ``NAME[lr=0.0003]``); default:
+            the ``competitors`` present.
 
     Returns:
         One Verdict per (claim, competitor) whose rows are present.
     """
+    subject = subject or claims_subject()
     verdicts = []
-    for claim, distance, default_rivals in CLAIMS:
-        for rival in default_rivals if rivals is None else rivals:
+    for claim, distance in CLAIMS:
+        for rival in competitors(subject) if rivals is None else rivals:
             if rival in per_seed and subject in per_seed:
                 margin = distance(per_seed, rival) - distance(per_seed, subject)
                 mean, half, n = paired_interval(margin)
@@ -163,7 +174,7 @@ def evaluate_claims(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subje
 def claims_table(verdicts: Sequence[Verdict]) -> str:
     """Markdown table of verdicts: claim, compared with, margin (mean ± 95% CI), seeds,
     p-value, outcome, and the outcome after Holm's correction over the table's verdicts."""
-    lines = ["| Blindspot claim | compared with | margin (mean ± 95% CI) | seeds | p | verdict | "
+    lines = ["| claim | compared with | margin (mean ± 95% CI) | seeds | p | verdict | "
              f"after Holm ({len(verdicts)} comparisons) |", "|---|---|---|---|---|---|---|"]
     for v, corrected in zip(verdicts, holm(verdicts)):
         lines.append(f"| {v.claim} | {v.versus} | {v.mean:.4g} ± {v.ci95:.3g} | {v.n} | {v.p:.2g} | **{v.outcome}** | "
@@ -171,11 +182,12 @@ def claims_table(verdicts: Sequence[Verdict]) -> str:
     return "\n".join(lines)
 
 
-def claims_report(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subject: str = "blindspot") -> str | None:
-    """The paper's claims about ``subject`` on a study's per-seed metrics as Markdown (a
-    heading line and ``claims_table``), or None when the study has no ``subject`` row or no
-    competitor of it (a sweep's rows are named ``blindspot[...]``: compare those with
-    ``evaluate_claims(per_seed, subject=row)``)."""
+def claims_report(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subject: str | None = None) -> str | None:
+    """The paper's claims about ``subject`` (default ``claims_subject()``) on a study's
+    per-seed metrics as Markdown (a heading line and ``claims_table``), or None when the
+    study has no ``subject`` row or no competitor of it (a sweep's rows are named
+    ``NAME[...]``: compare those with ``evaluate_claims(per_seed, subject=row)``)."""
+    subject = subject or claims_subject()
     verdicts = evaluate_claims(per_seed, subject=subject)
     if not any(v.versus != "original" for v in verdicts):
         return None

@@ -1,4 +1,10 @@
-"""Command line: ``jaxunlearn run`` (a multi-seed study) and ``jaxunlearn list``."""
+"""Command line: ``jaxunlearn run`` (a multi-seed study) and ``jaxunlearn list``.
+
+Everything about unlearners comes from the registry (``jaxunlearn.unlearn.registry``):
+``--plugin`` imports a user's module first, so its unlearners get the same options as the
+built-ins (``--unlearners``, ``--hp``/``--sweep``, ``--set NAME.FIELD=VALUE``, and each
+unlearner's old-style aliases such as ``--NAME-epochs``).
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,14 +13,15 @@ import os
 import sys
 from pathlib import Path
 
+from jaxunlearn import unlearn
 from jaxunlearn.config import StudyConfig
-
-DEFAULTS = StudyConfig()
 
 
 def _value(text: str):
     if text.strip().lower() in ("true", "false"):
         return text.strip().lower() == "true"
+    if text.strip().lower() == "none":
+        return None
     for cast in (int, float):
         try:
             return cast(text)
@@ -39,17 +46,29 @@ def parse_model_args(items: list[str], option: str = "--model-arg") -> tuple[tup
 # command-line option -> StudyConfig field (options left out keep the file's or default value)
 _OPTION_FIELDS = {
     "dataset": "dataset", "forget": "forget", "model": "model", "loss": "loss", "seeds": "seeds", "seed": "seed",
-    "epochs": "train_epochs", "batch_size": "batch_size", "finetune_epochs": "finetune_epochs",
-    "gaussian_epochs": "gaussian_epochs", "proxy_epochs": "proxy_epochs", "blindspot_epochs": "blindspot_epochs",
-    "neggrad_epochs": "neggrad_epochs", "scrub_epochs": "scrub_epochs", "scrub_max_epochs": "scrub_max_epochs",
-    "scrub_forget_batch": "scrub_forget_batch",
-    "augment_pad": "augment_pad", "seed_strategy": "seed_strategy", "devices": "devices", "dtype": "dtype",
-    "stand_in": "stand_in",
+    "epochs": "train_epochs", "batch_size": "batch_size", "augment_pad": "augment_pad",
+    "seed_strategy": "seed_strategy", "devices": "devices", "dtype": "dtype", "stand_in": "stand_in",
 }
 _FIELDS = {f.name for f in dataclasses.fields(StudyConfig)}
+# Config-file keys that are not StudyConfig fields: modules to import first (like --plugin).
+_FILE_ONLY = ("plugins",)
+
+
+def _setting_aliases() -> dict[str, tuple[str, str]]:
+    """Old-style names of unlearner settings (``NAME_FIELD``) -> (unlearner, field), from
+    the registry: accepted as ``--NAME-FIELD`` and as top-level config keys."""
+    return unlearn.registry.alias_fields()
+
+
+def load_plugins(specs: list[str]) -> None:
+    """Imports each ``--plugin`` module (a module name or a .py path), which registers its
+    unlearners. Raises PluginError (a ValueError) naming the plugin and what is wrong."""
+    for spec in specs:
+        unlearn.load_plugin(spec)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    DEFAULTS = StudyConfig()  # noqa: N806 (after the plugins loaded: their defaults count)
     parser = argparse.ArgumentParser(
         prog="jaxunlearn",
         description="Machine unlearning for deep regression models (Blindspot, Gaussian amnesiac, fine-tune vs "
@@ -60,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Settings come from StudyConfig's defaults, then --config FILE, then the "
                                      "options given here (which win).")
     run.add_argument("--config", metavar="FILE", help="TOML file of StudyConfig fields (see configs/)")
+    run.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                     help="import a module (name or .py path) that registers your own unlearner(s) first "
+                          "(repeatable); they then work like the built-ins")
     run.add_argument("--dataset", help=f"dataset name (see `jaxunlearn list`; default {DEFAULTS.dataset})")
     run.add_argument("--dataset-arg", action="append", default=[], metavar="NAME=VALUE",
                      help="dataset loader argument, e.g. --dataset-arg data_dir=~/agedb (repeatable)")
@@ -76,18 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int,
                      help=f"training epochs of the original and retrained models (default {DEFAULTS.train_epochs})")
     run.add_argument("--batch-size", type=int, help=f"rows per step (default {DEFAULTS.batch_size})")
-    for name in ("finetune", "gaussian", "proxy", "blindspot", "neggrad", "scrub", "scrub-max"):
-        field = name.replace("-", "_") + "_epochs"
-        run.add_argument(f"--{name}-epochs", type=int, help=f"default {getattr(DEFAULTS, field)}")
-    run.add_argument("--scrub-forget-batch", type=int,
-                     help="rows per step of SCRUB's max passes (default: --batch-size, capped at the forget rows)")
+    run.add_argument("--set", action="append", default=[], metavar="NAME.FIELD=VALUE", dest="settings",
+                     help="an unlearner's static setting, e.g. --set NAME.epochs=3 (repeatable; `jaxunlearn list` "
+                          "shows every unlearner's settings and defaults; 'none' for None)")
+    aliases = run.add_argument_group("aliases of --set (older option names)")
+    for alias, (stage, field) in _setting_aliases().items():
+        aliases.add_argument(f"--{alias.replace('_', '-')}", type=_value, dest=f"alias__{alias}",
+                             metavar="VALUE", help=f"= --set {stage}.{field}=VALUE")
     run.add_argument("--augment-pad", type=int, help="image augmentation: random-crop padding (0 = off)")
-    run.add_argument("--unlearners", help=f"comma-separated unlearners (default {','.join(DEFAULTS.unlearners)})")
+    run.add_argument("--unlearners",
+                     help=f"comma-separated unlearners (default {','.join(unlearn.default_unlearners())}; "
+                          f"known: {','.join(unlearn.names())})")
     run.add_argument("--hp", action="append", default=[], metavar="STAGE.NAME=VALUE",
-                     help="a float hyperparameter for every seed, e.g. --hp blindspot.beta=10 or --hp finetune.lr=3e-4 "
-                          "(repeatable; `jaxunlearn list` shows them and their defaults)")
+                     help="a float hyperparameter for every seed, e.g. --hp NAME.lr=3e-4 (repeatable; "
+                          "`jaxunlearn list` shows them and their defaults)")
     run.add_argument("--sweep", action="append", default=[], metavar="STAGE.NAME=V1,V2,...",
-                     help="run an unlearner with each value, e.g. --sweep blindspot.beta=0,10,50: one row per "
+                     help="run an unlearner with each value, e.g. --sweep NAME.lr=1e-4,1e-3: one row per "
                           "value (every combination when one unlearner has several), run together on the same "
                           "seeds (repeatable)")
     run.add_argument("--seed-strategy", help="auto, vmap, map or host (default auto)")
@@ -113,8 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (implies --distributed)")
     group.add_argument("--num-processes", type=int, help="how many processes take part (implies --distributed)")
     group.add_argument("--process-id", type=int, help="this process's index, 0 to N-1 (implies --distributed)")
-    sub.add_parser("list", help="list datasets, models, unlearners and losses")
+    listing = sub.add_parser("list", help="list datasets, models, unlearners (with their hyperparameters and "
+                                          "settings) and losses")
+    listing.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                         help="import a module that registers unlearners first (repeatable)")
     return parser
+
+
+def _preparse_plugins(argv: list[str] | None) -> list[str]:
+    """The ``--plugin`` values of a command line, read before the full parser is built
+    (the parser's options depend on what the plugins register)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--plugin", action="append", default=[])
+    known, _ = pre.parse_known_args(argv)
+    return known.plugin
 
 
 def read_config_file(path: str) -> dict:
@@ -128,12 +166,42 @@ def read_config_file(path: str) -> dict:
         raise ValueError(f"--config: no such file {path}") from err
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ValueError(f"--config: {path} is not a readable TOML file: {err}") from err
-    unknown = sorted(set(data) - _FIELDS)
+    plugins = data.get("plugins", [])
+    if not (isinstance(plugins, list) and all(isinstance(p, str) for p in plugins)):
+        raise ValueError(f"--config {path}: plugins must be a list of module names or .py paths, got {plugins!r}")
+    load_plugins(plugins)
+    data = _settings_from_file(data, path)
+    unknown = sorted(set(data) - _FIELDS - set(_FILE_ONLY))
     if unknown:
-        raise ValueError(f"--config {path}: unknown setting(s) {unknown}; known settings: {sorted(_FIELDS)}")
+        raise ValueError(f"--config {path}: unknown setting(s) {unknown}; known settings: {sorted(_FIELDS)}, "
+                         f"a table per unlearner ({', '.join(f'[{n}]' for n in unlearn.names())}) and "
+                         f"their aliases {sorted(_setting_aliases())}")
     for table in ("model_kwargs", "dataset_kwargs"):
         if not isinstance(data.get(table, {}), dict):
             raise ValueError(f"--config {path}: {table} must be a table of name = value, got {data[table]!r}")
+    return data
+
+
+def _settings_from_file(data: dict, path: str) -> dict:
+    """Moves ``[NAME]`` tables (NAME a registered unlearner) and old-style top-level keys
+    (``NAME_epochs = 2``) of a config file into its ``settings`` table."""
+    data = dict(data)
+    settings = data.pop("settings", {})
+    if not isinstance(settings, dict):
+        raise ValueError(f"--config {path}: settings must be a table of [settings.NAME] tables, got {settings!r}")
+    settings = {stage: dict(fields) if isinstance(fields, dict) else fields for stage, fields in settings.items()}
+    stages, aliases = set(unlearn.names(reference=True)), _setting_aliases()
+    for key in list(data):
+        if key in stages and key not in _FIELDS:
+            table = data.pop(key)
+            if not isinstance(table, dict):
+                raise ValueError(f"--config {path}: [{key}] must be a table of the unlearner's settings, got {table!r}")
+            settings.setdefault(key, {}).update(table)
+        elif key in aliases:
+            stage, field = aliases[key]
+            settings.setdefault(stage, {})[field] = data.pop(key)
+    if settings:
+        data["settings"] = settings
     return data
 
 
@@ -142,7 +210,7 @@ def _as_pairs(mapping: dict) -> tuple[tuple[str, object], ...]:
 
 
 def _flat_keys(table: dict, field: str) -> dict:
-    """TOML ``[hp.blindspot] beta = 10`` or ``[hp] "blindspot.beta" = 10`` -> {"blindspot.beta": 10}."""
+    """TOML ``[hp.NAME] beta = 10`` or ``[hp] "NAME.beta" = 10`` -> {"NAME.beta": 10}."""
     if not isinstance(table, dict):
         raise ValueError(f"{field} must be a table of STAGE.NAME = value, got {table!r}")
     flat = {}
@@ -155,7 +223,7 @@ def _flat_keys(table: dict, field: str) -> dict:
 
 
 def parse_hp_args(items: list[str], option: str) -> dict[str, object]:
-    """["blindspot.beta=10"] -> {"blindspot.beta": 10}; for --sweep, values are tuples."""
+    """["NAME.beta=10"] -> {"NAME.beta": 10}; for --sweep, values are tuples."""
     out = {}
     for name, value in parse_model_args(items, option):
         if option == "--sweep" and not isinstance(value, tuple):
@@ -176,6 +244,17 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     for option, field in _OPTION_FIELDS.items():
         if getattr(args, option) is not None:
             fields[field] = getattr(args, option)
+    settings = {stage: dict(table) for stage, table in fields.pop("settings", {}).items()}
+    given = [(f"{stage}.{field}", value) for alias, (stage, field) in _setting_aliases().items()
+             if (value := getattr(args, f"alias__{alias}", None)) is not None]
+    given += list(parse_model_args(args.settings, "--set"))
+    for key, value in given:
+        stage, dot, field = key.partition(".")
+        if not dot or not stage or not field:
+            raise ValueError(f"--set {key}: give NAME.FIELD=VALUE, e.g. --set NAME.epochs=2")
+        settings.setdefault(stage, {})[field] = value
+    if settings:
+        fields["settings"] = settings
     if args.unlearners is not None:
         fields["unlearners"] = [u.strip() for u in args.unlearners.split(",") if u.strip()]
     if "unlearners" in fields:
@@ -261,24 +340,34 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def command_list() -> int:
+    import dataclasses as dc
+
     from jaxunlearn.data.sources import DATASETS
     from jaxunlearn.models import MODELS
     from jaxunlearn.train.losses import LOSSES
-    from jaxunlearn.unlearn import UNLEARNERS
 
     print("datasets:  ", ", ".join(sorted(DATASETS)))
     print("models:    ", ", ".join(sorted(MODELS)))
-    print("unlearners:", ", ".join(sorted(UNLEARNERS)))
+    print("unlearners:", ", ".join(unlearn.names()), f"(default: {', '.join(unlearn.default_unlearners())})")
     print("losses:    ", ", ".join(sorted(LOSSES)))
-    from jaxunlearn.unlearn import STAGE_HP
-
-    print("hyperparameters (--hp STAGE.NAME=VALUE, --sweep STAGE.NAME=V1,V2; defaults shown):")
-    for stage, defaults in STAGE_HP.items():
-        print(f"  {stage + ':':<11}", ", ".join(f"{stage}.{k}={v:g}" for k, v in defaults.items()))
+    print("stages (hyperparameters: --hp NAME.HP=VALUE, --sweep NAME.HP=V1,V2; settings: --set NAME.FIELD=VALUE; "
+          "defaults shown):")
+    for stage in unlearn.all_stages():
+        print(f"  {stage.name}: {stage.description}" if stage.description else f"  {stage.name}:")
+        print("    hyperparameters:", ", ".join(f"{stage.name}.{k}={v:g}" for k, v in stage.hp.items()) or "-")
+        if stage.settings is not None:
+            defaults = stage.settings()
+            print("    settings:       ", ", ".join(f"{stage.name}.{f.name}={getattr(defaults, f.name)}"
+                                                    for f in dc.fields(defaults)))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        load_plugins(_preparse_plugins(argv))
+    except ValueError as err:  # PluginError
+        print(f"jaxunlearn: error: {err}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         return command_run(args) if args.command == "run" else command_list()

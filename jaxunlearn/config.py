@@ -26,20 +26,18 @@ class StudyConfig:
         seeds: number of independent seeds S; seed: the root seed.
         batch_size: rows per step (paper: 256).
         train_epochs: epochs for the original and retrained models (paper: 100).
-        finetune_epochs, gaussian_epochs, proxy_epochs, blindspot_epochs: paper 5, 1, 2, 1 (AgeDB).
-        neggrad_epochs: NegGrad+ epochs over all rows (5, as fine-tuning).
-        scrub_epochs, scrub_max_epochs: SCRUB's epochs (5) and how many of the first ones
-            start with a max pass over the forget rows (1; at most ``scrub_epochs``).
-        scrub_forget_batch: rows per step of SCRUB's max passes (None: ``batch_size``, capped
-            at the forget-set size, so a forget set under one batch takes one step per pass).
         augment_pad: image augmentation padding (0 = off; paper: 16 for 32x32 images).
-        gaussian_stats: label statistics for the Gaussian relabelling: "all" rows (the
-            reference) or "retain" rows only.
-        unlearners: which registered unlearners to run (retraining always runs).
-        hp: float hyperparameters by ``"STAGE.NAME"`` (e.g. ``{"blindspot.beta": 10.0}``),
+        unlearners: which registered unlearners to run (retraining always runs); None: the
+            registry's default ones (the paper's three).
+        settings: each unlearner's static settings (its settings dataclass's fields: epochs,
+            batch sizes, ...) that differ from their defaults, e.g.
+            ``{"NAME": {"epochs": 2}}`` or ``{"NAME.epochs": 2}``; stored as sorted
+            (unlearner, ((field, value), ...)) pairs. ``settings_of``/``resolved_settings``
+            read them back.
+        hp: float hyperparameters by ``"STAGE.NAME"`` (e.g. ``{"original.lr": 0.003}``),
             the same for every seed; the rest keep their defaults (the paper's values).
         sweep: several values per ``"STAGE.NAME"`` of an unlearner (e.g.
-            ``{"blindspot.beta": (0, 10, 50)}``): every combination of a stage's swept
+            ``{"NAME.lr": (1e-4, 1e-3)}``): every combination of a stage's swept
             values becomes a row, all run together on the same seeds.
             Given as a dict or as (key, value) pairs; stored as sorted pairs of floats.
         relearn_lr, relearn_max_epochs, relearn_alpha: the anamnesis index (AIN) settings.
@@ -63,17 +61,9 @@ class StudyConfig:
     seed: int = 0
     batch_size: int = 256
     train_epochs: int = 100
-    finetune_epochs: int = 5
-    gaussian_epochs: int = 1
-    proxy_epochs: int = 2
-    blindspot_epochs: int = 1
-    neggrad_epochs: int = 5
-    scrub_epochs: int = 5
-    scrub_max_epochs: int = 1
-    scrub_forget_batch: int | None = None
     augment_pad: int = 0
-    gaussian_stats: str = "all"
-    unlearners: tuple[str, ...] = ("finetune", "gaussian", "blindspot")
+    unlearners: tuple[str, ...] | None = None
+    settings: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     hp: tuple[tuple[str, float], ...] = ()
     sweep: tuple[tuple[str, tuple[float, ...]], ...] = ()
     relearn_lr: float = 0.01
@@ -86,26 +76,15 @@ class StudyConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        positive = ("seeds", "batch_size", "train_epochs", "finetune_epochs", "gaussian_epochs",
-                    "proxy_epochs", "blindspot_epochs", "neggrad_epochs", "scrub_epochs", "scrub_max_epochs",
-                    "relearn_max_epochs", "mia_samples")
+        positive = ("seeds", "batch_size", "train_epochs", "relearn_max_epochs", "mia_samples")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.scrub_forget_batch is not None and (not isinstance(self.scrub_forget_batch, int)
-                                                    or self.scrub_forget_batch < 1):
-            raise ValueError(f"scrub_forget_batch must be a positive integer or None (batch_size, capped at the "
-                             f"forget rows), got {self.scrub_forget_batch!r}")
         if self.devices is not None and (not isinstance(self.devices, int) or self.devices < 1):
             raise ValueError(f"devices must be a positive integer or None (all devices), got {self.devices!r}")
-        if self.scrub_max_epochs > self.scrub_epochs:
-            raise ValueError(f"scrub_max_epochs ({self.scrub_max_epochs}) must be <= scrub_epochs "
-                             f"({self.scrub_epochs})")
         if self.augment_pad < 0:
             raise ValueError(f"augment_pad must be >= 0, got {self.augment_pad}")
-        if self.gaussian_stats not in ("all", "retain"):
-            raise ValueError(f"gaussian_stats must be 'all' or 'retain', got {self.gaussian_stats!r}")
         if self.seed_strategy not in ("auto",) + SEED_STRATEGIES:
             raise ValueError(f"seed_strategy must be one of {('auto',) + SEED_STRATEGIES}, got {self.seed_strategy!r}")
         if self.dtype not in ("float32", "bfloat16"):
@@ -118,6 +97,24 @@ class StudyConfig:
             (key, _number("hp", key, value)) for key, value in _pairs("hp", self.hp))))
         object.__setattr__(self, "sweep", tuple(sorted(
             (key, _numbers(key, values)) for key, values in _pairs("sweep", self.sweep))))
+        from jaxunlearn import unlearn  # the registry (imported here: the unlearners import this module)
+
+        if self.unlearners is None:
+            object.__setattr__(self, "unlearners", unlearn.default_unlearners())
+        elif isinstance(self.unlearners, str) or not all(isinstance(u, str) for u in self.unlearners):
+            raise ValueError(f"unlearners must be a list of names, got {self.unlearners!r}")
+        object.__setattr__(self, "unlearners", tuple(self.unlearners))
+        object.__setattr__(self, "settings", _normalise_settings(self.settings))
+
+    def settings_of(self, stage: str) -> dict[str, Any]:
+        """The settings of ``stage`` given in this config (field -> value; defaults left out)."""
+        return dict(dict(self.settings).get(stage, ()))
+
+    def resolved_settings(self, stage: str) -> Any:
+        """``stage``'s settings instance: its defaults with this config's values over them."""
+        from jaxunlearn import unlearn
+
+        return unlearn.get(stage).resolve_settings(self.settings_of(stage))
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -126,7 +123,39 @@ class StudyConfig:
         out["unlearners"] = list(self.unlearners)
         out["hp"] = dict(self.hp)
         out["sweep"] = {key: list(values) for key, values in self.sweep}
+        out["settings"] = {stage: dict(fields) for stage, fields in self.settings}
         return out
+
+
+def _normalise_settings(entries: Any) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+    """{"NAME": {"epochs": 2}}, {"NAME.epochs": 2} or pairs of either -> sorted
+    (stage, ((field, value), ...)) pairs, checked against each stage's settings class."""
+    from jaxunlearn import unlearn
+
+    items = list(entries.items()) if isinstance(entries, dict) else list(entries)
+    merged: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
+            raise ValueError(f"settings must map unlearner names to tables of field = value, got {entries!r}")
+        key, value = item
+        if "." in key:
+            stage, _, field = key.partition(".")
+            fields = {field: value}
+        elif isinstance(value, dict):
+            stage, fields = key, value
+        elif isinstance(value, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in value):
+            stage, fields = key, dict(value)
+        else:
+            raise ValueError(f"settings {key!r}: give a table of field = value (e.g. {{'max_epochs': 2}}) or a "
+                             f"'{key}.FIELD' key, got {value!r}")
+        merged.setdefault(stage, {}).update(fields)
+    out = []
+    for stage, fields in sorted(merged.items()):
+        unlearner = unlearn.get(stage)
+        unlearner.resolve_settings(fields)  # raises ValueError naming the stage and field
+        hashable = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+        out.append((stage, tuple(sorted(hashable.items()))))
+    return tuple(out)
 
 
 def _pairs(field: str, entries: Any) -> list[tuple[str, Any]]:

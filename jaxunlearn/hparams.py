@@ -1,19 +1,20 @@
 """Per-stage float hyperparameters of a study: fixed overrides and sweeps.
 
-A key names a stage and one of its float hyperparameters: ``"blindspot.beta"``,
-``"finetune.lr"``, ``"original.lr"`` (``jaxunlearn list`` prints them with their defaults).
+A key names a stage and one of its float hyperparameters, e.g. ``"STAGE.lr"`` or
+``"original.lr"`` (``jaxunlearn list`` prints them with their defaults; the registry,
+``jaxunlearn.unlearn.registry``, holds each stage's names, defaults and bounds).
 ``StudyConfig.hp`` sets one value for every seed. ``StudyConfig.sweep`` lists several
 values of an unlearner's keys; the study then runs every combination (the grid of that
-unlearner's swept keys) on the same seeds, as rows such as ``blindspot[beta=10,lr=0.001]``.
+unlearner's swept keys) on the same seeds, as rows such as ``STAGE[beta=10,lr=0.001]``.
 The values of one unlearner run together (``PipelineRunner.run_values``): each value
 occupies S seed slots of the hyperparameter arrays, so no value recompiles anything; a
 phase that reads no swept value (``Phase.reads_hp``) runs once per seed for all of them;
 and every row shares the seeds' keys, the original models and the retrained reference
 (paired comparisons).
 
-    >>> cfg = StudyConfig(hp={"finetune.lr": 3e-4}, sweep={"blindspot.beta": (0, 10, 50)})
-    >>> [v.row for v in stage_variants(cfg, "blindspot")]
-    ['blindspot[beta=0]', 'blindspot[beta=10]', 'blindspot[beta=50]']
+    >>> cfg = StudyConfig(unlearners=(name,), sweep={f"{name}.lr": (1e-4, 1e-3)})  # doctest: +SKIP
+    >>> [v.row for v in stage_variants(cfg, name)]                                   # doctest: +SKIP
+    ['NAME[lr=0.0001]', 'NAME[lr=0.001]']
 """
 from __future__ import annotations
 
@@ -22,9 +23,7 @@ import itertools
 import math
 
 from jaxunlearn.config import StudyConfig
-from jaxunlearn.unlearn import STAGE_HP, STAGE_HP_BOUNDS
-
-REFERENCE_STAGES = ("original", "retrain")
+from jaxunlearn import unlearn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +32,7 @@ class Variant:
 
     Attributes:
         row: the row's name: the stage's name, or ``stage[name=value,...]`` for a swept row.
-        stage: the pipeline it runs ("blindspot").
+        stage: the registered stage it runs.
         hp: the float hyperparameters the row sets (fixed and swept); the others keep the
             pipeline's defaults. ``resolved_hp`` fills those in.
     """
@@ -44,7 +43,7 @@ class Variant:
 
     def resolved_hp(self) -> dict[str, float]:
         """Every float hyperparameter of the stage: the registry's defaults, then ``hp``."""
-        return {**STAGE_HP[self.stage], **self.hp}
+        return {**unlearn.get(self.stage).hp, **self.hp}
 
 
 def format_value(value: float) -> str:
@@ -53,7 +52,7 @@ def format_value(value: float) -> str:
 
 
 def split_key(key: str) -> tuple[str, str]:
-    """``"blindspot.beta"`` -> ("blindspot", "beta").
+    """``"STAGE.NAME"`` -> ("STAGE", "NAME").
 
     Raises:
         ValueError: not ``STAGE.NAME``, or no such stage or hyperparameter (the message
@@ -61,18 +60,20 @@ def split_key(key: str) -> tuple[str, str]:
     """
     stage, dot, name = key.partition(".")
     if not dot or not stage or not name or "." in name:
-        raise ValueError(f"hyperparameter key {key!r} must look like STAGE.NAME, e.g. 'blindspot.beta'; "
+        raise ValueError(f"hyperparameter key {key!r} must look like STAGE.NAME, e.g. 'original.lr'; "
                          f"known keys: {known_keys()}")
-    if stage not in STAGE_HP:
-        raise ValueError(f"hyperparameter key {key!r}: unknown stage {stage!r}; stages: {sorted(STAGE_HP)}")
-    if name not in STAGE_HP[stage]:
+    stages = unlearn.names(reference=True)
+    if stage not in stages:
+        raise ValueError(f"hyperparameter key {key!r}: unknown stage {stage!r}; stages: {sorted(stages)}")
+    defaults = unlearn.get(stage).hp
+    if name not in defaults:
         raise ValueError(f"hyperparameter key {key!r}: {stage} has no hyperparameter {name!r}; "
-                         f"it has {sorted(STAGE_HP[stage])}")
+                         f"it has {sorted(defaults)}")
     return stage, name
 
 
 def known_keys() -> list[str]:
-    return [f"{stage}.{name}" for stage, names in STAGE_HP.items() for name in names]
+    return [f"{u.name}.{name}" for u in unlearn.all_stages() for name in u.hp]
 
 
 def _check_value(field: str, key: str, value: float) -> None:
@@ -81,7 +82,7 @@ def _check_value(field: str, key: str, value: float) -> None:
     stage, _, name = key.partition(".")
     if name.endswith("lr") and value <= 0:
         raise ValueError(f"{field} {key}: a learning rate must be > 0, got {format_value(value)}")
-    low, high = STAGE_HP_BOUNDS.get(stage, {}).get(name, (-math.inf, math.inf))
+    low, high = unlearn.get(stage).hp_bounds.get(name, (-math.inf, math.inf))
     if not low <= value <= high:
         raise ValueError(f"{field} {key}: must lie in [{format_value(low)}, {format_value(high)}], "
                          f"got {format_value(value)}")
@@ -93,7 +94,7 @@ def check_hyperparameters(cfg: StudyConfig) -> None:
     Raises:
         ValueError: naming the key and what is accepted.
     """
-    running = set(REFERENCE_STAGES) | set(cfg.unlearners)
+    running = set(unlearn.reference_stages()) | set(cfg.unlearners)
     for field, entries in (("hp", cfg.hp), ("sweep", cfg.sweep)):
         for key, values in entries:
             stage, _ = split_key(key)
@@ -104,7 +105,7 @@ def check_hyperparameters(cfg: StudyConfig) -> None:
                 _check_value(field, key, value)
     for key, values in cfg.sweep:
         stage, _ = split_key(key)
-        if stage in REFERENCE_STAGES:
+        if stage in unlearn.reference_stages():
             raise ValueError(f"sweep {key}: the {stage} model cannot be swept, since every row is measured "
                              f"against one original and one retrained model; set it with --hp {key}=VALUE, "
                              f"or run one study per value")
@@ -132,6 +133,6 @@ def stage_variants(cfg: StudyConfig, stage: str) -> list[Variant]:
 
 def study_variants(cfg: StudyConfig) -> list[Variant]:
     """Every row of the study in table order: original, retrain, then the unlearners' rows
-    (in ``STAGE_HP``'s order: finetune, gaussian, blindspot, neggrad, scrub, ssd, lfssd)."""
-    running = set(REFERENCE_STAGES) | set(cfg.unlearners)
-    return [v for stage in STAGE_HP if stage in running for v in stage_variants(cfg, stage)]
+    (in the registry's order: the built-ins' table order, then users' in registration order)."""
+    running = set(unlearn.reference_stages()) | set(cfg.unlearners)
+    return [v for stage in unlearn.names(reference=True) if stage in running for v in stage_variants(cfg, stage)]

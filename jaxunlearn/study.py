@@ -24,18 +24,19 @@ from jaxunlearn.hparams import check_hyperparameters, stage_variants, study_vari
 from jaxunlearn.metrics.relearn import Relearn, RelearnConfig, RelearnRunner, anamnesis_index
 from jaxunlearn.metrics.suite import TABLE_COLUMNS, prediction_metrics
 from jaxunlearn.models import make_model
+from jaxunlearn.models.user import describe_model, model_fns
 from jaxunlearn.report import format_table, summarise
 from jaxunlearn.runner import PipelineRunner, StageResult
 from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, replicate, seed_split, to_host
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
-from jaxunlearn.unlearn import UNLEARNERS, get_unlearner, make_original
+from jaxunlearn import unlearn
 
-# Fixed stage numbers, folded into each seed's key: no two stages share randomness (the
-# rows of a swept stage share its keys: paired comparisons).
-STAGE_IDS = {"original": 0, "retrain": 1, "finetune": 2, "gaussian": 3, "blindspot": 4, "neggrad": 5, "scrub": 6,
-             "ssd": 7, "lfssd": 8, "relearn": 100}
+# The key id of the metrics' relearning (the AIN); each stage's own is in the registry
+# (``Unlearner.key_id``): no two share randomness (the rows of a swept stage share their
+# stage's keys: paired comparisons).
+RELEARN_KEY_ID = 100
 
 
 @dataclasses.dataclass
@@ -43,7 +44,7 @@ class StudyResult:
     """Everything a study measured.
 
     Rows are the stages (original, retrain, each unlearner), or for a swept unlearner one
-    row per hyperparameter value, e.g. ``blindspot[beta=10]`` (``jaxunlearn.hparams``).
+    row per hyperparameter value, e.g. ``NAME[lr=0.001]`` (``jaxunlearn.hparams``).
 
     Attributes:
         per_seed: {row: {metric: [S]}}; summary: mean/std/95% CI per metric; table: text.
@@ -84,13 +85,15 @@ def last_phase_stats(stage: StageResult) -> dict[str, list[float]]:
 
 
 def seed_keys(seed: int, seeds: int, stage: str) -> jax.Array:
-    """[S] keys of one stage: seed i's key is fold_in(fold_in(key(seed), i), stage id).
+    """[S] keys of one stage: seed i's key is fold_in(fold_in(key(seed), i), the stage's key id)
+    (``Unlearner.key_id``; "relearn": ``RELEARN_KEY_ID``).
 
     Seed i's keys do not depend on the number of seeds S, so a 3-seed study repeats the
     first three seeds of a 10-seed study exactly.
     """
+    key_id = RELEARN_KEY_ID if stage == "relearn" else unlearn.get(stage).key_id
     root = jax.random.key(seed)
-    return jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(root, i), STAGE_IDS[stage]))(jnp.arange(seeds))
+    return jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(root, i), key_id))(jnp.arange(seeds))
 
 
 def resolve_plan(cfg: StudyConfig, family: str) -> LoopPlan:
@@ -112,8 +115,9 @@ def resolve_plan(cfg: StudyConfig, family: str) -> LoopPlan:
     return plan
 
 
-def validate_config(cfg: StudyConfig) -> None:
-    """Rejects unknown names before any data is loaded or anything compiles."""
+def validate_config(cfg: StudyConfig, own_model: bool = False) -> None:
+    """Rejects unknown names before any data is loaded or anything compiles
+    (``own_model``: the study runs a user's model, so ``cfg.model`` names no zoo model)."""
     from jaxunlearn.data.sources import DATASETS
     from jaxunlearn.models import MODELS
     from jaxunlearn.train.losses import LOSSES
@@ -122,14 +126,15 @@ def validate_config(cfg: StudyConfig) -> None:
         name = getattr(cfg, field)
         if name is not None and name not in DATASETS:
             raise ValueError(f"unknown {field} {name!r}; known datasets: {sorted(DATASETS)}")
-    if cfg.model not in MODELS:
+    if not own_model and cfg.model not in MODELS:
         raise ValueError(f"unknown model {cfg.model!r}; known models: {sorted(MODELS)}")
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; known losses: {sorted(LOSSES)}")
-    bad = [u for u in cfg.unlearners if u not in UNLEARNERS or u == "retrain"]
+    known = unlearn.names()
+    bad = [u for u in cfg.unlearners if u not in known]
     if bad:
-        raise ValueError(f"unknown unlearner(s) {bad}; choose from {sorted(set(UNLEARNERS) - {'retrain'})} "
-                         "(retraining always runs as the reference)")
+        raise ValueError(f"unknown unlearner(s) {bad}; choose from {known} (the reference stages "
+                         f"{list(unlearn.reference_stages())} always run)")
     check_hyperparameters(cfg)
     if cfg.devices is not None and cfg.devices > jax.device_count():
         raise ValueError(f"devices: {cfg.devices} asked for, but the {jax.default_backend()} backend has "
@@ -156,14 +161,20 @@ def load_task(cfg: StudyConfig, log: Callable[[str], None] = print) -> tuple[Tas
         return build_task(load_dataset(cfg.stand_in)), cfg.stand_in
 
 
-def build_model(cfg: StudyConfig, task: Task) -> ModelFns:
-    """The configured model for the task's inputs; checks they fit before anything compiles."""
+def build_model(cfg: StudyConfig, task: Task, own: Any = None) -> ModelFns:
+    """The configured model (or the user's ``own`` model: ``jaxunlearn.models.user``) for
+    the task's inputs; checks they fit before anything compiles."""
     kwargs = dict(cfg.model_kwargs)
-    if "dtype" in kwargs:
+    if own is not None:
+        model = model_fns(own, task.input_shape)
+    elif "dtype" in kwargs:
         raise ValueError("set the model's compute dtype with StudyConfig.dtype (--dtype), not a model argument")
-    model = ModelFns(make_model(cfg.model, dtype=jnp.dtype(cfg.dtype), **kwargs), task.input_shape)
+    else:
+        model = ModelFns(make_model(cfg.model, dtype=jnp.dtype(cfg.dtype), **kwargs), task.input_shape)
     try:
-        jax.eval_shape(lambda: model.init(jax.random.key(0)))  # traces only: no compilation, no compute
+        params, stats = jax.eval_shape(lambda: model.init(jax.random.key(0)))  # traces only: no compilation
+        jax.eval_shape(lambda p, s: model.apply_train(p, s, jnp.zeros((2, *task.input_shape)), jnp.ones(2)),
+                       params, stats)
     except Exception as err:  # flax raises many kinds of shape errors
         raise ValueError(f"model {cfg.model!r} cannot take inputs of shape {list(task.input_shape)} from dataset "
                          f"{cfg.dataset!r}: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
@@ -172,27 +183,37 @@ def build_model(cfg: StudyConfig, task: Task) -> ModelFns:
 
 def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None] = print,
               task: Task | None = None, checkpoint_dir: str | os.PathLike | None = None,
-              resume: bool = False) -> StudyResult:
+              resume: bool = False, model: Any = None) -> StudyResult:
     """Runs the whole study over ``cfg.seeds`` seeds and returns per-seed metrics and a table.
 
     Args:
         cfg: the study's settings.
         progress: show progress bars.
         log: where one-line stage messages go.
-        task: a prepared task (tests); default: ``cfg.dataset`` with ``cfg.forget``.
+        task: a prepared task, e.g. your own arrays (``jaxunlearn.data.task_from_arrays``);
+            default: ``cfg.dataset`` with ``cfg.forget``.
+        model: your own model instead of ``cfg.model``: a Flax Linen module instance, or
+            ``NNXModel(NnxClass, **kwargs)`` (``jaxunlearn.models.user``). Its class and
+            fields replace ``cfg.model``/``model_kwargs`` in the result and the checkpoint
+            keys. It computes in its own dtype (``cfg.dtype`` must stay "float32").
         checkpoint_dir: save every finished stage there (orbax) and reuse the original
             and retrained models of an earlier study with the same settings and data.
             None: no checkpoints.
         resume: also reuse the unlearners' finished stages: continue a killed study.
             Needs ``checkpoint_dir`` holding a study of this configuration.
     """
-    validate_config(cfg)
+    if model is not None:
+        if cfg.dtype != "float32":
+            raise ValueError("with your own model, set its compute dtype in the model itself; leave dtype float32")
+        name, fields = describe_model(model)
+        cfg = dataclasses.replace(cfg, model=name, model_kwargs=fields)
+    validate_config(cfg, own_model=model is not None)
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs a checkpoint directory (--checkpoint-dir)")
     dataset_used = "(given task)"
     if task is None:
         task, dataset_used = load_task(cfg, log)
-    model = build_model(cfg, task)
+    own, model = model, build_model(cfg, task, model)
     store = None
     if checkpoint_dir is not None:
         store = CheckpointStore(checkpoint_dir, cfg, data_fingerprint(task))
@@ -200,13 +221,13 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
             log(f"resume: no study in {checkpoint_dir} yet; starting from the beginning")
     plan = resolve_plan(cfg, model.family)
     task = replicate(task, plan)  # once, not per call: every device keeps its copy of the data
-    pipelines = {"original": make_original(model, task, cfg, plan)}
-    for name in ("retrain", *cfg.unlearners):
-        pipelines[name] = get_unlearner(name)(model, task, cfg, plan)
+    pipelines = {name: unlearn.get(name).build(model, task, cfg, plan)
+                 for name in (*unlearn.reference_stages(), *cfg.unlearners)}
     # Metrics run the models in float32 whatever the training compute dtype: the parameters
     # are float32 anyway, and a measurement (above all the AIN's relearning threshold
     # crossing) must not move with the precision of the thing it measures.
-    metric_model = model if cfg.dtype == "float32" else build_model(dataclasses.replace(cfg, dtype="float32"), task)
+    metric_model = model if cfg.dtype == "float32" else build_model(dataclasses.replace(cfg, dtype="float32"), task,
+                                                                     own)
     relearn = Relearn(metric_model, task, RelearnConfig(cfg.batch_size, cfg.loss, cfg.relearn_max_epochs,
                                                         cfg.relearn_alpha), plan)
     log(f"task: {task.name} | {task.describe()['train']} train rows")
@@ -236,7 +257,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
                 log(f"WARNING: {warning}")
         if not to_run:
             continue
-        original = None if name == "original" else stages["original"].state
+        original = stages["original"].state if pipeline.needs_original else None
         results = PipelineRunner(pipeline, plan).run_values(seed_keys(cfg.seed, cfg.seeds, name), original, task,
                                                             [v.hp for v in to_run], progress=progress)
         wall, compile_s = sum(r.wall for r in results), sum(r.compile for r in results)

@@ -15,5 +15,12 @@ _cache = os.environ.get("JAXUNLEARN_TEST_CACHE", str(Path(__file__).resolve().pa
 jax.config.update("jax_compilation_cache_dir", _cache)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
+
+
+def pytest_addoption(parser):
+    parser.addoption("--unlearner-plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                     help="also run the unlearner conformance suite on this plugin's unlearners (repeatable)")
+
+
 # tests/multidevice/ needs a process with four devices: tests/test_multidevice.py starts one.
 collect_ignore = [] if os.environ.get("JAXUNLEARN_MULTIDEVICE") else ["multidevice"]

@@ -1,6 +1,7 @@
 """Small shared fixtures for the tests: a tiny task, model and config."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -12,7 +13,7 @@ from jaxunlearn.models import make_model
 from jaxunlearn.train.state import ModelFns
 
 TINY = StudyConfig(dataset="synthetic", model="mlp", model_kwargs=(("hidden", (16, 16)),), seeds=3, batch_size=32,
-                   train_epochs=3, finetune_epochs=2, gaussian_epochs=1, proxy_epochs=1, blindspot_epochs=2,
+                   train_epochs=3, settings={"finetune": {"epochs": 2}, "blindspot": {"proxy_epochs": 1, "epochs": 2}},
                    relearn_max_epochs=2, mia_samples=50)
 
 
@@ -41,6 +42,15 @@ def with_(cfg: StudyConfig, **changes) -> StudyConfig:
     return dataclasses.replace(cfg, **changes)
 
 
+def build(name: str, model: ModelFns, task, cfg: StudyConfig, plan, **settings):
+    """The registered stage ``name``'s pipeline, with ``cfg``'s settings for it and then
+    ``settings`` (field=value) over them."""
+    from jaxunlearn import unlearn
+
+    stage = unlearn.get(name)
+    return stage.build(model, task, cfg, plan, stage.resolve_settings({**cfg.settings_of(name), **settings}))
+
+
 def train_original(model: ModelFns, task, plan, cfg: StudyConfig = TINY):
     """The original model trained over ``cfg.seeds`` seeds (a StageResult, states [S, ...])."""
     from jaxunlearn.runner import PipelineRunner
@@ -49,6 +59,33 @@ def train_original(model: ModelFns, task, plan, cfg: StudyConfig = TINY):
 
     return PipelineRunner(make_original(model, task, cfg, plan), plan)(
         seed_keys(cfg.seed, cfg.seeds, "original"), None, task, progress=False)
+
+
+def plugin_unlearners(spec: str) -> list:
+    """The ``Unlearner`` records a plugin module (name or .py path) defines, registered or not."""
+    from jaxunlearn import unlearn
+
+    with registered([]):  # loading registers them: undone on leaving
+        module = unlearn.load_plugin(spec)
+    return [v for v in vars(module).values() if isinstance(v, unlearn.Unlearner)
+            and v.make.__module__ == module.__name__]
+
+
+@contextlib.contextmanager
+def registered(unlearners: list):
+    """Registers ``unlearners`` for the duration of the block, and puts the registry back
+    as it was on leaving (also whatever the block registered), so tests elsewhere see only
+    the built-ins."""
+    from jaxunlearn.unlearn import registry
+
+    saved = dict(registry._REGISTRY)
+    try:
+        for u in unlearners:
+            registry.register(u, replace=True)
+        yield
+    finally:
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(saved)
 
 
 def one_seed_setup(plan, train_epochs: int = 5):

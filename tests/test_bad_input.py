@@ -89,6 +89,12 @@ def _write(name: str, text: str):
     return lambda folder: (folder / name).write_text(text)
 
 
+# A plugin file registering one unlearner (bad in one way per case).
+_PLUGIN = """from jaxunlearn.unlearn import Unlearner, register
+{make}
+register(Unlearner({name!r}, make, {hp}))
+"""
+_MAKE = "def make(model, task, cfg, plan, settings): pass"
 N = make_synthetic(n=300, dim=4).splits["train"][1].shape[0]
 CASES = [
     Case("unknown dataset", "--dataset nope", "unknown dataset 'nope'; known datasets:", cli=("--dataset", "nope")),
@@ -102,8 +108,32 @@ CASES = [
     Case("negative epochs", "--epochs -1", "train_epochs must be a positive integer, got -1", cli=("--epochs", "-1")),
     Case("zero batch size", "--batch-size 0", "batch_size must be a positive integer, got 0",
          cli=("--batch-size", "0")),
-    Case("zero unlearning epochs", "--blindspot-epochs 0", "blindspot_epochs must be a positive integer",
-         cli=("--blindspot-epochs", "0")),
+    Case("zero unlearning epochs", "--set blindspot.epochs=0",
+         "blindspot settings: epochs must be a positive integer, got 0", cli=("--set", "blindspot.epochs=0")),
+    Case("zero unlearning epochs (old alias)", "--blindspot-epochs 0",
+         "blindspot settings: epochs must be a positive integer", cli=("--blindspot-epochs", "0")),
+    Case("unknown unlearner setting", "--set blindspot.epoch=2",
+         "blindspot has no setting(s) ['epoch']; its settings: ['proxy_epochs', 'epochs']",
+         cli=("--set", "blindspot.epoch=2")),
+    Case("setting of the wrong type", "--set finetune.epochs=2.5", "finetune.epochs must be int, got 2.5",
+         cli=("--set", "finetune.epochs=2.5")),
+    Case("malformed setting", "--set epochs=2", "--set epochs: give NAME.FIELD=VALUE", cli=("--set", "epochs=2")),
+    Case("plugin that cannot be imported", "--plugin no_such_module_xyz",
+         "plugin no_such_module_xyz: cannot be imported", cli=("--plugin", "no_such_module_xyz")),
+    Case("plugin file that is missing", "--plugin missing.py", "missing.py: no such file",
+         cli=("--plugin", "{dir}/missing.py")),
+    Case("plugin whose import fails", "--plugin FILE that imports a missing package",
+         "importing it failed: ModuleNotFoundError", cli=("--plugin", "{dir}/p.py"),
+         files=_write("p.py", "import no_such_package_xyz\n")),
+    Case("plugin factory with the wrong signature", "--plugin FILE: make(model, task)",
+         "make must take (model, task, cfg, plan, settings)", cli=("--plugin", "{dir}/p.py"),
+         files=_write("p.py", _PLUGIN.format(make="def make(model, task): pass", name="mine", hp="{'lr': 1e-3}"))),
+    Case("plugin name taken by a built-in", "--plugin FILE registering 'scrub'",
+         "unlearner name 'scrub' is already registered", cli=("--plugin", "{dir}/p.py"),
+         files=_write("p.py", _PLUGIN.format(make=_MAKE, name="scrub", hp="{'lr': 1e-3}"))),
+    Case("plugin hyperparameter without a default", "--plugin FILE: hp={'lr': None}",
+         "hyperparameter 'lr' needs a finite float default, got None", cli=("--plugin", "{dir}/p.py"),
+         files=_write("p.py", _PLUGIN.format(make=_MAKE, name="mine", hp="{'lr': None}"))),
     Case("negative augmentation", "--augment-pad -2", "augment_pad must be >= 0, got -2", cli=("--augment-pad", "-2")),
     Case("batch larger than a split", "--batch-size 100000", "batch_size 100000 is larger than the",
          cli=("--batch-size", "100000")),
@@ -142,11 +172,11 @@ CASES = [
          cli=("--sweep", "blindspot.beta=-1,10")),
     Case("negative dampening", "--unlearners ssd --hp ssd.dampening=-1",
          "hp ssd.dampening: must lie in [0, inf], got -1", cli=("--unlearners", "ssd", "--hp", "ssd.dampening=-1")),
-    Case("more SCRUB max epochs than epochs", "--scrub-epochs 2 --scrub-max-epochs 3",
-         "scrub_max_epochs (3) must be <= scrub_epochs (2)",
-         cli=("--unlearners", "scrub", "--scrub-epochs", "2", "--scrub-max-epochs", "3")),
+    Case("more SCRUB max epochs than epochs", "--set scrub.epochs=2 --set scrub.max_epochs=3",
+         "scrub settings: max_epochs (3) must be <= epochs (2)",
+         cli=("--unlearners", "scrub", "--set", "scrub.epochs=2", "--set", "scrub.max_epochs=3")),
     Case("SCRUB forget batch above the forget rows", "--unlearners scrub --scrub-forget-batch 100000",
-         "scrub_forget_batch (100000) must be <= the",
+         "scrub.forget_batch (100000) must be <= the",
          cli=("--unlearners", "scrub", "--scrub-forget-batch", "100000")),
     Case("unknown model argument", "--model-arg depth=3", "got unknown argument(s) ['depth']",
          cli=("--model-arg", "depth=3")),
@@ -181,9 +211,9 @@ CASES = [
     Case("wrong type in config", '--config FILE holding: mia_samples = "8"',
          "mia_samples must be a positive integer, got '8'", cli=("--config", "{dir}/c.toml"),
          files=_write("c.toml", 'mia_samples = "8"\n')),
-    Case("invalid Gaussian statistics", '--config FILE holding: gaussian_stats = "forget"',
-         "gaussian_stats must be 'all' or 'retain', got 'forget'", cli=("--config", "{dir}/c.toml"),
-         files=_write("c.toml", 'gaussian_stats = "forget"\n')),
+    Case("invalid Gaussian statistics", '--config FILE holding: [gaussian] stats = "forget"',
+         "gaussian settings: stats must be 'all' or 'retain', got 'forget'", cli=("--config", "{dir}/c.toml"),
+         files=_write("c.toml", '[gaussian]\nstats = "forget"\n')),
     Case("negative relearning threshold", "--config FILE holding: relearn_alpha = -1.0", "relearn_alpha must be >= 0",
          cli=("--config", "{dir}/c.toml"), files=_write("c.toml", "relearn_alpha = -1.0\n")),
     Case("resume without checkpoints", "--resume --no-checkpoints", "--resume needs checkpoints",

@@ -14,7 +14,8 @@ from tests.helpers import TINY, with_
 @pytest.fixture(scope="module")
 def study():
     cfg = with_(TINY, model_kwargs=(("hidden", (64, 64)),), seeds=3, batch_size=64, train_epochs=30,
-                proxy_epochs=2, blindspot_epochs=3, finetune_epochs=5, relearn_max_epochs=3, mia_samples=200)
+                settings={"blindspot": {"proxy_epochs": 2, "epochs": 3}, "finetune": {"epochs": 5}},
+                relearn_max_epochs=3, mia_samples=200)
     return run_study(cfg, progress=False, log=lambda m: None, task=build_task(make_synthetic(n=1200)))
 
 

@@ -9,7 +9,7 @@ from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.study import seed_keys
 from jaxunlearn.unlearn.blindspot import make_blindspot, proxy_cache_bytes
-from tests.helpers import TINY, tiny_image_task, tiny_model, tiny_task, train_original, with_
+from tests.helpers import TINY, build, tiny_image_task, tiny_model, tiny_task, train_original, with_
 
 
 def max_abs_diff(a, b) -> float:
@@ -36,7 +36,7 @@ def test_cached_and_per_batch_proxy_give_the_same_student(kind):
     keys = seed_keys(0, cfg.seeds, "blindspot")
     out = {}
     for cache in (True, False):
-        pipeline = make_blindspot(model, task, cfg, plan, proxy_cache=cache)
+        pipeline = make_blindspot(model, task, cfg, plan, cfg.resolved_settings("blindspot"), proxy_cache=cache)
         assert ("cache" in student_aux(pipeline, jax.tree_util.tree_map(lambda a: a[0], original), task)) == cache
         out[cache] = PipelineRunner(pipeline, plan)(keys, original, task, progress=False)
     # The student moved away from the original, so equality below is not trivial.
@@ -51,11 +51,11 @@ def test_cache_is_chosen_only_without_augmentation():
     cfg = with_(TINY, batch_size=16)
     plan = LoopPlan(seed_strategy="host", epochs_per_call=1, unroll=True)
     original = model.fresh_state(jax.random.key(0), 1e-3)
-    assert "cache" in student_aux(make_blindspot(model, task, cfg, plan), original, task)
+    assert "cache" in student_aux(build("blindspot", model, task, cfg, plan), original, task)
     augmented = with_(cfg, augment_pad=2)
-    assert "proxy" in student_aux(make_blindspot(model, task, augmented, plan), original, task)
+    assert "proxy" in student_aux(build("blindspot", model, task, augmented, plan), original, task)
     with pytest.raises(ValueError, match="augment_pad == 0"):
-        make_blindspot(model, task, augmented, plan, proxy_cache=True)
+        make_blindspot(model, task, augmented, plan, augmented.resolved_settings("blindspot"), proxy_cache=True)
 
 
 def test_cache_size_counts_forget_rows_and_attention_positions():

@@ -8,14 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxunlearn.study as study_mod
 from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.study import run_study, seed_keys
 from jaxunlearn.train.loop import all_finite, guard_divergence
 from jaxunlearn.train.state import TrainState
-from jaxunlearn.unlearn import UNLEARNERS
-from tests.helpers import TINY, train_original, tiny_model, tiny_task
+from jaxunlearn import unlearn
+from tests.helpers import TINY, build, registered, train_original, tiny_model, tiny_task
 
 PLAN = LoopPlan(seed_strategy="vmap", epochs_per_call=None)
 
@@ -62,7 +61,7 @@ def test_original_training_is_finite(setup):
 
 def test_one_seed_diverges_others_untouched(setup):
     task, model, original = setup
-    pipeline = UNLEARNERS["finetune"](model, task, TINY, PLAN)
+    pipeline = build("finetune", model, task, TINY, PLAN)
     keys = seed_keys(0, TINY.seeds, "finetune")
     good = PipelineRunner(pipeline, PLAN)(keys, original.state, task, progress=False)
     lr = np.full(TINY.seeds, pipeline.default_hp["lr"], np.float32)
@@ -79,25 +78,18 @@ def test_one_seed_diverges_others_untouched(setup):
         np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]))
 
 
-def test_study_reports_divergence_and_masks_only_that_seed(monkeypatch):
-    real = study_mod.get_unlearner
+def test_study_reports_divergence_and_masks_only_that_seed():
+    real = unlearn.get("gaussian")
 
-    def factory(name):
-        make = real(name)
-        if name != "gaussian":
-            return make
+    def make_bad(model, task, cfg, plan, settings):
+        pipeline = real.make(model, task, cfg, plan, settings)
+        lr = np.full(cfg.seeds, pipeline.default_hp["lr"], np.float32)
+        lr[2] = np.inf
+        return dataclasses.replace(pipeline, default_hp=dict(pipeline.default_hp, lr=lr))
 
-        def make_bad(model, task, cfg, plan):
-            pipeline = make(model, task, cfg, plan)
-            lr = np.full(cfg.seeds, pipeline.default_hp["lr"], np.float32)
-            lr[2] = np.inf
-            return dataclasses.replace(pipeline, default_hp=dict(pipeline.default_hp, lr=lr))
-
-        return make_bad
-
-    monkeypatch.setattr(study_mod, "get_unlearner", factory)
     logs: list[str] = []
-    result = run_study(TINY, progress=False, log=logs.append, task=tiny_task())
+    with registered([dataclasses.replace(real, make=make_bad)]):
+        result = run_study(TINY, progress=False, log=logs.append, task=tiny_task())
     assert [(e["seed"], e["stage"]) for e in result.divergence] == [(2, "gaussian")]
     assert any("seed 2 diverged" in line and "gaussian" in line for line in logs)
     assert np.isnan(result.per_seed["gaussian"]["test_forget_mae"][2])

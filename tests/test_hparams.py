@@ -16,8 +16,7 @@ from jaxunlearn.hparams import check_hyperparameters, stage_variants, study_vari
 from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.study import run_study, seed_keys
-from jaxunlearn.unlearn import make_blindspot
-from tests.helpers import TINY, tiny_model, tiny_task
+from tests.helpers import TINY, build, tiny_model, tiny_task
 
 CFG = dataclasses.replace(TINY, seeds=2, unlearners=("blindspot",))
 TIMES = ("run_seconds", "time_vs_retrain")
@@ -53,7 +52,7 @@ def test_a_runner_sweep_under_vmap_matches_one_call_per_value():
     plan = LoopPlan("vmap")
     keys = seed_keys(0, CFG.seeds, "blindspot")
     original = jax.vmap(lambda k: model.fresh_state(k, jnp.float32(0.01)))(keys)  # any states will do
-    runner = PipelineRunner(make_blindspot(model, task, dataclasses.replace(CFG, blindspot_epochs=1), plan), plan)
+    runner = PipelineRunner(build("blindspot", model, task, CFG, plan, epochs=1), plan)
     hps = [{"beta": 0.0}, {"beta": 5.0, "lr": 3e-3}]
     swept = runner.run_values(keys, original, task, hps, progress=False)
     for hp, result in zip(hps, swept):
@@ -70,7 +69,7 @@ def test_a_shared_proxy_gives_the_rows_of_a_proxy_per_value():
     plan = LoopPlan("map")
     keys = seed_keys(0, CFG.seeds, "blindspot")
     original = jax.vmap(lambda k: model.fresh_state(k, jnp.float32(0.01)))(keys)
-    runner = PipelineRunner(make_blindspot(model, task, CFG, plan), plan)
+    runner = PipelineRunner(build("blindspot", model, task, CFG, plan), plan)
     hps = [{"beta": 0.0}, {"beta": 5.0, "lr": 3e-3}]  # the proxy reads neither: trained once per seed
     shared = runner.run_values(keys, original, task, hps, progress=False)
     per_value = runner.run_values(keys, original, task, hps, progress=False, share_phases=False)
@@ -132,9 +131,11 @@ def test_each_rows_checkpoint_key_covers_only_its_own_settings():
         return CheckpointStore("/nonexistent", dataclasses.replace(base.cfg, **changes), fp).key(row)
 
     assert key("original", hp={"blindspot.beta": 1.0}) == base.key("original")
-    assert key("original", blindspot_epochs=7, sweep={"blindspot.beta": (1.0, 2.0)}) == base.key("original")
-    assert key("finetune", blindspot_epochs=7) == base.key("finetune")
-    assert key("blindspot", blindspot_epochs=7) != base.key("blindspot")
+    seven = {"blindspot": {"epochs": 7}}
+    assert key("original", settings=seven, sweep={"blindspot.beta": (1.0, 2.0)}) == base.key("original")
+    assert key("finetune", settings=seven) == base.key("finetune")
+    assert key("blindspot", settings=seven) != base.key("blindspot")
+    assert key("blindspot", settings={"blindspot": {"epochs": 1}}) == key("blindspot", settings={})  # the default
     assert key("blindspot", hp={"blindspot.beta": 1.0}) != base.key("blindspot")
     assert key("blindspot", hp={"blindspot.beta": 50.0}) == base.key("blindspot")  # the default, spelt out
     assert key("original", hp={"original.lr": 0.02}) != base.key("original")

@@ -15,12 +15,12 @@ from jaxunlearn.checkpoints import _config_diff
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan, tree_index
-from jaxunlearn.study import STAGE_IDS, seed_keys
+from jaxunlearn.study import RELEARN_KEY_ID, seed_keys
 from jaxunlearn.train.loop import predict
-from jaxunlearn.unlearn import UNLEARNERS, make_neggrad, make_scrub
+from jaxunlearn import unlearn
 from jaxunlearn.unlearn.neggrad import neggrad_loss
 from jaxunlearn.unlearn.scrub import scrub_loss
-from tests.helpers import TINY, one_seed_setup, tiny_model, tiny_task, with_
+from tests.helpers import TINY, build, one_seed_setup, tiny_model, tiny_task, with_
 
 PLAN = LoopPlan(seed_strategy="map", epochs_per_call=None)
 
@@ -74,23 +74,23 @@ def test_scrub_loss_matches_numpy_with_cached_or_live_teacher(setup, maximise):
 
 def test_scrub_phase_layout():
     task = tiny_task()
-    pipeline = make_scrub(tiny_model(task), task, with_(TINY, scrub_epochs=3, scrub_max_epochs=2), PLAN)
+    pipeline = build("scrub", tiny_model(task), task, TINY, PLAN, epochs=3, max_epochs=2)
     layout = [(p.name, p.fit.cfg.rows, p.fit.cfg.epochs) for p in pipeline.phases]
     # Epochs 1-2: a min pass then a max pass; epoch 3: a min pass.
     assert layout == [("min1", "retain", 1), ("max1", "forget", 1), ("min2", "retain", 1), ("max2", "forget", 1),
                       ("min", "retain", 1)]
-    only_max = make_scrub(tiny_model(task), task, with_(TINY, scrub_epochs=1, scrub_max_epochs=1), PLAN)
+    only_max = build("scrub", tiny_model(task), task, TINY, PLAN, epochs=1, max_epochs=1)
     assert [p.name for p in only_max.phases] == ["min1", "max1"]
     # The forget rows bound the max pass's batch, not the study's batch size.
     forget = int(task.train.host_indices("forget").size)
-    big = make_scrub(tiny_model(task), task, with_(TINY, batch_size=forget + 10), PLAN)
+    big = build("scrub", tiny_model(task), task, with_(TINY, batch_size=forget + 10), PLAN)
     assert big.phases[1].fit.cfg.batch_size == forget and big.phases[0].fit.cfg.batch_size == forget + 10
     # --scrub-forget-batch sets the max pass's batch alone: several steps over a small forget set.
-    small = make_scrub(tiny_model(task), task, with_(TINY, batch_size=forget + 10, scrub_forget_batch=3), PLAN)
+    small = build("scrub", tiny_model(task), task, with_(TINY, batch_size=forget + 10), PLAN, forget_batch=3)
     assert small.phases[1].fit.cfg.batch_size == 3 and small.phases[1].fit.num_batches == -(-forget // 3)
     assert small.phases[0].fit.cfg.batch_size == forget + 10
-    with pytest.raises(ValueError, match=rf"scrub_forget_batch \({forget + 1}\) must be <= the {forget} forget"):
-        make_scrub(tiny_model(task), task, with_(TINY, scrub_forget_batch=forget + 1), PLAN)
+    with pytest.raises(ValueError, match=rf"scrub.forget_batch \({forget + 1}\) must be <= the {forget} forget"):
+        build("scrub", tiny_model(task), task, TINY, PLAN, forget_batch=forget + 1)
 
 
 def _mean_abs(a, b, mask) -> float:
@@ -100,7 +100,7 @@ def _mean_abs(a, b, mask) -> float:
 @pytest.mark.parametrize("loss", ["l1", "mse"])
 def test_scrub_max_pass_moves_forget_predictions_away_from_the_teacher(setup, loss):
     task, model, original = setup
-    pipeline = make_scrub(model, task, with_(TINY, loss=loss, batch_size=8), PLAN)
+    pipeline = build("scrub", model, task, with_(TINY, loss=loss, batch_size=8), PLAN)
     teacher = tree_index(original, 0)
     t = predict(model, teacher.params, teacher.batch_stats, task.train.x, PLAN)
     forget = task.train.forget
@@ -121,7 +121,7 @@ def test_scrub_max_pass_moves_forget_predictions_away_from_the_teacher(setup, lo
 
 def test_neggrad_raises_forget_error_more_than_retain_error(setup):
     task, model, original = setup
-    runner = PipelineRunner(make_neggrad(model, task, with_(TINY, neggrad_epochs=3), PLAN), PLAN)
+    runner = PipelineRunner(build("neggrad", model, task, TINY, PLAN, epochs=3), PLAN)
     out = runner(seed_keys(0, 1, "neggrad"), original, task, hp={"lr": 1e-3, "retain_weight": 0.5}, progress=False)
     before, after = tree_index(original, 0), tree_index(out.state, 0)
     y, forget = task.train.y, task.train.forget
@@ -129,17 +129,20 @@ def test_neggrad_raises_forget_error_more_than_retain_error(setup):
     assert err(after, forget) - err(before, forget) > err(after, 1.0 - forget) - err(before, 1.0 - forget) + 0.05
 
 
-def test_every_unlearner_has_its_own_stage_id():
-    assert set(UNLEARNERS) <= set(STAGE_IDS)
-    assert len(set(STAGE_IDS.values())) == len(STAGE_IDS)
+def test_every_stage_has_its_own_key_id_and_the_built_ins_keep_theirs():
+    ids = {u.name: u.key_id for u in unlearn.all_stages()}
+    assert len(set(ids.values())) == len(ids) and RELEARN_KEY_ID not in ids.values()
+    # The ids folded into every published study's seed keys: never to change.
+    assert ids == {"original": 0, "retrain": 1, "finetune": 2, "gaussian": 3, "blindspot": 4, "neggrad": 5,
+                   "scrub": 6, "ssd": 7, "lfssd": 8}
 
 
 def test_resume_accepts_settings_added_after_the_checkpoints():
     saved = json_like(StudyConfig(seeds=3))
-    for added in ("neggrad_epochs", "scrub_epochs", "scrub_max_epochs", "scrub_forget_batch"):
-        del saved[added]
+    del saved["settings"]  # written before the field existed
+    saved["scrub_epochs"] = 5  # a field that no longer exists
     assert _config_diff(saved, StudyConfig(seeds=3).to_dict()) == []
-    assert _config_diff(saved, StudyConfig(seeds=3, scrub_epochs=7).to_dict()) == ["scrub_epochs: 5 there, 7 now"]
+    assert _config_diff(saved, StudyConfig(seeds=4).to_dict()) == ["seeds: 3 there, 4 now"]
 
 
 def json_like(cfg: StudyConfig) -> dict:
@@ -150,7 +153,7 @@ def json_like(cfg: StudyConfig) -> dict:
 
 def test_repeated_passes_share_one_compiled_loop_and_match_a_single_run(setup):
     task, model, original = setup
-    pipeline = make_scrub(model, task, with_(TINY, scrub_epochs=3, scrub_max_epochs=2), PLAN)
+    pipeline = build("scrub", model, task, TINY, PLAN, epochs=3, max_epochs=2)
     runner = PipelineRunner(pipeline, PLAN)
     d = runner.drivers
     assert d[0].epochs is d[2].epochs and d[1].epochs is d[3].epochs and d[0].epochs is not d[1].epochs

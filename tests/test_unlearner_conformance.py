@@ -1,4 +1,7 @@
-"""One conformance suite over every registered unlearner (and the original-model trainer).
+"""One conformance suite over every registered stage: the built-in unlearners, the
+original-model trainer and retraining, the example plugin ``tests/plugins/noisy_finetune.py``
+(an unlearner defined outside the package), and any plugin given with
+``pytest tests/test_unlearner_conformance.py --unlearner-plugin MODULE_OR_FILE``.
 
 Each pipeline must: compile under jit; keep the parameter tree's structure, shapes and
 dtypes; give finite outputs; not retrace on a second call; give, for seed i of an S-seed
@@ -17,11 +20,27 @@ import pytest
 from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan, tree_index
 from jaxunlearn.study import seed_keys
-from jaxunlearn.unlearn import UNLEARNERS, make_original
-from tests.helpers import TINY, train_original, tiny_model, tiny_task
+from jaxunlearn import unlearn
+from jaxunlearn.unlearn import make_original
+from tests.helpers import TINY, plugin_unlearners, registered, train_original, tiny_model, tiny_task
 
-PIPELINES = ["original", *sorted(UNLEARNERS)]
 PLAN = LoopPlan(seed_strategy="map", epochs_per_call=None)
+
+
+def pytest_generate_tests(metafunc):
+    """``name`` runs over every registered stage and every plugin's unlearners."""
+    if "name" in metafunc.fixturenames:
+        plugins = ["tests/plugins/noisy_finetune.py", *metafunc.config.getoption("unlearner_plugin")]
+        external = [u.name for spec in plugins for u in plugin_unlearners(spec)]
+        metafunc.parametrize("name", [*unlearn.names(reference=True), *external])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def plugins_registered(request):
+    """The plugins' unlearners are registered while this module's tests run, and only then."""
+    plugins = ["tests/plugins/noisy_finetune.py", *request.config.getoption("unlearner_plugin")]
+    with registered([u for spec in plugins for u in plugin_unlearners(spec)]):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +52,7 @@ def setup():
 
 
 def build(name, model, task, plan=PLAN):
-    factory = make_original if name == "original" else UNLEARNERS[name]
-    return factory(model, task, TINY, plan)
+    return unlearn.get(name).build(model, task, TINY, plan)
 
 
 def max_abs_diff(a, b) -> float:
@@ -42,7 +60,6 @@ def max_abs_diff(a, b) -> float:
     return max(jax.tree_util.tree_leaves(diffs))
 
 
-@pytest.mark.parametrize("name", PIPELINES)
 def test_single_seed_contract(setup, name):
     task, model, originals = setup
     pipeline = build(name, model, task)
@@ -85,7 +102,6 @@ def single_run(name, model, task, originals, keys, i):
     return _SINGLE_RUNS[name]
 
 
-@pytest.mark.parametrize("name", PIPELINES)
 @pytest.mark.parametrize("strategy, tol", [("map", 0.0), ("host", 0.0), ("vmap", 1e-4)])
 def test_seed_i_equals_single_run(setup, name, strategy, tol):
     task, model, originals = setup
@@ -111,7 +127,7 @@ def test_blindspot_with_batchnorm_model():
     plan = LoopPlan(seed_strategy="host", epochs_per_call=1, unroll=True)
     original = PipelineRunner(make_original(model, task, cfg, plan), plan)(
         seed_keys(0, 2, "original"), None, task, progress=False)
-    pipeline = UNLEARNERS["blindspot"](model, task, cfg, plan)
+    pipeline = unlearn.get("blindspot").build(model, task, cfg, plan)
     keys = seed_keys(0, 2, "blindspot")
     out = PipelineRunner(pipeline, plan)(keys, original.state, task, progress=False)
     single, _ = jax.jit(pipeline.run)(keys[1], tree_index(original.state, 1), task, pipeline.hp())
@@ -125,7 +141,6 @@ def test_blindspot_with_batchnorm_model():
     assert stats_moved > 0.0
 
 
-@pytest.mark.parametrize("name", PIPELINES)
 def test_phases_read_only_the_hyperparameters_they_declare(setup, name):
     """A phase's ``reads_hp`` lets a sweep share it across values: changing every other
     hyperparameter must leave the phase's result bitwise unchanged."""

@@ -94,7 +94,7 @@ def attention_transfer_loss(
 
     Args:
         student_feats, teacher_feats: matching tuples of activations, each [B, ...].
-        weights: [B] row weights (the blindspot loss uses the forget mask).
+        weights: [B] row weights (e.g. a forget-set term uses the forget mask).
 
     Returns:
         A scalar.

@@ -53,13 +53,40 @@ def get_learning_rate(opt_state: Any) -> jax.Array:
     return opt_state.hyperparams["learning_rate"]
 
 
+def as_prediction_and_features(out: Any, where: str = "the model") -> tuple[jax.Array, tuple]:
+    """A model's output as ``(pred [B, 1], feats)``: the library's contract, or a bare
+    prediction [B, 1] (a model with no features to offer: feats = ()).
+
+    Raises:
+        ValueError: the prediction is not [B, 1].
+    """
+    if isinstance(out, tuple) and len(out) == 2:
+        pred, feats = out
+    else:
+        pred, feats = out, ()
+    if getattr(pred, "ndim", None) != 2 or pred.shape[1] != 1:
+        raise ValueError(f"{where} must return predictions of shape [B, 1] (or a pair (pred [B, 1], feats)), got "
+                         f"{getattr(pred, 'shape', type(pred).__name__)}")
+    return pred, tuple(feats) if isinstance(feats, (list, tuple)) else (feats,)
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    """Whether ``fn`` takes a keyword ``name`` (or **kwargs)."""
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelFns:
-    """Pure functions of one Flax module (a static value: closed over, never traced).
+    """Pure functions of one Flax Linen module (a static value: closed over, never traced).
 
     Attributes:
         module: a model following the jaxunlearn.models contract
-            (``__call__(x, train) -> (pred [B, 1], feats)``).
+            (``__call__(x, train) -> (pred [B, 1], feats)``). A user's module may also
+            return the prediction [B, 1] alone (no features), and may leave out the
+            ``train`` argument (no batch statistics then).
         input_shape: the shape of one input row (without the batch axis).
     """
 
@@ -70,9 +97,12 @@ class ModelFns:
     def family(self) -> str:
         return getattr(self.module, "family", "dense")
 
+    def _mode(self, train: bool) -> dict:
+        return {"train": train} if _accepts(type(self.module).__call__, "train") else {}
+
     def init(self, key: jax.Array) -> tuple[Any, Any]:
         """Fresh (params, batch_stats) for ``key``."""
-        variables = self.module.init(key, jnp.zeros((1, *self.input_shape), jnp.float32), train=False)
+        variables = self.module.init(key, jnp.zeros((1, *self.input_shape), jnp.float32), **self._mode(False))
         return variables["params"], variables.get("batch_stats", {})
 
     def apply_train(self, params, batch_stats, x, w):
@@ -84,16 +114,18 @@ class ModelFns:
         ``mask``; it is not passed to models without batch statistics.
         """
         variables = {"params": params, "batch_stats": batch_stats}
+        name = type(self.module).__name__
         if batch_stats:
-            (pred, feats), updates = self.module.apply(variables, x, train=True, mask=w > 0,
-                                                       mutable=["batch_stats"])
-            return pred, feats, updates["batch_stats"]
-        pred, feats = self.module.apply(variables, x, train=True)
+            mask = {"mask": w > 0} if _accepts(type(self.module).__call__, "mask") else {}
+            out, updates = self.module.apply(variables, x, **self._mode(True), **mask, mutable=["batch_stats"])
+            return (*as_prediction_and_features(out, name), updates["batch_stats"])
+        pred, feats = as_prediction_and_features(self.module.apply(variables, x, **self._mode(True)), name)
         return pred, feats, batch_stats
 
     def apply_eval(self, params, batch_stats, x):
         """Inference-mode forward (running statistics). x: [B, ...] -> (pred [B, 1], feats)."""
-        return self.module.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
+        out = self.module.apply({"params": params, "batch_stats": batch_stats}, x, **self._mode(False))
+        return as_prediction_and_features(out, type(self.module).__name__)
 
     def fresh_state(self, key: jax.Array, lr: jax.Array) -> TrainState:
         """A freshly initialised model with a new Adam state at learning rate ``lr``."""

@@ -48,7 +48,7 @@ class Pipeline:
     """A named sequence of phases with its default float hyperparameters.
 
     Attributes:
-        name: e.g. "blindspot".
+        name: the stage's registered name.
         phases: run in order; the last phase's state is the result.
         default_hp: float hyperparameters (learning rates, beta, ...) as a dict.
         needs_original: False for pipelines that start from scratch (original, retrain).
@@ -135,7 +135,7 @@ def phase_keys(key: jax.Array, index: int) -> tuple[jax.Array, jax.Array]:
 
 
 def fresh_start(model: ModelFns, lr_key: str = "lr") -> Start:
-    """Start from a freshly initialised model (retraining, the blindspot proxy)."""
+    """Start from a freshly initialised model (retraining, a proxy model)."""
 
     def start(key, original, task, hp, earlier):
         return model.fresh_state(key, hp[lr_key]), None

@@ -7,6 +7,8 @@ original is fine-tuned on the whole relabelled training set.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
@@ -16,8 +18,23 @@ from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.train.loop import Fit, FitConfig, supervised_loss
 from jaxunlearn.train.state import ModelFns
 from jaxunlearn.unlearn.base import Phase, Pipeline, from_original
+from jaxunlearn.unlearn.registry import Unlearner, register, require_positive
 
 DEFAULT_HP = {"lr": 1e-3}  # Adam learning rate of the fine-tuning on relabelled rows
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianSettings:
+    """epochs: fine-tuning epochs on the relabelled rows (paper: 1 AgeDB, 5 STS-B);
+    stats: label statistics of the draws, "all" rows (the reference) or "retain" rows."""
+
+    epochs: int = 1
+    stats: str = "all"
+
+    def __post_init__(self):
+        require_positive(self, "epochs")
+        if self.stats not in ("all", "retain"):
+            raise ValueError(f"stats must be 'all' or 'retain', got {self.stats!r}")
 
 
 def gaussian_relabel(key: jax.Array, y: jax.Array, forget: jax.Array, stats_from: str = "all") -> jax.Array:
@@ -38,15 +55,20 @@ def gaussian_relabel(key: jax.Array, y: jax.Array, forget: jax.Array, stats_from
     return jnp.where(forget[:, None] > 0.5, draws, y)
 
 
-def make_gaussian(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
-    """Original weights, Adam lr 1e-3, ``cfg.gaussian_epochs`` (paper: 1 AgeDB, 5 STS-B) on relabelled D."""
+def make_gaussian(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan,
+                  settings: GaussianSettings) -> Pipeline:
+    """Original weights, Adam lr 1e-3, ``settings.epochs`` (paper: 1 AgeDB, 5 STS-B) on relabelled D."""
     base = from_original()
 
     def start(key, original, task, hp, earlier):
         state, _ = base(key, original, task, hp, earlier)
-        return state, {"y": gaussian_relabel(key, task.train.y, task.train.forget, cfg.gaussian_stats)}
+        return state, {"y": gaussian_relabel(key, task.train.y, task.train.forget, settings.stats)}
 
-    fit_cfg = FitConfig(epochs=cfg.gaussian_epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss,
+    fit_cfg = FitConfig(epochs=settings.epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss,
                         augment_pad=cfg.augment_pad)
     fit = Fit(model, fit_cfg, supervised_loss(model, cfg.loss), task, plan)
-    return Pipeline("gaussian", (Phase("relabel+finetune", start, fit),), DEFAULT_HP)
+    return Pipeline("gaussian", (Phase("relabel+fine-tune", start, fit),), DEFAULT_HP)
+
+
+GAUSSIAN = register(Unlearner("gaussian", make_gaussian, DEFAULT_HP, settings=GaussianSettings, key_id=3, default=True,
+                              description="Gaussian amnesiac: forget labels redrawn, then fine-tune (the paper)"))

@@ -15,6 +15,8 @@ weights matters, not the overall scale.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.seeds import LoopPlan
@@ -22,10 +24,21 @@ from jaxunlearn.train.loop import BatchLoss, Fit, FitConfig
 from jaxunlearn.train.losses import get_loss, masked_mean
 from jaxunlearn.train.state import ModelFns
 from jaxunlearn.unlearn.base import Phase, Pipeline, from_original
+from jaxunlearn.unlearn.registry import Unlearner, register, require_positive
 
 # Adam lr (as fine-tuning) and the weight of the retain term (ours: the literature tunes it).
 DEFAULT_HP = {"lr": 1e-3, "retain_weight": 0.95}
 HP_BOUNDS = {"retain_weight": (0.0, 1.0)}
+
+
+@dataclasses.dataclass(frozen=True)
+class NegGradSettings:
+    """epochs: epochs over every training row (default 5, as fine-tuning)."""
+
+    epochs: int = 5
+
+    def __post_init__(self):
+        require_positive(self, "epochs")
 
 
 def neggrad_loss(model: ModelFns, loss_name: str) -> BatchLoss:
@@ -44,9 +57,14 @@ def neggrad_loss(model: ModelFns, loss_name: str) -> BatchLoss:
     return batch_loss
 
 
-def make_neggrad(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
-    """Original weights, Adam lr 1e-3, ``cfg.neggrad_epochs`` (default 5, as fine-tuning) over D."""
-    fit_cfg = FitConfig(epochs=cfg.neggrad_epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss,
+def make_neggrad(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan,
+                 settings: NegGradSettings) -> Pipeline:
+    """Original weights, Adam lr 1e-3, ``settings.epochs`` (default 5, as fine-tuning) over D."""
+    fit_cfg = FitConfig(epochs=settings.epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss,
                         augment_pad=cfg.augment_pad)
     fit = Fit(model, fit_cfg, neggrad_loss(model, cfg.loss), task, plan)
     return Pipeline("neggrad", (Phase("neggrad", from_original(), fit),), DEFAULT_HP)
+
+
+NEGGRAD = register(Unlearner("neggrad", make_neggrad, DEFAULT_HP, HP_BOUNDS, settings=NegGradSettings, key_id=5,
+                             description="NegGrad+: descend on retain rows, ascend on forget rows"))

@@ -8,6 +8,7 @@ from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.train.loop import Fit, FitConfig, supervised_loss
 from jaxunlearn.train.state import ModelFns
 from jaxunlearn.unlearn.base import Phase, Pipeline, fresh_start
+from jaxunlearn.unlearn.registry import Unlearner, register
 
 RECIPE_LR = 0.01  # Adam lr of the reference training recipe
 DEFAULT_HP = {"lr": RECIPE_LR}  # the original and the retrained model
@@ -23,13 +24,20 @@ def recipe_fit(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, ro
     return Fit(model, fit_cfg, supervised_loss(model, cfg.loss), task, plan)
 
 
-def make_original(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
+def make_original(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, settings: None = None) -> Pipeline:
     """The original model: fresh init, trained on every training row (forget rows included)."""
     fit = recipe_fit(model, task, cfg, plan, rows="all", epochs=cfg.train_epochs)
     return Pipeline("original", (Phase("train", fresh_start(model), fit),), DEFAULT_HP, needs_original=False)
 
 
-def make_retrain(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
+def make_retrain(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, settings: None = None) -> Pipeline:
     """The gold standard: fresh init, trained on the retain rows only, validated on retain rows."""
     fit = recipe_fit(model, task, cfg, plan, rows="retain", epochs=cfg.train_epochs)
     return Pipeline("retrain", (Phase("train", fresh_start(model), fit),), DEFAULT_HP, needs_original=False)
+
+
+# The reference stages every study runs (``cfg.train_epochs`` epochs each).
+ORIGINAL = register(Unlearner("original", make_original, DEFAULT_HP, key_id=0, reference=True,
+                              description="the original model, trained on every training row"))
+RETRAIN = register(Unlearner("retrain", make_retrain, DEFAULT_HP, key_id=1, reference=True,
+                             description="retrained from scratch without the forget rows (the gold standard)"))

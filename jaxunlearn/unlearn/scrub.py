@@ -28,6 +28,8 @@ per phase; with augmentation the teacher sees each augmented batch.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 
 from jaxunlearn.config import StudyConfig
@@ -37,10 +39,30 @@ from jaxunlearn.train.loop import BatchLoss, Fit, FitConfig, predict
 from jaxunlearn.train.losses import get_loss, masked_mean
 from jaxunlearn.train.state import ModelFns
 from jaxunlearn.unlearn.base import Phase, Pipeline, from_original
+from jaxunlearn.unlearn.registry import Unlearner, register, require_positive
 
 # Adam lr (as fine-tuning) and the teacher term's weight in the min passes (ours).
 DEFAULT_HP = {"lr": 1e-3, "distill_weight": 1.0}
 HP_BOUNDS = {"distill_weight": (0.0, float("inf"))}
+
+
+@dataclasses.dataclass(frozen=True)
+class ScrubSettings:
+    """epochs: SCRUB's epochs (5); max_epochs: how many of the first ones start with a max
+    pass over the forget rows (1; at most ``epochs``); forget_batch: rows per step of the
+    max passes (None: the study's batch size, capped at the forget-set size, so a forget
+    set under one batch takes one step per pass)."""
+
+    epochs: int = 5
+    max_epochs: int = 1
+    forget_batch: int | None = None
+
+    def __post_init__(self):
+        require_positive(self, "epochs", "max_epochs")
+        if self.forget_batch is not None:
+            require_positive(self, "forget_batch")
+        if self.max_epochs > self.epochs:
+            raise ValueError(f"max_epochs ({self.max_epochs}) must be <= epochs ({self.epochs})")
 
 
 def _teacher_pred(model: ModelFns, batch: dict, aux: dict) -> jax.Array:
@@ -66,18 +88,19 @@ def scrub_loss(model: ModelFns, loss_name: str, maximise: bool) -> BatchLoss:
     return batch_loss
 
 
-def make_scrub(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
-    """Student = original weights, Adam lr 1e-3, ``cfg.scrub_epochs`` epochs (default 5) of
-    which the first ``cfg.scrub_max_epochs`` (default 1) end with a max pass. A max pass takes
-    ``cfg.scrub_forget_batch`` forget rows per step (default: the batch size, capped at the
+def make_scrub(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan,
+               settings: ScrubSettings) -> Pipeline:
+    """Student = original weights, Adam lr 1e-3, ``settings.epochs`` epochs (default 5) of
+    which the first ``settings.max_epochs`` (default 1) end with a max pass. A max pass takes
+    ``settings.forget_batch`` forget rows per step (default: the batch size, capped at the
     forget-set size)."""
     forget_rows = int(task.train.host_indices("forget").size)
     if forget_rows == 0:
         raise ValueError("SCRUB needs forget rows: the forget set is empty")
-    if cfg.scrub_forget_batch is not None and cfg.scrub_forget_batch > forget_rows:
-        raise ValueError(f"scrub_forget_batch ({cfg.scrub_forget_batch}) must be <= the {forget_rows} forget "
+    if settings.forget_batch is not None and settings.forget_batch > forget_rows:
+        raise ValueError(f"scrub.forget_batch ({settings.forget_batch}) must be <= the {forget_rows} forget "
                          f"training rows")
-    max_batch = cfg.scrub_forget_batch or min(cfg.batch_size, forget_rows)
+    max_batch = settings.forget_batch or min(cfg.batch_size, forget_rows)
     first = from_original()
 
     def start(key, original, task, hp, earlier):
@@ -93,10 +116,14 @@ def make_scrub(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) ->
 
     max_fit, min_fit = fit("forget", 1, True), fit("retain", 1, False)
     phases = []
-    for i in range(cfg.scrub_max_epochs):
+    for i in range(settings.max_epochs):
         phases += [Phase(f"min{i + 1}", start, min_fit), Phase(f"max{i + 1}", start, max_fit)]
-    if cfg.scrub_epochs > cfg.scrub_max_epochs:
-        phases.append(Phase("min", start, fit("retain", cfg.scrub_epochs - cfg.scrub_max_epochs, False)))
+    if settings.epochs > settings.max_epochs:
+        phases.append(Phase("min", start, fit("retain", settings.epochs - settings.max_epochs, False)))
     return Pipeline("scrub", tuple(phases), DEFAULT_HP)
+
+
+SCRUB = register(Unlearner("scrub", make_scrub, DEFAULT_HP, HP_BOUNDS, settings=ScrubSettings, key_id=6,
+                           description="SCRUB: student pushed from its teacher on forget rows, held on retain rows"))
 
 

@@ -49,6 +49,7 @@ from jaxunlearn.train.loop import Fit, all_finite, epoch_batches
 from jaxunlearn.train.losses import get_loss, masked_mean
 from jaxunlearn.train.state import ModelFns, TrainState
 from jaxunlearn.unlearn.base import OneShot, Phase, Pipeline
+from jaxunlearn.unlearn.registry import Unlearner, register
 
 # SSD's alpha (selection weighting) and lambda (dampening constant) from its ResNet-18 runs.
 DEFAULT_HP = {"selection_weight": 10.0, "dampening": 1.0}
@@ -115,7 +116,8 @@ def dampen(params, importances: Importances, selection_weight: jax.Array, dampen
     return new, count.astype(jnp.float32) / size
 
 
-def make_ssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, label_free: bool = False) -> Pipeline:
+def make_ssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, settings: None = None,
+             label_free: bool = False) -> Pipeline:
     """Phase "importance" (F_D and F_f of the original model), then phase "dampen".
     ``label_free``: LFSSD's importances (``output_norm``) instead of the task loss's."""
     objective = output_norm if label_free else get_loss(cfg.loss)
@@ -155,6 +157,12 @@ def make_ssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, labe
                      Phase("dampen", from_original, OneShot(apply))), DEFAULT_HP)
 
 
-def make_lfssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan) -> Pipeline:
+def make_lfssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, settings: None = None) -> Pipeline:
     """Loss-Free SSD: ``make_ssd`` with the output norm's importances (no labels read)."""
     return make_ssd(model, task, cfg, plan, label_free=True)
+
+
+SSD = register(Unlearner("ssd", make_ssd, DEFAULT_HP, HP_BOUNDS, key_id=7,
+                         description="Selective Synaptic Dampening: retraining-free, from parameter importances"))
+LFSSD = register(Unlearner("lfssd", make_lfssd, DEFAULT_HP, HP_BOUNDS, key_id=8,
+                           description="Loss-Free SSD: SSD's importances from the output norm (no labels)"))

@@ -1,0 +1,159 @@
+"""A user's own model in a study: a Flax Linen module, or an NNX module class.
+
+``run_study(cfg, model=...)`` takes either:
+
+- a Linen module instance, e.g. ``MyNet(hidden=32)``, whose ``__call__(x, train=False)``
+  returns ``(pred [B, 1], feats)`` (the zoo's contract; ``feats``, the activations an
+  attention-transfer loss compares, may be ``()``) or the prediction [B, 1] alone; a
+  ``train`` argument and, with BatchNorm, a ``mask`` [B] argument are optional;
+- ``NNXModel(MyNNXNet, din=8, hidden=32)``: an NNX module class and its constructor's
+  arguments; it is built as ``MyNNXNet(**kwargs, rngs=nnx.Rngs(key))`` once per seed and run
+  through NNX's functional split/merge, so the unlearners see plain pytrees (parameters
+  and BatchNorm statistics as nested dicts).
+
+A model's identity (``describe_model``), its class's qualified name and fields or
+constructor arguments, stands for it in the study's configuration, so checkpoint keys
+change when the model does.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxunlearn.train.state import ModelFns, as_prediction_and_features
+
+
+@dataclasses.dataclass(frozen=True)
+class NNXModel:
+    """An NNX module class and its constructor's keyword arguments (not ``rngs``).
+
+    Attributes:
+        cls: an ``nnx.Module`` subclass whose ``__call__(x)`` returns ``(pred [B, 1],
+            feats)`` or the prediction alone; it may take ``mask`` [B] (rows that count in
+            BatchNorm's batch statistics). Train/eval mode is set with ``.train()`` /
+            ``.eval()``. Its state must be parameters and BatchNorm statistics only
+            (no stored ``Rngs``: stochastic layers such as Dropout are not supported).
+        kwargs: constructor arguments as (name, value) pairs (hashable).
+    """
+
+    cls: type
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def __init__(self, cls: type, /, **kwargs: Any):
+        object.__setattr__(self, "cls", cls)
+        object.__setattr__(self, "kwargs", tuple(sorted(kwargs.items())))
+
+    def build(self, key: jax.Array):
+        from flax import nnx
+
+        return self.cls(**dict(self.kwargs), rngs=nnx.Rngs(key))
+
+
+@dataclasses.dataclass(frozen=True)
+class NNXModelFns(ModelFns):
+    """``ModelFns`` of an ``NNXModel`` (``module`` holds the NNXModel)."""
+
+    @property
+    def family(self) -> str:
+        return getattr(self.module.cls, "family", "dense")
+
+    def _template(self):
+        """(graphdef, abstract parameter state, abstract BatchNorm state) of the model."""
+        from flax import nnx
+
+        abstract = nnx.eval_shape(lambda: self.module.build(jax.random.key(0)))
+        graphdef, params, stats, rest = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)
+        if jax.tree_util.tree_leaves(rest):
+            raise ValueError(f"NNX model {self.module.cls.__qualname__} holds state other than parameters and "
+                             f"BatchNorm statistics ({sorted(rest.to_pure_dict())}); stochastic layers and stored "
+                             f"Rngs are not supported: pass rngs to the constructor only")
+        return graphdef, params, stats
+
+    def init(self, key: jax.Array) -> tuple[Any, Any]:
+        from flax import nnx
+
+        _, params, stats, _ = nnx.split(self.module.build(key), nnx.Param, nnx.BatchStat, ...)
+        return params.to_pure_dict(), stats.to_pure_dict() if jax.tree_util.tree_leaves(stats) else {}
+
+    def _merge(self, params, batch_stats, train: bool):
+        from flax import nnx
+
+        graphdef, p_state, s_state = self._template()
+        nnx.replace_by_pure_dict(p_state, params)
+        if batch_stats:
+            nnx.replace_by_pure_dict(s_state, batch_stats)
+        module = nnx.merge(graphdef, p_state, s_state, copy=True)
+        module.train() if train else module.eval()
+        return module
+
+    def _call(self, module, x, mask=None):
+        takes_mask = "mask" in inspect.signature(type(module).__call__).parameters
+        out = module(x, mask=mask) if takes_mask and mask is not None else module(x)
+        return as_prediction_and_features(out, self.module.cls.__qualname__)
+
+    def apply_train(self, params, batch_stats, x, w):
+        from flax import nnx
+
+        module = self._merge(params, batch_stats, train=True)
+        pred, feats = self._call(module, x, mask=w > 0)
+        if not batch_stats:
+            return pred, feats, batch_stats
+        return pred, feats, nnx.state(module, nnx.BatchStat).to_pure_dict()
+
+    def apply_eval(self, params, batch_stats, x):
+        return self._call(self._merge(params, batch_stats, train=False), x)
+
+
+def model_fns(model: Any, input_shape: tuple[int, ...]) -> ModelFns:
+    """The ``ModelFns`` of a user's model: a Linen module instance or an ``NNXModel``.
+
+    Raises:
+        ValueError: anything else (e.g. an NNX module instance: pass its class in an
+            ``NNXModel`` so that each seed builds its own).
+    """
+    if isinstance(model, NNXModel):
+        return NNXModelFns(model, tuple(input_shape))
+    if isinstance(model, nn.Module):
+        return ModelFns(model, tuple(input_shape))
+    raise ValueError(f"model must be a Flax Linen module instance or NNXModel(NnxClass, **kwargs), got "
+                     f"{type(model).__name__} (an NNX module instance: give NNXModel(type(m), **its arguments))")
+
+
+def _describe_value(value: Any) -> Any:
+    """A stable, JSON-friendly stand-in for a model field's value (no memory addresses)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(_describe_value(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _describe_value(v)) for k, v in value.items()))
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__qualname__}.{value.name}"
+    try:
+        return str(jnp.dtype(value))
+    except TypeError:
+        pass
+    if isinstance(value, Callable) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
+    if dataclasses.is_dataclass(value):
+        return (type(value).__qualname__, tuple((f.name, _describe_value(getattr(value, f.name)))
+                                               for f in dataclasses.fields(value)))
+    return repr(value)
+
+
+def describe_model(model: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """(qualified class name, its fields or constructor arguments) of a user's model: what
+    defines it, as stable values (functions by name, dtypes by name)."""
+    if isinstance(model, NNXModel):
+        cls, fields = model.cls, dict(model.kwargs)
+    else:
+        cls = type(model)
+        fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name not in ("parent", "name")}
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    return name, tuple((k, _describe_value(v)) for k, v in sorted(fields.items()))
