@@ -1,6 +1,8 @@
 # Two entry points for a fresh machine (see README):
 #   make run   - create .venv, install jaxunlearn, run the default multi-seed study
 #   make test  - create .venv, install jaxunlearn with test extras, run the test suite
+#   make reproduce - rerun every committed study and compare its per-seed metrics bitwise
+#                    (ARGS="--only default,text", "--write" to regenerate: docs/reproduce.py)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +11,7 @@ OUT ?= results
 # tests instead of about 650-720 s in one process); 0 runs everything in one process.
 TEST_WORKERS ?= 2
 
-.PHONY: run test install clean
+.PHONY: run test install reproduce clean
 
 # One stamp per set of extras, each rebuilt when pyproject.toml changes: `make run` needs the
 # demo data (the default study reads pmdarima's taylor series) and matplotlib; `make test`
@@ -33,6 +35,9 @@ run: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+
+reproduce: $(VENV)/.installed-test
+	$(PY) docs/reproduce.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -40,25 +40,26 @@ from jaxunlearn.seeds import auto_plan, tree_index
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
-from jaxunlearn.unlearn import UNLEARNERS, make_original
+from jaxunlearn import unlearn
 from jaxunlearn.unlearn.base import OneShot
 from jaxunlearn.unlearn.blindspot import make_blindspot
 
-# phase -> (pipeline, index of the phase in it, StudyConfig field with the paper's epoch count)
+# phase -> (pipeline, index of the phase in it, where its paper epoch count is: a StudyConfig
+# field, or (unlearner, settings field))
 STAGES = {
     "train": ("original", 0, "train_epochs"),
     "retrain": ("retrain", 0, "train_epochs"),
-    "finetune": ("finetune", 0, "finetune_epochs"),
-    "gaussian": ("gaussian", 0, "gaussian_epochs"),
-    "proxy": ("blindspot", 0, "proxy_epochs"),
-    "blindspot": ("blindspot", 1, "blindspot_epochs"),
+    "finetune": ("finetune", 0, ("finetune", "epochs")),
+    "gaussian": ("gaussian", 0, ("gaussian", "epochs")),
+    "proxy": ("blindspot", 0, ("blindspot", "proxy_epochs")),
+    "blindspot": ("blindspot", 1, ("blindspot", "epochs")),
     # The same student with the proxy run on every batch instead of cached once (A/B).
-    "blindspot-inloop": ("blindspot-inloop", 1, "blindspot_epochs"),
-    "neggrad": ("neggrad", 0, "neggrad_epochs"),
+    "blindspot-inloop": ("blindspot-inloop", 1, ("blindspot", "epochs")),
+    "neggrad": ("neggrad", 0, ("neggrad", "epochs")),
     # SCRUB's two passes: a min pass over the retain rows (from the original), then a max
     # pass over the forget rows (from this group's min-pass states).
-    "scrub-min": ("scrub", 0, "scrub_epochs"),
-    "scrub-max": ("scrub", 1, "scrub_max_epochs"),
+    "scrub-min": ("scrub", 0, ("scrub", "epochs")),
+    "scrub-max": ("scrub", 1, ("scrub", "max_epochs")),
     # SSD: one pass each (no epochs setting), the importances then the dampening.
     "ssd-importance": ("ssd", 0, None),
     "ssd-dampen": ("ssd", 1, None),
@@ -66,8 +67,14 @@ STAGES = {
 # phase -> the phase whose states its phase starts from (``earlier``), if any.
 STARTS_FROM = {"blindspot": "proxy", "blindspot-inloop": "proxy", "scrub-max": "scrub-min",
                "ssd-dampen": "ssd-importance"}
-FACTORIES = {"original": make_original, **UNLEARNERS,
-             "blindspot-inloop": functools.partial(make_blindspot, proxy_cache=False)}
+
+
+def factory(pipeline: str):
+    """(model, task, cfg, plan) -> the pipeline of a registered stage, or the blindspot A/B."""
+    if pipeline == "blindspot-inloop":
+        return lambda model, task, cfg, plan: make_blindspot(model, task, cfg, plan, cfg.resolved_settings("blindspot"),
+                                                             proxy_cache=False)
+    return unlearn.get(pipeline).build
 __all__ = ["STAGES", "WORKLOADS", "Bench", "Workload", "random_task", "seed_keys", "synthetic_task"]
 
 
@@ -92,7 +99,12 @@ random_task = synthetic_task
 def paper_epochs(cfg: StudyConfig, phase: str) -> int:
     """The phase's epoch count in a study with ``cfg`` (1 for a one-shot phase)."""
     field = STAGES[phase][2]
-    return 1 if field is None else getattr(cfg, field)
+    if field is None:
+        return 1
+    if isinstance(field, tuple):
+        stage, name = field
+        return getattr(cfg.resolved_settings(stage), name)
+    return getattr(cfg, field)
 
 
 def seed_keys(seeds: int, stream: str, root: int = 0) -> jax.Array:
@@ -216,7 +228,7 @@ class Bench:
             plan = dataclasses.replace(auto_plan(model.family),
                                        **{"seed_strategy": strategy, "epochs_per_call": 1, "devices": 1,
                                           **self.plan_overrides})
-            self._runners[key] = PipelineRunner(FACTORIES[pipeline](model, self.task(wl), self.config(wl, dtype), plan),
+            self._runners[key] = PipelineRunner(factory(pipeline)(model, self.task(wl), self.config(wl, dtype), plan),
                                                 plan)
         return self._runners[key]
 

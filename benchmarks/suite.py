@@ -261,7 +261,7 @@ def stage_ratio(phase: str, epoch_s: dict[str, float], start_s: dict[str, float]
     cost = projected(phase)
     if phase.startswith("blindspot"):
         proxy = "proxy" if "proxy" in epoch_s else "retrain"
-        cost += start_s.get(proxy, 0.0) + cfg.proxy_epochs * epoch_s[proxy]
+        cost += start_s.get(proxy, 0.0) + paper_epochs(cfg, "proxy") * epoch_s[proxy]
     if phase in first_phase:
         cost += projected(first_phase[phase])
     return cost / (start_s.get("retrain", 0.0) + cfg.train_epochs * epoch_s["retrain"])

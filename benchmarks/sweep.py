@@ -34,7 +34,8 @@ from jaxunlearn.hparams import stage_variants
 from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.study import build_model, resolve_plan, seed_keys
 from jaxunlearn.timing import Stopwatch
-from jaxunlearn.unlearn import get_unlearner, make_original
+from jaxunlearn import unlearn
+from jaxunlearn.unlearn import make_original
 
 MODES = ("separate", "swept", "swept+shared")
 
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
     plan = dataclasses.replace(resolve_plan(cfg, model.family), devices=1)
     original = PipelineRunner(make_original(model, task, cfg, plan), plan)(
         seed_keys(cfg.seed, cfg.seeds, "original"), None, task, progress=False).state
-    runner = PipelineRunner(get_unlearner(stage)(model, task, cfg, plan), plan)
+    runner = PipelineRunner(unlearn.get(stage).build(model, task, cfg, plan), plan)
     keys = seed_keys(cfg.seed, cfg.seeds, stage)
     variants = stage_variants(cfg, stage)
     hps = [v.hp for v in variants]

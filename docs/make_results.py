@@ -17,6 +17,20 @@ from jaxunlearn.metrics.suite import TABLE_COLUMNS
 from jaxunlearn.report import atomic_write_text, format_table
 
 DOCS = Path(__file__).resolve().parent
+
+
+def _setting(cfg: dict, stage: str, field: str):
+    """An unlearner's static setting in a results.json configuration: its ``settings``
+    table (defaults from the registry), or the flat field of studies run before it."""
+    from jaxunlearn.config import StudyConfig
+    from jaxunlearn.unlearn import registry
+
+    old = {f"{s}_{f}": (s, f) for s, f in registry.alias_fields().values()}
+    old.update(registry.alias_fields())  # e.g. proxy_epochs -> blindspot.proxy_epochs
+    flat = {key: cfg[key] for key, target in old.items() if target == (stage, field) and key in cfg}
+    if flat:
+        return next(iter(flat.values()))
+    return getattr(StudyConfig(settings=cfg.get("settings", {})).resolved_settings(stage), field)
 ROWS = ["original", "retrain", "finetune", "gaussian", "blindspot", "neggrad", "scrub", "ssd", "lfssd"]
 
 # The authors' notebook outputs (one unseeded run each), from the paper's public code.
@@ -230,9 +244,10 @@ def _section(domain: dict) -> list[str]:
         "",
         f"{cfg['seeds']} seeds; model `{cfg['model']}` {cfg['model_kwargs'] or ''}, loss {cfg['loss']}, batch "
         f"{cfg['batch_size']}, {cfg['train_epochs']} training epochs; unlearning epochs: fine-tune "
-        f"{cfg['finetune_epochs']}, Gaussian {cfg['gaussian_epochs']}, proxy {cfg['proxy_epochs']}, blindspot "
-        f"{cfg['blindspot_epochs']}"
-        + "".join(f", {label} {cfg[f'{stage}_epochs']}" for label, stage in (("NegGrad+", "neggrad"), ("SCRUB", "scrub"))
+        f"{_setting(cfg, 'finetune', 'epochs')}, Gaussian {_setting(cfg, 'gaussian', 'epochs')}, proxy "
+        f"{_setting(cfg, 'blindspot', 'proxy_epochs')}, blindspot {_setting(cfg, 'blindspot', 'epochs')}"
+        + "".join(f", {label} {_setting(cfg, stage, 'epochs')}" for label, stage in (("NegGrad+", "neggrad"),
+                                                                                     ("SCRUB", "scrub"))
                   if stage in cfg["unlearners"])
         + f". Train rows {task['train']['rows']} ({task['train']['forget']} forget). "
         f"Deviations: {domain['deviations']}",

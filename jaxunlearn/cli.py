@@ -296,6 +296,10 @@ def command_run(args: argparse.Namespace) -> int:
     from jaxunlearn.study import run_study, validate_config
 
     validate_config(cfg)
+    if args.plots:  # matplotlib (the plots extra) is checked before the study, not after it
+        from jaxunlearn.plots import check_plots_available
+
+        check_plots_available()
     if args.resume and args.no_checkpoints:
         raise ValueError("--resume needs checkpoints; drop --no-checkpoints")
     out = Path(args.out).expanduser()

@@ -251,6 +251,28 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def _git_dirty() -> bool | None:
+    """Whether tracked files differ from the commit (so ``git_commit`` is not the whole
+    story of the code that ran); None outside a git checkout."""
+    try:
+        res = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=os.getcwd(),
+                             capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(res.stdout.strip()) if res.returncode == 0 else None
+
+
+def _cpu_model() -> str:
+    """The host CPU's model name (XLA:CPU results can differ between CPU types)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _git_commit() -> str | None:
     try:
         res = subprocess.run(
@@ -275,7 +297,8 @@ def environment_info() -> dict[str, Any]:
         optax, numpy; "not installed" if absent), ``jax_backend``,
         ``jax_device_kinds`` (sorted unique), ``jax_device_count`` (all processes'),
         ``jax_process_count``,
-        ``git_commit`` (None outside a git checkout) and ``timestamp_utc``
+        ``git_commit`` (None outside a git checkout), ``git_dirty`` (tracked files
+        changed since that commit), ``cpu`` (the host CPU's model) and ``timestamp_utc``
         (ISO 8601).
     """
     info: dict[str, Any] = {
@@ -296,6 +319,8 @@ def environment_info() -> dict[str, Any]:
         info["jax_device_kinds"] = []
         info["jax_device_count"] = 0
     info["git_commit"] = _git_commit()
+    info["git_dirty"] = _git_dirty()
+    info["cpu"] = _cpu_model()
     info["timestamp_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(
         timespec="seconds"
     )

@@ -208,6 +208,12 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         name, fields = describe_model(model)
         cfg = dataclasses.replace(cfg, model=name, model_kwargs=fields)
     validate_config(cfg, own_model=model is not None)
+    if task is None:  # an optional package a dataset needs is missing: say which, before any work
+        from jaxunlearn.data.sources import check_dataset_extras
+
+        for name in (cfg.dataset, cfg.stand_in):
+            if name is not None:
+                check_dataset_extras(name)
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs a checkpoint directory (--checkpoint-dir)")
     dataset_used = "(given task)"

@@ -71,7 +71,7 @@ class NNXModelFns(ModelFns):
         graphdef, params, stats, rest = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)
         if jax.tree_util.tree_leaves(rest):
             raise ValueError(f"NNX model {self.module.cls.__qualname__} holds state other than parameters and "
-                             f"BatchNorm statistics ({sorted(rest.to_pure_dict())}); stochastic layers and stored "
+                             f"BatchNorm statistics ({sorted(nnx.to_pure_dict(rest))}); stochastic layers and stored "
                              f"Rngs are not supported: pass rngs to the constructor only")
         return graphdef, params, stats
 
@@ -79,7 +79,7 @@ class NNXModelFns(ModelFns):
         from flax import nnx
 
         _, params, stats, _ = nnx.split(self.module.build(key), nnx.Param, nnx.BatchStat, ...)
-        return params.to_pure_dict(), stats.to_pure_dict() if jax.tree_util.tree_leaves(stats) else {}
+        return nnx.to_pure_dict(params), nnx.to_pure_dict(stats) if jax.tree_util.tree_leaves(stats) else {}
 
     def _merge(self, params, batch_stats, train: bool):
         from flax import nnx
@@ -104,7 +104,7 @@ class NNXModelFns(ModelFns):
         pred, feats = self._call(module, x, mask=w > 0)
         if not batch_stats:
             return pred, feats, batch_stats
-        return pred, feats, nnx.state(module, nnx.BatchStat).to_pure_dict()
+        return pred, feats, nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
 
     def apply_eval(self, params, batch_stats, x):
         return self._call(self._merge(params, batch_stats, train=False), x)
@@ -117,12 +117,14 @@ def model_fns(model: Any, input_shape: tuple[int, ...]) -> ModelFns:
         ValueError: anything else (e.g. an NNX module instance: pass its class in an
             ``NNXModel`` so that each seed builds its own).
     """
-    if isinstance(model, NNXModel):
-        return NNXModelFns(model, tuple(input_shape))
-    if isinstance(model, nn.Module):
-        return ModelFns(model, tuple(input_shape))
-    raise ValueError(f"model must be a Flax Linen module instance or NNXModel(NnxClass, **kwargs), got "
-                     f"{type(model).__name__} (an NNX module instance: give NNXModel(type(m), **its arguments))")
+    _check_kind(model)
+    return NNXModelFns(model, tuple(input_shape)) if isinstance(model, NNXModel) else ModelFns(model, tuple(input_shape))
+
+
+def _check_kind(model: Any) -> None:
+    if not isinstance(model, (NNXModel, nn.Module)):
+        raise ValueError(f"model must be a Flax Linen module instance or NNXModel(NnxClass, **kwargs), got "
+                         f"{type(model).__name__} (an NNX module instance: give NNXModel(type(m), **its arguments))")
 
 
 def _describe_value(value: Any) -> Any:
@@ -150,6 +152,7 @@ def _describe_value(value: Any) -> Any:
 def describe_model(model: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
     """(qualified class name, its fields or constructor arguments) of a user's model: what
     defines it, as stable values (functions by name, dtypes by name)."""
+    _check_kind(model)
     if isinstance(model, NNXModel):
         cls, fields = model.cls, dict(model.kwargs)
     else:

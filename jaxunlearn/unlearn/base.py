@@ -50,13 +50,14 @@ class Pipeline:
     Attributes:
         name: the stage's registered name.
         phases: run in order; the last phase's state is the result.
-        default_hp: float hyperparameters (learning rates, beta, ...) as a dict.
+        default_hp: float hyperparameters (learning rates, beta, ...) as a dict; None: the
+            registered unlearner's (``Unlearner.build`` fills them in).
         needs_original: False for pipelines that start from scratch (original, retrain).
     """
 
     name: str
     phases: tuple[Phase, ...]
-    default_hp: dict[str, float]
+    default_hp: dict[str, float] | None = None
     needs_original: bool = True
 
     def hp(self, **overrides: float) -> dict[str, jax.Array]:

@@ -96,7 +96,9 @@ class Unlearner:
             object.__setattr__(self, "aliases", dict(self.aliases))
 
     def setting_fields(self) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(self.settings)) if self.settings is not None else ()
+        if self.settings is None or not dataclasses.is_dataclass(self.settings):
+            return ()  # not a dataclass: ``register`` says so
+        return tuple(f.name for f in dataclasses.fields(self.settings))
 
     def resolve_settings(self, overrides: Mapping[str, Any] | None = None) -> Any:
         """The settings instance with ``overrides`` (field -> value) over the defaults.
@@ -122,10 +124,28 @@ class Unlearner:
             raise ValueError(f"{self.name} settings: {err}") from err
 
     def build(self, model, task, cfg, plan, settings: Any = None):
-        """The stage's ``Pipeline`` for this study (``settings``: default ``cfg``'s)."""
+        """The stage's ``Pipeline`` for this study (``settings``: default ``cfg``'s).
+
+        A pipeline made without hyperparameters gets the registered ones (``hp``).
+
+        Raises:
+            ValueError: the factory returned no Pipeline, or one whose hyperparameters
+                differ from the registered names.
+        """
+        from jaxunlearn.unlearn.base import Pipeline
+
         if settings is None:
             settings = self.resolve_settings(cfg.settings_of(self.name))
-        return self.make(model, task, cfg, plan, settings)
+        pipeline = self.make(model, task, cfg, plan, settings)
+        if not isinstance(pipeline, Pipeline):
+            raise ValueError(f"unlearner {self.name!r}: make(...) must return a Pipeline, got "
+                             f"{type(pipeline).__name__}")
+        if pipeline.default_hp is None:
+            return dataclasses.replace(pipeline, default_hp=dict(self.hp))
+        if set(pipeline.default_hp) != set(self.hp):
+            raise ValueError(f"unlearner {self.name!r}: its pipeline's hyperparameters {sorted(pipeline.default_hp)} "
+                             f"differ from the registered ones {sorted(self.hp)}")
+        return pipeline
 
 
 def derived_key_id(name: str) -> int:
