@@ -10,6 +10,9 @@ from jaxunlearn.data.sources import build_task, make_synthetic
 from jaxunlearn.study import run_study
 from tests.helpers import TINY, with_
 
+# Its tests share module-scoped fixtures: one worker runs them all (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("behaviour")
+
 
 @pytest.fixture(scope="module")
 def study():

@@ -12,6 +12,9 @@ from jaxunlearn.checkpoints import CheckpointStore, data_fingerprint, discard_ch
 from jaxunlearn.study import run_study
 from tests.helpers import TINY, tiny_task
 
+# Its tests share module-scoped fixtures: one worker runs them all (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("checkpoints")
+
 CFG = dataclasses.replace(TINY, seeds=2, unlearners=("finetune",))
 
 

@@ -32,7 +32,8 @@ TIMING = ("run_seconds", "time_vs_retrain")
 
 
 def _env(devices: int) -> dict:
-    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    return {**os.environ, "XLA_FLAGS": flags,
             "JAXUNLEARN_CACHE_DIR": "off"}
 
 

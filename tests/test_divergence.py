@@ -16,6 +16,9 @@ from jaxunlearn.train.state import TrainState
 from jaxunlearn import unlearn
 from tests.helpers import TINY, build, registered, train_original, tiny_model, tiny_task
 
+# Its tests share module-scoped fixtures: one worker runs them all (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("divergence")
+
 PLAN = LoopPlan(seed_strategy="vmap", epochs_per_call=None)
 
 

@@ -118,6 +118,15 @@ _BLOCKED_SCRIPT = textwrap.dedent("""
         out["errors"][name] = error(lambda: load_dataset(name, **kwargs))
     out["errors"]["check_plots_available"] = error(plots.check_plots_available)
     out["errors"]["write_figures"] = error(lambda: plots.write_figures(None, figure_dir))
+    import contextlib, io
+    from jaxunlearn.cli import main
+    out["cli"] = {}
+    for key, argv in [("dataset", ["run", "--dataset", "taylor", "--out", figure_dir + "-cli"]),
+                      ("plots", ["run", "--dataset", "synthetic", "--plots", "--out", figure_dir + "-cli"])]:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(argv)
+        out["cli"][key] = [code, err.getvalue()]
     out["still_blocked"] = all(sys.modules[name] is None for name in BLOCKED)
     print(json.dumps(out))
 """)
@@ -162,3 +171,13 @@ def test_figures_name_the_plots_extra_and_create_nothing(blocked_run):
         assert (kind, is_value_error) == ("MissingExtraError", True)
         assert message.endswith("needs the optional package matplotlib: pip install 'jaxunlearn[plots]'")
     assert not (tmp / "figures").exists()
+
+
+def test_the_cli_exits_2_with_the_install_command_before_any_work(blocked_run):
+    out, tmp = blocked_run
+    code, err = out["cli"]["dataset"]
+    assert code == 2 and err.strip() == ("jaxunlearn: error: dataset 'taylor' needs the optional package pmdarima: "
+                                         "pip install 'jaxunlearn[data]'")
+    code, err = out["cli"]["plots"]
+    assert code == 2 and err.strip().endswith("needs the optional package matplotlib: pip install 'jaxunlearn[plots]'")
+    assert not (tmp / "figures-cli").exists()

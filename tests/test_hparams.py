@@ -18,6 +18,9 @@ from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.study import run_study, seed_keys
 from tests.helpers import TINY, build, tiny_model, tiny_task
 
+# Its tests share module-scoped fixtures: one worker runs them all (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("hparams")
+
 CFG = dataclasses.replace(TINY, seeds=2, unlearners=("blindspot",))
 TIMES = ("run_seconds", "time_vs_retrain")
 
@@ -131,7 +134,8 @@ def test_each_rows_checkpoint_key_covers_only_its_own_settings():
         return CheckpointStore("/nonexistent", dataclasses.replace(base.cfg, **changes), fp).key(row)
 
     assert key("original", hp={"blindspot.beta": 1.0}) == base.key("original")
-    seven = {"blindspot": {"epochs": 7}}
+    seven = base.cfg.to_dict()["settings"]  # TINY's settings, with blindspot's epochs changed
+    seven["blindspot"]["epochs"] = 7
     assert key("original", settings=seven, sweep={"blindspot.beta": (1.0, 2.0)}) == base.key("original")
     assert key("finetune", settings=seven) == base.key("finetune")
     assert key("blindspot", settings=seven) != base.key("blindspot")

@@ -22,6 +22,9 @@ from jaxunlearn.unlearn.neggrad import neggrad_loss
 from jaxunlearn.unlearn.scrub import scrub_loss
 from tests.helpers import TINY, build, one_seed_setup, tiny_model, tiny_task, with_
 
+# Its tests share module-scoped fixtures: one worker runs them all (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("neggrad_scrub")
+
 PLAN = LoopPlan(seed_strategy="map", epochs_per_call=None)
 
 

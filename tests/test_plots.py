@@ -8,6 +8,9 @@ from helpers import TINY, tiny_task
 from jaxunlearn.plots import FIGURE_FILES, forget_deviation, write_figures
 from jaxunlearn.study import run_study
 
+# Its tests share module-scoped fixtures: one worker runs them all (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("plots")
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -94,3 +94,20 @@ def test_entry_points_register_modules_and_records(monkeypatch):
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
     with registered([]), pytest.raises(PluginError, match=r"entry point 'broken' \(no_such_module_xyz\): cannot be"):
         unlearn.names()
+
+
+def test_each_unlearner_is_named_in_its_own_module_and_the_import_line_only():
+    """What is specific to an unlearner lives in its module: outside it, only the line
+    that imports the built-ins names it (``git grep -lw NAME jaxunlearn/``, in Python)."""
+    import re
+    from pathlib import Path
+
+    package = Path(unlearn.__file__).resolve().parent.parent
+    sources = {p: p.read_text() for p in package.rglob("*.py")}
+    for stage in unlearn.all_stages():
+        if stage.reference:
+            continue
+        pattern = re.compile(rf"(?<![A-Za-z0-9_]){stage.name}(?![A-Za-z0-9_])")
+        naming = sorted(str(p.relative_to(package)) for p, text in sources.items() if pattern.search(text))
+        assert set(naming) <= {"unlearn/__init__.py", f"unlearn/{stage.make.__module__.rsplit('.', 1)[1]}.py"}, \
+            (stage.name, naming)

@@ -10,6 +10,9 @@ from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.study import seed_keys
 from tests.helpers import tiny_model, tiny_task, train_original
 
+# Its tests share module-scoped fixtures: one worker runs them all (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("relearn")
+
 
 @pytest.fixture(scope="module")
 def trained():

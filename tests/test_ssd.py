@@ -28,6 +28,9 @@ from tests.helpers import (
     with_,
 )
 
+# Its tests share module-scoped fixtures: one worker runs them all (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("ssd")
+
 PLAN = LoopPlan(seed_strategy="map", epochs_per_call=None)
 
 

@@ -235,7 +235,7 @@ def register(unlearner: Unlearner, *, source: str | None = None, replace: bool =
         PluginError: a bad definition, a name already taken, or a key id another
             unlearner already uses.
     """
-    source = source or getattr(unlearner.make, "__module__", "?")
+    source = source or _source_of(unlearner.make)
     _check_definition(unlearner, source)
     old = _REGISTRY.get(unlearner.name)
     if old is not None and old != unlearner and not replace:
@@ -251,6 +251,13 @@ def register(unlearner: Unlearner, *, source: str | None = None, replace: bool =
                           f"already belong to another unlearner")
     _REGISTRY[unlearner.name] = unlearner
     return unlearner
+
+
+def _source_of(make: Any) -> str:
+    """Who defines ``make``: its module, or ``plugin SPEC`` for a plugin file."""
+    name = getattr(make, "__module__", None) or "?"
+    spec = getattr(sys.modules.get(name), "__jaxunlearn_plugin__", None)
+    return f"plugin {spec}" if spec else name
 
 
 def unregister(name: str) -> None:
@@ -308,6 +315,7 @@ def load_plugin(spec: str) -> types.ModuleType:
             if module is None:
                 loader_spec = importlib.util.spec_from_file_location(name, path)
                 module = importlib.util.module_from_spec(loader_spec)
+                module.__jaxunlearn_plugin__ = spec  # names the plugin in register's messages
                 sys.modules[name] = module
                 try:
                     loader_spec.loader.exec_module(module)
@@ -319,6 +327,8 @@ def load_plugin(spec: str) -> types.ModuleType:
     except PluginError as err:
         raise PluginError(str(err) if str(err).startswith(f"plugin {spec}") else f"plugin {spec}: {err}") from None
     except ModuleNotFoundError as err:
+        if not (err.name and (spec == err.name or spec.startswith(err.name + "."))):  # missing inside the plugin
+            raise PluginError(f"plugin {spec}: importing it failed: {type(err).__name__}: {err}") from err
         raise PluginError(f"plugin {spec}: cannot be imported: {err} (give an importable module name or a .py "
                           f"file path)") from err
     except Exception as err:
