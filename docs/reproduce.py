@@ -105,6 +105,8 @@ def reproduce(key: str, scratch: Path, seeds: int | None = None, write: bool = F
         run_study_command(compare_args(STUDIES[key], scratch, seeds))
         got = json.loads((scratch / key / "results.json").read_text())["per_seed"]
     if not expected:
+        if write:
+            return 0, []  # a new study: nothing to compare with
         return 0, [f"no committed {committed.relative_to(ROOT)}"]
     return per_seed_differences(expected, got, seeds)
 
