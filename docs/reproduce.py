@@ -3,7 +3,8 @@
     python docs/reproduce.py                      # every study: compare, write nothing
     python docs/reproduce.py --only default,text  # some of them
     python docs/reproduce.py --seeds 2 --only default   # the first 2 seeds only (seed i's
-                                                  # keys do not depend on the seed count)
+                                                  # keys do not depend on the seed count; use
+                                                  # 2 or more: XLA compiles one seed differently)
     python docs/reproduce.py --write --only text  # regenerate docs/results/text in place
     make reproduce                                # = the first line
 

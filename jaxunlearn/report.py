@@ -251,12 +251,16 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
 def _git_dirty() -> bool | None:
-    """Whether tracked files differ from the commit (so ``git_commit`` is not the whole
-    story of the code that ran); None outside a git checkout."""
+    """Whether the library's own files differ from the commit (so ``git_commit`` is not the
+    whole story of the code that ran); None outside a git checkout. Other files (results
+    being written, docs) do not count."""
     try:
-        res = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=os.getcwd(),
-                             capture_output=True, text=True, timeout=10, check=False)
+        res = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", str(_PACKAGE_DIR)],
+                             cwd=_PACKAGE_DIR, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return bool(res.stdout.strip()) if res.returncode == 0 else None
@@ -277,7 +281,7 @@ def _git_commit() -> str | None:
     try:
         res = subprocess.run(
             ["git", "rev-parse", "HEAD"],
-            cwd=os.getcwd(),
+            cwd=_PACKAGE_DIR,
             capture_output=True,
             text=True,
             timeout=10,
@@ -297,8 +301,8 @@ def environment_info() -> dict[str, Any]:
         optax, numpy; "not installed" if absent), ``jax_backend``,
         ``jax_device_kinds`` (sorted unique), ``jax_device_count`` (all processes'),
         ``jax_process_count``,
-        ``git_commit`` (None outside a git checkout), ``git_dirty`` (tracked files
-        changed since that commit), ``cpu`` (the host CPU's model) and ``timestamp_utc``
+        ``git_commit`` of the library's checkout (None outside one), ``git_dirty`` (its
+        package files changed since that commit), ``cpu`` (the host CPU's model) and ``timestamp_utc``
         (ISO 8601).
     """
     info: dict[str, Any] = {

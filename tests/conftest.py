@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
-if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):  # a level given explicitly wins
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 import jax  # noqa: E402 (after XLA_FLAGS: the backend reads them when it starts)

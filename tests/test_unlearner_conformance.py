@@ -5,12 +5,13 @@ original-model trainer and retraining, the example plugin ``tests/plugins/noisy_
 
 Each pipeline must: compile under jit; keep the parameter tree's structure, shapes and
 dtypes; give finite outputs; not retrace on a second call; give, for seed i of an S-seed
-run, the result of a single run with key i (exactly with sequential strategies, to a
-measured tolerance with vmap); and be deterministic for a given key.
+run, the result of a single run with key i (exactly with sequential strategies at XLA's
+default optimisation level, see ``SEQUENTIAL_TOL``; to a measured tolerance with vmap); and be deterministic for a given key.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,13 @@ from jaxunlearn.unlearn import make_original
 from tests.helpers import TINY, plugin_unlearners, registered, train_original, tiny_model, tiny_task
 
 PLAN = LoopPlan(seed_strategy="map", epochs_per_call=None)
+# Sequential strategies give seed i of an S-seed run bitwise equal to a single run at XLA's
+# default optimisation level. The test suite compiles at level 0 (tests/conftest.py), where
+# the programs of S seeds and of one seed round differently by up to 1 ulp (measured
+# 1.2e-7), as they do at an explicit level 2 (7e-9): then a 1e-6 tolerance. Wrong keys or a
+# wrong loop give differences of 1e-3 and more. The default level's bitwise equality is
+# checked by test_reproduce.py (a 2-seed study against the first 2 seeds of an 8-seed one).
+SEQUENTIAL_TOL = 1e-6 if "--xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", "") else 0.0
 
 
 def pytest_generate_tests(metafunc):
@@ -102,7 +110,7 @@ def single_run(name, model, task, originals, keys, i):
     return _SINGLE_RUNS[name]
 
 
-@pytest.mark.parametrize("strategy, tol", [("map", 0.0), ("host", 0.0), ("vmap", 1e-4)])
+@pytest.mark.parametrize("strategy, tol", [("map", SEQUENTIAL_TOL), ("host", SEQUENTIAL_TOL), ("vmap", 1e-4)])
 def test_seed_i_equals_single_run(setup, name, strategy, tol):
     task, model, originals = setup
     plan = LoopPlan(seed_strategy=strategy, epochs_per_call=1 if strategy == "host" else None)
