@@ -13,19 +13,20 @@ TEST_WORKERS ?= 2
 
 .PHONY: run test install reproduce clean
 
-# One stamp per set of extras, each rebuilt when pyproject.toml changes: `make run` needs the
+# One stamp per set of extras, each rebuilt when pyproject.toml or constraints.txt (the pinned
+# versions the committed results were produced with) changes: `make run` needs the
 # demo data (the default study reads pmdarima's taylor series) and matplotlib; `make test`
 # also the test tools, so every loader and the figures are tested.
-$(VENV)/.installed-run: pyproject.toml
+$(VENV)/.installed-run: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[data,plots]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[data,plots]"
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml
+$(VENV)/.installed-test: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,data,plots]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,data,plots]"
 	touch $@
 
 install: $(VENV)/.installed-test

@@ -27,7 +27,7 @@ import numpy as np
 __all__ = ["summarise", "format_table", "write_results", "environment_info", "atomic_write_text"]
 
 MISSING = "—"
-_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy")
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "scikit-learn")
 
 
 def _summary_of(values: np.ndarray) -> dict:
