@@ -163,7 +163,7 @@ def test_environment_info_fields():
     for key in ("python", "platform", "versions", "jax_backend", "jax_device_kinds",
                 "git_commit", "timestamp_utc"):
         assert key in env
-    assert set(env["versions"]) == {"jax", "jaxlib", "flax", "optax", "numpy"}
+    assert set(env["versions"]) == {"jax", "jaxlib", "flax", "optax", "numpy", "scipy", "scikit-learn"}
     assert env["versions"]["numpy"] == np.__version__
     assert env["git_commit"] is None or len(env["git_commit"]) == 40
     assert env["timestamp_utc"].endswith("+00:00")
