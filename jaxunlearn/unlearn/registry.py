@@ -379,9 +379,6 @@ def alias_fields() -> dict[str, tuple[str, str]]:
     return {alias: (u.name, field) for u in all_stages() for alias, field in u.aliases.items()}
 
 
-def hp_defaults(stage: str) -> dict[str, float]:
-    return dict(get(stage).hp)
-
 
 def require_positive(settings: Any, *fields: str) -> None:
     """Raises ValueError unless each named field of ``settings`` is a positive int (for a
