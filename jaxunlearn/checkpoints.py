@@ -59,8 +59,8 @@ REUSED_STAGES = ("original", "retrain")
 # "hp" and "sweep" enter each row's key as that row's own hyperparameters, and "settings"
 # as the row's own unlearner's settings only (so e.g. a new ``--set NAME.epochs`` of one
 # unlearner reuses the original and retrained models and every other unlearner's rows).
-_NOT_TRAINING = ("unlearners", "relearn_lr", "relearn_max_epochs", "relearn_alpha", "mia_samples", "stand_in",
-                 "devices", "hp", "sweep", "settings")
+_NOT_TRAINING = ("unlearners", "relearn_lr", "relearn_max_epochs", "relearn_alpha", "mia_samples", "mia_units",
+                 "stand_in", "devices", "hp", "sweep", "settings")
 # The package's modules whose code shapes a stage's trained weights (paths in jaxunlearn/).
 TRAINING_CODE = ("config.py", "data", "models", "runner.py", "seeds.py", "train", "unlearn")
 # Testing hook: kill the process after a stage's files are written but before the rename

@@ -1,4 +1,5 @@
-"""Command line: ``jaxunlearn run`` (a multi-seed study) and ``jaxunlearn list``.
+"""Command line: ``jaxunlearn run`` (a multi-seed study), ``jaxunlearn evaluate`` (many-model,
+per-example evaluations: docs/EVALUATION.md) and ``jaxunlearn list``.
 
 Everything about unlearners comes from the registry (``jaxunlearn.unlearn.registry``):
 ``--plugin`` imports a user's module first, so its unlearners get the same options as the
@@ -48,6 +49,7 @@ _OPTION_FIELDS = {
     "dataset": "dataset", "forget": "forget", "model": "model", "loss": "loss", "seeds": "seeds", "seed": "seed",
     "epochs": "train_epochs", "batch_size": "batch_size", "augment_pad": "augment_pad",
     "seed_strategy": "seed_strategy", "devices": "devices", "dtype": "dtype", "stand_in": "stand_in",
+    "mia_units": "mia_units",
 }
 _FIELDS = {f.name for f in dataclasses.fields(StudyConfig)}
 # Config-file keys that are not StudyConfig fields: modules to import first (like --plugin).
@@ -67,6 +69,96 @@ def load_plugins(specs: list[str]) -> None:
         unlearn.load_plugin(spec)
 
 
+def _add_study_options(parser: argparse.ArgumentParser, DEFAULTS: StudyConfig, seeds: bool) -> None:  # noqa: N803
+    """The options that set a StudyConfig (``config_from_args`` reads them)."""
+    parser.add_argument("--config", metavar="FILE", help="TOML file of StudyConfig fields (see configs/)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import a module (name or .py path) that registers your own unlearner(s) first "
+                             "(repeatable); they then work like the built-ins")
+    parser.add_argument("--dataset", help=f"dataset name (see `jaxunlearn list`; default {DEFAULTS.dataset})")
+    parser.add_argument("--dataset-arg", action="append", default=[], metavar="NAME=VALUE",
+                        help="dataset loader argument, e.g. --dataset-arg data_dir=~/agedb (repeatable)")
+    parser.add_argument("--stand-in", help="dataset to run instead when --dataset's files are missing")
+    parser.add_argument("--forget",
+                        help="forget rule: 'label<=30', 'label>35000', 'label:10:20', 'quantile>=0.8', 'random:0.1' "
+                             "(default: the dataset's own rule)")
+    parser.add_argument("--model", help=f"model name (see `jaxunlearn list`; default {DEFAULTS.model})")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="NAME=VALUE",
+                        help="model field, e.g. --model-arg hidden=128,128 or --model-arg width=32 (repeatable)")
+    parser.add_argument("--loss", help=f"l1, mse or quantile (default {DEFAULTS.loss})")
+    if seeds:
+        parser.add_argument("--seeds", type=int, help=f"number of seeds (default {DEFAULTS.seeds})")
+    parser.add_argument("--seed", type=int, help=f"root seed (default {DEFAULTS.seed})")
+    parser.add_argument("--epochs", type=int,
+                        help=f"training epochs of the original and retrained models (default {DEFAULTS.train_epochs})")
+    parser.add_argument("--batch-size", type=int, help=f"rows per step (default {DEFAULTS.batch_size})")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME.FIELD=VALUE", dest="settings",
+                        help="an unlearner's static setting, e.g. --set NAME.epochs=3 (repeatable; `jaxunlearn list` "
+                             "shows every unlearner's settings and defaults; 'none' for None)")
+    aliases = parser.add_argument_group("aliases of --set (older option names)")
+    for alias, (stage, field) in _setting_aliases().items():
+        aliases.add_argument(f"--{alias.replace('_', '-')}", type=_value, dest=f"alias__{alias}",
+                             metavar="VALUE", help=f"= --set {stage}.{field}=VALUE")
+    parser.add_argument("--augment-pad", type=int, help="image augmentation: random-crop padding (0 = off)")
+    parser.add_argument("--unlearners",
+                        help=f"comma-separated unlearners (default {','.join(unlearn.default_unlearners())}; "
+                             f"known: {','.join(unlearn.names())})")
+    parser.add_argument("--hp", action="append", default=[], metavar="STAGE.NAME=VALUE",
+                        help="a float hyperparameter for every seed, e.g. --hp NAME.lr=3e-4 (repeatable; "
+                             "`jaxunlearn list` shows them and their defaults)")
+    parser.add_argument("--sweep", action="append", default=[], metavar="STAGE.NAME=V1,V2,...",
+                        help="run an unlearner with each value, e.g. --sweep NAME.lr=1e-4,1e-3: one row per "
+                             "value (every combination when one unlearner has several), run together on the same "
+                             "seeds (repeatable)")
+    parser.add_argument("--seed-strategy", help="auto, vmap, map or host (default auto)")
+    parser.add_argument("--devices", type=int,
+                        help="split the seeds across this many devices (default: all devices of the backend)")
+    parser.add_argument("--mia-units", choices=("standardised", "raw"),
+                        help="the SVC attack's loss units: standardised (default) or raw, the target's own units "
+                             "exactly as the paper's code computes them")
+    parser.add_argument("--dtype", help="model compute dtype: float32 or bfloat16 (default float32)")
+
+
+def _add_output_options(parser: argparse.ArgumentParser, out: str) -> None:
+    parser.add_argument("--out", default=out, help=f"output folder for results.json and results.md (default {out})")
+    parser.add_argument("--plots", action="store_true", help="also write the figures (PNG) into --out")
+    parser.add_argument("--checkpoint-dir", help="where finished stages are saved (default OUT/checkpoints)")
+    parser.add_argument("--no-checkpoints", action="store_true", help="save no checkpoints, reuse none")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed study (or evaluation) of the same configuration from its last finished "
+                             "stage (or block)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_evaluate_parser(sub, DEFAULTS: StudyConfig) -> None:  # noqa: N803
+    from jaxunlearn.evaluation.protocol import PROTOCOLS, EvaluationConfig
+
+    ed = EvaluationConfig()
+    evaluate = sub.add_parser(
+        "evaluate", help="score unlearners per forget example over hundreds of models (NeurIPS'23 eps score, "
+                         "U-LiRA)",
+        description="Trains the models a protocol needs (all models of a stage in one compiled program, in chunks "
+                    "that fit the device) and scores them per forget example; the study options choose the "
+                    "dataset, model, unlearners and their settings. See docs/EVALUATION.md.")
+    evaluate.add_argument("--protocol", default=ed.protocol, choices=sorted(PROTOCOLS),
+                          help=f"neurips23: the challenge's per-example eps and score; ulira: the likelihood-ratio "
+                               f"attack on unlearned shadow models (default {ed.protocol})")
+    evaluate.add_argument("--models", type=int,
+                          help=f"models per row: neurips23's N unlearned, N retrained and N noise-floor retrained; "
+                               f"ulira's shadows (default {ed.models})")
+    evaluate.add_argument("--shadows", type=int, dest="models", help="= --models (U-LiRA's name for them)")
+    evaluate.add_argument("--groups", type=int, default=ed.groups,
+                          help=f"ulira: training sets (candidate halves in complementary pairs; default {ed.groups})")
+    evaluate.add_argument("--attack-models", type=int, default=ed.attack_models,
+                          help=f"models per row the paper's SVC attack runs on (default {ed.attack_models})")
+    evaluate.add_argument("--chunk", type=int, help="models per compiled call (default: the most that fit memory)")
+    evaluate.add_argument("--memory-limit", metavar="BYTES",
+                          help="memory one compiled call may plan to use, e.g. 2GB (default: the device's free "
+                               "memory; env JAXUNLEARN_MEMORY_LIMIT)")
+    _add_study_options(evaluate, DEFAULTS, seeds=False)
+    _add_output_options(evaluate, "evaluation")
+
+
 def build_parser() -> argparse.ArgumentParser:
     DEFAULTS = StudyConfig()  # noqa: N806 (after the plugins loaded: their defaults count)
     parser = argparse.ArgumentParser(
@@ -78,58 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a multi-seed unlearning study and print the comparison table",
                          description="Settings come from StudyConfig's defaults, then --config FILE, then the "
                                      "options given here (which win).")
-    run.add_argument("--config", metavar="FILE", help="TOML file of StudyConfig fields (see configs/)")
-    run.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                     help="import a module (name or .py path) that registers your own unlearner(s) first "
-                          "(repeatable); they then work like the built-ins")
-    run.add_argument("--dataset", help=f"dataset name (see `jaxunlearn list`; default {DEFAULTS.dataset})")
-    run.add_argument("--dataset-arg", action="append", default=[], metavar="NAME=VALUE",
-                     help="dataset loader argument, e.g. --dataset-arg data_dir=~/agedb (repeatable)")
-    run.add_argument("--stand-in", help="dataset to run instead when --dataset's files are missing")
-    run.add_argument("--forget",
-                     help="forget rule: 'label<=30', 'label>35000', 'label:10:20', 'quantile>=0.8', 'random:0.1' "
-                          "(default: the dataset's own rule)")
-    run.add_argument("--model", help=f"model name (see `jaxunlearn list`; default {DEFAULTS.model})")
-    run.add_argument("--model-arg", action="append", default=[], metavar="NAME=VALUE",
-                     help="model field, e.g. --model-arg hidden=128,128 or --model-arg width=32 (repeatable)")
-    run.add_argument("--loss", help=f"l1, mse or quantile (default {DEFAULTS.loss})")
-    run.add_argument("--seeds", type=int, help=f"number of seeds (default {DEFAULTS.seeds})")
-    run.add_argument("--seed", type=int, help=f"root seed (default {DEFAULTS.seed})")
-    run.add_argument("--epochs", type=int,
-                     help=f"training epochs of the original and retrained models (default {DEFAULTS.train_epochs})")
-    run.add_argument("--batch-size", type=int, help=f"rows per step (default {DEFAULTS.batch_size})")
-    run.add_argument("--set", action="append", default=[], metavar="NAME.FIELD=VALUE", dest="settings",
-                     help="an unlearner's static setting, e.g. --set NAME.epochs=3 (repeatable; `jaxunlearn list` "
-                          "shows every unlearner's settings and defaults; 'none' for None)")
-    aliases = run.add_argument_group("aliases of --set (older option names)")
-    for alias, (stage, field) in _setting_aliases().items():
-        aliases.add_argument(f"--{alias.replace('_', '-')}", type=_value, dest=f"alias__{alias}",
-                             metavar="VALUE", help=f"= --set {stage}.{field}=VALUE")
-    run.add_argument("--augment-pad", type=int, help="image augmentation: random-crop padding (0 = off)")
-    run.add_argument("--unlearners",
-                     help=f"comma-separated unlearners (default {','.join(unlearn.default_unlearners())}; "
-                          f"known: {','.join(unlearn.names())})")
-    run.add_argument("--hp", action="append", default=[], metavar="STAGE.NAME=VALUE",
-                     help="a float hyperparameter for every seed, e.g. --hp NAME.lr=3e-4 (repeatable; "
-                          "`jaxunlearn list` shows them and their defaults)")
-    run.add_argument("--sweep", action="append", default=[], metavar="STAGE.NAME=V1,V2,...",
-                     help="run an unlearner with each value, e.g. --sweep NAME.lr=1e-4,1e-3: one row per "
-                          "value (every combination when one unlearner has several), run together on the same "
-                          "seeds (repeatable)")
-    run.add_argument("--seed-strategy", help="auto, vmap, map or host (default auto)")
-    run.add_argument("--devices", type=int,
-                     help="split the seeds across this many devices (default: all devices of the backend)")
-    run.add_argument("--dtype", help="model compute dtype: float32 or bfloat16 (default float32)")
-    run.add_argument("--out", default="results", help="output folder for results.json and results.md")
-    run.add_argument("--plots", action="store_true", help="also write the figures (PNG) into --out")
-    run.add_argument("--checkpoint-dir", help="where finished stages are saved (default OUT/checkpoints)")
-    run.add_argument("--no-checkpoints", action="store_true", help="save no checkpoints, reuse none")
-    run.add_argument("--resume", action="store_true",
-                     help="continue a killed study of the same configuration from its last finished stage")
+    _add_study_options(run, DEFAULTS, seeds=True)
+    _add_output_options(run, "results")
     run.add_argument("--keep-unlearned", action="store_true",
                      help="keep the unlearned models' checkpoints after the study (default: only the original "
                           "and retrained models are kept, for reuse)")
-    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     group = run.add_argument_group(
         "several processes (jax.distributed)",
         "Run the same command on every host: the seeds are split across all processes' devices and process 0 "
@@ -139,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (implies --distributed)")
     group.add_argument("--num-processes", type=int, help="how many processes take part (implies --distributed)")
     group.add_argument("--process-id", type=int, help="this process's index, 0 to N-1 (implies --distributed)")
+    _add_evaluate_parser(sub, DEFAULTS)
     listing = sub.add_parser("list", help="list datasets, models, unlearners (with their hyperparameters and "
                                           "settings) and losses")
     listing.add_argument("--plugin", action="append", default=[], metavar="MODULE",
@@ -242,7 +288,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         if given or field in fields:
             fields[field] = dict(_flat_keys(fields.get(field, {}), field), **given)
     for option, field in _OPTION_FIELDS.items():
-        if getattr(args, option) is not None:
+        if getattr(args, option, None) is not None:
             fields[field] = getattr(args, option)
     settings = {stage: dict(table) for stage, table in fields.pop("settings", {}).items()}
     given = [(f"{stage}.{field}", value) for alias, (stage, field) in _setting_aliases().items()
@@ -343,6 +389,45 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_evaluate(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    from jaxunlearn.evaluation import check_evaluation, run_evaluation
+    from jaxunlearn.evaluation.protocol import EvaluationConfig
+    from jaxunlearn.evaluation.report import write_evaluation
+    from jaxunlearn.report import environment_info
+    from jaxunlearn.study import validate_config
+
+    given = {k: getattr(args, k) for k in ("models", "groups", "attack_models", "chunk", "memory_limit")
+             if getattr(args, k) is not None}
+    ecfg = EvaluationConfig(protocol=args.protocol, **given)
+    validate_config(cfg)
+    check_evaluation(cfg, ecfg)
+    if args.plots:
+        from jaxunlearn.plots import check_plots_available
+
+        check_plots_available()
+    if args.resume and args.no_checkpoints:
+        raise ValueError("--resume needs checkpoints; drop --no-checkpoints")
+    out = Path(args.out).expanduser()
+    checkpoint_dir = None if args.no_checkpoints else Path(args.checkpoint_dir or out / "checkpoints").expanduser()
+    enable_compilation_cache()
+    try:
+        result, run = run_evaluation(cfg, ecfg, checkpoint_dir=checkpoint_dir, resume=args.resume,
+                                     progress=not args.no_progress, log=lambda m: print(m, flush=True))
+    except KeyboardInterrupt:
+        where = f"finished blocks are saved in {checkpoint_dir}; rerun the same command with --resume to continue" \
+            if checkpoint_dir is not None else "no checkpoints were kept (--no-checkpoints)"
+        print(f"\njaxunlearn: interrupted; {where}", file=sys.stderr)
+        return 130
+    print()
+    print(result.table)
+    for note in result.notes:
+        print(f"- {note}")
+    paths = write_evaluation(out, result, run, cfg.to_dict(), ecfg.to_dict(), environment_info(), plots=args.plots)
+    print("\nwrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def command_list() -> int:
     import dataclasses as dc
 
@@ -374,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = build_parser().parse_args(argv)
     try:
-        return command_run(args) if args.command == "run" else command_list()
+        commands = {"run": command_run, "evaluate": command_evaluate}
+        return commands[args.command](args) if args.command in commands else command_list()
     except (ValueError, FileNotFoundError) as err:  # bad settings, missing data files (MissingDataError)
         print(f"jaxunlearn: error: {err}", file=sys.stderr)
         return 2

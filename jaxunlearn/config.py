@@ -42,6 +42,9 @@ class StudyConfig:
             Given as a dict or as (key, value) pairs; stored as sorted pairs of floats.
         relearn_lr, relearn_max_epochs, relearn_alpha: the anamnesis index (AIN) settings.
         mia_samples: samples per class for the membership-inference attack (paper: 2000).
+        mia_units: the attack's loss features: "standardised" (default; scale-free) or
+            "raw" (the target's own units, exactly as the reference computes them, for
+            comparing with the paper's numbers; ``jaxunlearn.metrics.suite.svc_attack``).
         seed_strategy: "auto", "vmap", "map" or "host"; epochs_per_call: None = plan default.
         devices: how many devices the seeds are split across (None = all of the backend's
             devices; under ``jax.distributed``, every process's). See ``jaxunlearn.seeds``.
@@ -70,6 +73,7 @@ class StudyConfig:
     relearn_max_epochs: int = 10
     relearn_alpha: float = 0.05
     mia_samples: int = 2000
+    mia_units: str = "standardised"
     seed_strategy: str = "auto"
     epochs_per_call: int | None = None
     devices: int | None = None
@@ -87,6 +91,8 @@ class StudyConfig:
             raise ValueError(f"augment_pad must be >= 0, got {self.augment_pad}")
         if self.seed_strategy not in ("auto",) + SEED_STRATEGIES:
             raise ValueError(f"seed_strategy must be one of {('auto',) + SEED_STRATEGIES}, got {self.seed_strategy!r}")
+        if self.mia_units not in ("standardised", "raw"):
+            raise ValueError(f"mia_units must be 'standardised' or 'raw', got {self.mia_units!r}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
         if not self.relearn_alpha >= 0:

@@ -124,7 +124,7 @@ def check_plots_available() -> None:
     require("plots", "drawing figures (--plots)", "matplotlib")
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
     """A pyplot-free Figure on an Agg canvas (matplotlib imported lazily)."""
     check_plots_available()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -166,7 +166,7 @@ def forget_deviation_figure(result: Any, bins: int = 30, floor: float = DEFAULT_
     edges = np.linspace(0.0, top if top > 0 else 1.0, bins + 1)
     cols = min(len(models), PANELS_PER_LINE)
     lines = -(-len(models) // cols)
-    fig = _figure(3.2 * cols, 0.4 + 2.6 * lines)
+    fig = new_figure(3.2 * cols, 0.4 + 2.6 * lines)
     grid = np.atleast_2d(fig.subplots(lines, cols, sharex=True, sharey=True, squeeze=False))
     axes = grid.ravel()
     for ax in axes[len(models):]:
@@ -192,7 +192,7 @@ def error_figure(result: Any, metrics: Sequence[tuple[str, str]] = ERROR_METRICS
         a ``matplotlib.figure.Figure`` with one panel per metric.
     """
     rows = list(result.rows)
-    fig = _figure(1.6 + 3.0 * len(metrics), 1.2 + 0.3 * len(rows))
+    fig = new_figure(1.6 + 3.0 * len(metrics), 1.2 + 0.3 * len(rows))
     axes = np.atleast_1d(fig.subplots(1, len(metrics), sharey=True))
     ys = np.arange(len(rows))
     for ax, (key, title) in zip(axes, metrics):
@@ -217,7 +217,7 @@ def error_figure(result: Any, metrics: Sequence[tuple[str, str]] = ERROR_METRICS
     return fig
 
 
-def _atomic_save(fig, path: Path, dpi: int) -> None:
+def save_figure(fig, path: Path, dpi: int) -> None:
     atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi), binary=True)
 
 
@@ -248,6 +248,6 @@ def write_figures(result: Any, out_dir: str | os.PathLike, dpi: int = 120) -> li
     paths = []
     for name, draw in zip(FIGURE_FILES, (forget_deviation_figure, error_figure)):
         path = out / name
-        _atomic_save(draw(result), path, dpi)
+        save_figure(draw(result), path, dpi)
         paths.append(path)
     return paths

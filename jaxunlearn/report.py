@@ -132,14 +132,14 @@ def format_table(
     return "\n".join(lines)
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """Converts NumPy types, paths and tuples to JSON types; NaN/inf -> None."""
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, (bool, np.bool_)):
         return bool(obj)
     if isinstance(obj, (int, np.integer)):
@@ -152,7 +152,7 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     if hasattr(obj, "__array__"):  # e.g. jax.Array
-        return _jsonable(np.asarray(obj))
+        return jsonable(np.asarray(obj))
     return str(obj)
 
 
@@ -194,7 +194,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 def _markdown(config: Mapping[str, Any], table_md: str) -> str:
     lines = ["# jaxunlearn results", "", "## Configuration", ""]
     for key, value in config.items():
-        shown = value if isinstance(value, str) else json.dumps(_jsonable(value))
+        shown = value if isinstance(value, str) else json.dumps(jsonable(value))
         lines.append(f"- {key}: {shown}")
     lines += ["", "## Results (mean ± 95% confidence-interval half-width over seeds)", "", table_md.rstrip(), ""]
     return "\n".join(lines)
@@ -228,7 +228,7 @@ def write_results(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    payload = _jsonable(
+    payload = jsonable(
         {
             "config": config,
             "environment": environment,

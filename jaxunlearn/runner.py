@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in notebooks
 
 from jaxunlearn.data.arrays import Task
-from jaxunlearn.seeds import LoopPlan, SeedExecutor, num_seeds, place_seeds, take_seeds, to_host
+from jaxunlearn.seeds import LoopPlan, SeedExecutor, abstract_seeds, num_seeds, place_seeds, take_seeds, to_host
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.state import TrainState
 from jaxunlearn.unlearn.base import Phase, Pipeline, phase_keys
@@ -151,6 +151,33 @@ class PipelineRunner:
             jax.block_until_ready(earlier[-1])
         bar.close()
         return self._result(earlier[-1], history, diverged, sw)
+
+    def planned_bytes(self, seeds: int, original: TrainState | None, task: Task, hp: dict | None = None) -> int | None:
+        """Peak bytes XLA plans for the largest of this pipeline's programs when a call runs
+        ``seeds`` seeds (on each device, its share), from the compiled programs' memory
+        analyses: compiles, runs nothing (``jaxunlearn.memory``). None when the backend
+        reports no memory analysis.
+
+        Args:
+            seeds: seeds per call; original: the original model's states (any seed count:
+                only their shapes are read), or None; task: the task; hp: float
+                hyperparameters that differ from the pipeline's defaults.
+        """
+        per_device = -(-seeds // self.plan.devices)
+        keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), per_device))
+        hp = abstract_seeds(broadcast_hp(self.pipeline.hp(**(hp or {})), 1), per_device)
+        original = None if original is None else abstract_seeds(original, per_device)
+        earlier: list[Any] = []
+        peak: int | None = 0
+        for driver in self.drivers:
+            used_begin, (carry, aux) = driver.begin.planned((keys, original, hp, tuple(earlier)), (task,))
+            per_call = min(self.plan.epochs_per_call or driver.phase.fit.cfg.epochs, driver.phase.fit.cfg.epochs)
+            ids = jax.ShapeDtypeStruct((per_call,), jnp.int32)
+            used_epochs, (carry, _) = driver.epochs.planned((carry, hp, aux), (ids, task))
+            earlier.append(jax.eval_shape(jax.vmap(driver.phase.fit.finish), carry))
+            for used in (used_begin, used_epochs):
+                peak = None if used is None or peak is None else max(peak, used)
+        return peak
 
     def _bar(self, what: str, progress: bool) -> tqdm:
         total_epochs = sum(p.fit.cfg.epochs for p in self.pipeline.phases)

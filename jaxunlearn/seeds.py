@@ -111,6 +111,24 @@ def tree_stack(trees: Sequence[Any]) -> Any:
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
 
 
+def abstract_seeds(tree: Any, seeds: int | None) -> Any:
+    """``jax.ShapeDtypeStruct`` leaves of ``tree`` with the leading seed axis set to
+    ``seeds`` (None: removed, one seed's shapes)."""
+    def one(a):
+        shape = tuple(a.shape[1:]) if seeds is None else (seeds, *a.shape[1:])
+        return jax.ShapeDtypeStruct(shape, a.dtype)
+
+    return jax.tree_util.tree_map(one, tree)
+
+
+def tree_bytes(tree: Any) -> int:
+    """Bytes of every array leaf of ``tree`` (concrete or abstract)."""
+    return int(sum(np.prod(a.shape, dtype=np.int64) * np.dtype(a.dtype).itemsize
+                   for a in jax.tree_util.tree_leaves(tree) if not jnp.issubdtype(a.dtype, jax.dtypes.prng_key))
+               + sum(np.prod(a.shape, dtype=np.int64) * 8 for a in jax.tree_util.tree_leaves(tree)
+                     if jnp.issubdtype(a.dtype, jax.dtypes.prng_key)))
+
+
 def num_seeds(tree: Any) -> int:
     leaves = jax.tree_util.tree_leaves(tree)
     if not leaves:
@@ -290,6 +308,25 @@ class SeedExecutor:
         if self.host:
             return self._program.lower(*tree_index(per_seed, 0), *shared)
         return self._program.lower(self.place_per_seed(per_seed), self.place_shared(shared))
+
+    def planned(self, per_seed: tuple, shared: tuple = ()) -> tuple[int | None, Any]:
+        """(peak bytes XLA plans for one device's call, the outputs' abstract values) for
+        abstract per-seed arguments ``per_seed`` (``jax.ShapeDtypeStruct`` leaves [S, ...],
+        S the seeds one device holds). Compiles, never runs: on one device the program is
+        the one ``__call__`` then reuses; on a mesh, the per-device program's equal."""
+        from jaxunlearn.memory import compiled_bytes
+
+        per_seed, shared = tuple(per_seed), tuple(shared)
+        if self.host:  # one seed's program at a time; the S outputs are kept
+            one = abstract_seeds(per_seed, None)
+            out = jax.eval_shape(self._program, *one, *shared)
+            used = compiled_bytes(self._program.lower(*one, *shared).compile())
+            seeds = num_seeds(per_seed)
+            stacked = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((seeds, *a.shape), a.dtype), out)
+            return (None if used is None else used + (seeds - 1) * tree_bytes(out)), stacked
+        program = self._program if self.mesh is None else jax.jit(_over_local_seeds(self.fn, self.plan))
+        out = jax.eval_shape(program, per_seed, shared)
+        return compiled_bytes(program.lower(per_seed, shared).compile()), out
 
     def __call__(self, per_seed: tuple, shared: tuple = ()) -> Any:
         if len(per_seed) != self.n_per_seed:

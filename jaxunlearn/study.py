@@ -84,16 +84,16 @@ def last_phase_stats(stage: StageResult) -> dict[str, list[float]]:
     return {k: [float(x) for x in np.asarray(v)[:, -1]] for k, v in stage.history.items() if k not in LOOP_HISTORY}
 
 
-def seed_keys(seed: int, seeds: int, stage: str) -> jax.Array:
+def seed_keys(seed: int, seeds: int, stage: str, first: int = 0) -> jax.Array:
     """[S] keys of one stage: seed i's key is fold_in(fold_in(key(seed), i), the stage's key id)
-    (``Unlearner.key_id``; "relearn": ``RELEARN_KEY_ID``).
+    (``Unlearner.key_id``; "relearn": ``RELEARN_KEY_ID``), for i = first .. first + S - 1.
 
     Seed i's keys do not depend on the number of seeds S, so a 3-seed study repeats the
     first three seeds of a 10-seed study exactly.
     """
     key_id = RELEARN_KEY_ID if stage == "relearn" else unlearn.get(stage).key_id
     root = jax.random.key(seed)
-    return jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(root, i), key_id))(jnp.arange(seeds))
+    return jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(root, i), key_id))(jnp.arange(first, first + seeds))
 
 
 def resolve_plan(cfg: StudyConfig, family: str) -> LoopPlan:
@@ -181,6 +181,36 @@ def build_model(cfg: StudyConfig, task: Task, own: Any = None) -> ModelFns:
     return model
 
 
+def prepare_study(cfg: StudyConfig, task: Task | None = None, model: Any = None,
+                  log: Callable[[str], None] = print) -> tuple[StudyConfig, Task, ModelFns, Any, str]:
+    """Checks the settings, loads the task and builds the model, before anything compiles.
+
+    Args:
+        cfg: the study's settings; task: a prepared task, or None for ``cfg.dataset``;
+        model: the user's own model (see ``run_study``), or None for ``cfg.model``.
+
+    Returns:
+        (cfg, with a user's model's class and fields in ``model``/``model_kwargs``; the
+        task; the model's functions; the user's model or None; the dataset actually used).
+    """
+    if model is not None:
+        if cfg.dtype != "float32":
+            raise ValueError("with your own model, set its compute dtype in the model itself; leave dtype float32")
+        name, fields = describe_model(model)
+        cfg = dataclasses.replace(cfg, model=name, model_kwargs=fields)
+    validate_config(cfg, own_model=model is not None)
+    if task is None:  # an optional package a dataset needs is missing: say which, before any work
+        from jaxunlearn.data.sources import check_dataset_extras
+
+        for name in (cfg.dataset, cfg.stand_in):
+            if name is not None:
+                check_dataset_extras(name)
+    dataset_used = "(given task)"
+    if task is None:
+        task, dataset_used = load_task(cfg, log)
+    return cfg, task, build_model(cfg, task, model), model, dataset_used
+
+
 def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None] = print,
               task: Task | None = None, checkpoint_dir: str | os.PathLike | None = None,
               resume: bool = False, model: Any = None) -> StudyResult:
@@ -202,24 +232,9 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         resume: also reuse the unlearners' finished stages: continue a killed study.
             Needs ``checkpoint_dir`` holding a study of this configuration.
     """
-    if model is not None:
-        if cfg.dtype != "float32":
-            raise ValueError("with your own model, set its compute dtype in the model itself; leave dtype float32")
-        name, fields = describe_model(model)
-        cfg = dataclasses.replace(cfg, model=name, model_kwargs=fields)
-    validate_config(cfg, own_model=model is not None)
-    if task is None:  # an optional package a dataset needs is missing: say which, before any work
-        from jaxunlearn.data.sources import check_dataset_extras
-
-        for name in (cfg.dataset, cfg.stand_in):
-            if name is not None:
-                check_dataset_extras(name)
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs a checkpoint directory (--checkpoint-dir)")
-    dataset_used = "(given task)"
-    if task is None:
-        task, dataset_used = load_task(cfg, log)
-    own, model = model, build_model(cfg, task, model)
+    cfg, task, model, own, dataset_used = prepare_study(cfg, task, model, log)
     store = None
     if checkpoint_dir is not None:
         store = CheckpointStore(checkpoint_dir, cfg, data_fingerprint(task))
@@ -361,7 +376,8 @@ def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: L
 
     per_seed = {}
     for name in stages:
-        metrics = prediction_metrics(preds[name], preds["retrain"], targets, forget, y_std, cfg.mia_samples, cfg.seed)
+        metrics = prediction_metrics(preds[name], preds["retrain"], targets, forget, y_std, cfg.mia_samples, cfg.seed,
+                                     cfg.mia_units)
         metrics["relearn_steps"] = steps[name].astype(np.float64)
         metrics["ain"] = anamnesis_index(steps[name], steps["retrain"])
         per_seed[name] = metrics

@@ -6,6 +6,9 @@ import numpy as np
 from jaxunlearn.metrics.errors import masked_errors, wasserstein_to_reference
 from jaxunlearn.metrics.membership import mia_member_rates
 
+# The units of the SVC attack's loss features (``svc_attack``): ours, then the reference's.
+MIA_UNITS = ("standardised", "raw")
+
 # (key, header) pairs of the study table, in order.
 TABLE_COLUMNS: list[tuple[str, str]] = [
     ("test_retain_mae", "retain MAE (test)"),
@@ -29,6 +32,7 @@ def prediction_metrics(
     y_std: float,
     mia_samples: int,
     seed: int,
+    mia_units: str = "standardised",
 ) -> dict[str, np.ndarray]:
     """Errors, Wasserstein distance and membership attack for one model, per seed.
 
@@ -36,7 +40,8 @@ def prediction_metrics(
         preds, retrain_preds: {"train"|"test": [S, N]} standardised predictions.
         targets: {"train"|"test": [N]} standardised targets; forget: {split: [N] bool}.
         y_std: target std (errors are reported in target units).
-        mia_samples: samples per class for the attack; seed: its sampling seed.
+        mia_samples: samples per class for the attack; seed: its sampling seed;
+        mia_units: the attack's loss units (``svc_attack``).
 
     Returns:
         {metric: [S]}: {train,test}_{retain,forget}_{mae,mse}, wasserstein, mia.
@@ -47,10 +52,25 @@ def prediction_metrics(
             for name, value in masked_errors(preds[split], targets[split], mask, y_std).items():
                 out[f"{split}_{part}_{name}"] = value
     out["wasserstein"] = wasserstein_to_reference(preds["train"], retrain_preds["train"], forget["train"], y_std)
-    # The attack's features are per-sample L1 losses in standardised units (scale-free).
-    train_loss = np.abs(preds["train"] - targets["train"][None, :])
-    test_loss = np.abs(preds["test"] - targets["test"][None, :])
-    out["mia"] = mia_member_rates(
-        train_loss[:, ~forget["train"]], test_loss, train_loss[:, forget["train"]], n_train=mia_samples, seed=seed
-    )
+    out["mia"] = svc_attack(preds, targets, forget, y_std, mia_samples, seed, mia_units)
     return out
+
+
+def svc_attack(preds: dict[str, np.ndarray], targets: dict[str, np.ndarray], forget: dict[str, np.ndarray],
+               y_std: float, mia_samples: int, seed: int, units: str = "standardised") -> np.ndarray:
+    """The paper's membership attack per model: an RBF SVC trained on per-sample L1 losses
+    of retain-train rows (members) against test rows (non-members), applied to the train
+    forget rows; returns their member rate [S].
+
+    ``units``: "standardised" (our default: losses in standardised target units, so the
+    attack does not depend on the target's scale) or "raw" (the reference's: losses in the
+    target's own units, y_std times larger; with a 1-D feature and gamma="auto" the RBF
+    kernel then sees other distances, and the member rate changes).
+    """
+    if units not in MIA_UNITS:
+        raise ValueError(f"mia_units must be one of {MIA_UNITS}, got {units!r}")
+    scale = y_std if units == "raw" else 1.0
+    train_loss = np.abs(preds["train"] - targets["train"][None, :]) * scale
+    test_loss = np.abs(preds["test"] - targets["test"][None, :]) * scale
+    return mia_member_rates(train_loss[:, ~forget["train"]], test_loss, train_loss[:, forget["train"]],
+                            n_train=mia_samples, seed=seed)

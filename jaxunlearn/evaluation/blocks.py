@@ -1,0 +1,197 @@
+"""Blocks of models for the many-model evaluations: one stage over a range of seeds, in
+chunks that fit the device, checkpointed as a whole, with their predictions.
+
+A block is named (e.g. ``retrain/b`` or ``g03/finetune``) and runs a registered stage's
+pipeline for seeds ``first .. first + count - 1`` of that stage's key stream
+(``jaxunlearn.study.seed_keys``). It runs as few compiled calls as memory allows: the
+chunk size comes from the compiled programs' memory analysis before anything runs
+(``jaxunlearn.memory``); the last chunk is padded with the next seeds' keys, so every
+chunk reuses one program, and the padding is dropped. A finished block is saved (orbax)
+under a key that holds everything it depends on, so a killed evaluation loses at most the
+block that was running.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from jaxunlearn.checkpoints import CheckpointStore, training_settings
+from jaxunlearn.config import StudyConfig
+from jaxunlearn.data.arrays import Task
+from jaxunlearn.hparams import stage_variants
+from jaxunlearn.memory import chunk_size, device_budget, format_bytes
+from jaxunlearn.runner import PipelineRunner, StageResult
+from jaxunlearn.seeds import LoopPlan, SeedExecutor, devices_for, num_seeds, place_seeds, take_seeds, to_host
+from jaxunlearn.train.loop import predict
+from jaxunlearn.train.state import ModelFns
+from jaxunlearn import unlearn
+
+
+class BlockStore(CheckpointStore):
+    """A ``CheckpointStore`` whose rows are blocks: each block's key adds its description
+    (protocol, stage, first seed, count, the rows it trained on) to the stage's settings."""
+
+    def __init__(self, root: str | os.PathLike, cfg: StudyConfig, fingerprint: str):
+        super().__init__(root, cfg, fingerprint)
+        self.blocks: dict[str, dict[str, Any]] = {}
+
+    def declare(self, name: str, stage: str, description: dict[str, Any]) -> None:
+        self.blocks[name] = {"stage": stage, **description}
+
+    def settings(self, row: str) -> dict[str, Any]:
+        if row not in self.blocks:
+            raise ValueError(f"no block {row!r} was declared in this evaluation")
+        block = self.blocks[row]
+        (variant,) = stage_variants(self.cfg, block["stage"])
+        return {"settings": training_settings(self.cfg, block["stage"]), "hp": variant.resolved_hp(), "block": block}
+
+
+def concat_results(parts: list[StageResult], plan: LoopPlan) -> StageResult:
+    """One StageResult of all seeds of ``parts`` (in order); times add up."""
+    if len(parts) == 1:
+        return parts[0]
+    host = [take_seeds(p.state, np.arange(num_seeds(p.state))) for p in parts]
+    state = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *host)
+    return StageResult(
+        state=place_seeds(state, plan),
+        history={k: np.concatenate([p.history[k] for p in parts]) for k in parts[0].history},
+        wall=sum(p.wall for p in parts), compile=sum(p.compile for p in parts), run=sum(p.run for p in parts),
+        diverged_at=np.concatenate([p.diverged_at for p in parts]), phase_names=parts[0].phase_names)
+
+
+def keep_seeds(result: StageResult, count: int, plan: LoopPlan) -> StageResult:
+    """The first ``count`` seeds of ``result`` (the padding of a last chunk dropped)."""
+    if num_seeds(result.state) == count:
+        return result
+    slots = np.arange(count)
+    return dataclasses.replace(result, state=place_seeds(take_seeds(result.state, slots), plan),
+                               history={k: v[slots] for k, v in result.history.items()},
+                               diverged_at=result.diverged_at[slots])
+
+
+class BlockRunner:
+    """Runs, checkpoints and predicts blocks of models of one study configuration.
+
+    Args:
+        cfg: the study's settings (``cfg.seed`` roots every key; ``cfg.seeds`` is unused).
+        model: the model's functions; plan: how seeds execute (its ``devices`` is reset
+            per chunk to the most devices that divide it).
+        store: where finished blocks are saved, or None; resume: reuse saved blocks.
+        chunk: seeds per compiled call; None: the most that fit ``memory_limit``.
+        memory_limit: bytes (or "2GB") a call may plan to use; None: the device's free
+            memory (``jaxunlearn.memory.device_budget``).
+        log: one-line messages; progress: progress bars.
+    """
+
+    def __init__(self, cfg: StudyConfig, model: ModelFns, plan: LoopPlan, store: BlockStore | None = None,
+                 resume: bool = False, chunk: int | None = None, memory_limit: str | int | None = None,
+                 log: Callable[[str], None] = print, progress: bool = True):
+        self.cfg, self.model, self.plan, self.store, self.resume = cfg, model, plan, store, resume
+        self.chunk, self.memory_limit, self.log, self.progress = chunk, memory_limit, log, progress
+        self.runners: dict[tuple[str, int], PipelineRunner] = {}
+        self.chunks: dict[str, int] = {}
+        self.timings: dict[str, dict[str, float]] = {}
+        self._predictor: dict[int, SeedExecutor] = {}
+
+    def _plan(self, seeds: int) -> LoopPlan:
+        return dataclasses.replace(self.plan, devices=devices_for(seeds, self.plan.devices))
+
+    def runner(self, stage: str, task: Task, seeds: int) -> PipelineRunner:
+        """The stage's runner for chunks of ``seeds`` seeds, built once per stage and chunk
+        size. Every task given for one stage must have the same shapes and row sets
+        (forget/retain indices): a pipeline may read those at build time, never the values."""
+        key = (stage, seeds)
+        if key not in self.runners:
+            plan = self._plan(seeds)
+            self.runners[key] = PipelineRunner(unlearn.get(stage).build(self.model, task, self.cfg, plan), plan)
+        return self.runners[key]
+
+    def chunk_for(self, stage: str, task: Task, count: int, original: StageResult | None) -> int:
+        """Seeds per call for a block of ``count`` seeds of ``stage`` (decided once per stage)."""
+        if self.chunk is not None:
+            self.chunks.setdefault(stage, min(self.chunk, count))
+            return min(self.chunk, count)
+        if stage in self.chunks:
+            return min(self.chunks[stage], count)
+        (variant,) = stage_variants(self.cfg, stage)
+        budget = device_budget(self.memory_limit)
+        state = None if original is None else original.state
+        size, planned = chunk_size(
+            count, lambda n: self.runner(stage, task, n).planned_bytes(n, state, task, variant.hp), budget)
+        if size < count:
+            self.log(f"{stage}: {count} models need more than the {format_bytes(budget)} available; running "
+                     f"{size} per call ({format_bytes(planned)} planned per call)")
+        self.chunks[stage] = size
+        return size
+
+    def run(self, name: str, stage: str, task: Task, first: int, count: int, original: StageResult | None = None,
+            description: dict[str, Any] | None = None) -> StageResult:
+        """Block ``name``: ``stage`` over seeds ``first .. first + count - 1``.
+
+        Args:
+            original: the original model(s) the stage starts from: one seed (every model
+                starts from it) or ``count`` seeds (model i from original i); None for
+                stages trained from scratch.
+            description: what else the block depends on (e.g. the rows it trained on), for
+                its checkpoint key.
+        """
+        from jaxunlearn.study import seed_keys
+
+        if self.store is not None:
+            self.store.declare(name, stage, {"first": first, "count": count, **(description or {})})
+            abstract = jax.eval_shape(jax.vmap(lambda k: self.model.fresh_state(k, np.float32(0.0))),
+                                      seed_keys(0, count, "original"))
+            restored = self.store.load(name, abstract) if self.resume else None
+            if restored is not None:
+                self.log(f"{name}: loaded from {self.store.path(name)}")
+                self.timings[name] = {"wall": restored.wall, "compile": restored.compile, "run": restored.run,
+                                      "models": count, "loaded": True}
+                return restored
+        (variant,) = stage_variants(self.cfg, stage)
+        chunk = self.chunk_for(stage, task, count, original)
+        runner = self.runner(stage, task, chunk)
+        parts = []
+        for start in range(0, count, chunk):
+            keys = seed_keys(self.cfg.seed, chunk, stage, first=first + start)
+            starts = None
+            if original is not None:
+                slots = np.zeros(chunk, np.int64) if num_seeds(original.state) == 1 else \
+                    np.minimum(np.arange(start, start + chunk), count - 1)
+                starts = take_seeds(original.state, slots)
+            result = runner.run_values(keys, starts, task, [variant.hp], progress=self.progress)[0]
+            parts.append(keep_seeds(result, min(chunk, count - start), runner.plan))
+        result = concat_results(parts, runner.plan)
+        self.timings[name] = {"wall": result.wall, "compile": result.compile, "run": result.run, "models": count,
+                              "loaded": False, "chunk": chunk}
+        self.log(f"{name}: {count} models in {result.wall:.1f} s ({result.compile:.1f} s compiling, "
+                 f"{count / max(result.run, 1e-9):.1f} models/s after compiling)")
+        if self.store is not None:
+            self.store.save(name, result)
+        return result
+
+    def predictions(self, result: StageResult, task: Task) -> dict[str, np.ndarray]:
+        """{"train"|"test": [S, N]} predictions of the block's models, standardised units,
+        float64, computed in the chunks the block ran in."""
+        seeds = num_seeds(result.state)
+        chunk = min(seeds, max(self.chunks.values(), default=seeds) if self.chunk is None else self.chunk)
+        if chunk not in self._predictor:
+            plan = self._plan(chunk)
+
+            def split_preds(state, task):
+                return {s: predict(self.model, state.params, state.batch_stats, getattr(task, s).x, plan)[:, 0]
+                        for s in ("train", "test")}
+
+            self._predictor[chunk] = SeedExecutor(split_preds, plan, n_per_seed=1)
+        run = self._predictor[chunk]
+        out: dict[str, list[np.ndarray]] = {"train": [], "test": []}
+        for start in range(0, seeds, chunk):
+            slots = np.minimum(np.arange(start, start + chunk), seeds - 1)
+            preds = run((take_seeds(result.state, slots),), (task,))
+            for split in out:
+                out[split].append(to_host(preds[split])[: min(chunk, seeds - start)].astype(np.float64))
+        return {split: np.concatenate(parts) for split, parts in out.items()}
+

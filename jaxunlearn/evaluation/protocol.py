@@ -1,0 +1,94 @@
+"""The settings and result of a many-model evaluation, and the registry of protocols.
+
+A protocol is a function ``run(cfg, ecfg, blocks, task, log) -> EvaluationResult`` that
+trains the blocks of models it needs with a ``BlockRunner`` and scores them. Each protocol
+lives in its own module and registers itself with ``register_protocol``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """Settings of one evaluation (the study's own settings are a ``StudyConfig``).
+
+    Attributes:
+        protocol: a registered protocol ("neurips23", "ulira").
+        models: neurips23: N unlearned models (from ONE original), N retrained, and a
+            second N retrained (the noise floor); ulira: shadow models per stage.
+        groups: ulira: distinct training sets (halves of the candidate rows, in
+            complementary pairs); each holds models / groups shadows. Even, >= 4.
+        attack_models: how many models of each row the paper's SVC attack runs on (one
+            SVC fit per model: the slow part of the metrics).
+        chunk: models per compiled call; None: the most that fit ``memory_limit``.
+        memory_limit: bytes (or "2GB") one call may plan to use; None: the device's free
+            memory.
+    """
+
+    protocol: str = "neurips23"
+    models: int = 256
+    groups: int = 16
+    attack_models: int = 32
+    chunk: int | None = None
+    memory_limit: str | int | None = None
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; known: {sorted(PROTOCOLS)}")
+        for name in ("models", "groups", "attack_models"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.models < 2:
+            raise ValueError(f"models must be >= 2 (two samples per example), got {self.models}")
+        if self.chunk is not None and (not isinstance(self.chunk, int) or self.chunk < 1):
+            raise ValueError(f"chunk must be a positive integer or None, got {self.chunk!r}")
+        if self.protocol == "ulira":
+            if self.groups < 4 or self.groups % 2:
+                raise ValueError(f"groups must be even and >= 4 (complementary halves, one held out at a time), "
+                                 f"got {self.groups}")
+            if self.models % self.groups:
+                raise ValueError(f"models ({self.models}) must be a multiple of groups ({self.groups})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """What an evaluation measured.
+
+    Attributes:
+        protocol: its name; rows: the scored rows in table order (controls first).
+        metrics: {row: {metric: float}}: the summary numbers of each row.
+        per_example: {row: {name: list}}: per forget example (neurips23: "eps"; ulira:
+            "auc"), in the order of ``example_rows`` (indices into the training split).
+        example_rows: [F] training-row indices of the examples.
+        histograms: {row: eps histogram} (neurips23).
+        timings: {block: {"wall", "compile", "run", "models", ...}}.
+        table: Markdown table; notes: the lines the report prints under it.
+    """
+
+    protocol: str
+    rows: list[str]
+    metrics: dict[str, dict[str, float]]
+    per_example: dict[str, dict[str, list]]
+    example_rows: list[int]
+    timings: dict[str, dict[str, float]]
+    table: str
+    histograms: dict[str, dict] = dataclasses.field(default_factory=dict)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+Protocol = Callable[..., EvaluationResult]
+PROTOCOLS: dict[str, Protocol] = {}
+
+
+def register_protocol(name: str, run: Protocol) -> Protocol:
+    if name in PROTOCOLS:
+        raise ValueError(f"protocol {name!r} is already registered")
+    PROTOCOLS[name] = run
+    return run
+

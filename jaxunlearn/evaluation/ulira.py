@@ -1,0 +1,142 @@
+"""U-LiRA for regression: a per-example likelihood-ratio attack on unlearned models
+(Hayes et al., SaTML 2025, after LiRA, Carlini et al., S&P 2022).
+
+The candidate rows are the task's forget rows (C of them). ``groups`` G training sets are
+drawn in complementary pairs: a random half of the candidates and the other half, so
+every candidate is IN exactly G/2 sets and every set holds exactly C/2 candidates, plus
+every retain row. In each group, ``models / G`` shadow models are trained on the group's
+rows ("original") and then unlearn the group's candidates with the unlearner; for every
+candidate a shadow is IN (trained on it, then unlearned it) or OUT (never saw it).
+
+Per candidate, a Gaussian is fitted to the statistic (the prediction, standardised units)
+over the IN shadows and one over the OUT shadows; a target model is scored by the log
+likelihood ratio. Targets are held out by group: the models of group g are scored with
+Gaussians fitted on the other G - 1 groups only, so no target (nor a model trained on
+exactly its rows) is in its own fit. Reported: AUC and TPR at 1% and 0.1% FPR over all
+(model, candidate) pairs, and each candidate's own AUC over the models (its exposure).
+
+Controls: "retrain" (retraining on the retain rows: IN and OUT models are the same
+distribution, so the attack must be at chance; its spread is the noise floor) and
+"original" (no unlearning at all: the attack should be far from chance). A candidate is
+called exposed when its AUC exceeds the largest per-candidate AUC the retrain control
+reached.
+
+Every group has the same row sets at the same positions (retain rows first, then the
+group's C/2 candidates), so each stage compiles once for all groups.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import numpy as np
+
+from jaxunlearn.config import StudyConfig
+from jaxunlearn.data.arrays import Split, Task
+from jaxunlearn.evaluation.blocks import BlockRunner
+from jaxunlearn.evaluation.protocol import EvaluationConfig, EvaluationResult, register_protocol
+from jaxunlearn.evaluation.table import markdown_table
+from jaxunlearn.metrics.lira import attack_summary, leave_group_out_scores
+
+# Shadows' seeds start here in every stage's key stream, apart from the neurips23
+# protocol's (0 .. 2N-1), so the two protocols never share a model.
+FIRST_SEED = 1_000_000
+# Below this many IN (and OUT) shadows per candidate, one variance pooled over candidates
+# is fitted instead of one per candidate (LiRA's finding: per-example variances need many
+# shadows).
+PER_EXAMPLE_VARIANCE_MIN = 64
+MASK_SEED_TAG = 2023
+COLUMNS = [("auc", "AUC"), ("tpr_at_1pct_fpr", "TPR @ 1% FPR"), ("tpr_at_0.1pct_fpr", "TPR @ 0.1% FPR"),
+           ("example_auc_median", "median per-row AUC"), ("exposed_rows", "exposed rows"),
+           ("run_seconds", "time s")]
+
+
+def candidate_masks(candidates: int, groups: int, seed: int) -> np.ndarray:
+    """[G, C] bool: group g's IN candidates. Groups 2p and 2p+1 split the candidates into
+    a random half and the rest (C even), so each candidate is IN in exactly G/2 groups."""
+    rng = np.random.default_rng([seed, MASK_SEED_TAG])
+    masks = np.zeros((groups, candidates), bool)
+    for pair in range(groups // 2):
+        masks[2 * pair, rng.permutation(candidates)[: candidates // 2]] = True
+        masks[2 * pair + 1] = ~masks[2 * pair]
+    return masks
+
+
+def group_task(task: Task, retain_rows: np.ndarray, in_rows: np.ndarray) -> Task:
+    """``task`` whose training split is the retain rows followed by ``in_rows`` (the
+    group's candidates, marked forget); validation and test are unchanged."""
+    rows = np.concatenate([retain_rows, in_rows])
+    forget = np.concatenate([np.zeros(retain_rows.size, np.float32), np.ones(in_rows.size, np.float32)])
+    x, y = np.asarray(task.train.x)[rows], np.asarray(task.train.y)[rows]
+    train = Split(x=jax.device_put(x), y=jax.device_put(y), forget=jax.device_put(forget))
+    return task.replace(train=train)
+
+
+def run_ulira(cfg: StudyConfig, ecfg: EvaluationConfig, blocks: BlockRunner, task: Task,
+              log: Callable[[str], None] = print) -> EvaluationResult:
+    forget = np.asarray(task.train.forget) > 0.5
+    candidates = np.flatnonzero(forget)
+    retain_rows = np.flatnonzero(~forget)
+    if candidates.size % 2:  # halves must be equal: the last candidate is trained on by every model
+        retain_rows = np.sort(np.append(retain_rows, candidates[-1]))
+        candidates = candidates[:-1]
+    if candidates.size < 2:
+        raise ValueError(f"U-LiRA needs at least 2 forget rows as candidates, the task has {candidates.size}")
+    groups, per_group = ecfg.groups, ecfg.models // ecfg.groups
+    masks = candidate_masks(candidates.size, groups, cfg.seed)
+    stages = ["original", "retrain", *cfg.unlearners]
+    stats = {s: np.zeros((ecfg.models, candidates.size)) for s in stages}
+    run_seconds = dict.fromkeys(stages, 0.0)
+    for g in range(groups):
+        gtask = group_task(task, retain_rows, candidates[masks[g]])
+        description = {"protocol": "ulira", "group": g, "groups": groups,
+                       "in_rows": [int(i) for i in candidates[masks[g]]]}
+        first = FIRST_SEED + g * per_group
+        slots = slice(g * per_group, (g + 1) * per_group)
+        original = None
+        for stage in stages:
+            result = blocks.run(f"g{g:02d}-{stage}", stage, gtask, first, per_group,
+                                original=original if stage not in ("original", "retrain") else None,
+                                description=description)
+            if stage == "original":
+                original = result
+            stats[stage][slots] = blocks.predictions(result, task)["train"][:, candidates]
+            run_seconds[stage] += result.run
+        log(f"U-LiRA: group {g + 1}/{groups} done")
+
+    is_in = np.repeat(masks, per_group, axis=0)
+    group_of = np.repeat(np.arange(groups), per_group)
+    per_side = (groups - 2) // 2 * per_group  # IN (or OUT) shadows fitted per candidate
+    shared = per_side < PER_EXAMPLE_VARIANCE_MIN
+    metrics, per_example = {}, {}
+    summaries = {s: attack_summary(leave_group_out_scores(stats[s], is_in, group_of, shared_variance=shared), is_in)
+                 for s in stages}
+    chance_max = float(np.nanmax(summaries["retrain"]["per_example_auc"]))
+    for stage in stages:
+        summary = summaries[stage]
+        auc = np.asarray(summary["per_example_auc"], np.float64)
+        exposed = np.flatnonzero(auc > chance_max)
+        worst = exposed[np.argsort(-auc[exposed])][:10]
+        metrics[stage] = {
+            "auc": summary["auc"], "tpr_at_1pct_fpr": summary["tpr_at_1pct_fpr"],
+            "tpr_at_0.1pct_fpr": summary["tpr_at_0.1pct_fpr"], "example_auc_median": float(np.nanmedian(auc)),
+            "example_auc_max": float(np.nanmax(auc)), "exposed_rows": int(exposed.size),
+            "exposed_fraction": float(exposed.size / auc.size), "run_seconds": run_seconds[stage],
+            "most_exposed": [{"row": int(candidates[i]), "auc": float(auc[i])} for i in worst],
+        }
+        per_example[stage] = {"auc": [float(a) for a in auc]}
+    rows = ["retrain", "original", *cfg.unlearners]
+    notes = [
+        f"{ecfg.models} shadow models per row in {groups} groups of {per_group}; {candidates.size} candidate rows "
+        f"(the forget rows), each IN for {ecfg.models // 2} shadows; every shadow unlearns its group's "
+        f"{candidates.size // 2} candidates.",
+        f"Targets are held out by group: each candidate's IN and OUT Gaussians come from {per_side} shadows each "
+        f"({'one variance pooled over candidates' if shared else 'per-candidate variances'}).",
+        "Controls: retrain (IN and OUT are the same distribution: chance, AUC 0.5) and original (no unlearning).",
+        f"Exposed rows: per-row AUC above the largest the retrain control reached ({chance_max:.3f}).",
+    ]
+    return EvaluationResult("ulira", rows, metrics, per_example, [int(i) for i in candidates], dict(blocks.timings),
+                            markdown_table(rows, metrics, COLUMNS), notes=notes)
+
+
+register_protocol("ulira", run_ulira)

@@ -1,0 +1,196 @@
+"""The many-model evaluations (jaxunlearn.evaluation): the NeurIPS'23 protocol and U-LiRA
+end to end on the tiny task, memory-sized chunks, checkpoints and resuming a killed run,
+and the CLI command. The protocols' statistics have their own tests (test_epsilon.py,
+test_lira.py)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import TINY, tiny_task, with_
+from jaxunlearn.checkpoints import CheckpointStore
+from jaxunlearn.evaluation import EvaluationConfig, run_evaluation
+from jaxunlearn.evaluation.neurips23 import FLOOR_ROW, ORIGINAL_ROW
+from jaxunlearn.evaluation.ulira import candidate_masks, group_task
+from jaxunlearn.memory import chunk_size, device_budget, parse_bytes
+
+# The tests below share module-scoped runs: one worker runs them all (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("evaluate")
+
+CFG = with_(TINY, unlearners=("finetune",))
+MODELS = 6
+
+
+def quiet(_msg: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def task():
+    return tiny_task()
+
+
+@pytest.fixture(scope="module")
+def neurips(task, tmp_path_factory):
+    """One neurips23 run of 6 models per row in calls of 4 (the last padded), checkpointed."""
+    folder = tmp_path_factory.mktemp("neurips23")
+    result, run = run_evaluation(CFG, EvaluationConfig("neurips23", models=MODELS, chunk=4, attack_models=2),
+                                 task=task, checkpoint_dir=folder, progress=False, log=quiet)
+    return result, run, folder
+
+
+def test_neurips23_rows_controls_and_shapes(neurips, task):
+    result, run, _ = neurips
+    forget_rows = np.flatnonzero(np.asarray(task.train.forget) > 0.5)
+    assert result.rows == [ORIGINAL_ROW, FLOOR_ROW, "finetune"]
+    assert result.example_rows == forget_rows.tolist()
+    for row in result.rows:
+        eps = np.asarray(result.per_example[row]["eps"])
+        assert eps.shape == forget_rows.shape and np.all((eps >= 0) & (eps <= 50))
+        m = result.metrics[row]
+        assert 0.0 <= m["forgetting_quality"] <= 1.0 and 0.0 <= m["svc_member_rate"] <= 1.0
+        assert sum(result.histograms[row]["counts"]) + result.histograms[row]["at_or_beyond_cutoff"] == forget_rows.size
+    # Doing nothing gives N identical models: a point mass, capped eps, no points at all.
+    assert result.metrics[ORIGINAL_ROW]["forgetting_quality"] == 0.0
+    assert result.metrics[ORIGINAL_ROW]["eps_capped"] == 1.0
+    # Two independent sets of retrained models are closer than the original is to either.
+    assert result.metrics[FLOOR_ROW]["forgetting_quality"] > 0.0
+    assert run["chunks"] == {"original": 1, "retrain": 4, "finetune": 4}
+    assert result.timings["retrain"]["models"] == MODELS and result.timings["retrain-floor"]["models"] == MODELS
+
+
+def test_chunks_match_one_call_and_a_forced_memory_limit(neurips, task, tmp_path):
+    """6 models in calls of 4 (padded) == in one call == in the chunks a tiny memory limit
+    forces: bitwise, seed for seed (the "map" strategy runs seeds one after another)."""
+    result, _, _ = neurips
+    whole, run = run_evaluation(CFG, EvaluationConfig("neurips23", models=MODELS, attack_models=2), task=task,
+                                progress=False, log=quiet)
+    assert run["chunks"]["retrain"] == MODELS
+    messages = []
+    squeezed, run = run_evaluation(CFG, EvaluationConfig("neurips23", models=MODELS, attack_models=2,
+                                                         memory_limit=parse_bytes("60KB")),
+                                   task=task, progress=False, log=messages.append)
+    assert 1 <= run["chunks"]["retrain"] < MODELS, run["chunks"]
+    assert any("per call" in m for m in messages)
+    for other in (whole, squeezed):
+        for row in result.rows:
+            assert other.per_example[row]["eps"] == result.per_example[row]["eps"], row
+            assert other.metrics[row]["retain_mae"] == result.metrics[row]["retain_mae"], row
+
+
+def test_a_killed_evaluation_resumes_losing_one_block(neurips, task, tmp_path, monkeypatch):
+    """A kill while the finetune block is being committed: the resumed run loads every
+    earlier block, redoes only that one, and scores exactly what the uninterrupted run did."""
+    result, _, _ = neurips
+    folder = tmp_path / "killed"
+    real_commit = CheckpointStore._commit
+
+    def commit_or_die(self, stage, *args):
+        if stage == "finetune":
+            raise KeyboardInterrupt("killed while committing finetune")
+        return real_commit(self, stage, *args)
+
+    monkeypatch.setattr(CheckpointStore, "_commit", commit_or_die)
+    ecfg = EvaluationConfig("neurips23", models=MODELS, chunk=4, attack_models=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluation(CFG, ecfg, task=task, checkpoint_dir=folder, progress=False, log=quiet)
+    monkeypatch.setattr(CheckpointStore, "_commit", real_commit)
+    messages = []
+    resumed, _ = run_evaluation(CFG, ecfg, task=task, checkpoint_dir=folder, resume=True, progress=False,
+                                log=messages.append)
+    loaded = {name for name, t in resumed.timings.items() if t["loaded"]}
+    assert loaded == {"original", "retrain", "retrain-floor"}
+    assert not list(folder.glob(".tmp-*")), "the interrupted block's temporary folder was not cleared"
+    for row in result.rows:
+        assert resumed.per_example[row]["eps"] == result.per_example[row]["eps"], row
+
+
+def test_candidate_masks_are_balanced_complementary_halves():
+    masks = candidate_masks(10, 6, seed=3)
+    assert masks.shape == (6, 10)
+    assert np.all(masks.sum(axis=1) == 5)  # every group holds half the candidates
+    assert np.all(masks.sum(axis=0) == 3)  # every candidate is IN in half the groups
+    assert np.array_equal(masks[0], ~masks[1]) and not np.array_equal(masks[0], masks[2])
+    assert np.array_equal(masks, candidate_masks(10, 6, seed=3))
+
+
+def test_group_task_puts_retain_rows_first_then_the_groups_candidates(task):
+    forget = np.asarray(task.train.forget) > 0.5
+    retain, candidates = np.flatnonzero(~forget), np.flatnonzero(forget)
+    g = group_task(task, retain, candidates[::2])
+    x = np.asarray(task.train.x)
+    assert np.array_equal(np.asarray(g.train.x), np.concatenate([x[retain], x[candidates[::2]]]))
+    assert np.array_equal(np.asarray(g.train.forget) > 0.5,
+                          np.r_[np.zeros(retain.size, bool), np.ones(candidates[::2].size, bool)])
+    assert np.array_equal(np.asarray(g.test.x), np.asarray(task.test.x))
+
+
+def test_ulira_end_to_end_with_controls(task):
+    result, _ = run_evaluation(CFG, EvaluationConfig("ulira", models=8, groups=4), task=task, progress=False,
+                               log=quiet)
+    candidates = int((np.asarray(task.train.forget) > 0.5).sum()) // 2 * 2
+    assert result.rows == ["retrain", "original", "finetune"]
+    assert len(result.example_rows) == candidates
+    for row in result.rows:
+        m = result.metrics[row]
+        assert 0.0 <= m["auc"] <= 1.0 and 0.0 <= m["tpr_at_1pct_fpr"] <= 1.0
+        assert len(result.per_example[row]["auc"]) == candidates
+    # "exposed" is measured against the retrain control's largest per-row AUC: it has none.
+    assert result.metrics["retrain"]["exposed_rows"] == 0
+    assert {f"g{g:02d}-{s}" for g in range(4) for s in ("original", "retrain", "finetune")} == set(result.timings)
+
+
+def test_evaluate_command_writes_the_report_and_resumes(tmp_path, capsys):
+    from jaxunlearn.cli import main
+
+    args = ["evaluate", "--protocol", "neurips23", "--models", "4", "--attack-models", "2",
+            "--dataset", "synthetic", "--dataset-arg", "n=240", "--dataset-arg", "dim=4",
+            "--model-arg", "hidden=16,16", "--epochs", "3", "--batch-size", "32", "--unlearners", "finetune",
+            "--set", "finetune.epochs=2", "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["protocol"] == "neurips23" and data["evaluation"]["models"] == 4
+    assert set(data["metrics"]) == {ORIGINAL_ROW, FLOOR_ROW, "finetune"}
+    assert "| finetune |" in (tmp_path / "results.md").read_text()
+    capsys.readouterr()
+    assert main(args + ["--resume"]) == 0
+    assert capsys.readouterr().out.count("loaded from") == 4
+    assert json.loads((tmp_path / "results.json").read_text())["metrics"] == data["metrics"]
+
+
+def test_evaluate_refuses_bad_settings(capsys):
+    from jaxunlearn.cli import main
+
+    assert main(["evaluate", "--protocol", "ulira", "--models", "10", "--groups", "4"]) == 2
+    assert "multiple of groups" in capsys.readouterr().err
+    assert main(["evaluate", "--sweep", "finetune.lr=0.1,0.2"]) == 2
+    assert "not a sweep" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="groups must be even"):
+        EvaluationConfig("ulira", models=6, groups=3)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        EvaluationConfig("lira")
+
+
+def test_chunk_size_from_a_linear_footprint():
+    def bytes_for(n):  # 1000 fixed + 100 per seed
+        return 1000 + 100 * n
+
+    assert chunk_size(64, bytes_for, budget=10**6) == (64, 7400)  # fits: the full count, one compile
+    size, planned = chunk_size(64, bytes_for, budget=3000)
+    assert size == 20 and planned == 3000
+    assert chunk_size(64, bytes_for, budget=500) == (1, 1100)  # nothing smaller than one seed
+    assert chunk_size(64, lambda n: None, budget=1) == (64, None)  # no memory analysis: one call
+
+
+def test_memory_sizes_and_the_budget_override(monkeypatch):
+    assert parse_bytes("2GB") == 2 * 2**30 and parse_bytes("512 KiB") == 512 * 1024 and parse_bytes(4096) == 4096
+    for bad in ("lots", "-1", "3 parsecs", 0):
+        with pytest.raises(ValueError):
+            parse_bytes(bad)
+    monkeypatch.setenv("JAXUNLEARN_MEMORY_LIMIT", "1MB")
+    assert device_budget() == 2**20
+    assert device_budget("2MB") == 2 * 2**20
+    monkeypatch.delenv("JAXUNLEARN_MEMORY_LIMIT")
+    assert device_budget() > 2**20
