@@ -240,3 +240,72 @@ class PipelineRunner:
             jax.block_until_ready(earlier[-1])
         bar.close()
         return self._result(earlier[-1], history, diverged + more, sw).split(values, self.plan)
+
+
+def concat_results(parts: list[StageResult], plan: LoopPlan) -> StageResult:
+    """One StageResult holding the seeds of ``parts`` in order (times add up)."""
+    if len(parts) == 1:
+        return parts[0]
+    host = [take_seeds(p.state, np.arange(num_seeds(p.state))) for p in parts]
+    return StageResult(
+        state=place_seeds(jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *host), plan),
+        history={k: np.concatenate([p.history[k] for p in parts]) for k in parts[0].history},
+        wall=sum(p.wall for p in parts), compile=sum(p.compile for p in parts), run=sum(p.run for p in parts),
+        diverged_at=np.concatenate([p.diverged_at for p in parts]), phase_names=parts[0].phase_names)
+
+
+def first_seeds(result: StageResult, count: int, plan: LoopPlan) -> StageResult:
+    """The first ``count`` seeds of ``result``."""
+    if num_seeds(result.state) == count:
+        return result
+    slots = np.arange(count)
+    return dataclasses.replace(result, state=place_seeds(take_seeds(result.state, slots), plan),
+                               history={k: v[slots] for k, v in result.history.items()},
+                               diverged_at=result.diverged_at[slots])
+
+
+def run_in_chunks(runner: PipelineRunner, keys: jax.Array, original: TrainState | None, task: Task,
+                  hps: list[dict], chunk: int, progress: bool = True) -> list[StageResult]:
+    """``runner.run_values`` over the seeds ``keys`` [S] in calls of ``chunk`` seeds each:
+    the same results, seed for seed, as one call over all S ("map", "host": bitwise), in
+    less memory. The last call is padded to ``chunk`` seeds with copies of the last seed
+    (dropped), so one compiled program serves every call.
+
+    Args:
+        original: the original states: one seed (every seed starts from it) or S seeds.
+        hps: as for ``run_values``.
+    """
+    seeds = int(keys.shape[0])
+    if original is not None and num_seeds(original) == 1 and seeds > 1:  # every seed starts from the one
+        original = take_seeds(original, np.zeros(seeds, np.int64))
+    if chunk >= seeds:
+        return runner.run_values(keys, original, task, hps, progress=progress)
+    parts: list[list[StageResult]] = []
+    for start in range(0, seeds, chunk):
+        slots = np.minimum(np.arange(start, start + chunk), seeds - 1)
+        starts = None if original is None else take_seeds(original, slots)
+        results = runner.run_values(take_seeds(keys, slots), starts, task, hps, progress=progress)
+        parts.append([first_seeds(r, min(chunk, seeds - start), runner.plan) for r in results])
+    return [concat_results([p[i] for p in parts], runner.plan) for i in range(len(hps))]
+
+
+def seeds_per_call(runner: PipelineRunner, seeds: int, values: int, original: TrainState | None, task: Task,
+                   hp: dict | None = None, limit: str | int | None = None) -> tuple[int, int | None]:
+    """The most of ``seeds`` seeds (a multiple of the plan's devices) whose call over
+    ``values`` hyperparameter values fits the device's memory, from the compiled programs'
+    memory analyses (``jaxunlearn.memory``); (seeds per call, planned peak bytes).
+
+    On the CPU without a limit (``limit`` or ``JAXUNLEARN_MEMORY_LIMIT``) nothing is
+    planned: host memory is rarely the bound, and planning would compile programs
+    twice on several devices."""
+    import os
+
+    from jaxunlearn.memory import MEMORY_LIMIT_ENV, chunk_size, device_budget
+
+    if limit is None and not os.environ.get(MEMORY_LIMIT_ENV) and jax.default_backend() == "cpu":
+        return seeds, None
+    devices = runner.plan.devices
+    budget = device_budget(limit)
+    size, planned = chunk_size(seeds // devices, lambda n: runner.planned_bytes(n * devices * values, original,
+                                                                                 task, hp), budget)
+    return size * devices, planned

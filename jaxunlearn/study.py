@@ -21,12 +21,13 @@ from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.data.sources import MissingDataError, build_task, load_dataset
 from jaxunlearn.hparams import check_hyperparameters, stage_variants, study_variants
+from jaxunlearn.memory import format_bytes
 from jaxunlearn.metrics.relearn import Relearn, RelearnConfig, RelearnRunner, anamnesis_index
 from jaxunlearn.metrics.suite import TABLE_COLUMNS, prediction_metrics
 from jaxunlearn.models import make_model
 from jaxunlearn.models.user import describe_model, model_fns
 from jaxunlearn.report import format_table, summarise
-from jaxunlearn.runner import PipelineRunner, StageResult
+from jaxunlearn.runner import PipelineRunner, StageResult, run_in_chunks, seeds_per_call
 from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, replicate, seed_split, to_host
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
@@ -279,8 +280,13 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         if not to_run:
             continue
         original = stages["original"].state if pipeline.needs_original else None
-        results = PipelineRunner(pipeline, plan).run_values(seed_keys(cfg.seed, cfg.seeds, name), original, task,
-                                                            [v.hp for v in to_run], progress=progress)
+        runner = PipelineRunner(pipeline, plan)
+        chunk, planned = seeds_per_call(runner, cfg.seeds, len(to_run), original, task, to_run[0].hp)
+        if chunk < cfg.seeds:
+            log(f"{name}: {cfg.seeds} seeds do not fit the device's memory together; running {chunk} per call "
+                f"({format_bytes(planned)} planned per call)")
+        results = run_in_chunks(runner, seed_keys(cfg.seed, cfg.seeds, name), original, task, [v.hp for v in to_run],
+                                chunk, progress=progress)
         wall, compile_s = sum(r.wall for r in results), sum(r.compile for r in results)
         what = f"{len(to_run)} hyperparameter values x {cfg.seeds} seeds together, " if len(to_run) > 1 else ""
         log(f"{name}: {what}{wall:.1f} s ({compile_s:.1f} s compiling)")

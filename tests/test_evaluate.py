@@ -194,3 +194,17 @@ def test_memory_sizes_and_the_budget_override(monkeypatch):
     assert device_budget("2MB") == 2 * 2**20
     monkeypatch.delenv("JAXUNLEARN_MEMORY_LIMIT")
     assert device_budget() > 2**20
+
+
+def test_a_study_whose_seeds_do_not_fit_runs_in_chunks_with_the_same_results(task, monkeypatch):
+    from jaxunlearn.study import run_study
+
+    cfg = with_(CFG, seeds=4)
+    whole = run_study(cfg, progress=False, log=quiet, task=task)
+    monkeypatch.setenv("JAXUNLEARN_MEMORY_LIMIT", "60KB")
+    messages = []
+    squeezed = run_study(cfg, progress=False, log=messages.append, task=task)
+    assert any("do not fit the device's memory" in m for m in messages), messages
+    for row in whole.rows:
+        for split in ("train", "test"):
+            assert np.array_equal(whole.predictions[row][split], squeezed.predictions[row][split]), (row, split)

@@ -5,8 +5,8 @@ A block is named (e.g. ``retrain/b`` or ``g03/finetune``) and runs a registered 
 pipeline for seeds ``first .. first + count - 1`` of that stage's key stream
 (``jaxunlearn.study.seed_keys``). It runs as few compiled calls as memory allows: the
 chunk size comes from the compiled programs' memory analysis before anything runs
-(``jaxunlearn.memory``); the last chunk is padded with the next seeds' keys, so every
-chunk reuses one program, and the padding is dropped. A finished block is saved (orbax)
+(``jaxunlearn.memory``); the last chunk is padded, so every chunk reuses one program
+(``jaxunlearn.runner.run_in_chunks``). A finished block is saved (orbax)
 under a key that holds everything it depends on, so a killed evaluation loses at most the
 block that was running.
 """
@@ -24,8 +24,8 @@ from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.hparams import stage_variants
 from jaxunlearn.memory import chunk_size, device_budget, format_bytes
-from jaxunlearn.runner import PipelineRunner, StageResult
-from jaxunlearn.seeds import LoopPlan, SeedExecutor, devices_for, num_seeds, place_seeds, take_seeds, to_host
+from jaxunlearn.runner import PipelineRunner, StageResult, run_in_chunks
+from jaxunlearn.seeds import LoopPlan, SeedExecutor, devices_for, num_seeds, take_seeds, to_host
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
 from jaxunlearn import unlearn
@@ -48,29 +48,6 @@ class BlockStore(CheckpointStore):
         block = self.blocks[row]
         (variant,) = stage_variants(self.cfg, block["stage"])
         return {"settings": training_settings(self.cfg, block["stage"]), "hp": variant.resolved_hp(), "block": block}
-
-
-def concat_results(parts: list[StageResult], plan: LoopPlan) -> StageResult:
-    """One StageResult of all seeds of ``parts`` (in order); times add up."""
-    if len(parts) == 1:
-        return parts[0]
-    host = [take_seeds(p.state, np.arange(num_seeds(p.state))) for p in parts]
-    state = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *host)
-    return StageResult(
-        state=place_seeds(state, plan),
-        history={k: np.concatenate([p.history[k] for p in parts]) for k in parts[0].history},
-        wall=sum(p.wall for p in parts), compile=sum(p.compile for p in parts), run=sum(p.run for p in parts),
-        diverged_at=np.concatenate([p.diverged_at for p in parts]), phase_names=parts[0].phase_names)
-
-
-def keep_seeds(result: StageResult, count: int, plan: LoopPlan) -> StageResult:
-    """The first ``count`` seeds of ``result`` (the padding of a last chunk dropped)."""
-    if num_seeds(result.state) == count:
-        return result
-    slots = np.arange(count)
-    return dataclasses.replace(result, state=place_seeds(take_seeds(result.state, slots), plan),
-                               history={k: v[slots] for k, v in result.history.items()},
-                               diverged_at=result.diverged_at[slots])
 
 
 class BlockRunner:
@@ -154,17 +131,9 @@ class BlockRunner:
         (variant,) = stage_variants(self.cfg, stage)
         chunk = self.chunk_for(stage, task, count, original)
         runner = self.runner(stage, task, chunk)
-        parts = []
-        for start in range(0, count, chunk):
-            keys = seed_keys(self.cfg.seed, chunk, stage, first=first + start)
-            starts = None
-            if original is not None:
-                slots = np.zeros(chunk, np.int64) if num_seeds(original.state) == 1 else \
-                    np.minimum(np.arange(start, start + chunk), count - 1)
-                starts = take_seeds(original.state, slots)
-            result = runner.run_values(keys, starts, task, [variant.hp], progress=self.progress)[0]
-            parts.append(keep_seeds(result, min(chunk, count - start), runner.plan))
-        result = concat_results(parts, runner.plan)
+        keys = seed_keys(self.cfg.seed, count, stage, first=first)
+        (result,) = run_in_chunks(runner, keys, None if original is None else original.state, task, [variant.hp],
+                                  chunk, progress=self.progress)
         self.timings[name] = {"wall": result.wall, "compile": result.compile, "run": result.run, "models": count,
                               "loaded": False, "chunk": chunk}
         self.log(f"{name}: {count} models in {result.wall:.1f} s ({result.compile:.1f} s compiling, "
