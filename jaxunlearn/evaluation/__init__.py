@@ -2,8 +2,8 @@
 
     >>> from jaxunlearn.config import StudyConfig
     >>> from jaxunlearn.evaluation import EvaluationConfig, run_evaluation
-    >>> result = run_evaluation(StudyConfig(unlearners=("finetune",)),
-    ...                         EvaluationConfig("neurips23", models=256))   # doctest: +SKIP
+    >>> result, run = run_evaluation(StudyConfig(),             # the default unlearners
+    ...                              EvaluationConfig("neurips23", models=256))   # doctest: +SKIP
     >>> print(result.table)                                                   # doctest: +SKIP
 
 Protocols (``PROTOCOLS``): "neurips23", the NeurIPS 2023 challenge's per-example epsilon

@@ -1,7 +1,7 @@
 """Blocks of models for the many-model evaluations: one stage over a range of seeds, in
 chunks that fit the device, checkpointed as a whole, with their predictions.
 
-A block is named (e.g. ``retrain/b`` or ``g03/finetune``) and runs a registered stage's
+A block is named (e.g. ``retrain-floor`` or ``g03-NAME``) and runs a registered stage's
 pipeline for seeds ``first .. first + count - 1`` of that stage's key stream
 (``jaxunlearn.study.seed_keys``). It runs as few compiled calls as memory allows: the
 chunk size comes from the compiled programs' memory analysis before anything runs
