@@ -85,6 +85,14 @@ def _other_study(folder: Path) -> None:
     CheckpointStore(folder / "ckpt", other, data_fingerprint(task)).begin(resume=False)
 
 
+def _evaluate(protocol: str, sweep: dict | None = None, **evaluation) -> None:
+    """``jaxunlearn evaluate`` up to the point where models would start training."""
+    from jaxunlearn.config import StudyConfig
+    from jaxunlearn.evaluation import EvaluationConfig, check_evaluation
+
+    check_evaluation(StudyConfig(dataset="synthetic", sweep=sweep or {}), EvaluationConfig(protocol, **evaluation))
+
+
 def _write(name: str, text: str):
     return lambda folder: (folder / name).write_text(text)
 
@@ -245,6 +253,15 @@ CASES = [
     Case("corrupt data file", "--dataset electricity with a non-numeric load", "electricity",
          cli=("--dataset", "electricity", "--dataset-arg", "path={dir}/LD2011_2014.txt"),
          files=_write("LD2011_2014.txt", '"";"MT_001"\n"2011-01-01 00:15:00";abc\n')),
+    Case("shadows not a multiple of the groups", "evaluate --protocol ulira --shadows 10 --groups 4",
+         "models (10) must be a multiple of groups (4)", call=lambda _: _evaluate("ulira", models=10, groups=4)),
+    Case("odd number of shadow groups", "evaluate --protocol ulira --groups 5", "groups must be even and >= 4",
+         call=lambda _: _evaluate("ulira", models=20, groups=5)),
+    Case("a sweep in an evaluation", "evaluate --sweep blindspot.beta=0,10",
+         "an evaluation takes one value per hyperparameter", call=lambda _: _evaluate(
+             "neurips23", sweep={"blindspot.beta": (0.0, 10.0)})),
+    Case("unreadable memory limit", "evaluate --memory-limit lots", "a memory size looks like 512MB",
+         call=lambda _: _evaluate("neurips23", memory_limit="lots")),
 ]
 
 

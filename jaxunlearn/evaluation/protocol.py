@@ -45,6 +45,10 @@ class EvaluationConfig:
             raise ValueError(f"models must be >= 2 (two samples per example), got {self.models}")
         if self.chunk is not None and (not isinstance(self.chunk, int) or self.chunk < 1):
             raise ValueError(f"chunk must be a positive integer or None, got {self.chunk!r}")
+        if self.memory_limit is not None:
+            from jaxunlearn.memory import parse_bytes
+
+            parse_bytes(self.memory_limit)  # an unreadable size fails here, before any work
         if self.protocol == "ulira":
             if self.groups < 4 or self.groups % 2:
                 raise ValueError(f"groups must be even and >= 4 (complementary halves, one held out at a time), "
