@@ -281,12 +281,15 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
             continue
         original = stages["original"].state if pipeline.needs_original else None
         runner = PipelineRunner(pipeline, plan)
-        chunk, planned = seeds_per_call(runner, cfg.seeds, len(to_run), original, task, to_run[0].hp)
+        with Stopwatch() as planning:  # compiles (only) the programs the run then reuses
+            chunk, planned = seeds_per_call(runner, cfg.seeds, len(to_run), original, task, to_run[0].hp)
         if chunk < cfg.seeds:
             log(f"{name}: {cfg.seeds} seeds do not fit the device's memory together; running {chunk} per call "
                 f"({format_bytes(planned)} planned per call)")
         results = run_in_chunks(runner, seed_keys(cfg.seed, cfg.seeds, name), original, task, [v.hp for v in to_run],
                                 chunk, progress=progress)
+        share = planning.wall / len(results)
+        results = [dataclasses.replace(r, wall=r.wall + share, compile=r.compile + share) for r in results]
         wall, compile_s = sum(r.wall for r in results), sum(r.compile for r in results)
         what = f"{len(to_run)} hyperparameter values x {cfg.seeds} seeds together, " if len(to_run) > 1 else ""
         log(f"{name}: {what}{wall:.1f} s ({compile_s:.1f} s compiling)")

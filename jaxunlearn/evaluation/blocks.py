@@ -26,6 +26,7 @@ from jaxunlearn.hparams import stage_variants
 from jaxunlearn.memory import chunk_size, device_budget, format_bytes
 from jaxunlearn.runner import PipelineRunner, StageResult, run_in_chunks
 from jaxunlearn.seeds import LoopPlan, SeedExecutor, devices_for, num_seeds, take_seeds, to_host
+from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
 from jaxunlearn import unlearn
@@ -71,6 +72,7 @@ class BlockRunner:
         self.chunk, self.memory_limit, self.log, self.progress = chunk, memory_limit, log, progress
         self.runners: dict[tuple[str, int], PipelineRunner] = {}
         self.chunks: dict[str, int] = {}
+        self.planning: dict[str, float] = {}  # seconds spent compiling to size a stage's chunks
         self.timings: dict[str, dict[str, float]] = {}
         self._predictor: dict[int, SeedExecutor] = {}
 
@@ -97,8 +99,10 @@ class BlockRunner:
         (variant,) = stage_variants(self.cfg, stage)
         budget = device_budget(self.memory_limit)
         state = None if original is None else original.state
-        size, planned = chunk_size(
-            count, lambda n: self.runner(stage, task, n).planned_bytes(n, state, task, variant.hp), budget)
+        with Stopwatch() as sw:  # compiles the programs the run then reuses: their compile time
+            size, planned = chunk_size(
+                count, lambda n: self.runner(stage, task, n).planned_bytes(n, state, task, variant.hp), budget)
+        self.planning[stage] = sw.wall
         if size < count:
             self.log(f"{stage}: {count} models need more than the {format_bytes(budget)} available; running "
                      f"{size} per call ({format_bytes(planned)} planned per call)")
@@ -134,6 +138,8 @@ class BlockRunner:
         keys = seed_keys(self.cfg.seed, count, stage, first=first)
         (result,) = run_in_chunks(runner, keys, None if original is None else original.state, task, [variant.hp],
                                   chunk, progress=self.progress)
+        planning = self.planning.pop(stage, 0.0)  # sizing the chunks compiled the programs this block reused
+        result = dataclasses.replace(result, wall=result.wall + planning, compile=result.compile + planning)
         self.timings[name] = {"wall": result.wall, "compile": result.compile, "run": result.run, "models": count,
                               "loaded": False, "chunk": chunk}
         self.log(f"{name}: {count} models in {result.wall:.1f} s ({result.compile:.1f} s compiling, "
