@@ -29,8 +29,12 @@ def eps_histogram_figure(result: EvaluationResult):
     from jaxunlearn.plots import new_figure
 
     rows = [r for r in result.rows if r in result.histograms]
-    fig = new_figure(3.2 * len(rows), 3.0)
-    axes = fig.subplots(1, len(rows), sharey=True, squeeze=False)[0]
+    cols = min(3, len(rows))
+    lines = -(-len(rows) // cols)
+    fig = new_figure(3.4 * cols, 0.4 + 2.6 * lines)
+    axes = fig.subplots(lines, cols, sharey=True, squeeze=False).ravel()
+    for ax in axes[len(rows):]:
+        ax.set_visible(False)
     for ax, row in zip(axes, rows):
         h = result.histograms[row]
         labels = [f"{e:g}" for e in h["edges"][:-1]] + [f">={h['edges'][-1]:g}"]
@@ -38,7 +42,8 @@ def eps_histogram_figure(result: EvaluationResult):
         ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
         ax.set_title(row, fontsize=9)
         ax.set_xlabel("per-example eps (bin start)")
-    axes[0].set_ylabel("forget examples")
+    for ax in axes[::cols]:
+        ax.set_ylabel("forget examples")
     return fig
 
 
