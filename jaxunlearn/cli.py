@@ -352,6 +352,7 @@ def command_run(args: argparse.Namespace) -> int:
     checkpoint_dir = None if args.no_checkpoints else Path(args.checkpoint_dir or out / "checkpoints").expanduser()
     main_process = is_main_process()
     enable_compilation_cache()
+    environment = environment_info()  # now: the commit whose code runs, even if the tree changes meanwhile
     try:
         result = run_study(cfg, progress=main_process and not args.no_progress,
                            log=(lambda m: print(m, flush=True)) if main_process else (lambda m: None),
@@ -373,7 +374,7 @@ def command_run(args: argparse.Namespace) -> int:
                                        table_md=result.table + (f"\n\n{claims}" if claims else ""),
                                        config=dict(config, timings=result.timings, divergence=result.divergence,
                                                    stage_stats=result.stage_stats),
-                                       environment=environment_info())
+                                       environment=environment)
     print(f"\nwrote {json_path} and {md_path}")
     if args.plots:
         from jaxunlearn.plots import write_figures
@@ -411,6 +412,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     checkpoint_dir = None if args.no_checkpoints else Path(args.checkpoint_dir or out / "checkpoints").expanduser()
     enable_compilation_cache()
+    environment = environment_info()  # now: the commit whose code runs, even if the tree changes meanwhile
     try:
         result, run = run_evaluation(cfg, ecfg, checkpoint_dir=checkpoint_dir, resume=args.resume,
                                      progress=not args.no_progress, log=lambda m: print(m, flush=True))
@@ -423,7 +425,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     print(result.table)
     for note in result.notes:
         print(f"- {note}")
-    paths = write_evaluation(out, result, run, cfg.to_dict(), ecfg.to_dict(), environment_info(), plots=args.plots)
+    paths = write_evaluation(out, result, run, cfg.to_dict(), ecfg.to_dict(), environment, plots=args.plots)
     print("\nwrote " + ", ".join(str(p) for p in paths))
     return 0
 
