@@ -267,8 +267,9 @@ def first_seeds(result: StageResult, count: int, plan: LoopPlan) -> StageResult:
 def run_in_chunks(runner: PipelineRunner, keys: jax.Array, original: TrainState | None, task: Task,
                   hps: list[dict], chunk: int, progress: bool = True) -> list[StageResult]:
     """``runner.run_values`` over the seeds ``keys`` [S] in calls of ``chunk`` seeds each:
-    the same results, seed for seed, as one call over all S ("map", "host": bitwise), in
-    less memory. The last call is padded to ``chunk`` seeds with copies of the last seed
+    the same results, seed for seed, as one call over all S, in less memory ("host":
+    bitwise; "map": bitwise for chunks of 2 or more seeds, while a one-seed chunk, a loop of
+    one step, may be fused differently and round differently; "vmap": to float rounding). The last call is padded to ``chunk`` seeds with copies of the last seed
     (dropped), so one compiled program serves every call.
 
     Args:
