@@ -48,6 +48,7 @@ WORKLOADS = {w.name: w for w in (
     Workload("mlp", "mlp", (), 12288, (96,), 256, True),                      # tabular (Taylor windows)
     # CPU-sized A/B probes: the full models' shapes on fewer rows (and a narrower AllCNN).
     Workload("allcnn-cpu", "allcnn", (("width", 16),), 1024, (32, 32, 3), 128, False),
+    Workload("mlp-cpu", "mlp", (), 2048, (96,), 256, False),                   # the Taylor task's size
     Workload("lstm-cpu", "lstm", (), 1024, (2, 10, 300), 256, False),
     Workload("lstm-cpu-hoisted", "lstm", (("hoist_input", True),), 1024, (2, 10, 300), 256, False),
     Workload("allcnn-quick", "allcnn", (("width", 4),), 128, (8, 8, 3), 64, False),

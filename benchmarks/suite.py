@@ -4,6 +4,7 @@ for training, retraining and every unlearner, over seeds, seed strategies and dt
     python -m benchmarks.suite run --quick --out bench.jsonl         # CPU smoke (CI, < 60 s)
     python -m benchmarks.suite run --gpu --out $OUT/bench.jsonl      # the one GPU run (< 8 min)
     python -m benchmarks.suite run --workloads mlp --seeds 1,8,32 --strategies vmap,map
+    python -m benchmarks.suite run --scaling --workloads mlp-cpu,lstm-cpu   # seeds 1..512
     python -m benchmarks.suite summarise bench.jsonl --out bench.md  # Markdown + targets
 
 One JSON line per measurement (or per skipped / failed item) is appended to ``--out``;
@@ -128,6 +129,16 @@ def full_matrix(workloads=("allcnn", "resnet18", "lstm", "mlp")) -> list[Item]:
             + _items(workloads, ["float32", "bfloat16"], [1], ["map"], ["profile"]))
 
 
+SCALING_SEEDS = (1, 8, 32, 128, 512)
+
+
+def scaling_matrix(workloads=("mlp", "lstm"), seeds=SCALING_SEEDS, strategies=("vmap", "map")) -> list[Item]:
+    """The seed-scaling curve: training epochs at 1 to 512 seeds under each strategy
+    (issue 18), smallest counts first, so a time budget cuts the largest ones."""
+    return [Item(wl, "float32", n, strategy, ("train",)) for n in seeds for wl in workloads
+            for strategy in (("map",) if n == 1 else strategies)]
+
+
 def _workload_names() -> list[str]:
     from benchmarks.common import WORKLOADS
 
@@ -167,8 +178,9 @@ def jax_run_info() -> dict[str, Any]:
 def run(args) -> int:
     if args.quick or args.gpu:
         items = quick_matrix() if args.quick else gpu_matrix()
-    else:  # the full matrix of the named workloads (any in WORKLOADS), or of the four full-size ones
-        items = full_matrix(*([args.workloads.split(",")] if args.workloads else []))
+    else:  # the curve or the full matrix of the named workloads (any in WORKLOADS; default: full-size ones)
+        matrix = scaling_matrix if args.scaling else full_matrix
+        items = matrix(*([args.workloads.split(",")] if args.workloads else []))
         unknown = sorted({i.workload for i in items} - set(_workload_names()))
         if unknown:
             raise SystemExit(f"unknown workload(s) {unknown}; known: {sorted(_workload_names())}")
@@ -291,6 +303,9 @@ def main(argv=None) -> int:
     mode = p_run.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="tiny CPU matrix (CI smoke test)")
     mode.add_argument("--gpu", action="store_true", help="the prioritised one-GPU matrix")
+    mode.add_argument("--scaling", action="store_true",
+                      help=f"the seed-scaling curve: train epochs at {','.join(map(str, SCALING_SEEDS))} seeds, "
+                           "vmap and map (pick workloads with --workloads; default mlp,lstm)")
     p_run.add_argument("--out", default="benchmarks/results/bench.jsonl")
     p_run.add_argument("--summary", default=None, help="also write the Markdown summary here")
     p_run.add_argument("--repeats", type=int, default=2, help="timed epochs after the compiling one")

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Issue 18's one GPU run (NOT YET RUN: no session with a GPU has had it). Under 8 minutes on
+# one H100/H200, compilation included, each part under its own hard timeout:
+#   1. the seed-scaling curve: MLP and LSTM training epochs at S = 1, 8, 32, 128, 512 seeds,
+#      "vmap" and "map", with compile time and peak device memory (suite --scaling);
+#   2. command buffers (CUDA graphs) with WHILE and CONDITIONAL added to XLA's default set,
+#      for the launch-bound MLP at 1 and 512 seeds (XLA reads its flags at start-up, so in
+#      its own process), against part 1's numbers;
+#   3. a 512-model NeurIPS'23-protocol evaluation of one unlearner (original, 512 retrained,
+#      512 more retrained for the noise floor, 512 unlearned, metrics) on a forecasting-sized
+#      task: the synthetic dataset at the Taylor task's shape (pmdarima, which holds the
+#      Taylor series, is not installed on the GPU machine).
+# Records: $OUT/scaling.jsonl, $OUT/cmdbuf.jsonl; summary: $OUT/summary.md; evaluation: $OUT/eval/.
+# Usage (repo root, on the GPU machine): OUT=/some/dir bash benchmarks/gpu_scaling.sh
+set -u
+OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1 JAXUNLEARN_CACHE_DIR=off
+$PY -c "import jax; print(jax.__version__, jax.devices())" | tee "$OUT/versions.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$OUT/versions.txt" 2>&1
+
+timeout -k 5 210 $PY -m benchmarks.suite run --scaling --workloads mlp,lstm --repeats 1 --budget-s 200 \
+  --out "$OUT/scaling.jsonl" 2>&1 | tee "$OUT/scaling.log"
+
+XLA_FLAGS="--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL ${XLA_FLAGS:-}" \
+  timeout -k 5 70 $PY -m benchmarks.suite run --scaling --workloads mlp --seeds 1,512 --strategies vmap \
+  --repeats 1 --budget-s 60 --out "$OUT/cmdbuf.jsonl" 2>&1 | tee "$OUT/cmdbuf.log"
+
+timeout -k 5 150 $PY -m jaxunlearn.cli evaluate --protocol neurips23 --models 512 --unlearners finetune \
+  --dataset synthetic --dataset-arg n=3900 --dataset-arg dim=96 --no-checkpoints --no-progress \
+  --attack-models 8 --out "$OUT/eval" 2>&1 | tee "$OUT/eval.log"
+
+$PY -m benchmarks.suite summarise "$OUT/scaling.jsonl" "$OUT/cmdbuf.jsonl" --out "$OUT/summary.md"
+echo "gpu_scaling.sh: ${SECONDS} s in all"
