@@ -13,6 +13,8 @@
 import os
 from pathlib import Path
 
+import pytest
+
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):  # a level given explicitly wins
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
@@ -29,6 +31,31 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 def pytest_addoption(parser):
     parser.addoption("--unlearner-plugin", action="append", default=[], metavar="MODULE_OR_FILE",
                      help="also run the unlearner conformance suite on this plugin's unlearners (repeatable)")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Makes ``xdist_group`` marks group tests again under ``make test`` (``--dist loadgroup``).
+
+    pytest-xdist groups a test by appending ``@GROUP`` to its node id on each worker, but
+    xdist 3.8 writes ``item._nodeid``, which pytest 9 no longer reads (it keeps ``item._id``):
+    the suffix was lost, every test was scheduled on its own, and the modules that share
+    module-scoped fixtures (the notebooks, the fault-test reference run, ...) ran them once
+    per worker, while the multi-process tests ran beside each other. The suffix is added
+    here where xdist's did not take; with a pytest that reads ``_nodeid`` it is already
+    there and nothing changes.
+    """
+    if not config.getoption("loadgroup", default=False):
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # a pytest before 9: xdist's own suffix works
+        return
+    for item in items:
+        names = {str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                 for m in item.iter_markers("xdist_group")}
+        if names and "@" not in item.nodeid and hasattr(item, "_id"):
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(names))}")
 
 
 # tests/multidevice/ needs a process with four devices: tests/test_multidevice.py starts one.

@@ -14,6 +14,11 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
+# The notebooks run once, in the module-scoped ``executed`` fixture: its tests must share one
+# worker (``make test``: pytest-xdist --dist loadgroup), or each worker that gets one of them
+# executes all three notebooks again.
+pytestmark = pytest.mark.xdist_group("notebooks")
+
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = ["vision.ipynb", "text.ipynb", "forecasting.ipynb"]
 ROWS = ("original", "retrain", "finetune", "gaussian", "blindspot")

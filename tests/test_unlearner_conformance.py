@@ -25,6 +25,10 @@ from jaxunlearn import unlearn
 from jaxunlearn.unlearn import make_original
 from tests.helpers import TINY, plugin_unlearners, registered, train_original, tiny_model, tiny_task
 
+# Its tests share the module-scoped original models and the single runs (``single_run``): one
+# worker runs them all (``make test``: pytest-xdist --dist loadgroup), not one copy per worker.
+pytestmark = pytest.mark.xdist_group("conformance")
+
 PLAN = LoopPlan(seed_strategy="map", epochs_per_call=None)
 # Sequential strategies give seed i of an S-seed run bitwise equal to a single run at XLA's
 # default optimisation level. The test suite compiles at level 0 (tests/conftest.py), where
