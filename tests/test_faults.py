@@ -37,8 +37,12 @@ TIMED = ("run_seconds", "time_vs_retrain")
 
 
 def _env(**extra) -> dict:
+    # Every program goes into the shared cache, however quick its compile, as in the test
+    # process (conftest.py): with JAX's default threshold (1 s) most of these small programs
+    # were compiled again by each of the dozen runs.
     cache = os.environ.get("JAXUNLEARN_TEST_CACHE", str(ROOT / ".pytest_cache" / "xla"))
-    return dict(os.environ, JAXUNLEARN_CACHE_DIR=cache, PYTHONPATH=str(ROOT), **extra)
+    return dict(os.environ, JAXUNLEARN_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                PYTHONPATH=str(ROOT), **extra)
 
 
 def _start(out: Path, resume: bool, **env) -> subprocess.Popen:
