@@ -16,6 +16,8 @@ TEST_WORKERS ?= 2
 # A fresh venv with jaxunlearn and the extras $(1), at the pinned versions: uv (a registry
 # package, installed into the venv first) resolves and installs the ~150 packages in about
 # 15 s on the 2-core CI machine, where pip took about 95 s; pip does it if uv cannot be had.
+RUN_EXTRAS := .[data,plots]
+TEST_EXTRAS := .[test,data,plots]
 define install_venv
 	$(PYTHON) -m venv $(VENV)
 	( $(PY) -m pip install -q uv && \
@@ -28,11 +30,11 @@ endef
 # demo data (the default study reads pmdarima's taylor series) and matplotlib; `make test`
 # also the test tools, so every loader and the figures are tested.
 $(VENV)/.installed-run: pyproject.toml constraints.txt
-	$(call install_venv,.[data,plots])
+	$(call install_venv,$(RUN_EXTRAS))
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt
-	$(call install_venv,.[test,data,plots])
+	$(call install_venv,$(TEST_EXTRAS))
 	touch $@
 
 install: $(VENV)/.installed-test
