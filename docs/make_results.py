@@ -53,10 +53,11 @@ DOMAINS = [
     {
         "key": "vision", "title": "Computer vision (the paper: AgeDB face age, AllCNN, L1, forget age <= 30)",
         "command": "jaxunlearn run --config configs/agedb.toml --model-arg width=16 --epochs 15 --augment-pad 0 "
-                   "--plots --out docs/results/vision",
+                   "--checkpoint-dir docs/results/vision-baselines/checkpoints --plots --out docs/results/vision",
         "paper": ("AgeDB, AllCNN, forget age <= 30, MAE in years, test split", PAPER_AGEDB),
         "deviations": "CPU-sized: AllCNN width 16 instead of 96 and 15 training epochs instead of 100 (the "
-                      "full size is a GPU job). Augmentation is off because a horizontal flip negates a "
+                      "full size is a GPU job). The original and retrained models are the vision baselines "
+                      "study's (the same configuration; loaded from its checkpoints). Augmentation is off because a horizontal flip negates a "
                       "rotation angle, the stand-in's target.",
     },
     {
