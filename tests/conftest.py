@@ -41,6 +41,17 @@ def pytest_addoption(parser):
                      help="also run the unlearner conformance suite on this plugin's unlearners (repeatable)")
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "heavy(seconds): a test that starts processes or compiles whole studies, about this many "
+                   "CPU-seconds on the 2-core CI machine (with the module-scoped fixtures it starts first); "
+                   "under --dist loadgroup such tests are scheduled first, longest first")
+    if config.getoption("dist", default=None) == "loadgroup":
+        # xdist's controller queues units in the workers' collection order (heavy work first,
+        # see _heavy_first) rather than by their number of tests
+        config.option.loadscopereorder = False
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     """Makes ``xdist_group`` marks group tests again under ``make test`` (``--dist loadgroup``).
@@ -51,19 +62,44 @@ def pytest_collection_modifyitems(config, items):
     module-scoped fixtures (the notebooks, the fault-test reference run, ...) ran them once
     per worker, while the multi-process tests ran beside each other. The suffix is added
     here where xdist's did not take; with a pytest that reads ``_nodeid`` it is already
-    there and nothing changes.
+    there and nothing changes. Then the units of work are queued heavy ones first.
     """
     if not config.getoption("loadgroup", default=False):
         return
     try:
         from _pytest.nodeid import NodeId
     except ImportError:  # a pytest before 9: xdist's own suffix works
-        return
+        NodeId = None
     for item in items:
         names = {str(m.args[0] if m.args else m.kwargs.get("name", "default"))
                  for m in item.iter_markers("xdist_group")}
-        if names and "@" not in item.nodeid and hasattr(item, "_id"):
+        if NodeId is not None and names and "@" not in item.nodeid and hasattr(item, "_id"):
             item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(names))}")
+    items[:] = _heavy_first(items)
+
+
+def _unit(item) -> str:
+    """The unit of work xdist's loadgroup schedules ``item`` in: its group, or the test alone."""
+    return item.nodeid.rpartition("@")[2] if "@" in item.nodeid else item.nodeid
+
+
+def _heavy_first(items: list) -> list:
+    """``items`` with whole units of work reordered, longest first (list scheduling).
+
+    The two test workers take units from one queue, so a long unit that starts late (the
+    multi-process group alone is several minutes) leaves one core idle at the end. Units with
+    ``heavy`` tests go first by their summed seconds, the rest by their number of tests, as
+    xdist would order them. Tests keep their order within a unit.
+    """
+    units: dict[str, list] = {}
+    for item in items:
+        units.setdefault(_unit(item), []).append(item)
+
+    def cost(unit: list) -> tuple[float, int]:
+        seconds = sum(float(m.args[0]) for item in unit for m in item.iter_markers("heavy"))
+        return -seconds, -len(unit)
+
+    return [item for unit in sorted(units.values(), key=cost) for item in unit]
 
 
 # tests/multidevice/ needs a process with four devices: tests/test_multidevice.py starts one.

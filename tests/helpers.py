@@ -94,3 +94,18 @@ def one_seed_setup(plan, train_epochs: int = 5):
     task = tiny_task()
     model = tiny_model(task)
     return task, model, train_original(model, task, plan, with_(TINY, seeds=1, train_epochs=train_epochs)).state
+
+
+def cached_child_env(**extra: str) -> dict:
+    """The environment for a ``jaxunlearn`` process a test starts: this one's, with the tests'
+    persistent XLA cache (conftest.py) for every program however quick its compile, so
+    programs compiled by the test process or an earlier child are not compiled again."""
+    import os
+    from pathlib import Path
+
+    import jax
+
+    root = str(Path(__file__).resolve().parent.parent)
+    return dict(os.environ, JAXUNLEARN_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])), **extra)

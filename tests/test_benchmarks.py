@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 
 from benchmarks.common import ID_FIELDS, MEASUREMENT_FIELDS, SCHEMA, read_records
 from benchmarks.suite import OPTIONAL_TAIL, gpu_matrix, main, quick_matrix
@@ -30,6 +31,7 @@ def _finite(x):
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+@pytest.mark.heavy(40)
 def test_quick_suite_writes_complete_records(tmp_path):
     out, md = tmp_path / "bench.jsonl", tmp_path / "bench.md"
     _run(["-m", "benchmarks.suite", "run", "--quick", "--out", str(out), "--summary", str(md)])

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import cached_child_env
+
 pytestmark = pytest.mark.xdist_group("multiprocess")  # see tests/test_multidevice.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,8 +35,7 @@ TIMING = ("run_seconds", "time_vs_retrain")
 
 def _env(devices: int) -> dict:
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
-    return {**os.environ, "XLA_FLAGS": flags,
-            "JAXUNLEARN_CACHE_DIR": "off"}
+    return cached_child_env(XLA_FLAGS=flags)
 
 
 def _free_port() -> int:
@@ -72,6 +73,7 @@ def _assert_metrics_close(got: dict, want: dict, rtol: float) -> None:
                                            rtol=rtol, atol=rtol / 10, err_msg=f"{stage} {name}")
 
 
+@pytest.mark.heavy(100)
 def test_a_study_split_across_two_processes_matches_one_process(tmp_path):
     checkpoints = ["--checkpoint-dir", str(tmp_path / "ckpt")]
     logs = _two_processes(tmp_path / "split", *checkpoints)
@@ -93,6 +95,7 @@ def test_a_study_split_across_two_processes_matches_one_process(tmp_path):
     _assert_metrics_close(_results(tmp_path / "resumed" / "process0")["per_seed"], split["per_seed"], rtol=0)
 
 
+@pytest.mark.heavy(55)
 def test_a_host_driven_study_across_two_processes_is_bitwise_one_process(tmp_path):
     _two_processes(tmp_path / "split", study=HOST_STUDY, devices=1)
     split = _results(tmp_path / "split" / "process0")

@@ -7,7 +7,6 @@ land anywhere: while importing, compiling, training, writing a checkpoint or mea
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from jaxunlearn.checkpoints import KILL_BEFORE_COMMIT_ENV
+from tests.helpers import cached_child_env
 
 # Its tests share module-scoped fixtures: one worker runs them all (make test: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("faults")
@@ -36,18 +36,12 @@ STAGES = 3  # original, retrain, finetune
 TIMED = ("run_seconds", "time_vs_retrain")
 
 
-def _env(**extra) -> dict:
-    # Every program goes into the shared cache, however quick its compile, as in the test
-    # process (conftest.py): with JAX's default threshold (1 s) most of these small programs
-    # were compiled again by each of the dozen runs.
-    cache = os.environ.get("JAXUNLEARN_TEST_CACHE", str(ROOT / ".pytest_cache" / "xla"))
-    return dict(os.environ, JAXUNLEARN_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                PYTHONPATH=str(ROOT), **extra)
-
-
 def _start(out: Path, resume: bool, **env) -> subprocess.Popen:
+    # Every program goes into the shared cache, however quick its compile: with JAX's default
+    # threshold (1 s) most of these small programs were compiled again by each of the dozen runs.
     cmd = [sys.executable, "-m", "jaxunlearn.cli", *ARGS, "--out", str(out)] + (["--resume"] if resume else [])
-    return subprocess.Popen(cmd, cwd=ROOT, env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(cmd, cwd=ROOT, env=cached_child_env(**env), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def _metrics(out: Path) -> dict:
@@ -101,6 +95,7 @@ def _run_until(out: Path, resume: bool, after_stages: int, delay: float) -> bool
     return False
 
 
+@pytest.mark.heavy(100)  # with the reference run
 def test_random_sigkills_always_resume_to_identical_metrics(reference, tmp_path):
     """Studies killed at random points, then resumed to the end: every one ends with the
     uninterrupted run's metrics, and no partially written stage is ever read."""
@@ -128,6 +123,7 @@ def test_random_sigkills_always_resume_to_identical_metrics(reference, tmp_path)
           f"finished with metrics identical to the uninterrupted run")
 
 
+@pytest.mark.heavy(25)
 def test_kill_between_write_and_commit_leaves_nothing_readable(reference, tmp_path):
     expected = reference
     proc = _start(tmp_path, resume=False, **{KILL_BEFORE_COMMIT_ENV: "retrain"})

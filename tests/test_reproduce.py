@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "docs"))
 import reproduce  # noqa: E402
@@ -34,6 +36,7 @@ def test_every_committed_study_has_its_command():
         assert f"--out docs/results/{key}" in command or command.endswith(f"docs/results/{key}")
 
 
+@pytest.mark.heavy(85)  # a 2-seed default study compiled at XLA's default flags
 def test_the_default_study_reproduces_its_committed_metrics(monkeypatch):
     # The committed study ran with XLA's default flags, not the tests' faster-compiling ones.
     from tests.conftest import TEST_XLA_FLAGS
