@@ -4,12 +4,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 
+from typing import ClassVar
+
+import flax.linen as nn
+import jax.numpy as jnp
 import numpy as np
 
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.forget_rules import Mask
 from jaxunlearn.data.sources import RawData, build_task, make_synthetic
 from jaxunlearn.models import make_model
+from jaxunlearn.models.common import row_mask
 from jaxunlearn.train.state import ModelFns
 
 TINY = StudyConfig(dataset="synthetic", model="mlp", model_kwargs=(("hidden", (16, 16)),), seeds=3, batch_size=32,
@@ -36,6 +41,33 @@ def tiny_image_task(n: int = 96, size: int = 8, seed: int = 0):
     splits = {k: (x[a:b], y[a:b]) for k, (a, b) in bounds.items()}
     rule = Mask({k: y[a:b] > 0.5 for k, (a, b) in bounds.items()})
     return build_task(RawData(splits, rule, "tiny images"))
+
+
+class TinyConvBN(nn.Module):
+    """Two Conv-BatchNorm-ReLU blocks (the second with stride 2), mean pool, Dense(1).
+
+    A conv net with BatchNorm, the padding-row mask and attention features of two sizes, like
+    AllCNN's eight blocks, at a fraction of its XLA:CPU compile time: for tests of what
+    BatchNorm changes in an unlearner (AllCNN itself is tested in test_models.py).
+    """
+
+    family: ClassVar[str] = "conv"
+    width: int = 4
+
+    @nn.compact
+    def __call__(self, x, train: bool = False, mask=None):
+        """x [B, H, W, C] -> (pred [B, 1], (block outputs [B, H, W, w], [B, H/2, W/2, w]))."""
+        bn_mask = row_mask(mask, x.ndim)
+        h, feats = x, []
+        for stride in (1, 2):
+            h = nn.Conv(self.width, (3, 3), strides=(stride, stride), use_bias=False)(h)
+            h = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(h, mask=bn_mask))
+            feats.append(h)
+        return nn.Dense(1)(jnp.mean(h, axis=(1, 2))), tuple(feats)
+
+
+def tiny_conv_model(task) -> ModelFns:
+    return ModelFns(TinyConvBN(), task.input_shape)
 
 
 def with_(cfg: StudyConfig, **changes) -> StudyConfig:

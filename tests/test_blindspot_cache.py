@@ -9,7 +9,8 @@ from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.study import seed_keys
 from jaxunlearn.unlearn.blindspot import make_blindspot, proxy_cache_bytes
-from tests.helpers import TINY, build, tiny_image_task, tiny_model, tiny_task, train_original, with_
+from tests.helpers import (TINY, build, tiny_conv_model, tiny_image_task, tiny_model, tiny_task, train_original,
+                           with_)
 
 
 def max_abs_diff(a, b) -> float:
@@ -23,14 +24,14 @@ def student_aux(pipeline, original, task):
     return pipeline.phases[1].start(jax.random.key(2), original, task, pipeline.hp(), (proxy,))[1]
 
 
-@pytest.mark.parametrize("kind", ["mlp", "allcnn"])
+@pytest.mark.parametrize("kind", ["mlp", "conv-batchnorm"])
 def test_cached_and_per_batch_proxy_give_the_same_student(kind):
     if kind == "mlp":
         task, model, cfg = tiny_task(), tiny_model(tiny_task()), with_(TINY, seeds=2)
         plan = LoopPlan(seed_strategy="map", epochs_per_call=None)
     else:  # BatchNorm: the proxy must run on running statistics in both paths
         task = tiny_image_task()
-        model, cfg = tiny_model(task, "allcnn", width=4), with_(TINY, seeds=2, batch_size=16, train_epochs=1)
+        model, cfg = tiny_conv_model(task), with_(TINY, seeds=2, batch_size=16, train_epochs=1)
         plan = LoopPlan(seed_strategy="host", epochs_per_call=1, unroll=True)
     original = train_original(model, task, plan, cfg).state
     keys = seed_keys(0, cfg.seeds, "blindspot")

@@ -131,10 +131,10 @@ def test_seed_i_equals_single_run(setup, name, strategy, tol):
 
 def test_blindspot_with_batchnorm_model():
     """A conv net with BatchNorm: proxy statistics are used in inference mode; host == single."""
-    from tests.helpers import tiny_image_task, with_
+    from tests.helpers import tiny_conv_model, tiny_image_task, with_
 
     task = tiny_image_task()
-    model = tiny_model(task, "allcnn", width=4)
+    model = tiny_conv_model(task)
     cfg = with_(TINY, batch_size=16, train_epochs=1)
     plan = LoopPlan(seed_strategy="host", epochs_per_call=1, unroll=True)
     original = PipelineRunner(make_original(model, task, cfg, plan), plan)(
