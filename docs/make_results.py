@@ -57,8 +57,8 @@ DOMAINS = [
         "paper": ("AgeDB, AllCNN, forget age <= 30, MAE in years, test split", PAPER_AGEDB),
         "deviations": "CPU-sized: AllCNN width 16 instead of 96 and 15 training epochs instead of 100 (the "
                       "full size is a GPU job). The original and retrained models are the vision baselines "
-                      "study's (the same configuration; loaded from its checkpoints). Augmentation is off because a horizontal flip negates a "
-                      "rotation angle, the stand-in's target.",
+                      "study's (the same configuration; loaded from its checkpoints). Augmentation is off "
+                      "because a horizontal flip negates a rotation angle, the stand-in's target.",
     },
     {
         "key": "text", "title": "NLP (the paper: STS-B sentence similarity, LSTM, MSE, forget score < 2)",
