@@ -14,6 +14,12 @@ compare mode each command runs in a fresh process into a temporary folder (figur
 with the checkpoint folders of earlier studies that it reuses redirected there too, and
 every per-seed metric except wall times must equal the committed ``results.json`` exactly.
 Exit status 0 when every compared study reproduces, 1 otherwise.
+
+Bitwise equality needs the machine the studies ran on: the CPU model and the number of cores
+the process may use (XLA:CPU splits its work over a thread pool of that size, which changes
+the float rounding; the default study run on 1 of the 2 cores, under ``taskset -c 1``,
+differed in 111 of its 120 first-two-seed values). A failed comparison says when either
+differs from what ``results.json`` recorded.
 """
 from __future__ import annotations
 
@@ -95,6 +101,18 @@ def run_study_command(args: list[str], cwd: Path = ROOT) -> None:
         raise RuntimeError(f"jaxunlearn {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
 
 
+def machine_differences(key: str) -> list[str]:
+    """What about this machine differs from the one study ``key`` was committed on, among what
+    moves XLA:CPU's float rounding: its CPU model and the cores the process may use."""
+    from jaxunlearn.report import environment_info
+
+    committed = RESULTS / key / "results.json"
+    env = json.loads(committed.read_text()).get("environment", {}) if committed.exists() else {}
+    here = environment_info()
+    return [f"{name}: {env[name]!r} committed, {here[name]!r} here" for name in ("cpu", "cpu_cores")
+            if name in env and env[name] != here.get(name)]
+
+
 def reproduce(key: str, scratch: Path, seeds: int | None = None, write: bool = False) -> tuple[int, list[str]]:
     """Reruns study ``key``: (values compared, differences); with ``write``, in place."""
     committed = RESULTS / key / "results.json"
@@ -138,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key}: {compared - len(diffs)} of {compared} per-seed values {verdict} ({took:.0f} s)", flush=True)
             for line in diffs[:20]:
                 print(f"    {line}")
+            for line in machine_differences(key) if diffs else ():
+                print(f"    this machine differs from the committed run's (XLA:CPU's results depend on it): {line}")
             if diffs:
                 failed.append(key)
     print("reproduced: all identical" if not failed else f"NOT reproduced: {', '.join(failed)}")

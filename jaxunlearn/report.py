@@ -277,6 +277,16 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_cores() -> int:
+    """The cores this process may run on (XLA:CPU sizes its thread pool by them, and the way
+    it splits work between threads changes the float rounding: a study run on 1 core differs
+    from the same study on 2)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _git_commit() -> str | None:
     try:
         res = subprocess.run(
@@ -302,8 +312,8 @@ def environment_info() -> dict[str, Any]:
         ``jax_device_kinds`` (sorted unique), ``jax_device_count`` (all processes'),
         ``jax_process_count``,
         ``git_commit`` of the library's checkout (None outside one), ``git_dirty`` (its
-        package files changed since that commit), ``cpu`` (the host CPU's model) and ``timestamp_utc``
-        (ISO 8601).
+        package files changed since that commit), ``cpu`` (the host CPU's model), ``cpu_cores``
+        (the cores the process may use) and ``timestamp_utc`` (ISO 8601).
     """
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
@@ -325,6 +335,7 @@ def environment_info() -> dict[str, Any]:
     info["git_commit"] = _git_commit()
     info["git_dirty"] = _git_dirty()
     info["cpu"] = _cpu_model()
+    info["cpu_cores"] = _cpu_cores()
     info["timestamp_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(
         timespec="seconds"
     )

@@ -167,4 +167,5 @@ def test_environment_info_fields():
     assert env["versions"]["numpy"] == np.__version__
     assert env["git_commit"] is None or len(env["git_commit"]) == 40
     assert env["timestamp_utc"].endswith("+00:00")
+    assert isinstance(env["cpu_cores"], int) and env["cpu_cores"] >= 1
     json.dumps(env, allow_nan=False)  # serialisable as is

@@ -29,6 +29,18 @@ def test_per_seed_comparison_is_exact_and_skips_wall_times():
                                                                               "have"])
 
 
+def test_a_failed_comparison_names_what_differs_about_this_machine(tmp_path, monkeypatch):
+    from jaxunlearn.report import environment_info
+
+    here = environment_info()
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "results.json").write_text(json.dumps({"environment": {"cpu": here["cpu"], "cpu_cores": 999}}))
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path)
+    assert reproduce.machine_differences("s") == [f"cpu_cores: 999 committed, {here['cpu_cores']} here"]
+    (tmp_path / "s" / "results.json").write_text(json.dumps({"environment": {"cpu": here["cpu"]}}))  # older runs
+    assert reproduce.machine_differences("s") == []
+
+
 def test_every_committed_study_has_its_command():
     committed = {p.parent.name for p in (ROOT / "docs" / "results").glob("*/results.json")}
     assert committed == set(reproduce.STUDIES)
