@@ -98,8 +98,9 @@ def test_cli_refuses_a_device_count_that_does_not_divide_the_seeds(capsys):
 
 
 def test_a_host_driven_study_on_two_devices_is_bitwise_one_device():
-    # two devices, not four: XLA:CPU compiles a host-driven program once per device
-    cfg = with_(TINY, seeds=2, seed_strategy="host", unlearners=("blindspot",))
+    # two devices, not four, and one single-phase unlearner: XLA:CPU compiles a host-driven
+    # program once per device
+    cfg = with_(TINY, seeds=2, seed_strategy="host", unlearners=("finetune",))
     split = run_study(cfg, progress=False, log=lambda m: None)
     one = run_study(with_(cfg, devices=1), progress=False, log=lambda m: None)
     assert (split.plan.devices, one.plan.devices) == (2, 1)
