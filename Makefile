@@ -7,8 +7,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= results
-# Test processes (pytest-xdist): 2 uses both cores of the CI machine (a clean clone: 530 s of
-# tests instead of about 650-720 s in one process); 0 runs everything in one process.
+# Test processes (pytest-xdist): 2 uses both cores of the CI machine (a clean clone on it, at
+# 321255f: 587 s of tests, about 1060 CPU-seconds); 0 runs everything in one process.
 TEST_WORKERS ?= 2
 
 .PHONY: run test install reproduce clean
