@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-
+import os
+from pathlib import Path
 from typing import ClassVar
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -132,11 +134,6 @@ def cached_child_env(**extra: str) -> dict:
     """The environment for a ``jaxunlearn`` process a test starts: this one's, with the tests'
     persistent XLA cache (conftest.py) for every program however quick its compile, so
     programs compiled by the test process or an earlier child are not compiled again."""
-    import os
-    from pathlib import Path
-
-    import jax
-
     root = str(Path(__file__).resolve().parent.parent)
     return dict(os.environ, JAXUNLEARN_CACHE_DIR=jax.config.jax_compilation_cache_dir,
                 JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
