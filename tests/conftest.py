@@ -3,7 +3,8 @@
 - Rank promotion raises, so a [B] vs [B, 1] mix-up fails loudly.
 - A persistent XLA compilation cache (under .pytest_cache/) lets identical programs built
   by different tests, and by reruns, skip recompiling: XLA compiles dominate test time
-  on two CPU cores. Every program is cached, however quick its compile.
+  on two CPU cores. Every program is cached, however quick its compile. The CLI, run in a
+  test's process or in one it starts, uses the same cache (JAXUNLEARN_CACHE_DIR).
 - XLA:CPU compiles with LLVM's optimisation level 0 (``XLA_FLAGS``, inherited by the
   processes tests start): the tests' programs are tiny, so compiling them is most of the
   suite's time, and O0 cut it by ~40% (a small CLI study: 22 s of XLA compile -> 13 s, wall
@@ -33,6 +34,10 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 _cache = os.environ.get("JAXUNLEARN_TEST_CACHE", str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "xla"))
 jax.config.update("jax_compilation_cache_dir", _cache)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+# The CLI points JAX at its own cache (JAXUNLEARN_CACHE_DIR, by default under ~/.cache): tests
+# that call it in this process, and the processes they start, use the tests' cache instead, so
+# a test run neither writes to the user's cache nor reads programs a user's runs left there.
+os.environ["JAXUNLEARN_CACHE_DIR"] = _cache
 
 
 

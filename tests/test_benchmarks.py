@@ -34,7 +34,7 @@ def _finite(x):
 @pytest.mark.heavy(40)
 def test_quick_suite_writes_complete_records(tmp_path):
     out, md = tmp_path / "bench.jsonl", tmp_path / "bench.md"
-    _run(["-m", "benchmarks.suite", "run", "--quick", "--out", str(out), "--summary", str(md)])
+    assert main(["run", "--quick", "--out", str(out), "--summary", str(md)]) == 0
     records = read_records([out])
     expected = sum(len(item.phases) for item in quick_matrix())
     assert len(records) == expected

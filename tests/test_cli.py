@@ -1,17 +1,30 @@
 """The command line: a real (tiny) study end to end, and clear errors for bad input."""
+import contextlib
+import io
 import json
 
 import pytest
 
 from jaxunlearn.cli import main, parse_model_args
 
+# The module-scoped study is run once: these tests share one worker (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("cli")
+
 TINY_ARGS = ["run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "2", "--epochs", "2",
              "--batch-size", "64", "--finetune-epochs", "1", "--proxy-epochs", "1", "--no-progress"]
 
 
-def test_run_writes_table_and_files(tmp_path, capsys):
-    assert main(TINY_ARGS + ["--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """``jaxunlearn run TINY_ARGS`` once: (its output folder, what it printed)."""
+    out, printed = tmp_path_factory.mktemp("tiny_study"), io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(TINY_ARGS + ["--out", str(out)]) == 0
+    return out, printed.getvalue()
+
+
+def test_run_writes_table_and_files(tiny_study):
+    tmp_path, out = tiny_study
     for row in ("original", "retrain", "finetune", "gaussian", "blindspot"):
         assert f"| {row} |" in out
     results = json.loads((tmp_path / "results.json").read_text())
@@ -56,9 +69,8 @@ def test_parse_model_args():
         parse_model_args(["hidden"])
 
 
-def test_same_configuration_gives_identical_metrics(tmp_path):
-    first, second = tmp_path / "a", tmp_path / "b"
-    assert main(TINY_ARGS + ["--out", str(first)]) == 0
+def test_same_configuration_gives_identical_metrics(tiny_study, tmp_path):
+    first, second = tiny_study[0], tmp_path
     assert main(TINY_ARGS + ["--out", str(second)]) == 0
     per_seed = [json.loads((d / "results.json").read_text())["per_seed"] for d in (first, second)]
     for row, metrics in per_seed[0].items():

@@ -1,8 +1,9 @@
 """Fault tests: a small CPU study killed with SIGKILL at random points always resumes to the
 metrics of an uninterrupted run, and no partially written checkpoint is ever read.
 
-Each run is a real ``jaxunlearn run`` process sharing the test XLA cache, so the kill can
-land anywhere: while importing, compiling, training, writing a checkpoint or measuring.
+Each killed or resumed run is a real ``jaxunlearn run`` process sharing the test XLA cache, so
+the kill can land anywhere: while importing, compiling, training, writing a checkpoint or
+measuring. The uninterrupted reference runs the same command in the test's own process.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from jaxunlearn.checkpoints import KILL_BEFORE_COMMIT_ENV
+from jaxunlearn.cli import main
 from tests.helpers import cached_child_env
 
 # Its tests share module-scoped fixtures: one worker runs them all (make test: --dist loadgroup).
@@ -25,13 +27,14 @@ pytestmark = pytest.mark.xdist_group("faults")
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "2", "--epochs", "2",
         "--batch-size", "64", "--finetune-epochs", "2", "--unlearners", "finetune", "--no-progress"]
-# Studies killed at random points (each once, the last one twice: its resumed run is
+# Studies killed at random points, twice each (the run resumed after the first kill is
 # killed too), then resumed to the end. A kill is placed by the study's progress, not by
-# the clock: after a random number of newly committed stages (0 to all of them) and a
+# the clock: after a random number of newly committed stages (0 to all that are left) and a
 # random delay, so it lands during import, compiling, training, a checkpoint write or the
 # metrics whatever the machine's speed. (A clock-based earlier version waited for 10 kills
 # and, on a loaded machine where runs ended before their kill times, ran for half an hour.)
-KILLED_STUDIES = 4
+KILLED_STUDIES = 2
+KILLS_PER_STUDY = 2
 STAGES = 3  # original, retrain, finetune
 TIMED = ("run_seconds", "time_vs_retrain")
 
@@ -63,11 +66,10 @@ def _assert_checkpoints_whole(out: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The metrics of an uninterrupted run."""
+    """The metrics of an uninterrupted run (the same command, in this process: the same XLA
+    flags and cache as the processes the tests start)."""
     out = tmp_path_factory.mktemp("uninterrupted")
-    proc = _start(out, resume=False)
-    log, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, log
+    assert main([*ARGS, "--out", str(out)]) == 0
     return _metrics(out)
 
 
@@ -105,7 +107,7 @@ def test_random_sigkills_always_resume_to_identical_metrics(reference, tmp_path)
     for study in range(KILLED_STUDIES):
         out = tmp_path / f"study{study}"
         resume = False
-        for _ in range(2 if study == KILLED_STUDIES - 1 else 1):
+        for _ in range(KILLS_PER_STUDY):
             after = rng.randint(0, STAGES - _committed(out))
             delay = rng.uniform(0.0, 4.0 if after == 0 else 0.5)  # at the start: import and compiling
             if not _run_until(out, resume, after, delay):
@@ -118,7 +120,8 @@ def test_random_sigkills_always_resume_to_identical_metrics(reference, tmp_path)
             log, _ = proc.communicate(timeout=600)
             assert proc.returncode == 0, log
         assert _metrics(out) == expected, f"study {study} finished with different metrics"
-    assert kills >= KILLED_STUDIES - 1, f"only {kills} of {KILLED_STUDIES + 1} planned kills landed"
+    planned = KILLED_STUDIES * KILLS_PER_STUDY
+    assert kills >= planned - 1, f"only {kills} of {planned} planned kills landed"
     print(f"{kills} SIGKILLs (committed stages, delay in s, at each kill: {where}), {KILLED_STUDIES} studies "
           f"finished with metrics identical to the uninterrupted run")
 
