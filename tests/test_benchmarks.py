@@ -31,7 +31,7 @@ def _finite(x):
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-@pytest.mark.heavy(40)
+@pytest.mark.heavy(41)
 def test_quick_suite_writes_complete_records(tmp_path):
     out, md = tmp_path / "bench.jsonl", tmp_path / "bench.md"
     assert main(["run", "--quick", "--out", str(out), "--summary", str(md)]) == 0

@@ -75,7 +75,7 @@ def _assert_metrics_close(got: dict, want: dict, rtol: float) -> None:
                                            rtol=rtol, atol=rtol / 10, err_msg=f"{stage} {name}")
 
 
-@pytest.mark.heavy(100)
+@pytest.mark.heavy(45)
 def test_a_study_split_across_two_processes_matches_one_process(tmp_path):
     checkpoints = ["--checkpoint-dir", str(tmp_path / "ckpt")]
     logs = _two_processes(tmp_path / "split", *checkpoints)
@@ -97,7 +97,7 @@ def test_a_study_split_across_two_processes_matches_one_process(tmp_path):
     _assert_metrics_close(_results(tmp_path / "resumed" / "process0")["per_seed"], split["per_seed"], rtol=0)
 
 
-@pytest.mark.heavy(55)
+@pytest.mark.heavy(20)
 def test_a_host_driven_study_across_two_processes_is_bitwise_one_process(tmp_path):
     _two_processes(tmp_path / "split", study=HOST_STUDY, devices=1)
     split = _results(tmp_path / "split" / "process0")

@@ -97,7 +97,7 @@ def _run_until(out: Path, resume: bool, after_stages: int, delay: float) -> bool
     return False
 
 
-@pytest.mark.heavy(100)  # with the reference run
+@pytest.mark.heavy(33)  # with the reference run
 def test_random_sigkills_always_resume_to_identical_metrics(reference, tmp_path):
     """Studies killed at random points, then resumed to the end: every one ends with the
     uninterrupted run's metrics, and no partially written stage is ever read."""
@@ -126,7 +126,7 @@ def test_random_sigkills_always_resume_to_identical_metrics(reference, tmp_path)
           f"finished with metrics identical to the uninterrupted run")
 
 
-@pytest.mark.heavy(25)
+@pytest.mark.heavy(12)
 def test_kill_between_write_and_commit_leaves_nothing_readable(reference, tmp_path):
     expected = reference
     proc = _start(tmp_path, resume=False, **{KILL_BEFORE_COMMIT_ENV: "retrain"})

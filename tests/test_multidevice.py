@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.xdist_group("multiprocess")
 
 
-@pytest.mark.heavy(70)
+@pytest.mark.heavy(46)
 def test_seeds_split_across_four_devices():
     env = {**os.environ, "JAXUNLEARN_MULTIDEVICE": "1",
            "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()}

@@ -78,7 +78,7 @@ def executed(tmp_path_factory):
             for name, out in zip(NOTEBOOKS, outcomes)}
 
 
-@pytest.mark.heavy(30)  # each; the three run together in ``executed``
+@pytest.mark.heavy(18)  # each; the three run together in ``executed``
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_quick(name, executed):
     outcome = executed[name]

@@ -48,7 +48,7 @@ def test_every_committed_study_has_its_command():
         assert f"--out docs/results/{key}" in command or command.endswith(f"docs/results/{key}")
 
 
-@pytest.mark.heavy(85)  # a 2-seed default study compiled at XLA's default flags
+@pytest.mark.heavy(60)  # a 2-seed default study compiled at XLA's default flags
 def test_the_default_study_reproduces_its_committed_metrics(monkeypatch):
     # The committed study ran with XLA's default flags, not the tests' faster-compiling ones.
     from tests.conftest import TEST_XLA_FLAGS
