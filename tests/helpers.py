@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -131,10 +130,10 @@ def one_seed_setup(plan, train_epochs: int = 5):
 
 
 def cached_child_env(**extra: str) -> dict:
-    """The environment for a ``jaxunlearn`` process a test starts: this one's, with the tests'
-    persistent XLA cache (conftest.py) for every program however quick its compile, so
-    programs compiled by the test process or an earlier child are not compiled again."""
+    """The environment for a ``jaxunlearn`` process a test starts: this one's (which names the
+    tests' persistent XLA cache in JAXUNLEARN_CACHE_DIR, conftest.py), caching every program
+    however quick its compile, so programs compiled by the test process or an earlier child
+    are not compiled again."""
     root = str(Path(__file__).resolve().parent.parent)
-    return dict(os.environ, JAXUNLEARN_CACHE_DIR=jax.config.jax_compilation_cache_dir,
-                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    return dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                 PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])), **extra)
