@@ -7,8 +7,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= results
-# Test processes (pytest-xdist): 2 uses both cores of the CI machine (a clean clone on it, at
-# 3afc47c: 376 s of tests and 13 s of install); 0 runs everything in one process.
+# Test processes (pytest-xdist): 2 uses both cores of the 2-core CI machine (a clean clone on
+# such a machine: 389-506 s in all, as its speed varies, docs/DEVELOPMENT.md); 0 runs
+# everything in one process.
 TEST_WORKERS ?= 2
 
 .PHONY: run test install reproduce clean
