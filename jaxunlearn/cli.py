@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from jaxunlearn import unlearn
+from jaxunlearn import numerics, unlearn
 from jaxunlearn.config import StudyConfig
 
 
@@ -128,6 +128,10 @@ def _add_output_options(parser: argparse.ArgumentParser, out: str) -> None:
                         help="continue a killed study (or evaluation) of the same configuration from its last finished "
                              "stage (or block)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--numerics", choices=numerics.MODES, default=numerics.DEFAULT,
+                        help="native: XLA's fastest CPU code, whose last bits depend on the CPU; portable: XLA:CPU "
+                             "settings meant to give the same bits on every x86-64 CPU with AVX2 "
+                             f"(docs/REPRODUCIBILITY.md; default {numerics.DEFAULT})")
 
 
 def _add_evaluate_parser(sub, DEFAULTS: StudyConfig) -> None:  # noqa: N803
@@ -335,6 +339,7 @@ def start_distributed(args: argparse.Namespace) -> None:
 
 def command_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)  # bad settings fail here, before JAX starts
+    numerics.use(args.numerics)  # before JAX's backend starts: it reads XLA_FLAGS once
     start_distributed(args)
     from jaxunlearn.claims import claims_report
     from jaxunlearn.distributed import is_main_process
@@ -374,7 +379,7 @@ def command_run(args: argparse.Namespace) -> int:
                                        table_md=result.table + (f"\n\n{claims}" if claims else ""),
                                        config=dict(config, timings=result.timings, divergence=result.divergence,
                                                    stage_stats=result.stage_stats),
-                                       environment=environment)
+                                       environment=environment, prediction_digests=result.prediction_digests)
     print(f"\nwrote {json_path} and {md_path}")
     if args.plots:
         from jaxunlearn.plots import write_figures
@@ -392,6 +397,7 @@ def command_run(args: argparse.Namespace) -> int:
 
 def command_evaluate(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    numerics.use(args.numerics)  # before JAX's backend starts: it reads XLA_FLAGS once
     from jaxunlearn.evaluation import check_evaluation, run_evaluation
     from jaxunlearn.evaluation.protocol import EvaluationConfig
     from jaxunlearn.evaluation.report import write_evaluation

@@ -24,7 +24,7 @@ from typing import IO, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["summarise", "format_table", "write_results", "environment_info", "atomic_write_text"]
+__all__ = ["summarise", "format_table", "write_results", "environment_info", "atomic_write_text", "prediction_digest"]
 
 MISSING = "—"
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "scikit-learn")
@@ -208,6 +208,7 @@ def write_results(
     table_md: str,
     config: Mapping[str, Any],
     environment: Mapping[str, Any],
+    prediction_digests: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[Path, Path]:
     """Writes ``results.json`` and ``results.md`` into ``out_dir`` atomically.
 
@@ -218,6 +219,7 @@ def write_results(
         table_md: Markdown table from :func:`format_table`.
         config: study configuration (JSON-convertible values).
         environment: output of :func:`environment_info`.
+        prediction_digests: {row: [S] hex} (:func:`prediction_digest`), written when given.
 
     Returns:
         ``(json_path, md_path)``.
@@ -234,6 +236,7 @@ def write_results(
             "environment": environment,
             "summary": summary,
             "per_seed": per_seed,
+            **({"prediction_digests": prediction_digests} if prediction_digests is not None else {}),
         }
     )
     text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
@@ -242,6 +245,23 @@ def write_results(
     atomic_write_text(json_path, text)
     atomic_write_text(md_path, md)
     return json_path, md_path
+
+
+def prediction_digest(arrays: Sequence[np.ndarray]) -> str:
+    """A short hex digest (SHA-256, 16 hex digits) of one model's predictions: the float32
+    bytes of each array in order, with its shape. Equal digests mean bitwise equal outputs.
+
+    Args:
+        arrays: e.g. one seed's predictions on the train rows [N_train] and test rows [N_test].
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a, dtype="<f4"))
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
 
 
 def _version(dist: str) -> str:
@@ -264,27 +284,6 @@ def _git_dirty() -> bool | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return bool(res.stdout.strip()) if res.returncode == 0 else None
-
-
-def _cpu_model() -> str:
-    """The host CPU's model name (XLA:CPU results can differ between CPU types)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_cores() -> int:
-    """The cores this process may run on (XLA:CPU sizes its thread pool by them, and the way
-    it splits work between threads changes the float rounding: a study run on 1 core differs
-    from the same study on 2)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _git_commit() -> str | None:
@@ -312,9 +311,15 @@ def environment_info() -> dict[str, Any]:
         ``jax_device_kinds`` (sorted unique), ``jax_device_count`` (all processes'),
         ``jax_process_count``,
         ``git_commit`` of the library's checkout (None outside one), ``git_dirty`` (its
-        package files changed since that commit), ``cpu`` (the host CPU's model), ``cpu_cores``
-        (the cores the process may use) and ``timestamp_utc`` (ISO 8601).
+        package files changed since that commit), ``cpu`` (the host CPU's model name), ``cpu_cores``
+        (the cores the process may use), ``numerics`` ("native" or "portable",
+        :mod:`jaxunlearn.numerics`), ``machine`` (CPU identity and ISA, BLAS kernels, XLA flags
+        and threads, every package version: :func:`jaxunlearn.machine.machine_description`)
+        and ``timestamp_utc`` (ISO 8601).
     """
+    from jaxunlearn import numerics
+    from jaxunlearn.machine import cpu_cores, machine_description
+
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -334,8 +339,11 @@ def environment_info() -> dict[str, Any]:
         info["jax_device_count"] = 0
     info["git_commit"] = _git_commit()
     info["git_dirty"] = _git_dirty()
-    info["cpu"] = _cpu_model()
-    info["cpu_cores"] = _cpu_cores()
+    machine = machine_description()
+    info["cpu"] = machine["cpu"]["model_name"]
+    info["cpu_cores"] = cpu_cores()
+    info["numerics"] = numerics.current()
+    info["machine"] = machine
     info["timestamp_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(
         timespec="seconds"
     )

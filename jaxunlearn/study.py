@@ -26,7 +26,7 @@ from jaxunlearn.metrics.relearn import Relearn, RelearnConfig, RelearnRunner, an
 from jaxunlearn.metrics.suite import TABLE_COLUMNS, prediction_metrics
 from jaxunlearn.models import make_model
 from jaxunlearn.models.user import describe_model, model_fns
-from jaxunlearn.report import format_table, summarise
+from jaxunlearn.report import format_table, prediction_digest, summarise
 from jaxunlearn.runner import PipelineRunner, StageResult, run_in_chunks, seeds_per_call
 from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, replicate, seed_split, to_host
 from jaxunlearn.timing import Stopwatch
@@ -51,6 +51,9 @@ class StudyResult:
         per_seed: {row: {metric: [S]}}; summary: mean/std/95% CI per metric; table: text.
         rows: the row names in table order.
         predictions: {row: {"train"|"test": [S, N] float64}} in the target's own units.
+        prediction_digests: {row: [S] hex}: a digest of each seed's float32 predictions on the
+            train and test rows (``report.prediction_digest``), the exact model outputs that
+            ``docs/reproduce.py`` compares across machines.
         targets: {"train"|"test": [N]} in the target's own units; forget: {split: [N] bool}.
         stage_stats: {row: {name: [S]}}, what a row's last phase reports beyond the
             training loop's losses (``last_phase_stats``; e.g. SSD's "dampened_fraction").
@@ -73,6 +76,7 @@ class StudyResult:
     predictions: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
     targets: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     forget: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    prediction_digests: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
 
 # History entries every training loop writes; anything else a phase reports is a stage statistic.
@@ -332,6 +336,8 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         predictions={name: {s: p[s] * y_std + y_mean for s in splits} for name, p in preds.items()},
         targets={s: np.asarray(getattr(task, s).y, np.float64)[:, 0] * y_std + y_mean for s in splits},
         forget={s: np.asarray(getattr(task, s).forget) > 0.5 for s in splits},
+        prediction_digests={name: [prediction_digest([p[s][i] for s in splits]) for i in range(cfg.seeds)]
+                            for name, p in preds.items()},
     )
 
 

@@ -11,16 +11,43 @@ import jax.numpy as jnp
 GATES = ("i", "f", "g", "o")  # input, forget, candidate, output
 
 
+def householder_q(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The QR decomposition's Q of a square matrix by Householder reflections, in XLA's own
+    operations: a [n, n] float -> (Q [n, n], the diagonal of R [n]).
+
+    ``jnp.linalg.qr`` on the CPU calls LAPACK from the BLAS library numpy/scipy ship
+    (OpenBLAS), which picks its kernel by the CPU: the same key gave other recurrent weights
+    on an AVX-512 machine (kernel SkylakeX) than on an AVX2 one (Zen/Haswell), and training
+    amplified that into percent-level differences of a study's metrics
+    (docs/REPRODUCIBILITY.md). These reflections are matrix-vector products and sums that
+    XLA compiles like the rest of the model.
+    """
+    n = a.shape[-1]
+    rows = jnp.arange(n)
+
+    def reflect(k, carry):
+        r, q = carry
+        x = jnp.where(rows >= k, r[:, k], 0.0)  # column k from the diagonal down
+        alpha = -jnp.where(r[k, k] >= 0, 1.0, -1.0) * jnp.sqrt(jnp.sum(x * x))
+        v = x - alpha * (rows == k)
+        vv = jnp.sum(v * v)
+        beta = jnp.where(vv > 0, 2.0 / jnp.where(vv > 0, vv, 1.0), 0.0)
+        return r - beta * jnp.outer(v, v @ r), q - beta * jnp.outer(q @ v, v)
+
+    r, q = jax.lax.fori_loop(0, n, reflect, (a, jnp.eye(n, dtype=a.dtype)))
+    return q, jnp.diagonal(r)
+
+
 def orthogonal_blocks(key: jax.Array, count: int, size: int) -> jax.Array:
     """``count`` independent Haar-random orthogonal [size, size] matrices: [count, size, size].
 
-    One batched QR for all of them. XLA:CPU (jax 0.10) can deadlock when one program runs
-    several batched QR decompositions at once, as per-gate orthogonal initialisers do under
-    ``vmap`` over seeds (reproduced: four QRs of 128 x 128 under vmap over 8 seeds hung
-    within 14 calls; one batched QR of all four did not hang in 80).
+    Q of the QR decomposition of a Gaussian matrix, its columns' signs fixed by R's diagonal
+    (which makes Q Haar-distributed), by :func:`householder_q`: no LAPACK, so the same key
+    gives the same bits on every CPU (and no batched LAPACK QR, which could deadlock XLA:CPU
+    under ``vmap`` over seeds in jax 0.10).
     """
-    q, r = jnp.linalg.qr(jax.random.normal(key, (count, size, size), jnp.float32))
-    return q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[..., None, :]
+    q, r_diag = jax.vmap(householder_q)(jax.random.normal(key, (count, size, size), jnp.float32))
+    return q * jnp.where(r_diag >= 0, 1.0, -1.0)[..., None, :]
 
 
 class _GateParams(nn.Module):
