@@ -24,7 +24,7 @@ import numpy as np
 
 from jaxunlearn.claims import evaluate_claims, holm_rejections
 
-__all__ = ["LEVELS", "TIMES", "RTOL", "Agreement", "per_seed_differences", "rounding_differences",
+__all__ = ["LEVELS", "TIMES", "RTOL", "Agreement", "first_seeds", "per_seed_differences", "rounding_differences",
            "statistical_agreement", "strongest_level"]
 
 LEVELS = ("bitwise", "rounding", "statistical")
@@ -165,6 +165,17 @@ def statistical_agreement(expected: Mapping, got: Mapping, alpha: float = ALPHA)
         changed += (f"{len(before)} claims committed, {len(after)} now",)
     ok = not rejected and not changed and not missing
     return StatisticalCheck(ok, tuple(tests), rejected, changed)
+
+
+def first_seeds(results: Mapping[str, Any], seeds: int) -> dict[str, Any]:
+    """A copy of results.json content with its per-seed values and prediction digests cut to
+    the first ``seeds`` seeds (to compare a short rerun at every level, the statistical one
+    included, knowing that a test over few seeds detects only large differences)."""
+    out = dict(results)
+    out["per_seed"] = {row: {k: list(v)[:seeds] for k, v in m.items()} for row, m in results["per_seed"].items()}
+    if "prediction_digests" in results:
+        out["prediction_digests"] = {row: list(d)[:seeds] for row, d in results["prediction_digests"].items()}
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

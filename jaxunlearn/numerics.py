@@ -1,6 +1,9 @@
 """Numerics modes: ``native`` (XLA's defaults: fastest, bits depend on the CPU) and ``portable``
-(XLA:CPU settings under which a study's numbers are meant to come out bitwise the same on
-every x86-64 CPU with AVX2, whatever its newer instruction sets and core count).
+(XLA:CPU settings that remove the dependence of a study's bits on the CPU's instruction sets
+beyond AVX2 and on XLA's platform-specific math). Portable does not make every result
+bitwise equal on every CPU: the number of cores XLA:CPU's thread pool has, and for recurrent
+models the CPU generation itself, still move the last bits (docs/REPRODUCIBILITY.md says
+what holds where, with the measurements).
 
 What moves XLA:CPU's results between CPUs, and what each portable flag removes, is measured
 in docs/REPRODUCIBILITY.md. The flags reach XLA through the XLA_FLAGS environment variable,
@@ -21,20 +24,20 @@ import os
 __all__ = ["DEFAULT", "MODES", "PORTABLE_XLA_FLAGS", "use", "current", "flags_for"]
 
 MODES = ("native", "portable")
-# The command line's default (--numerics); the Python API leaves XLA_FLAGS as the user set them.
-DEFAULT = "native"
+# The command line's default (--numerics): the committed studies are made in it. It cost no
+# measurable speed on the CPU (docs/REPRODUCIBILITY.md); the flags do not touch GPU code.
+# The Python API leaves XLA_FLAGS as the process has them: call use() to choose.
+DEFAULT = "portable"
 
-# Each flag, and what it takes away (measured: docs/REPRODUCIBILITY.md):
+# Each flag, and what it takes away (measured on an AMD EPYC Zen 4 with AVX-512, jax 0.10.2,
+# and under an emulated Zen 3: docs/REPRODUCIBILITY.md):
 PORTABLE_XLA_FLAGS: tuple[str, ...] = (
-    # generate code for AVX2 at most: the LLVM backend otherwise uses every ISA the host has
-    # (AVX-512 on newer CPUs), and wider vectors change the order of vectorised reductions
+    # generate code for AVX2 at most: XLA otherwise uses every ISA the host has, and a conv
+    # net's gradients came out different under AVX-512, AVX2 and SSE4.2
     "--xla_cpu_max_isa=AVX2",
-    # XLA's own math functions (exp, tanh, log, ...) without platform-specific variants, which
-    # XLA documents as "faster code at the expense of consistent results across CPUs"
+    # XLA's own math without platform-specific variants ("faster code at the expense of
+    # consistent results across CPUs", XLA's description); it changed the conv net's bits too
     "--xla_cpu_enable_platform_dependent_math=false",
-    # matrix products and convolutions on one thread each: Eigen splits a contraction over
-    # the thread pool, whose size is the number of cores, and the split changes the sums
-    "--xla_cpu_multi_thread_eigen=false",
 )
 
 

@@ -27,6 +27,11 @@ import pytest
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):  # a level given explicitly wins
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+# The tests run in the command line's default numerics (jaxunlearn/numerics.py), so the CLI,
+# called in this process after the backend has started, finds the flags it would set.
+from jaxunlearn import numerics  # noqa: E402 (imports no JAX)
+
+numerics.use(numerics.DEFAULT)
 
 import jax  # noqa: E402 (after XLA_FLAGS: the backend reads them when it starts)
 

@@ -107,3 +107,20 @@ def test_anamnesis_index():
     assert not np.any(np.isnan(out[[0, 2, 3]]))
     np.testing.assert_allclose(anamnesis_index([30], [4]), [7.5])
     assert np.isnan(anamnesis_index([0], [0])[0])
+
+
+def test_wasserstein_equals_scipy_without_its_blas_dot():
+    """Our W1 is SciPy's integral with the last dot product summed exactly (math.fsum), so the
+    value does not depend on the BLAS kernel the CPU selects: equal to SciPy's to rounding,
+    on unequal sizes and ties, and exactly invariant to the order of the rows."""
+    from scipy.stats import wasserstein_distance
+
+    from jaxunlearn.metrics.errors import _wasserstein
+
+    rng = np.random.default_rng(5)
+    for n, m in ((1, 1), (7, 300), (250, 3), (400, 400)):
+        u, v = np.round(rng.normal(0, 3, n), 1), rng.normal(1, 1, m)
+        assert _wasserstein(u, v) == pytest.approx(wasserstein_distance(u, v), rel=1e-12, abs=1e-15)
+        assert _wasserstein(rng.permutation(u), rng.permutation(v)) == _wasserstein(u, v)
+    with pytest.raises(ValueError, match="non-empty"):
+        _wasserstein(np.array([]), np.array([1.0]))
