@@ -21,6 +21,7 @@ the float rounding; the default study run on 1 of the 2 cores, under ``taskset -
 differed in 111 of its 120 first-two-seed values). A failed comparison says when either
 differs from what ``results.json`` recorded.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,8 +83,9 @@ def per_seed_differences(expected: dict, got: dict, seeds: int | None = None) ->
                 diffs.append(f"{row}.{name}: {len(want)} values committed, {None if have is None else len(have)} now")
                 continue
             for i, (a, b) in enumerate(zip(want, have)):
-                same = (a is None and b is None) or (a is not None and b is not None and
-                                                     (a == b or (math.isnan(a) and math.isnan(b))))
+                same = (a is None and b is None) or (
+                    a is not None and b is not None and (a == b or (math.isnan(a) and math.isnan(b)))
+                )
                 if not same:
                     diffs.append(f"{row}.{name}[seed {i}]: {a!r} committed, {b!r} now")
     for row in got:
@@ -95,8 +97,9 @@ def per_seed_differences(expected: dict, got: dict, seeds: int | None = None) ->
 def run_study_command(args: list[str], cwd: Path = ROOT) -> None:
     """Runs ``jaxunlearn ARGS`` in a fresh process; raises on failure with its output's tail."""
     env = dict(os.environ, JAXUNLEARN_CACHE_DIR=os.environ.get("JAXUNLEARN_CACHE_DIR", "off"))
-    proc = subprocess.run([sys.executable, "-m", "jaxunlearn.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxunlearn.cli", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"jaxunlearn {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
 
@@ -109,8 +112,11 @@ def machine_differences(key: str) -> list[str]:
     committed = RESULTS / key / "results.json"
     env = json.loads(committed.read_text()).get("environment", {}) if committed.exists() else {}
     here = environment_info()
-    return [f"{name}: {env[name]!r} committed, {here[name]!r} here" for name in ("cpu", "cpu_cores")
-            if name in env and env[name] != here.get(name)]
+    return [
+        f"{name}: {env[name]!r} committed, {here[name]!r} here"
+        for name in ("cpu", "cpu_cores")
+        if name in env and env[name] != here.get(name)
+    ]
 
 
 def reproduce(key: str, scratch: Path, seeds: int | None = None, write: bool = False) -> tuple[int, list[str]]:

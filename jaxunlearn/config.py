@@ -1,4 +1,5 @@
 """The settings of a study, with the paper's values as defaults where they apply."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -99,10 +100,12 @@ class StudyConfig:
             raise ValueError(f"relearn_alpha must be >= 0, got {self.relearn_alpha}")
         if not self.relearn_lr > 0:
             raise ValueError(f"relearn_lr must be > 0, got {self.relearn_lr}")
-        object.__setattr__(self, "hp", tuple(sorted(
-            (key, _number("hp", key, value)) for key, value in _pairs("hp", self.hp))))
-        object.__setattr__(self, "sweep", tuple(sorted(
-            (key, _numbers(key, values)) for key, values in _pairs("sweep", self.sweep))))
+        object.__setattr__(
+            self, "hp", tuple(sorted((key, _number("hp", key, value)) for key, value in _pairs("hp", self.hp)))
+        )
+        object.__setattr__(
+            self, "sweep", tuple(sorted((key, _numbers(key, values)) for key, values in _pairs("sweep", self.sweep)))
+        )
         from jaxunlearn import unlearn  # the registry (imported here: the unlearners import this module)
 
         if self.unlearners is None:
@@ -152,8 +155,10 @@ def _normalise_settings(entries: Any) -> tuple[tuple[str, tuple[tuple[str, Any],
         elif isinstance(value, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in value):
             stage, fields = key, dict(value)
         else:
-            raise ValueError(f"settings {key!r}: give a table of field = value (e.g. {{'max_epochs': 2}}) or a "
-                             f"'{key}.FIELD' key, got {value!r}")
+            raise ValueError(
+                f"settings {key!r}: give a table of field = value (e.g. {{'max_epochs': 2}}) or a "
+                f"'{key}.FIELD' key, got {value!r}"
+            )
         merged.setdefault(stage, {}).update(fields)
     out = []
     for stage, fields in sorted(merged.items()):

@@ -22,6 +22,7 @@ reports its absence without importing anything.
     >>> from jaxunlearn.plots import write_figures
     >>> paths = write_figures(result, "results/")     # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import os
@@ -34,7 +35,11 @@ from jaxunlearn.extras import require
 from jaxunlearn.report import atomic_write
 
 __all__ = [
-    "FIGURE_FILES", "check_plots_available", "forget_deviation", "forget_deviation_figure", "error_figure",
+    "FIGURE_FILES",
+    "check_plots_available",
+    "forget_deviation",
+    "forget_deviation_figure",
+    "error_figure",
     "write_figures",
 ]
 
@@ -169,7 +174,7 @@ def forget_deviation_figure(result: Any, bins: int = 30, floor: float = DEFAULT_
     fig = new_figure(3.2 * cols, 0.4 + 2.6 * lines)
     grid = np.atleast_2d(fig.subplots(lines, cols, sharex=True, sharey=True, squeeze=False))
     axes = grid.ravel()
-    for ax in axes[len(models):]:
+    for ax in axes[len(models) :]:
         ax.set_visible(False)
     for ax, name in zip(axes, models):
         r = ratios[name]

@@ -75,10 +75,7 @@ def summarise(
         for metric, vals in metrics.items():
             arr = np.atleast_1d(np.asarray(vals, dtype=np.float64))
             if arr.ndim != 1:
-                raise ValueError(
-                    f"per_seed[{row!r}][{metric!r}] must have shape [S], "
-                    f"got {arr.shape}"
-                )
+                raise ValueError(f"per_seed[{row!r}][{metric!r}] must have shape [S], got {arr.shape}")
             summary[row][metric] = _summary_of(arr)
     return summary
 
@@ -259,8 +256,14 @@ def _git_dirty() -> bool | None:
     whole story of the code that ran); None outside a git checkout. Other files (results
     being written, docs) do not count."""
     try:
-        res = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", str(_PACKAGE_DIR)],
-                             cwd=_PACKAGE_DIR, capture_output=True, text=True, timeout=10, check=False)
+        res = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", str(_PACKAGE_DIR)],
+            cwd=_PACKAGE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return bool(res.stdout.strip()) if res.returncode == 0 else None
@@ -336,7 +339,5 @@ def environment_info() -> dict[str, Any]:
     info["git_dirty"] = _git_dirty()
     info["cpu"] = _cpu_model()
     info["cpu_cores"] = _cpu_cores()
-    info["timestamp_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(
-        timespec="seconds"
-    )
+    info["timestamp_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return info

@@ -26,6 +26,7 @@ Under ``jax.distributed`` the mesh spans every process's devices.
 stage in one program); ``unroll`` unrolls the scan over batches (XLA:CPU needs it for
 conv nets). ``auto_plan`` picks these per model family and backend, on all its devices.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -114,6 +115,7 @@ def tree_stack(trees: Sequence[Any]) -> Any:
 def abstract_seeds(tree: Any, seeds: int | None) -> Any:
     """``jax.ShapeDtypeStruct`` leaves of ``tree`` with the leading seed axis set to
     ``seeds`` (None: removed, one seed's shapes)."""
+
     def one(a):
         shape = tuple(a.shape[1:]) if seeds is None else (seeds, *a.shape[1:])
         return jax.ShapeDtypeStruct(shape, a.dtype)
@@ -123,10 +125,18 @@ def abstract_seeds(tree: Any, seeds: int | None) -> Any:
 
 def tree_bytes(tree: Any) -> int:
     """Bytes of every array leaf of ``tree`` (concrete or abstract)."""
-    return int(sum(np.prod(a.shape, dtype=np.int64) * np.dtype(a.dtype).itemsize
-                   for a in jax.tree_util.tree_leaves(tree) if not jnp.issubdtype(a.dtype, jax.dtypes.prng_key))
-               + sum(np.prod(a.shape, dtype=np.int64) * 8 for a in jax.tree_util.tree_leaves(tree)
-                     if jnp.issubdtype(a.dtype, jax.dtypes.prng_key)))
+    return int(
+        sum(
+            np.prod(a.shape, dtype=np.int64) * np.dtype(a.dtype).itemsize
+            for a in jax.tree_util.tree_leaves(tree)
+            if not jnp.issubdtype(a.dtype, jax.dtypes.prng_key)
+        )
+        + sum(
+            np.prod(a.shape, dtype=np.int64) * 8
+            for a in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(a.dtype, jax.dtypes.prng_key)
+        )
+    )
 
 
 def num_seeds(tree: Any) -> int:
@@ -144,10 +154,13 @@ def seed_mesh(devices: int) -> jax.sharding.Mesh:
     """
     available = jax.devices()
     if devices > len(available):
-        raise ValueError(f"the plan splits seeds across {devices} devices, but only {len(available)} exist: "
-                         f"{[str(d) for d in available]}")
-    return jax.make_mesh((devices,), (SEED_AXIS,), axis_types=(jax.sharding.AxisType.Auto,),
-                         devices=available[:devices])
+        raise ValueError(
+            f"the plan splits seeds across {devices} devices, but only {len(available)} exist: "
+            f"{[str(d) for d in available]}"
+        )
+    return jax.make_mesh(
+        (devices,), (SEED_AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=available[:devices]
+    )
 
 
 def devices_for(seeds: int, available: int | None = None) -> int:
@@ -191,8 +204,9 @@ def take_seeds(tree: Any, slots: np.ndarray) -> Any:
 
     def take(leaf):
         if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(jnp.asarray(take(jax.random.key_data(leaf))),
-                                            impl=jax.random.key_impl(leaf))
+            return jax.random.wrap_key_data(
+                jnp.asarray(take(jax.random.key_data(leaf))), impl=jax.random.key_impl(leaf)
+            )
         return to_host(leaf)[slots]
 
     return jax.tree_util.tree_map(take, tree)
@@ -226,11 +240,14 @@ def _over_local_seeds(fn: Callable, plan: LoopPlan) -> Callable:
     """``(per_seed [s, ...], shared) -> out [s, ...]``: ``fn`` over the seeds a program holds
     ("vmap" batches them, "map" runs them in sequence)."""
     if plan.seed_strategy == "vmap":
+
         def over_seeds(per_seed, shared):
             return jax.vmap(lambda *p: fn(*p, *shared))(*per_seed)
     else:
+
         def over_seeds(per_seed, shared):
             return jax.lax.map(lambda p: fn(*p, *shared), per_seed, batch_size=plan.map_batch_size)
+
     # Named after ``fn``, so compile logs, profiles and XLA dumps say which program it is.
     over_seeds.__name__ = over_seeds.__qualname__ = f"{getattr(fn, '__name__', 'fn')}_{plan.seed_strategy}"
     return over_seeds
@@ -277,9 +294,15 @@ class SeedExecutor:
             self._program = jax.jit(_over_local_seeds(fn, plan))
         else:
             split = PartitionSpec(SEED_AXIS)
-            self._program = jax.jit(jax.shard_map(_over_local_seeds(fn, plan), mesh=self.mesh,
-                                                  in_specs=(split, PartitionSpec()), out_specs=split,
-                                                  check_vma=False))
+            self._program = jax.jit(
+                jax.shard_map(
+                    _over_local_seeds(fn, plan),
+                    mesh=self.mesh,
+                    in_specs=(split, PartitionSpec()),
+                    out_specs=split,
+                    check_vma=False,
+                )
+            )
 
     def place_shared(self, shared: tuple) -> tuple:
         """Shared arguments replicated on every device of the mesh (no copy where they
@@ -297,8 +320,10 @@ class SeedExecutor:
             return tuple(per_seed)
         seeds = num_seeds(per_seed)
         if seeds % self.plan.devices:
-            raise ValueError(f"{seeds} seeds cannot be split evenly across {self.plan.devices} devices: use a "
-                             f"seed count that is a multiple of {self.plan.devices}, or fewer devices")
+            raise ValueError(
+                f"{seeds} seeds cannot be split evenly across {self.plan.devices} devices: use a "
+                f"seed count that is a multiple of {self.plan.devices}, or fewer devices"
+            )
         return to_global(tuple(per_seed), NamedSharding(self.mesh, PartitionSpec(SEED_AXIS)))
 
     def lower(self, per_seed: tuple, shared: tuple = ()) -> jax.stages.Lowered:
@@ -352,4 +377,5 @@ class SeedExecutor:
         split = NamedSharding(self.mesh, PartitionSpec(SEED_AXIS))
         return jax.tree_util.tree_map(
             lambda *parts: jax.make_array_from_single_device_arrays((seeds, *parts[0].shape[1:]), split, list(parts)),
-            *[tree_stack(outs[d]) for d in devices])
+            *[tree_stack(outs[d]) for d in devices],
+        )

@@ -1,10 +1,11 @@
 """A complete multi-seed unlearning study: train, retrain, unlearn, measure, tabulate.
 
-    >>> from jaxunlearn.study import run_study
-    >>> from jaxunlearn.config import StudyConfig
-    >>> result = run_study(StudyConfig(seeds=3))          # doctest: +SKIP
-    >>> print(result.table)                                # doctest: +SKIP
+>>> from jaxunlearn.study import run_study
+>>> from jaxunlearn.config import StudyConfig
+>>> result = run_study(StudyConfig(seeds=3))          # doctest: +SKIP
+>>> print(result.table)                                # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -59,6 +60,7 @@ class StudyResult:
             row name) whose training hit NaN/inf; those seeds' metrics are NaN (see
             ``mask_diverged``).
     """
+
     config: StudyConfig
     plan: LoopPlan
     task: dict[str, Any]
@@ -110,9 +112,11 @@ def resolve_plan(cfg: StudyConfig, family: str) -> LoopPlan:
     plan = dataclasses.replace(plan, devices=cfg.devices or devices_for(cfg.seeds))
     processes = jax.process_count()
     if processes > 1 and plan.devices % processes:
-        raise ValueError(f"devices: across {processes} processes every process must hold seeds, but {cfg.seeds} "
-                         f"seeds split over {plan.devices} device(s); use a seed count that {jax.device_count()} "
-                         f"devices divide, or set devices to a multiple of {processes}")
+        raise ValueError(
+            f"devices: across {processes} processes every process must hold seeds, but {cfg.seeds} "
+            f"seeds split over {plan.devices} device(s); use a seed count that {jax.device_count()} "
+            f"devices divide, or set devices to a multiple of {processes}"
+        )
     return plan
 
 
@@ -134,16 +138,22 @@ def validate_config(cfg: StudyConfig, own_model: bool = False) -> None:
     known = unlearn.names()
     bad = [u for u in cfg.unlearners if u not in known]
     if bad:
-        raise ValueError(f"unknown unlearner(s) {bad}; choose from {known} (the reference stages "
-                         f"{list(unlearn.reference_stages())} always run)")
+        raise ValueError(
+            f"unknown unlearner(s) {bad}; choose from {known} (the reference stages "
+            f"{list(unlearn.reference_stages())} always run)"
+        )
     check_hyperparameters(cfg)
     if cfg.devices is not None and cfg.devices > jax.device_count():
-        raise ValueError(f"devices: {cfg.devices} asked for, but the {jax.default_backend()} backend has "
-                         f"{jax.device_count()} (on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
-                         f"makes N devices)")
+        raise ValueError(
+            f"devices: {cfg.devices} asked for, but the {jax.default_backend()} backend has "
+            f"{jax.device_count()} (on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
+            f"makes N devices)"
+        )
     if cfg.devices is not None and cfg.seeds % cfg.devices:
-        raise ValueError(f"devices: {cfg.seeds} seeds cannot be split evenly across {cfg.devices} devices; "
-                         f"choose a number of devices that divides the seed count, or leave devices unset")
+        raise ValueError(
+            f"devices: {cfg.seeds} seeds cannot be split evenly across {cfg.devices} devices; "
+            f"choose a number of devices that divides the seed count, or leave devices unset"
+        )
 
 
 def load_task(cfg: StudyConfig, log: Callable[[str], None] = print) -> tuple[Task, str]:
@@ -157,8 +167,10 @@ def load_task(cfg: StudyConfig, log: Callable[[str], None] = print) -> tuple[Tas
     except MissingDataError as err:
         if cfg.stand_in is None:
             raise
-        log(f"NOTE: {cfg.dataset!r} data not found ({err}); running on the offline stand-in {cfg.stand_in!r} "
-            f"with its own default forget rule")
+        log(
+            f"NOTE: {cfg.dataset!r} data not found ({err}); running on the offline stand-in {cfg.stand_in!r} "
+            f"with its own default forget rule"
+        )
         return build_task(load_dataset(cfg.stand_in)), cfg.stand_in
 
 
@@ -174,16 +186,20 @@ def build_model(cfg: StudyConfig, task: Task, own: Any = None) -> ModelFns:
         model = ModelFns(make_model(cfg.model, dtype=jnp.dtype(cfg.dtype), **kwargs), task.input_shape)
     try:
         params, stats = jax.eval_shape(lambda: model.init(jax.random.key(0)))  # traces only: no compilation
-        jax.eval_shape(lambda p, s: model.apply_train(p, s, jnp.zeros((2, *task.input_shape)), jnp.ones(2)),
-                       params, stats)
+        jax.eval_shape(
+            lambda p, s: model.apply_train(p, s, jnp.zeros((2, *task.input_shape)), jnp.ones(2)), params, stats
+        )
     except Exception as err:  # flax raises many kinds of shape errors
-        raise ValueError(f"model {cfg.model!r} cannot take inputs of shape {list(task.input_shape)} from dataset "
-                         f"{cfg.dataset!r}: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
+        raise ValueError(
+            f"model {cfg.model!r} cannot take inputs of shape {list(task.input_shape)} from dataset "
+            f"{cfg.dataset!r}: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+        ) from err
     return model
 
 
-def prepare_study(cfg: StudyConfig, task: Task | None = None, model: Any = None,
-                  log: Callable[[str], None] = print) -> tuple[StudyConfig, Task, ModelFns, Any, str]:
+def prepare_study(
+    cfg: StudyConfig, task: Task | None = None, model: Any = None, log: Callable[[str], None] = print
+) -> tuple[StudyConfig, Task, ModelFns, Any, str]:
     """Checks the settings, loads the task and builds the model, before anything compiles.
 
     Args:
@@ -212,9 +228,15 @@ def prepare_study(cfg: StudyConfig, task: Task | None = None, model: Any = None,
     return cfg, task, build_model(cfg, task, model), model, dataset_used
 
 
-def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None] = print,
-              task: Task | None = None, checkpoint_dir: str | os.PathLike | None = None,
-              resume: bool = False, model: Any = None) -> StudyResult:
+def run_study(
+    cfg: StudyConfig,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    task: Task | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    model: Any = None,
+) -> StudyResult:
     """Runs the whole study over ``cfg.seeds`` seeds and returns per-seed metrics and a table.
 
     Args:
@@ -243,31 +265,43 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
             log(f"resume: no study in {checkpoint_dir} yet; starting from the beginning")
     plan = resolve_plan(cfg, model.family)
     task = replicate(task, plan)  # once, not per call: every device keeps its copy of the data
-    pipelines = {name: unlearn.get(name).build(model, task, cfg, plan)
-                 for name in (*unlearn.reference_stages(), *cfg.unlearners)}
+    pipelines = {
+        name: unlearn.get(name).build(model, task, cfg, plan) for name in (*unlearn.reference_stages(), *cfg.unlearners)
+    }
     # Metrics run the models in float32 whatever the training compute dtype: the parameters
     # are float32 anyway, and a measurement (above all the AIN's relearning threshold
     # crossing) must not move with the precision of the thing it measures.
-    metric_model = model if cfg.dtype == "float32" else build_model(dataclasses.replace(cfg, dtype="float32"), task,
-                                                                     own)
-    relearn = Relearn(metric_model, task, RelearnConfig(cfg.batch_size, cfg.loss, cfg.relearn_max_epochs,
-                                                        cfg.relearn_alpha), plan)
+    metric_model = (
+        model if cfg.dtype == "float32" else build_model(dataclasses.replace(cfg, dtype="float32"), task, own)
+    )
+    relearn = Relearn(
+        metric_model, task, RelearnConfig(cfg.batch_size, cfg.loss, cfg.relearn_max_epochs, cfg.relearn_alpha), plan
+    )
     log(f"task: {task.name} | {task.describe()['train']} train rows")
     log(f"model: {cfg.model} ({model.family}) | backend {jax.default_backend()} | plan {plan}")
     measured = auto_plan(model.family).seed_strategy
     if plan.seed_strategy != measured:
-        log(f"note: seed strategy {plan.seed_strategy!r} chosen over {measured!r}, the measured fastest for "
-            f"{model.family} models on {jax.default_backend()} (benchmarks/RESULTS.md)")
+        log(
+            f"note: seed strategy {plan.seed_strategy!r} chosen over {measured!r}, the measured fastest for "
+            f"{model.family} models on {jax.default_backend()} (benchmarks/RESULTS.md)"
+        )
 
     stages: dict[str, StageResult] = {}  # by row
     loaded: set[str] = set()
-    abstract_state = seed_split(jax.eval_shape(jax.vmap(lambda k: model.fresh_state(k, jnp.float32(0.0))),
-                                               seed_keys(cfg.seed, cfg.seeds, "original")), plan)
+    abstract_state = seed_split(
+        jax.eval_shape(
+            jax.vmap(lambda k: model.fresh_state(k, jnp.float32(0.0))), seed_keys(cfg.seed, cfg.seeds, "original")
+        ),
+        plan,
+    )
     for name, pipeline in pipelines.items():
         to_run = []
         for variant in stage_variants(cfg, name):
-            restored = store.load(variant.row, abstract_state) \
-                if store is not None and (resume or name in REUSED_STAGES) else None
+            restored = (
+                store.load(variant.row, abstract_state)
+                if store is not None and (resume or name in REUSED_STAGES)
+                else None
+            )
             if restored is None:
                 to_run.append(variant)
                 continue
@@ -284,10 +318,19 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         with Stopwatch() as planning:  # compiles (only) the programs the run then reuses
             chunk, planned = seeds_per_call(runner, cfg.seeds, len(to_run), original, task, to_run[0].hp)
         if chunk < cfg.seeds:
-            log(f"{name}: {cfg.seeds} seeds do not fit the device's memory together; running {chunk} per call "
-                f"({format_bytes(planned)} planned per call)")
-        results = run_in_chunks(runner, seed_keys(cfg.seed, cfg.seeds, name), original, task, [v.hp for v in to_run],
-                                chunk, progress=progress)
+            log(
+                f"{name}: {cfg.seeds} seeds do not fit the device's memory together; running {chunk} per call "
+                f"({format_bytes(planned)} planned per call)"
+            )
+        results = run_in_chunks(
+            runner,
+            seed_keys(cfg.seed, cfg.seeds, name),
+            original,
+            task,
+            [v.hp for v in to_run],
+            chunk,
+            progress=progress,
+        )
         share = planning.wall / len(results)
         results = [dataclasses.replace(r, wall=r.wall + share, compile=r.compile + share) for r in results]
         wall, compile_s = sum(r.wall for r in results), sum(r.compile for r in results)
@@ -306,8 +349,10 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     for name, metrics in per_seed.items():
         for seed in np.flatnonzero(np.isnan(metrics["relearn_steps"])):
             log(f"WARNING: seed {seed}: relearning {name} for the AIN diverged (NaN/inf); its AIN is NaN")
-    timings = {name: {"wall": s.wall, "compile": s.compile, "run": s.run, "loaded": name in loaded}
-               for name, s in stages.items()}
+    timings = {
+        name: {"wall": s.wall, "compile": s.compile, "run": s.run, "loaded": name in loaded}
+        for name, s in stages.items()
+    }
     for name, t in timings.items():
         per_seed[name]["run_seconds"] = np.full(cfg.seeds, t["run"])
         per_seed[name]["time_vs_retrain"] = np.full(cfg.seeds, t["run"] / max(timings["retrain"]["run"], 1e-9))
@@ -317,17 +362,28 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
             log(f"{row}: {key} {np.mean(values):.4g} (mean over seeds; {np.min(values):.4g} to {np.max(values):.4g})")
     divergence = [event for name, stage in stages.items() for event in stage.divergence(name)]
     for event in divergence:
-        log(f"WARNING: seed {event['seed']} diverged (NaN/inf) in stage {event['stage']}, phase "
-            f"{event['phase']}, step {event['step']}; its metrics are excluded from the summary")
+        log(
+            f"WARNING: seed {event['seed']} diverged (NaN/inf) in stage {event['stage']}, phase "
+            f"{event['phase']}, step {event['step']}; its metrics are excluded from the summary"
+        )
     mask_diverged(per_seed, divergence)
     summary = summarise(per_seed)
-    table = format_table(summary, rows, TABLE_COLUMNS, digits=3, plain=("run_seconds", "time_vs_retrain"),
-                         spread="ci95")
+    table = format_table(
+        summary, rows, TABLE_COLUMNS, digits=3, plain=("run_seconds", "time_vs_retrain"), spread="ci95"
+    )
     y_mean, y_std = float(task.y_mean), float(task.y_std)
     splits = ("train", "test")
     return StudyResult(
-        cfg, plan, {"dataset": dataset_used, **task.describe()}, per_seed, timings, summary, table, rows,
-        divergence=divergence, stage_stats=stage_stats,
+        cfg,
+        plan,
+        {"dataset": dataset_used, **task.describe()},
+        per_seed,
+        timings,
+        summary,
+        table,
+        rows,
+        divergence=divergence,
+        stage_stats=stage_stats,
         checkpoints={name: str(store.path(name)) for name in stages} if store else {},
         predictions={name: {s: p[s] * y_std + y_mean for s in splits} for name, p in preds.items()},
         targets={s: np.asarray(getattr(task, s).y, np.float64)[:, 0] * y_std + y_mean for s in splits},
@@ -349,8 +405,15 @@ def mask_diverged(per_seed: dict[str, dict[str, np.ndarray]], divergence: list[d
                     values[event["seed"]] = np.nan
 
 
-def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: LoopPlan, relearn: Relearn,
-            cfg: StudyConfig, progress: bool = False):
+def measure(
+    stages: dict[str, StageResult],
+    task: Task,
+    model: ModelFns,
+    plan: LoopPlan,
+    relearn: Relearn,
+    cfg: StudyConfig,
+    progress: bool = False,
+):
     """Predictions, errors, distances, membership attack and AIN for every stage's models.
 
     Returns:
@@ -385,8 +448,9 @@ def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: L
 
     per_seed = {}
     for name in stages:
-        metrics = prediction_metrics(preds[name], preds["retrain"], targets, forget, y_std, cfg.mia_samples, cfg.seed,
-                                     cfg.mia_units)
+        metrics = prediction_metrics(
+            preds[name], preds["retrain"], targets, forget, y_std, cfg.mia_samples, cfg.seed, cfg.mia_units
+        )
         metrics["relearn_steps"] = steps[name].astype(np.float64)
         metrics["ain"] = anamnesis_index(steps[name], steps["retrain"])
         per_seed[name] = metrics

@@ -4,6 +4,7 @@ JAX reports every trace, lowering and backend compilation through ``jax.monitori
 process-wide listener accumulates those durations, and ``Stopwatch`` reads the difference
 over a block. ``run`` = wall - compile.
 """
+
 from __future__ import annotations
 
 import time

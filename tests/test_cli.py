@@ -1,4 +1,5 @@
 """The command line: a real (tiny) study end to end, and clear errors for bad input."""
+
 import contextlib
 import io
 import json
@@ -10,8 +11,24 @@ from jaxunlearn.cli import main, parse_model_args
 # The module-scoped study is run once: these tests share one worker (make test: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("cli")
 
-TINY_ARGS = ["run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "2", "--epochs", "2",
-             "--batch-size", "64", "--finetune-epochs", "1", "--proxy-epochs", "1", "--no-progress"]
+TINY_ARGS = [
+    "run",
+    "--dataset",
+    "synthetic",
+    "--model-arg",
+    "hidden=16,16",
+    "--seeds",
+    "2",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "64",
+    "--finetune-epochs",
+    "1",
+    "--proxy-epochs",
+    "1",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +62,13 @@ def test_run_writes_table_and_files(tiny_study):
 def test_bfloat16_study_runs_and_stays_finite(tmp_path, capsys):
     # Also an overridden seed strategy (vmap; the CPU's measured choice for an MLP is map).
     # One unlearner (Blindspot: attention maps in bf16) keeps the number of programs down.
-    assert main(TINY_ARGS + ["--dtype", "bfloat16", "--seed-strategy", "vmap", "--unlearners", "blindspot",
-                             "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            TINY_ARGS
+            + ["--dtype", "bfloat16", "--seed-strategy", "vmap", "--unlearners", "blindspot", "--out", str(tmp_path)]
+        )
+        == 0
+    )
     assert "note: seed strategy 'vmap' chosen over 'map', the measured fastest" in capsys.readouterr().out
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["config"]["dtype"] == "bfloat16"

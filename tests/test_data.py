@@ -1,4 +1,5 @@
 """Tests for jaxunlearn.data.sources and jaxunlearn.data.arrays (real and synthetic data)."""
+
 from __future__ import annotations
 
 import functools
@@ -194,9 +195,7 @@ def test_build_task_rule_string_applies_to_raw_targets():
     raw, _ = _syn_task()
     task = build_task(raw, "label>=1.0")
     for s in SPLITS:
-        np.testing.assert_array_equal(
-            np.asarray(getattr(task, s).forget), (raw.splits[s][1] >= 1.0).astype(np.float32)
-        )
+        np.testing.assert_array_equal(np.asarray(getattr(task, s).forget), (raw.splits[s][1] >= 1.0).astype(np.float32))
     assert "label>=1.0" in task.name
 
 
@@ -274,7 +273,18 @@ def _inf_y():
         (lambda: _with("val", y=np.array(["a"] * 5)), r"val: .*numeric"),
         (lambda: {k: v for k, v in _good_splits().items() if k != "test"}, r"missing split.*test"),
     ],
-    ids=["nan-x", "inf-y", "mismatched-N", "feature-shape", "feature-rank", "empty", "y-2-cols", "x-1d", "non-numeric", "missing"],
+    ids=[
+        "nan-x",
+        "inf-y",
+        "mismatched-N",
+        "feature-shape",
+        "feature-rank",
+        "empty",
+        "y-2-cols",
+        "x-1d",
+        "non-numeric",
+        "missing",
+    ],
 )
 def test_validate_raw_rejects(make, match):
     with pytest.raises(ValueError, match=match):

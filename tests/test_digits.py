@@ -1,4 +1,5 @@
 """The rotated-digits image dataset (real scikit-learn digits; target = rotation angle)."""
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits

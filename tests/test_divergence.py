@@ -1,4 +1,5 @@
 """NaN/inf during training is detected per seed, reported, and leaves the other seeds intact."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """Tests for jaxunlearn.data.forget_rules: rule strings, rule objects and apply_rule."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -185,7 +186,9 @@ def test_apply_rule_only_train_must_be_nonempty():
     assert masks["train"].sum() == 1 and masks["val"].sum() == 0
 
 
-@pytest.mark.parametrize("spec", ["age<=30", "label=30", "label==30", "random:abc", "quantile>=", "", "label:10", "label<=30;"])
+@pytest.mark.parametrize(
+    "spec", ["age<=30", "label=30", "label==30", "random:abc", "quantile>=", "", "label:10", "label<=30;"]
+)
 def test_unknown_rule_raises_with_accepted_forms(spec):
     with pytest.raises(ValueError) as info:
         parse_rule(spec)

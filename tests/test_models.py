@@ -259,8 +259,9 @@ class _Layer(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        return LSTMLayer(self.hidden, dtype=self.dtype, hoist_input=self.hoist_input, unroll=self.unroll,
-                         name="lstm_cell")(x)
+        return LSTMLayer(
+            self.hidden, dtype=self.dtype, hoist_input=self.hoist_input, unroll=self.unroll, name="lstm_cell"
+        )(x)
 
 
 @pytest.mark.parametrize("hoist_input,unroll", [(True, 1), (True, 3), (True, 16), (False, 1), (False, 16)])
@@ -282,7 +283,10 @@ def test_lstm_layer_equals_flax_lstm(hoist_input, unroll):
     def loss(module, params):
         return jnp.sum(jnp.sin(module.apply(params, x)))
 
-    g_ref, g_mine = jax.grad(functools.partial(loss, ref))(variables), jax.grad(functools.partial(loss, mine))(variables)
+    g_ref, g_mine = (
+        jax.grad(functools.partial(loss, ref))(variables),
+        jax.grad(functools.partial(loss, mine))(variables),
+    )
     for a, b in zip(jax.tree_util.tree_leaves(g_ref), jax.tree_util.tree_leaves(g_mine)):
         np.testing.assert_allclose(b, a, atol=1e-5)
 
@@ -301,13 +305,15 @@ def test_lstm_init_under_vmap_does_not_hang():
     import subprocess
     import sys
 
-    code = ("import jax, jax.numpy as jnp\n"
-            "from jaxunlearn.models import make_model\n"
-            "m = make_model('lstm', hidden=64)\n"
-            "f = jax.jit(jax.vmap(lambda k: m.init(k, jnp.zeros((1, 2, 4, 8)))))\n"
-            "keys = jax.random.split(jax.random.key(0), 8)\n"
-            "for _ in range(40):\n"
-            "    jax.block_until_ready(f(keys))\n")
+    code = (
+        "import jax, jax.numpy as jnp\n"
+        "from jaxunlearn.models import make_model\n"
+        "m = make_model('lstm', hidden=64)\n"
+        "f = jax.jit(jax.vmap(lambda k: m.init(k, jnp.zeros((1, 2, 4, 8)))))\n"
+        "keys = jax.random.split(jax.random.key(0), 8)\n"
+        "for _ in range(40):\n"
+        "    jax.block_until_ready(f(keys))\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], timeout=120, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
 
@@ -335,6 +341,7 @@ def test_padding_rows_stay_out_of_batchnorm(name):
         def loss(p):
             pred, _, new_stats = fns.apply_train(p, stats, x, w)
             return masked_mean(jnp.abs(pred - y), w), (pred, new_stats)
+
         return jax.value_and_grad(loss, has_aux=True)(params)
 
     (ref_loss, (ref_pred, ref_stats)), ref_grad = loss_and_grad(x, y, jnp.ones((B,)))
@@ -347,5 +354,6 @@ def test_padding_rows_stay_out_of_batchnorm(name):
     # The same padded batch with the padding counted (all weights > 0 for BatchNorm) differs.
     (_, (counted_pred, counted_stats)), _ = loss_and_grad(x_pad, y_pad, jnp.where(w_pad > 0, 1.0, 1e-9))
     assert not np.allclose(counted_pred[:B], ref_pred, rtol=1e-3, atol=1e-4)
-    assert not all(np.allclose(a, b, rtol=1e-3) for a, b in zip(jax.tree.leaves(counted_stats),
-                                                                  jax.tree.leaves(ref_stats)))
+    assert not all(
+        np.allclose(a, b, rtol=1e-3) for a, b in zip(jax.tree.leaves(counted_stats), jax.tree.leaves(ref_stats))
+    )

@@ -2,6 +2,7 @@
 against NumPy, SCRUB's phase layout, and that each does what it is for on a tiny task.
 The registry-wide contract (jit, shapes, seeds, determinism, declared hyperparameters)
 is in test_unlearner_conformance.py."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -80,8 +81,13 @@ def test_scrub_phase_layout():
     pipeline = build("scrub", tiny_model(task), task, TINY, PLAN, epochs=3, max_epochs=2)
     layout = [(p.name, p.fit.cfg.rows, p.fit.cfg.epochs) for p in pipeline.phases]
     # Epochs 1-2: a min pass then a max pass; epoch 3: a min pass.
-    assert layout == [("min1", "retain", 1), ("max1", "forget", 1), ("min2", "retain", 1), ("max2", "forget", 1),
-                      ("min", "retain", 1)]
+    assert layout == [
+        ("min1", "retain", 1),
+        ("max1", "forget", 1),
+        ("min2", "retain", 1),
+        ("max2", "forget", 1),
+        ("min", "retain", 1),
+    ]
     only_max = build("scrub", tiny_model(task), task, TINY, PLAN, epochs=1, max_epochs=1)
     assert [p.name for p in only_max.phases] == ["min1", "max1"]
     # The forget rows bound the max pass's batch, not the study's batch size.
@@ -136,8 +142,17 @@ def test_every_stage_has_its_own_key_id_and_the_built_ins_keep_theirs():
     ids = {u.name: u.key_id for u in unlearn.all_stages()}
     assert len(set(ids.values())) == len(ids) and RELEARN_KEY_ID not in ids.values()
     # The ids folded into every published study's seed keys: never to change.
-    assert ids == {"original": 0, "retrain": 1, "finetune": 2, "gaussian": 3, "blindspot": 4, "neggrad": 5,
-                   "scrub": 6, "ssd": 7, "lfssd": 8}
+    assert ids == {
+        "original": 0,
+        "retrain": 1,
+        "finetune": 2,
+        "gaussian": 3,
+        "blindspot": 4,
+        "neggrad": 5,
+        "scrub": 6,
+        "ssd": 7,
+        "lfssd": 8,
+    }
 
 
 def test_resume_accepts_settings_added_after_the_checkpoints():

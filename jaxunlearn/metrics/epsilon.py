@@ -26,6 +26,7 @@ machine; the same with 512 models a side), almost all of it the interval attack'
 
 Everything is NumPy float64 on the host.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,17 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = [
-    "DELTA", "EPS_CAP", "GRID_PER_UNIT", "RANGE_GUARD", "BIN_WIDTH", "BUFFER",
-    "per_example_epsilons", "epsilon_points", "forgetting_quality", "final_score", "eps_histogram",
+    "DELTA",
+    "EPS_CAP",
+    "GRID_PER_UNIT",
+    "RANGE_GUARD",
+    "BIN_WIDTH",
+    "BUFFER",
+    "per_example_epsilons",
+    "epsilon_points",
+    "forgetting_quality",
+    "final_score",
+    "eps_histogram",
 ]
 
 DELTA = 1e-5
@@ -51,8 +61,9 @@ _CHUNK_CELLS = 1 << 22  # most (example x attack) cells held in memory at once (
 # ----------------------------------------------------------------------------------------------
 # Per-example epsilons
 # ----------------------------------------------------------------------------------------------
-def per_example_epsilons(unlearned, retrained, delta: float = DELTA,
-                         grid_per_unit: float = GRID_PER_UNIT) -> np.ndarray:
+def per_example_epsilons(
+    unlearned, retrained, delta: float = DELTA, grid_per_unit: float = GRID_PER_UNIT
+) -> np.ndarray:
     """The challenge's per-example epsilon for every forget example.
 
     Args:
@@ -343,8 +354,13 @@ def forgetting_quality(unlearned, retrained, **kw) -> tuple[float, np.ndarray]:
     return float(epsilon_points(eps, n_models).mean()), eps
 
 
-def final_score(quality: float, retain_mae_unlearned: float, retain_mae_retrained: float,
-                test_mae_unlearned: float, test_mae_retrained: float) -> float:
+def final_score(
+    quality: float,
+    retain_mae_unlearned: float,
+    retain_mae_retrained: float,
+    test_mae_unlearned: float,
+    test_mae_retrained: float,
+) -> float:
     """The challenge's final score with regression utility: F x (MAE_R/MAE_U)_retain x (MAE_R/MAE_U)_test.
 
     The challenge multiplies by accuracy ratios RA_U/RA_R and TA_U/TA_R; for errors the
@@ -394,6 +410,6 @@ def eps_histogram(eps, n_models: int) -> dict:
         "edges": [float(k * BIN_WIDTH) for k in range(n_bins)] + [cutoff],
         "counts": [int(c) for c in counts],
         "at_or_beyond_cutoff": int(np.count_nonzero(~below)),
-        "points_per_bin": [float(2.0 ** -k) for k in range(n_bins)],
+        "points_per_bin": [float(2.0**-k) for k in range(n_bins)],
         "n_examples": int(eps.size),
     }

@@ -3,6 +3,7 @@
 These run once per study on small arrays ([S, N] predictions), so they are plain NumPy /
 SciPy: simple, exact, and the reference the compiled code is checked against.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -9,6 +9,7 @@ The whole count is one ``lax.while_loop`` on the device (the reference evaluates
 host after every step). A seed whose relearning diverges (its forget-validation loss turns
 NaN/inf, which would stop the count as if the threshold were reached) gets NaN steps.
 """
+
 from __future__ import annotations
 
 import dataclasses

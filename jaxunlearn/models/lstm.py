@@ -34,7 +34,9 @@ class _GateParams(nn.Module):
     @nn.compact
     def __call__(self, in_features: int) -> tuple[jax.Array, jax.Array | None]:
         kernel = self.param("kernel", self.kernel_init, (in_features, self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32) if self.use_bias else None
+        bias = (
+            self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32) if self.use_bias else None
+        )
         return kernel, bias
 
 
@@ -68,9 +70,15 @@ class LSTMLayer(nn.Module):
         # Recurrent kernels: orthogonal, as flax's, but drawn in one batched QR (see orthogonal_blocks).
         blocks = orthogonal_blocks(self.make_rng("params"), len(GATES), self.hidden) if self.is_initializing() else None
         # (flax also evaluates an initialiser's shape when the parameter exists: hence the zeros)
-        rec = [_GateParams(self.hidden, True, lambda _key, shape, dtype, i=i: jnp.zeros(shape, dtype)
-                           if blocks is None else blocks[i], name=f"h{g}")(self.hidden)
-               for i, g in enumerate(GATES)]
+        rec = [
+            _GateParams(
+                self.hidden,
+                True,
+                lambda _key, shape, dtype, i=i: jnp.zeros(shape, dtype) if blocks is None else blocks[i],
+                name=f"h{g}",
+            )(self.hidden)
+            for i, g in enumerate(GATES)
+        ]
         w_in = jnp.concatenate(w_in, axis=-1).astype(self.dtype)  # [E, 4H]
         w_h = jnp.concatenate([k for k, _ in rec], axis=-1).astype(self.dtype)  # [H, 4H]
         b_h = jnp.concatenate([b for _, b in rec]).astype(self.dtype)[None, :]  # [1, 4H]

@@ -15,6 +15,7 @@ A model's identity (``describe_model``), its class's qualified name and fields o
 constructor arguments, stands for it in the study's configuration, so checkpoint keys
 change when the model does.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -70,9 +71,11 @@ class NNXModelFns(ModelFns):
         abstract = nnx.eval_shape(lambda: self.module.build(jax.random.key(0)))
         graphdef, params, stats, rest = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)
         if jax.tree_util.tree_leaves(rest):
-            raise ValueError(f"NNX model {self.module.cls.__qualname__} holds state other than parameters and "
-                             f"BatchNorm statistics ({sorted(nnx.to_pure_dict(rest))}); stochastic layers and stored "
-                             f"Rngs are not supported: pass rngs to the constructor only")
+            raise ValueError(
+                f"NNX model {self.module.cls.__qualname__} holds state other than parameters and "
+                f"BatchNorm statistics ({sorted(nnx.to_pure_dict(rest))}); stochastic layers and stored "
+                f"Rngs are not supported: pass rngs to the constructor only"
+            )
         return graphdef, params, stats
 
     def init(self, key: jax.Array) -> tuple[Any, Any]:
@@ -118,13 +121,17 @@ def model_fns(model: Any, input_shape: tuple[int, ...]) -> ModelFns:
             ``NNXModel`` so that each seed builds its own).
     """
     _check_kind(model)
-    return NNXModelFns(model, tuple(input_shape)) if isinstance(model, NNXModel) else ModelFns(model, tuple(input_shape))
+    return (
+        NNXModelFns(model, tuple(input_shape)) if isinstance(model, NNXModel) else ModelFns(model, tuple(input_shape))
+    )
 
 
 def _check_kind(model: Any) -> None:
     if not isinstance(model, (NNXModel, nn.Module)):
-        raise ValueError(f"model must be a Flax Linen module instance or NNXModel(NnxClass, **kwargs), got "
-                         f"{type(model).__name__} (an NNX module instance: give NNXModel(type(m), **its arguments))")
+        raise ValueError(
+            f"model must be a Flax Linen module instance or NNXModel(NnxClass, **kwargs), got "
+            f"{type(model).__name__} (an NNX module instance: give NNXModel(type(m), **its arguments))"
+        )
 
 
 def _describe_value(value: Any) -> Any:
@@ -144,8 +151,10 @@ def _describe_value(value: Any) -> Any:
     if isinstance(value, Callable) and hasattr(value, "__qualname__"):
         return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
     if dataclasses.is_dataclass(value):
-        return (type(value).__qualname__, tuple((f.name, _describe_value(getattr(value, f.name)))
-                                               for f in dataclasses.fields(value)))
+        return (
+            type(value).__qualname__,
+            tuple((f.name, _describe_value(getattr(value, f.name))) for f in dataclasses.fields(value)),
+        )
     return repr(value)
 
 

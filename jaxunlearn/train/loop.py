@@ -7,6 +7,7 @@ from the epoch number, cut into a static [num_batches, batch_size] index matrix 
 batch padded with zero-weight rows), and the steps run in ``lax.scan``. Losses are masked
 means, so no shape depends on data.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -129,8 +130,11 @@ def augment_images(key: jax.Array, x: jax.Array, pad: int) -> jax.Array:
 
 def all_finite(tree: Any) -> jax.Array:
     """Scalar bool: every element of every floating leaf of ``tree`` is finite."""
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
-              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree_util.tree_leaves(tree)
+        if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)
+    ]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
@@ -218,8 +222,15 @@ class Fit:
         """Starts the phase from ``state`` at learning rate hp[lr_key]."""
         state = state.replace(opt_state=set_learning_rate(state.opt_state, hp[self.cfg.lr_key]))
         plateau = self.plateau.init(jnp.zeros((), jnp.float32))
-        return FitCarry(state, state.params, state.batch_stats, jnp.asarray(jnp.inf, jnp.float32), plateau, key,
-                        jnp.asarray(-1, jnp.int32))
+        return FitCarry(
+            state,
+            state.params,
+            state.batch_stats,
+            jnp.asarray(jnp.inf, jnp.float32),
+            plateau,
+            key,
+            jnp.asarray(-1, jnp.int32),
+        )
 
     def validation_loss(self, state: TrainState, task: Task) -> jax.Array:
         pred = predict(self.model, state.params, state.batch_stats, task.val.x, self.plan)
@@ -255,8 +266,9 @@ class Fit:
 
         keys = jax.random.split(k_steps, self.num_batches)
         unroll = self.num_batches if self.plan.unroll is True else self.plan.unroll
-        (state, diverged_at), losses = jax.lax.scan(step, (carry.state, carry.diverged_at), (idx, w, keys),
-                                                    unroll=unroll)
+        (state, diverged_at), losses = jax.lax.scan(
+            step, (carry.state, carry.diverged_at), (idx, w, keys), unroll=unroll
+        )
         train_loss = jnp.sum(losses * w.sum(axis=1)) / w.sum()
         carry = carry.replace(state=state, diverged_at=diverged_at)
         val = jnp.asarray(jnp.nan, jnp.float32)
@@ -275,8 +287,12 @@ class Fit:
                 lr = hp[cfg.lr_key] * plateau.scale
                 state = state.replace(opt_state=set_learning_rate(state.opt_state, lr))
                 carry = carry.replace(state=state, plateau=plateau)
-        history = {"train_loss": train_loss, "val_loss": val, "lr": get_learning_rate(carry.state.opt_state),
-                   "diverged_at": carry.diverged_at}
+        history = {
+            "train_loss": train_loss,
+            "val_loss": val,
+            "lr": get_learning_rate(carry.state.opt_state),
+            "diverged_at": carry.diverged_at,
+        }
         return carry, history
 
     def run_epochs(self, carry: FitCarry, epochs: jax.Array, task: Task, hp: dict, aux: Any):

@@ -4,6 +4,7 @@ Losses are unreduced ([B, 1] in, [B, 1] out) with explicit shape checks, so a [B
 [B, 1] mix-up fails loudly instead of broadcasting to [B, B]. Reductions over a batch use
 float weights (masked means), never boolean indexing, so shapes stay static under jit.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence

@@ -3,6 +3,7 @@
 A Flax Linen module is wrapped once into pure functions (``ModelFns``); the state that
 changes during training is a pytree (``TrainState``) that can be stacked over seeds.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,8 +66,10 @@ def as_prediction_and_features(out: Any, where: str = "the model") -> tuple[jax.
     else:
         pred, feats = out, ()
     if getattr(pred, "ndim", None) != 2 or pred.shape[1] != 1:
-        raise ValueError(f"{where} must return predictions of shape [B, 1] (or a pair (pred [B, 1], feats)), got "
-                         f"{getattr(pred, 'shape', type(pred).__name__)}")
+        raise ValueError(
+            f"{where} must return predictions of shape [B, 1] (or a pair (pred [B, 1], feats)), got "
+            f"{getattr(pred, 'shape', type(pred).__name__)}"
+        )
     return pred, tuple(feats) if isinstance(feats, (list, tuple)) else (feats,)
 
 

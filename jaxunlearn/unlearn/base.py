@@ -6,6 +6,7 @@ is a pure single-seed function ``pipeline.run(key, original, task, hp) -> (state
 and can equally be driven over S seeds from the host (``jaxunlearn.runner``); both derive
 the same keys, so seed i of a multi-seed run equals a single run with key i.
 """
+
 from __future__ import annotations
 
 import dataclasses

