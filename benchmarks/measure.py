@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import FORGET_QUANTILE_RULE, WORKLOADS, Workload, summary_stats
+from jaxunlearn import unlearn
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.sources import RawData, build_task
 from jaxunlearn.models import make_model
@@ -41,7 +42,6 @@ from jaxunlearn.seeds import auto_plan, tree_index
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
-from jaxunlearn import unlearn
 from jaxunlearn.unlearn.base import OneShot
 from jaxunlearn.unlearn.blindspot import make_blindspot
 

@@ -29,13 +29,13 @@ import jax
 import numpy as np
 
 from benchmarks.common import append_record, run_info
+from jaxunlearn import unlearn
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.sources import build_task, load_dataset
 from jaxunlearn.hparams import stage_variants
 from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.study import build_model, resolve_plan, seed_keys
 from jaxunlearn.timing import Stopwatch
-from jaxunlearn import unlearn
 from jaxunlearn.unlearn import make_original
 
 MODES = ("separate", "swept", "swept+shared")

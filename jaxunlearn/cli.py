@@ -80,7 +80,7 @@ def load_plugins(specs: list[str]) -> None:
         unlearn.load_plugin(spec)
 
 
-def _add_study_options(parser: argparse.ArgumentParser, DEFAULTS: StudyConfig, seeds: bool) -> None:  # noqa: N803
+def _add_study_options(parser: argparse.ArgumentParser, DEFAULTS: StudyConfig, seeds: bool) -> None:
     """The options that set a StudyConfig (``config_from_args`` reads them)."""
     parser.add_argument("--config", metavar="FILE", help="TOML file of StudyConfig fields (see configs/)")
     parser.add_argument(
@@ -191,7 +191,7 @@ def _add_output_options(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _add_evaluate_parser(sub, DEFAULTS: StudyConfig) -> None:  # noqa: N803
+def _add_evaluate_parser(sub, DEFAULTS: StudyConfig) -> None:
     from jaxunlearn.evaluation.protocol import PROTOCOLS, EvaluationConfig
 
     ed = EvaluationConfig()
@@ -240,7 +240,7 @@ def _add_evaluate_parser(sub, DEFAULTS: StudyConfig) -> None:  # noqa: N803
 
 
 def build_parser() -> argparse.ArgumentParser:
-    DEFAULTS = StudyConfig()  # noqa: N806 (after the plugins loaded: their defaults count)
+    DEFAULTS = StudyConfig()  # after the plugins loaded: their defaults count
     parser = argparse.ArgumentParser(
         prog="jaxunlearn",
         description="Machine unlearning for deep regression models (Blindspot, Gaussian amnesiac, fine-tune vs "

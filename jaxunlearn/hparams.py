@@ -23,8 +23,8 @@ import dataclasses
 import itertools
 import math
 
-from jaxunlearn.config import StudyConfig
 from jaxunlearn import unlearn
+from jaxunlearn.config import StudyConfig
 
 
 @dataclasses.dataclass(frozen=True)

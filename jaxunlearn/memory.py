@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 
@@ -84,7 +84,7 @@ def device_budget(limit: str | int | None = None, device: jax.Device | None = No
     stats = None
     try:
         stats = device.memory_stats()
-    except Exception:  # some backends do not implement it
+    except Exception:  # noqa: BLE001 (some backends do not implement it)
         stats = None
     if stats and "bytes_limit" in stats:
         free = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
@@ -99,7 +99,7 @@ def compiled_bytes(compiled: jax.stages.Compiled) -> int | None:
     nothing."""
     try:
         m = compiled.memory_analysis()
-    except Exception:
+    except Exception:  # noqa: BLE001 (backends without a memory analysis raise various errors)
         return None
     if m is None:
         return None

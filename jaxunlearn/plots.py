@@ -26,8 +26,9 @@ reports its absence without importing anything.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,9 +38,9 @@ from jaxunlearn.report import atomic_write
 __all__ = [
     "FIGURE_FILES",
     "check_plots_available",
+    "error_figure",
     "forget_deviation",
     "forget_deviation_figure",
-    "error_figure",
     "write_figures",
 ]
 

@@ -19,12 +19,13 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping, Sequence
+from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["summarise", "format_table", "write_results", "environment_info", "atomic_write_text"]
+__all__ = ["atomic_write_text", "environment_info", "format_table", "summarise", "write_results"]
 
 MISSING = "—"
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "scikit-learn")
@@ -339,5 +340,5 @@ def environment_info() -> dict[str, Any]:
     info["git_dirty"] = _git_dirty()
     info["cpu"] = _cpu_model()
     info["cpu_cores"] = _cpu_cores()
-    info["timestamp_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    info["timestamp_utc"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     return info

@@ -30,7 +30,8 @@ conv nets). ``auto_plan`` picks these per model family and backend, on all its d
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

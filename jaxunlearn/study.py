@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in notebooks
 
+from jaxunlearn import unlearn
 from jaxunlearn.checkpoints import REUSED_STAGES, CheckpointStore, data_fingerprint
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
@@ -33,7 +35,6 @@ from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, rep
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
-from jaxunlearn import unlearn
 
 # The key id of the metrics' relearning (the AIN); each stage's own is in the registry
 # (``Unlearner.key_id``): no two share randomness (the rows of a swept stage share their

@@ -37,7 +37,7 @@ class Stopwatch:
     The block must end with its results ready (``jax.block_until_ready``).
     """
 
-    def __enter__(self) -> "Stopwatch":
+    def __enter__(self) -> Stopwatch:
         _ensure_listener()
         self._c0 = _compile_seconds[0]
         self._t0 = time.perf_counter()

@@ -21,14 +21,14 @@ from jaxunlearn.data.sources import (
 SPLITS = ("train", "val", "test")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _series():
     from pmdarima.datasets import load_taylor as pm_load
 
     return np.asarray(pm_load(), np.float64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _taylor(window=96, horizon=48):
     return load_taylor(window=window, horizon=horizon)
 
@@ -147,7 +147,7 @@ def test_synthetic_is_deterministic_per_seed():
     assert not np.array_equal(a.splits["train"][1], c.splits["train"][1])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _syn_task():
     raw = make_synthetic(n=200)
     return raw, build_task(raw)

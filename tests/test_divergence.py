@@ -9,13 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxunlearn import unlearn
 from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.study import run_study, seed_keys
 from jaxunlearn.train.loop import all_finite, guard_divergence
 from jaxunlearn.train.state import TrainState
-from jaxunlearn import unlearn
-from tests.helpers import TINY, build, registered, train_original, tiny_model, tiny_task
+from tests.helpers import TINY, build, registered, tiny_model, tiny_task, train_original
 
 # Its tests share module-scoped fixtures: one worker runs them all (make test: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("divergence")

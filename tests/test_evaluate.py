@@ -9,8 +9,8 @@ import json
 
 import numpy as np
 import pytest
-
 from helpers import TINY, tiny_task, with_
+
 from jaxunlearn.checkpoints import CheckpointStore
 from jaxunlearn.evaluation import EvaluationConfig, run_evaluation
 from jaxunlearn.evaluation.neurips23 import FLOOR_ROW, ORIGINAL_ROW

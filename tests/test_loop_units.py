@@ -120,7 +120,7 @@ def test_augment_needs_4d():
 # --------------------------------------------------------------------------- predict
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mlp():
     fns = ModelFns(make_model("mlp", hidden=(8,)), (3,))
     params, stats = fns.init(_key(0))
@@ -176,7 +176,7 @@ def test_fit_config_valid():
 # --------------------------------------------------------------------------- Fit: plateau + keep_best
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fit():
     task = build_task(make_synthetic(n=200))
     fns = ModelFns(make_model("mlp", hidden=(8,)), task.input_shape)

@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxunlearn.models.lstm import LSTMLayer
 from jaxunlearn.models import (
     MODELS,
     AllCNN,
@@ -24,6 +23,7 @@ from jaxunlearn.models import (
     make_model,
     model_family,
 )
+from jaxunlearn.models.lstm import LSTMLayer
 
 B = 4
 # Tiny configurations and input shapes per registered model.

@@ -12,13 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxunlearn import unlearn
 from jaxunlearn.checkpoints import _config_diff
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan, tree_index
 from jaxunlearn.study import RELEARN_KEY_ID, seed_keys
 from jaxunlearn.train.loop import predict
-from jaxunlearn import unlearn
 from jaxunlearn.unlearn.neggrad import neggrad_loss
 from jaxunlearn.unlearn.scrub import scrub_loss
 from tests.helpers import TINY, build, one_seed_setup, tiny_model, tiny_task, with_

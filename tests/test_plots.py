@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 import pytest
-
 from helpers import TINY, tiny_task
+
 from jaxunlearn.plots import FIGURE_FILES, forget_deviation, write_figures
 from jaxunlearn.study import run_study
 

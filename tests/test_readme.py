@@ -57,7 +57,7 @@ def test_own_unlearner_example_runs_through_the_cli_with_a_sweep_and_resume(tmp_
 def test_own_model_and_data_example_runs_a_whole_study(capsys):
     (code,) = [c for lang, c in section_blocks("Your own model and data") if lang == "python"]
     namespace: dict = {"__name__": "readme_example"}
-    exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 (the README's own code)
+    exec(compile(code, str(README), "exec"), namespace)  # the README's own code
     result = namespace["result"]
     assert result.config.model.endswith(".Regressor")
     assert dict(result.config.model_kwargs) == {"features": 6, "hidden": 32}

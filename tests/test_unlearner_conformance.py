@@ -19,12 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxunlearn import unlearn
 from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan, tree_index
 from jaxunlearn.study import seed_keys
-from jaxunlearn import unlearn
 from jaxunlearn.unlearn import make_original
-from tests.helpers import TINY, plugin_unlearners, registered, train_original, tiny_model, tiny_task
+from tests.helpers import TINY, plugin_unlearners, registered, tiny_model, tiny_task, train_original
 
 # Its tests share the module-scoped original models and the single runs (``single_run``): one
 # worker runs them all (``make test``: pytest-xdist --dist loadgroup), not one copy per worker.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 import re
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
@@ -87,10 +88,10 @@ def run_evaluation(
 
 
 __all__ = [
+    "PROTOCOLS",
     "EvaluationConfig",
     "EvaluationResult",
-    "PROTOCOLS",
+    "check_evaluation",
     "register_protocol",
     "run_evaluation",
-    "check_evaluation",
 ]

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
 
+from jaxunlearn import unlearn
 from jaxunlearn.checkpoints import CheckpointStore, training_settings
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
@@ -30,7 +32,6 @@ from jaxunlearn.seeds import LoopPlan, SeedExecutor, devices_for, num_seeds, tak
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
-from jaxunlearn import unlearn
 
 
 class BlockStore(CheckpointStore):

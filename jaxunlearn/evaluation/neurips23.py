@@ -15,7 +15,7 @@ units: [N, F] per row, compared with the retrained models' by
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -8,7 +8,8 @@ lives in its own module and registers itself with ``register_protocol``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)

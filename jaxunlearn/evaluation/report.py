@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxunlearn.evaluation.protocol import EvaluationResult
-from jaxunlearn.report import jsonable, atomic_write_text
+from jaxunlearn.report import atomic_write_text, jsonable
 
 FIGURE = "eps_histogram.png"
 

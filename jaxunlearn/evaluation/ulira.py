@@ -27,7 +27,7 @@ group's C/2 candidates), so each stage compiles once for all groups.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np

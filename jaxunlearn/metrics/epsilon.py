@@ -35,17 +35,17 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = [
+    "BIN_WIDTH",
+    "BUFFER",
     "DELTA",
     "EPS_CAP",
     "GRID_PER_UNIT",
     "RANGE_GUARD",
-    "BIN_WIDTH",
-    "BUFFER",
-    "per_example_epsilons",
-    "epsilon_points",
-    "forgetting_quality",
-    "final_score",
     "eps_histogram",
+    "epsilon_points",
+    "final_score",
+    "forgetting_quality",
+    "per_example_epsilons",
 ]
 
 DELTA = 1e-5

@@ -22,13 +22,13 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "attack_summary",
     "fit_gaussians",
-    "likelihood_ratio_scores",
     "leave_group_out_scores",
+    "likelihood_ratio_scores",
+    "per_example_auc",
     "roc_auc",
     "tpr_at_fpr",
-    "per_example_auc",
-    "attack_summary",
 ]
 
 

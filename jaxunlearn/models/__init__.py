@@ -66,8 +66,8 @@ def model_family(name: str) -> str:
 
 
 __all__ = [
-    "MODELS",
     "MLP",
+    "MODELS",
     "AllCNN",
     "BasicBlock",
     "LSTMRegressor",

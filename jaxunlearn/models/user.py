@@ -21,7 +21,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax

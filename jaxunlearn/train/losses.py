@@ -7,7 +7,7 @@ float weights (masked means), never boolean indexing, so shapes stay static unde
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp

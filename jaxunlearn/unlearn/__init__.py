@@ -8,8 +8,10 @@ Importing this package registers the built-ins; a user's unlearner registers its
 
 from __future__ import annotations
 
-# The built-ins, in table order (each module registers itself when imported).
-from jaxunlearn.unlearn import retrain, finetune, gaussian, blindspot, neggrad, scrub, ssd  # noqa: F401,E401
+# The built-ins, in table order (each module registers itself when imported): not sorted.
+# isort: off
+from jaxunlearn.unlearn import retrain, finetune, gaussian, blindspot, neggrad, scrub, ssd  # noqa: F401
+# isort: on
 from jaxunlearn.unlearn.base import OneShot, Phase, Pipeline, fresh_start, from_original
 from jaxunlearn.unlearn.blindspot import blindspot_loss, make_blindspot
 from jaxunlearn.unlearn.finetune import make_finetune

@@ -10,7 +10,8 @@ the same keys, so seed i of a multi-seed run equals a single run with key i.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

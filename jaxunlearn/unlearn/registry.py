@@ -27,8 +27,9 @@ import sys
 import types
 import typing
 import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 ENTRY_POINT_GROUP = "jaxunlearn.unlearners"
 # Key ids below this are reserved for the library's own stages; a user's unlearner without

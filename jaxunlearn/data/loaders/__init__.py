@@ -16,14 +16,14 @@ from jaxunlearn.data.loaders.stsb import load_stsb
 from jaxunlearn.data.loaders.text import clean_tokens, embed_pairs, embed_sentences, glove_vectors
 
 __all__ = [
+    "clean_tokens",
+    "embed_pairs",
+    "embed_sentences",
+    "glove_vectors",
     "load_agedb",
-    "load_stsb",
+    "load_diabetes",
     "load_electricity",
     "load_lee",
     "load_mnist_rotation",
-    "load_diabetes",
-    "clean_tokens",
-    "embed_sentences",
-    "embed_pairs",
-    "glove_vectors",
+    "load_stsb",
 ]

@@ -8,8 +8,8 @@ bytes (tfds image features cannot encode raw arrays without TensorFlow).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds

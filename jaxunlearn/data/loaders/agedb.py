@@ -137,7 +137,7 @@ def load_agedb(
     size: int = 32,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
-) -> "_sources.RawData":
+) -> _sources.RawData:
     """Face images labelled with age: the paper's AgeDB (or UTKFace, IMDB-Wiki in the same layout).
 
     ``data_dir`` holds a CSV with columns path, age and optionally split (train/val/test;

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -70,7 +70,7 @@ def read_load_diagrams(path: Path, clients: str | Sequence[str] = "all"):
         names=names,
         usecols=[names[0]] + wanted,
         index_col=0,
-        dtype={c: str for c in [names[0]]},
+        dtype=dict.fromkeys([names[0]], str),
         skip_blank_lines=True,
     )
     times = pd.to_datetime(table.index, format="%Y-%m-%d %H:%M:%S", errors="coerce")
@@ -138,7 +138,7 @@ def load_electricity(
     end: str | None = None,
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
     path: str | os.PathLike | None = None,
-) -> "_sources.RawData":
+) -> _sources.RawData:
     """Hourly electricity load of Portuguese clients, 2011-2014 (UCI ElectricityLoadDiagrams).
 
     Reads ``LD2011_2014.txt`` (``data_dir`` is its folder or the file itself; ``path``, the

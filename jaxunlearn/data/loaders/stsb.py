@@ -101,12 +101,12 @@ def _from_tsv(data_dir: Path, val_fraction: float, seed: int):
 
 def _from_tfds(data_dir: Path, val_fraction: float, seed: int):
     import tensorflow_datasets as tfds
-    import tensorflow_datasets.text  # noqa: F401  (registers the glue builders)
+    import tensorflow_datasets.text  # registers the glue builders
 
     def read(split: str):
         try:
             ds = tfds.data_source("glue/stsb", split=split, data_dir=str(data_dir), download=False)
-        except Exception as err:  # not prepared there, or prepared as tfrecord (needs TensorFlow)
+        except Exception as err:  # noqa: BLE001 (not prepared there, or prepared as tfrecord: needs TensorFlow)
             if tfds.builder("glue/stsb", data_dir=str(data_dir)).is_prepared():
                 raise ValueError(
                     f"stsb: glue/stsb in {data_dir} is not readable without TensorFlow ({err}); "
@@ -132,7 +132,7 @@ def _from_tfds(data_dir: Path, val_fraction: float, seed: int):
 
 def load_stsb(
     data_dir: str | os.PathLike, source: str = "auto", max_tokens: int = 10, val_fraction: float = 0.1, seed: int = 0
-) -> "_sources.RawData":
+) -> _sources.RawData:
     """STS-B: sentence pairs with human similarity scores 0-5 (Cer et al., 2017; GLUE).
 
     Reads GLUE's TSV files from ``data_dir`` (``source="tsv"``) or tfds ``glue/stsb``
