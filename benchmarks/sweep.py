@@ -55,8 +55,8 @@ def time_mode(mode: str, runner: PipelineRunner, keys, original, task, hps: list
 def max_state_difference(a: list, b: list) -> float:
     return max(
         float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
-        for ra, rb in zip(a, b)
-        for x, y in zip(jax.tree_util.tree_leaves(ra.state), jax.tree_util.tree_leaves(rb.state))
+        for ra, rb in zip(a, b, strict=True)
+        for x, y in zip(jax.tree_util.tree_leaves(ra.state), jax.tree_util.tree_leaves(rb.state), strict=True)
     )
 
 

@@ -162,7 +162,7 @@ class Reference:
                     with torch.no_grad():
                         proxy_pred, proxy_feats = self.proxy(xb[fb])
                     proxy_loss = F.l1_loss(pred[fb], proxy_pred.float())
-                    for s, t in zip(feats, proxy_feats):
+                    for s, t in zip(feats, proxy_feats, strict=True):
                         proxy_loss = proxy_loss + beta * (attention(torch, s[fb]) - attention(torch, t)).pow(2).mean()
                 coeff = fb.sum() / len(fb)
                 loss = coeff * proxy_loss + (1 - coeff) * label_loss

@@ -82,7 +82,7 @@ def per_seed_differences(expected: dict, got: dict, seeds: int | None = None) ->
             if have is None or len(have) != len(want):
                 diffs.append(f"{row}.{name}: {len(want)} values committed, {None if have is None else len(have)} now")
                 continue
-            for i, (a, b) in enumerate(zip(want, have)):
+            for i, (a, b) in enumerate(zip(want, have, strict=True)):
                 same = (a is None and b is None) or (
                     a is not None and b is not None and (a == b or (math.isnan(a) and math.isnan(b)))
                 )

@@ -94,7 +94,10 @@ def holm(verdicts: Sequence[Verdict], alpha: float = 0.05) -> list[str]:
     family, ``holm_rejections``): a significant margin holds or fails by its sign, the rest
     are inconclusive. Verdicts without a p-value count in m and are inconclusive."""
     significant = holm_rejections([v.p for v in verdicts], alpha)
-    return [("holds" if v.mean > 0 else "fails") if sig else "inconclusive" for v, sig in zip(verdicts, significant)]
+    return [
+        ("holds" if v.mean > 0 else "fails") if sig else "inconclusive"
+        for v, sig in zip(verdicts, significant, strict=True)
+    ]
 
 
 def _outcome(mean: float, half: float) -> str:
@@ -197,7 +200,7 @@ def claims_table(verdicts: Sequence[Verdict]) -> str:
         f"after Holm ({len(verdicts)} comparisons) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for v, corrected in zip(verdicts, holm(verdicts)):
+    for v, corrected in zip(verdicts, holm(verdicts), strict=True):
         lines.append(
             f"| {v.claim} | {v.versus} | {v.mean:.4g} ± {v.ci95:.3g} | {v.n} | {v.p:.2g} | **{v.outcome}** | "
             f"{corrected} |"

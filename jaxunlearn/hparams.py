@@ -134,8 +134,8 @@ def stage_variants(cfg: StudyConfig, stage: str) -> list[Variant]:
     names = [name for name, _ in swept]
     rows = []
     for combo in itertools.product(*(values for _, values in swept)):
-        label = ",".join(f"{n}={format_value(v)}" for n, v in zip(names, combo))
-        rows.append(Variant(f"{stage}[{label}]", stage, dict(fixed, **dict(zip(names, combo)))))
+        label = ",".join(f"{n}={format_value(v)}" for n, v in zip(names, combo, strict=True))
+        rows.append(Variant(f"{stage}[{label}]", stage, dict(fixed, **dict(zip(names, combo, strict=True)))))
     return rows
 
 

@@ -177,7 +177,7 @@ def forget_deviation_figure(result: Any, bins: int = 30, floor: float = DEFAULT_
     axes = grid.ravel()
     for ax in axes[len(models) :]:
         ax.set_visible(False)
-    for ax, name in zip(axes, models):
+    for ax, name in zip(axes, models, strict=False):  # the grid may have spare axes (hidden above)
         r = ratios[name]
         ax.hist(np.minimum(r, edges[-1]), bins=edges, weights=np.full(r.size, 1.0 / r.size), color="C0")
         med = float(np.median(r))
@@ -201,14 +201,14 @@ def error_figure(result: Any, metrics: Sequence[tuple[str, str]] = ERROR_METRICS
     fig = new_figure(1.6 + 3.0 * len(metrics), 1.2 + 0.3 * len(rows))
     axes = np.atleast_1d(fig.subplots(1, len(metrics), sharey=True))
     ys = np.arange(len(rows))
-    for ax, (key, title) in zip(axes, metrics):
+    for ax, (key, title) in zip(axes, metrics, strict=True):
         means, cis = [], []
         for row in rows:
             entry = result.summary.get(row, {}).get(key) or {}
             means.append(np.nan if entry.get("mean") is None else entry["mean"])
             cis.append(0.0 if entry.get("ci95") is None else entry["ci95"])
         colors = ["C1" if r == "retrain" else "C0" for r in rows]
-        for y, m, c, col in zip(ys, means, cis, colors):
+        for y, m, c, col in zip(ys, means, cis, colors, strict=True):
             ax.errorbar(m, y, xerr=c, fmt="o", color=col, capsize=3)
         ref = result.summary.get("retrain", {}).get(key) or {}
         if ref.get("mean") is not None:
@@ -252,7 +252,7 @@ def write_figures(result: Any, out_dir: str | os.PathLike, dpi: int = 120) -> li
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, draw in zip(FIGURE_FILES, (forget_deviation_figure, error_figure)):
+    for name, draw in zip(FIGURE_FILES, (forget_deviation_figure, error_figure), strict=True):
         path = out / name
         save_figure(draw(result), path, dpi)
         paths.append(path)

@@ -337,7 +337,7 @@ def run_study(
         wall, compile_s = sum(r.wall for r in results), sum(r.compile for r in results)
         what = f"{len(to_run)} hyperparameter values x {cfg.seeds} seeds together, " if len(to_run) > 1 else ""
         log(f"{name}: {what}{wall:.1f} s ({compile_s:.1f} s compiling)")
-        for variant, result in zip(to_run, results):
+        for variant, result in zip(to_run, results, strict=True):
             stages[variant.row] = result
             if store is not None:
                 store.save(variant.row, result)

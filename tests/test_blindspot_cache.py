@@ -16,7 +16,7 @@ from tests.helpers import TINY, build, tiny_conv_model, tiny_image_task, tiny_mo
 def max_abs_diff(a, b) -> float:
     return max(
         float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
-        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
     )
 
 

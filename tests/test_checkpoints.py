@@ -82,7 +82,7 @@ def test_restored_state_is_bitwise_equal(first_run, tmp_path):
     del fresh
     store_b = CheckpointStore(tmp_path, CFG, data_fingerprint(tiny_task()))
     recomputed = store_b.load("retrain", abstract)
-    for a, b in zip(jax.tree_util.tree_leaves(loaded.state), jax.tree_util.tree_leaves(recomputed.state)):
+    for a, b in zip(jax.tree_util.tree_leaves(loaded.state), jax.tree_util.tree_leaves(recomputed.state), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert loaded.diverged_at.shape == (CFG.seeds, 1)
 

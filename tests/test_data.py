@@ -34,7 +34,7 @@ def _taylor(window=96, horizon=48):
 
 
 def _concat(raw):
-    xs, ys = zip(*(raw.splits[s] for s in SPLITS))
+    xs, ys = zip(*(raw.splits[s] for s in SPLITS), strict=True)
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -224,7 +224,7 @@ def test_standardise_train_stats_only_and_degenerate_std():
 
 def _good_splits():
     rng = np.random.default_rng(0)
-    return {s: (rng.normal(size=(n, 3)), rng.normal(size=n)) for s, n in zip(SPLITS, (10, 5, 6))}
+    return {s: (rng.normal(size=(n, 3)), rng.normal(size=n)) for s, n in zip(SPLITS, (10, 5, 6), strict=True)}
 
 
 def _raw(splits):

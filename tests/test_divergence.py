@@ -75,10 +75,14 @@ def test_one_seed_diverges_others_untouched(setup):
     assert events == [{"seed": 1, "stage": "finetune", "phase": pipeline.phases[0].name, "step": 0}]
     assert bool(all_finite(bad.state.params)), "the diverged seed keeps its last finite weights"
     for seed in (0, 2):
-        for a, b in zip(jax.tree_util.tree_leaves(good.state.params), jax.tree_util.tree_leaves(bad.state.params)):
+        for a, b in zip(
+            jax.tree_util.tree_leaves(good.state.params), jax.tree_util.tree_leaves(bad.state.params), strict=True
+        ):
             np.testing.assert_allclose(np.asarray(a[seed]), np.asarray(b[seed]), rtol=1e-6, atol=1e-7)
     # the diverged seed was frozen at the original's weights (its first step failed)
-    for a, b in zip(jax.tree_util.tree_leaves(original.state.params), jax.tree_util.tree_leaves(bad.state.params)):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(original.state.params), jax.tree_util.tree_leaves(bad.state.params), strict=True
+    ):
         np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]))
 
 

@@ -71,9 +71,9 @@ def test_a_runner_sweep_under_vmap_matches_one_call_per_value():
     runner = PipelineRunner(build("blindspot", model, task, CFG, plan, epochs=1), plan)
     hps = [{"beta": 0.0}, {"beta": 5.0, "lr": 3e-3}]
     swept = runner.run_values(keys, original, task, hps, progress=False)
-    for hp, result in zip(hps, swept):
+    for hp, result in zip(hps, swept, strict=True):
         alone = runner(keys, original, task, hp=runner.pipeline.hp(**hp), progress=False)
-        for a, b in zip(jax.tree_util.tree_leaves(result.state), jax.tree_util.tree_leaves(alone.state)):
+        for a, b in zip(jax.tree_util.tree_leaves(result.state), jax.tree_util.tree_leaves(alone.state), strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(result.history["train_loss"], alone.history["train_loss"], rtol=1e-5)
     assert not np.allclose(swept[0].history["train_loss"], swept[1].history["train_loss"])  # the values did differ
@@ -89,8 +89,8 @@ def test_a_shared_proxy_gives_the_rows_of_a_proxy_per_value():
     hps = [{"beta": 0.0}, {"beta": 5.0, "lr": 3e-3}]  # the proxy reads neither: trained once per seed
     shared = runner.run_values(keys, original, task, hps, progress=False)
     per_value = runner.run_values(keys, original, task, hps, progress=False, share_phases=False)
-    for a, b in zip(shared, per_value):
-        for x, y in zip(jax.tree_util.tree_leaves(a.state), jax.tree_util.tree_leaves(b.state)):
+    for a, b in zip(shared, per_value, strict=True):
+        for x, y in zip(jax.tree_util.tree_leaves(a.state), jax.tree_util.tree_leaves(b.state), strict=True):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
         np.testing.assert_array_equal(a.diverged_at, b.diverged_at)
         assert a.diverged_at.shape == (CFG.seeds, 2)

@@ -28,7 +28,7 @@ def _quarters(hours=HOURS, start_minute=15):
 
 def _text(stamps, loads, clients=CLIENTS):
     lines = [";".join(['""'] + [f'"{c}"' for c in clients])]
-    for t, row in zip(stamps, loads):
+    for t, row in zip(stamps, loads, strict=True):
         stamp = str(t).replace("T", " ") + ":00"
         lines.append(
             ";".join([f'"{stamp}"'] + [f"{v:.4f}".replace(".", ",").rstrip("0").rstrip(",") or "0" for v in row])

@@ -99,7 +99,7 @@ def test_masked_mean_matches_numpy(weights, column):
     v = VALUES[:, None] if column else VALUES
     out = L.masked_mean(jnp.asarray(v), jnp.asarray(w))
     assert out.shape == ()
-    expected = sum(float(a) * float(b) for a, b in zip(VALUES, w)) / max(float(w.sum()), 1.0)
+    expected = sum(float(a) * float(b) for a, b in zip(VALUES, w, strict=True)) / max(float(w.sum()), 1.0)
     np.testing.assert_allclose(float(out), expected, rtol=1e-5, atol=1e-7)
 
 
@@ -176,7 +176,7 @@ WEIGHTS = np.array([1, 0, 1, 0, 1, 1], np.float32)
 
 def _np_at_loss(student, teacher, w):
     total = 0.0
-    for s, t in zip(student, teacher):
+    for s, t in zip(student, teacher, strict=True):
         per_row = np.mean((_np_attention(s) - _np_attention(t)) ** 2, axis=1)
         total += float(np.sum(per_row * w) / max(w.sum(), 1.0))
     return total

@@ -116,7 +116,7 @@ def test_train_mode(setup):
         assert set(upd) == {"batch_stats"}
         old, new = jax.tree.leaves(v["batch_stats"]), jax.tree.leaves(upd["batch_stats"])
         assert len(old) == len(new) > 0
-        assert all(not np.allclose(a, b) for a, b in zip(old, new))
+        assert all(not np.allclose(a, b) for a, b in zip(old, new, strict=True))
     else:
         pred, _ = setup.model.apply(v, x, train=True)
         np.testing.assert_allclose(pred, setup.eval(v, x)[0], rtol=1e-6)
@@ -287,7 +287,7 @@ def test_lstm_layer_equals_flax_lstm(hoist_input, unroll):
         jax.grad(functools.partial(loss, ref))(variables),
         jax.grad(functools.partial(loss, mine))(variables),
     )
-    for a, b in zip(jax.tree_util.tree_leaves(g_ref), jax.tree_util.tree_leaves(g_mine)):
+    for a, b in zip(jax.tree_util.tree_leaves(g_ref), jax.tree_util.tree_leaves(g_mine), strict=True):
         np.testing.assert_allclose(b, a, atol=1e-5)
 
 
@@ -355,5 +355,6 @@ def test_padding_rows_stay_out_of_batchnorm(name):
     (_, (counted_pred, counted_stats)), _ = loss_and_grad(x_pad, y_pad, jnp.where(w_pad > 0, 1.0, 1e-9))
     assert not np.allclose(counted_pred[:B], ref_pred, rtol=1e-3, atol=1e-4)
     assert not all(
-        np.allclose(a, b, rtol=1e-3) for a, b in zip(jax.tree.leaves(counted_stats), jax.tree.leaves(ref_stats))
+        np.allclose(a, b, rtol=1e-3)
+        for a, b in zip(jax.tree.leaves(counted_stats), jax.tree.leaves(ref_stats), strict=True)
     )

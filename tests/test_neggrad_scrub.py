@@ -178,5 +178,5 @@ def test_repeated_passes_share_one_compiled_loop_and_match_a_single_run(setup):
     keys = seed_keys(0, 1, "scrub")
     batched = tree_index(runner(keys, original, task, progress=False).state, 0)
     single, _ = jax.jit(pipeline.run)(keys[0], tree_index(original, 0), task, pipeline.hp())
-    for a, b in zip(jax.tree_util.tree_leaves(batched.params), jax.tree_util.tree_leaves(single.params)):
+    for a, b in zip(jax.tree_util.tree_leaves(batched.params), jax.tree_util.tree_leaves(single.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

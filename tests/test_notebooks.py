@@ -83,7 +83,7 @@ def executed(tmp_path_factory):
         outcomes = asyncio.run(run_all())
     return {
         name: out if isinstance(out, BaseException) else (notebooks[name], work[name])
-        for name, out in zip(NOTEBOOKS, outcomes)
+        for name, out in zip(NOTEBOOKS, outcomes, strict=True)
     }
 
 

@@ -71,7 +71,7 @@ def test_batch_importance_matches_a_python_loop_of_batch_gradients(setup, object
         total = jax.tree_util.tree_map(lambda t, g: t + np.asarray(g) ** 2, total, grads)
         losses.append(float(value))
     want = jax.tree_util.tree_map(lambda t: t / idx.shape[0], total)
-    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
         np.testing.assert_allclose(np.asarray(a), b, rtol=1e-4, atol=1e-10)
     np.testing.assert_allclose(float(got_loss), np.mean(losses), rtol=1e-5)
 
@@ -171,11 +171,11 @@ def test_lfssd_reads_no_label_and_dampens_what_serves_the_forget_rows():
         return PipelineRunner(pipeline, PLAN)(keys, original, which_task, progress=False).state.params
 
     leaves = lambda tree: [np.asarray(a) for a in jax.tree_util.tree_leaves(tree)]
-    for a, b in zip(leaves(params_after(make_lfssd, task)), leaves(params_after(make_lfssd, relabelled))):
+    for a, b in zip(leaves(params_after(make_lfssd, task)), leaves(params_after(make_lfssd, relabelled)), strict=True):
         np.testing.assert_array_equal(a, b)
     assert any(
         not np.array_equal(a, b)
-        for a, b in zip(leaves(params_after(make_ssd, task)), leaves(params_after(make_ssd, relabelled)))
+        for a, b in zip(leaves(params_after(make_ssd, task)), leaves(params_after(make_ssd, relabelled)), strict=True)
     )
     # Like SSD: the forget-only input's first-layer weights keep less of their size than the
     # other inputs' weights, and the forget error rises more than the retain error.

@@ -92,7 +92,7 @@ def test_single_seed_contract(setup, name):
     # Structure, shapes and dtypes of the parameters are preserved.
     reference, _ = model.init(jax.random.key(0))
     assert jax.tree_util.tree_structure(state_a.params) == jax.tree_util.tree_structure(reference)
-    for got, want in zip(jax.tree_util.tree_leaves(state_a.params), jax.tree_util.tree_leaves(reference)):
+    for got, want in zip(jax.tree_util.tree_leaves(state_a.params), jax.tree_util.tree_leaves(reference), strict=True):
         assert got.shape == want.shape and got.dtype == want.dtype
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(state_a.params))
     assert all(np.all(np.isfinite(np.asarray(v))) for k, v in hist.items() if k != "val_loss")

@@ -164,7 +164,10 @@ def rotated_image_splits(images: np.ndarray, copies: int, max_angle: float, size
         x = np.concatenate(
             [
                 np.stack(
-                    [ndimage.rotate(img, a, reshape=False, order=1, mode="grid-constant") for img, a in zip(base, row)]
+                    [
+                        ndimage.rotate(img, a, reshape=False, order=1, mode="grid-constant")
+                        for img, a in zip(base, row, strict=True)
+                    ]
                 )
                 for row in angles
             ]
@@ -302,6 +305,6 @@ def build_task(raw: RawData, rule: str | ForgetRule | None = None) -> Task:
     std_pairs, y_mean, y_std = standardise(
         *raw.splits["train"], raw.splits["val"], raw.splits["test"], per_feature=raw.per_feature_inputs
     )
-    splits = {name: (x, y, masks[name]) for name, (x, y) in zip(SPLITS, std_pairs)}
+    splits = {name: (x, y, masks[name]) for name, (x, y) in zip(SPLITS, std_pairs, strict=True)}
     rule_text = rule if isinstance(rule, str) else type(rule_obj).__name__
     return make_task(splits, y_mean, y_std, name=f"{raw.description}; forget rule: {rule_text}")

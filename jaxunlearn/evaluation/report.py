@@ -40,7 +40,7 @@ def eps_histogram_figure(result: EvaluationResult):
     axes = fig.subplots(lines, cols, sharey=True, squeeze=False).ravel()
     for ax in axes[len(rows) :]:
         ax.set_visible(False)
-    for ax, row in zip(axes, rows):
+    for ax, row in zip(axes, rows, strict=False):  # the grid may have spare axes (hidden above)
         h = result.histograms[row]
         labels = [f"{e:g}" for e in h["edges"][:-1]] + [f">={h['edges'][-1]:g}"]
         ax.bar(range(len(labels)), h["counts"] + [h["at_or_beyond_cutoff"]], color="tab:blue")

@@ -42,7 +42,7 @@ def wasserstein_to_reference(pred: np.ndarray, reference: np.ndarray, mask: np.n
     pred, reference, mask = np.asarray(pred), np.asarray(reference), np.asarray(mask, bool)
     if pred.shape != reference.shape:
         raise ValueError(f"pred {pred.shape} and reference {reference.shape} differ in shape")
-    return np.array([_wasserstein(p[mask], r[mask]) * y_std for p, r in zip(pred, reference)])
+    return np.array([_wasserstein(p[mask], r[mask]) * y_std for p, r in zip(pred, reference, strict=True)])
 
 
 def _wasserstein(u, v) -> float:

@@ -88,7 +88,7 @@ class ResNet18(nn.Module):
         h = nn.Conv(self.width, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype, name="stem_conv")(x)
         h = nn.relu(_bn(train, self.dtype, "stem_bn")(h, mask=bn_mask))
         feats = []
-        for stage, (mult, stride) in enumerate(zip((1, 2, 4, 8), (1, 2, 2, 2))):
+        for stage, (mult, stride) in enumerate(zip((1, 2, 4, 8), (1, 2, 2, 2), strict=True)):
             for j in range(2):
                 h = BasicBlock(
                     self.width * mult,

@@ -118,7 +118,7 @@ def attention_transfer_to_maps(
     if len(student_feats) != len(teacher_maps):
         raise ValueError(f"{len(student_feats)} student activations vs {len(teacher_maps)} teacher maps")
     total = jnp.zeros((), jnp.float32)
-    for s, t in zip(student_feats, teacher_maps):
+    for s, t in zip(student_feats, teacher_maps, strict=True):
         per_row = jnp.mean(jnp.square(attention_map(s) - t), axis=1)
         total = total + masked_mean(per_row, weights)
     return total

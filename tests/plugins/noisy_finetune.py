@@ -30,7 +30,10 @@ def make_noisy_finetune(model, task, cfg, plan, settings: NoisySettings) -> Pipe
         state, _ = base(key, original, task, hp, earlier)
         leaves, tree = jax.tree_util.tree_flatten(state.params)
         keys = jax.random.split(key, len(leaves))
-        noisy = [p + hp["noise"] * jnp.abs(p) * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)]
+        noisy = [
+            p + hp["noise"] * jnp.abs(p) * jax.random.normal(k, p.shape, p.dtype)
+            for p, k in zip(leaves, keys, strict=True)
+        ]
         return state.replace(params=jax.tree_util.tree_unflatten(tree, noisy)), None
 
     fit_cfg = FitConfig(

@@ -103,7 +103,7 @@ def read_age_csv(csv_path: Path, seed: int = 0) -> tuple[dict[str, list[tuple[Pa
         for name, idx in (("train", order[:cut1]), ("val", order[cut1:cut2]), ("test", order[cut2:])):
             for i in idx:
                 split_of[i] = name
-    out = {name: [r for r, s in zip(rows, split_of) if s == name] for name in ("train", "val", "test")}
+    out = {name: [r for r, s in zip(rows, split_of, strict=True) if s == name] for name in ("train", "val", "test")}
     empty = [name for name, r in out.items() if not r]
     if empty:
         raise ValueError(f"agedb: {csv_path}: split(s) {empty} have no rows (need train, val and test rows)")

@@ -80,7 +80,11 @@ def _carve_val(pairs, val_fraction: float, seed: int):
         raise ValueError(f"stsb: val_fraction {val_fraction} of {n} training pairs leaves an empty split")
     val = np.zeros(n, bool)
     val[np.random.default_rng(seed).choice(n, size=n_val, replace=False)] = True
-    pick = lambda mask: ([s for s, m in zip(s1, mask) if m], [s for s, m in zip(s2, mask) if m], y[mask])  # noqa: E731
+    pick = lambda mask: (
+        [s for s, m in zip(s1, mask, strict=True) if m],
+        [s for s, m in zip(s2, mask, strict=True) if m],
+        y[mask],
+    )  # noqa: E731
     return pick(~val), pick(val)
 
 
