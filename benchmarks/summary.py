@@ -436,7 +436,7 @@ def render_summary(records: list[dict]) -> str:
             "'blindspot-inloop' does on every batch instead); quality is mean ± seed-to-seed std (standardised units, synthetic data)."
         ),
     ]
-    out += ["", "## PyTorch eager reference vs JAX (same device)", ""] + torch_table(records)
+    out += ["", "## PyTorch eager reference vs JAX (same device)", "", *torch_table(records)]
     if any(r.get("kind") == "profile" for r in records):
         from benchmarks.step_profile import profile_table
 
@@ -444,17 +444,16 @@ def render_summary(records: list[dict]) -> str:
             "",
             "## One training step taken apart (1 seed)",
             "",
-            (
-                "Each part compiled and timed on its own (median of 10 calls); 'scan_step' is the median "
-                "epoch of the library's loop (its validation pass included) divided by its steps, with the "
-                "step's FLOPs. FLOPs are the suite's matmul/conv count. What 'step' adds to "
-                "'grad' is the optimizer; what 'scan_step' adds to 'step' is the loop, the batch gather and "
-                "the divergence guard. A part called on its own also pays one dispatch (tens of microseconds), "
-                "which dominates tiny steps."
-            ),
+            "Each part compiled and timed on its own (median of 10 calls); 'scan_step' is the median "
+            "epoch of the library's loop (its validation pass included) divided by its steps, with the "
+            "step's FLOPs. FLOPs are the suite's matmul/conv count. What 'step' adds to "
+            "'grad' is the optimizer; what 'scan_step' adds to 'step' is the loop, the batch gather and "
+            "the divergence guard. A part called on its own also pays one dispatch (tens of microseconds), "
+            "which dominates tiny steps.",
             "",
-        ] + profile_table(records)
-    out += ["", "## Targets", ""] + targets_table(records)
+            *profile_table(records),
+        ]
+    out += ["", "## Targets", "", *targets_table(records)]
     problems, superseded = unresolved_problems(records)
     if superseded:
         out += [

@@ -61,7 +61,7 @@ def compare_args(command: str, scratch: Path, seeds: int | None) -> list[str]:
         out.append(arg)
     if seeds is not None:
         out += ["--seeds", str(seeds)]
-    return out + ["--no-progress"]
+    return [*out, "--no-progress"]
 
 
 def per_seed_differences(expected: dict, got: dict, seeds: int | None = None) -> tuple[int, list[str]]:
@@ -124,7 +124,7 @@ def reproduce(key: str, scratch: Path, seeds: int | None = None, write: bool = F
     committed = RESULTS / key / "results.json"
     expected = json.loads(committed.read_text())["per_seed"] if committed.exists() else {}
     if write:
-        run_study_command(shlex.split(STUDIES[key])[1:] + ["--no-progress"])
+        run_study_command([*shlex.split(STUDIES[key])[1:], "--no-progress"])
         got = json.loads(committed.read_text())["per_seed"]
     else:
         run_study_command(compare_args(STUDIES[key], scratch, seeds))

@@ -90,8 +90,8 @@ class StudyConfig:
             raise ValueError(f"devices must be a positive integer or None (all devices), got {self.devices!r}")
         if self.augment_pad < 0:
             raise ValueError(f"augment_pad must be >= 0, got {self.augment_pad}")
-        if self.seed_strategy not in ("auto",) + SEED_STRATEGIES:
-            raise ValueError(f"seed_strategy must be one of {('auto',) + SEED_STRATEGIES}, got {self.seed_strategy!r}")
+        if self.seed_strategy not in ("auto", *SEED_STRATEGIES):
+            raise ValueError(f"seed_strategy must be one of {('auto', *SEED_STRATEGIES)}, got {self.seed_strategy!r}")
         if self.mia_units not in ("standardised", "raw"):
             raise ValueError(f"mia_units must be 'standardised' or 'raw', got {self.mia_units!r}")
         if self.dtype not in ("float32", "bfloat16"):

@@ -528,7 +528,7 @@ def _run(case: Case, folder: Path, capsys) -> str:
         case.files(folder)
     if case.cli:
         args = [a.replace("{dir}", str(folder)) for a in case.cli]
-        code = main(TINY + ["--out", str(folder / "out")] + args)
+        code = main([*TINY, "--out", str(folder / "out"), *args])
         err = capsys.readouterr().err
         assert code == 2, err
         assert not (folder / "out" / "results.json").exists()

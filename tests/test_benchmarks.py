@@ -236,7 +236,7 @@ def test_summary_compares_like_with_like_and_drops_answered_skips():
         "strategy": "map",
         "reason": "time budget",
     }
-    text = render_summary(recs + [skip, dict(skip, strategy="host")])
+    text = render_summary([*recs, skip, dict(skip, strategy="host")])
     assert "1 skipped or failed items were measured by a later run" in text
     listed = text.split("## Skipped or failed")[1]
     assert "| host | skipped |" in listed and "| map | skipped |" not in listed

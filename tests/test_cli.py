@@ -36,7 +36,7 @@ def tiny_study(tmp_path_factory):
     """``jaxunlearn run TINY_ARGS`` once: (its output folder, what it printed)."""
     out, printed = tmp_path_factory.mktemp("tiny_study"), io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert main(TINY_ARGS + ["--out", str(out)]) == 0
+        assert main([*TINY_ARGS, "--out", str(out)]) == 0
     return out, printed.getvalue()
 
 
@@ -64,8 +64,17 @@ def test_bfloat16_study_runs_and_stays_finite(tmp_path, capsys):
     # One unlearner (Blindspot: attention maps in bf16) keeps the number of programs down.
     assert (
         main(
-            TINY_ARGS
-            + ["--dtype", "bfloat16", "--seed-strategy", "vmap", "--unlearners", "blindspot", "--out", str(tmp_path)]
+            [
+                *TINY_ARGS,
+                "--dtype",
+                "bfloat16",
+                "--seed-strategy",
+                "vmap",
+                "--unlearners",
+                "blindspot",
+                "--out",
+                str(tmp_path),
+            ]
         )
         == 0
     )
@@ -93,7 +102,7 @@ def test_parse_model_args():
 
 def test_same_configuration_gives_identical_metrics(tiny_study, tmp_path):
     first, second = tiny_study[0], tmp_path
-    assert main(TINY_ARGS + ["--out", str(second)]) == 0
+    assert main([*TINY_ARGS, "--out", str(second)]) == 0
     per_seed = [json.loads((d / "results.json").read_text())["per_seed"] for d in (first, second)]
     for row, metrics in per_seed[0].items():
         for name, values in metrics.items():
@@ -108,5 +117,5 @@ def test_interrupt_says_how_to_resume(tmp_path, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(jaxunlearn.study, "run_study", interrupted)
-    assert main(TINY_ARGS + ["--out", str(tmp_path)]) == 130
+    assert main([*TINY_ARGS, "--out", str(tmp_path)]) == 130
     assert "rerun the same command with --resume" in capsys.readouterr().err

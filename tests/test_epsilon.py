@@ -59,7 +59,7 @@ def reference_one(u, r, delta, g):
 
     kept = [e for e in threshold + interval if not math.isnan(e)]
     eps = min(max(kept), EPS_CAP) if kept else 0.0
-    return eps, np.nanmax(threshold + [0.0]), np.nanmax(interval + [0.0])
+    return eps, np.nanmax([*threshold, 0.0]), np.nanmax([*interval, 0.0])
 
 
 def reference_epsilons(unlearned, retrained, delta=E.DELTA, g=E.GRID_PER_UNIT):

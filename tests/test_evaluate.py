@@ -188,7 +188,7 @@ def test_evaluate_command_writes_the_report_and_resumes(tmp_path, capsys):
     assert set(data["metrics"]) == {ORIGINAL_ROW, FLOOR_ROW, "finetune"}
     assert "| finetune |" in (tmp_path / "results.md").read_text()
     capsys.readouterr()
-    assert main(args + ["--resume"]) == 0
+    assert main([*args, "--resume"]) == 0
     assert capsys.readouterr().out.count("loaded from") == 4
     assert json.loads((tmp_path / "results.json").read_text())["metrics"] == data["metrics"]
 

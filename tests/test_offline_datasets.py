@@ -32,7 +32,7 @@ def _check_common(raw, sizes, feature_shape):
     assert [raw.splits[s][1].size for s in SPLITS] == sizes
     for s in SPLITS:
         x, y = raw.splits[s]
-        assert x.shape == (sizes[SPLITS.index(s)],) + feature_shape
+        assert x.shape == (sizes[SPLITS.index(s)], *feature_shape)
         assert x.dtype == np.float32 and y.dtype == np.float32
         assert np.isfinite(x).all() and np.isfinite(y).all()
     fractions = _forget_fractions(raw)

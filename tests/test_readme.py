@@ -34,9 +34,9 @@ def test_own_unlearner_example_runs_through_the_cli_with_a_sweep_and_resume(tmp_
     lines = [shlex.split(line) for line in commands.strip().splitlines()]
     assert len(lines) == 2 and all(argv[0] == "jaxunlearn" for argv in lines)
     with registered([]):  # the plugin's registration is undone afterwards
-        assert main(lines[0][1:] + ["--no-progress"]) == 0
+        assert main([*lines[0][1:], "--no-progress"]) == 0
         first = capsys.readouterr().out
-        assert main(lines[1][1:] + ["--no-progress"]) == 0
+        assert main([*lines[1][1:], "--no-progress"]) == 0
         second = capsys.readouterr().out
     assert "| shrink |" in first
     assert "| forget-set predictions closest to retraining (lower W1) | shrink |" in first  # in the claims

@@ -67,7 +67,7 @@ class FitConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.rows not in ROW_SETS:
             raise ValueError(f"rows must be one of {ROW_SETS}, got {self.rows!r}")
-        if self.validate_on not in ROW_SETS + (None,):
+        if self.validate_on not in (*ROW_SETS, None):
             raise ValueError(f"validate_on must be one of {ROW_SETS} or None, got {self.validate_on!r}")
         if (self.plateau or self.keep_best) and self.validate_on is None:
             raise ValueError("plateau / keep_best need validate_on")

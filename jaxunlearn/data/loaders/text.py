@@ -109,7 +109,7 @@ def embed_sentences(sentences: Sequence[str | bytes], max_tokens: int = 10, padd
             else:
                 rows[i, : len(ids)] = ids
     known = rows >= 0
-    out = np.zeros(rows.shape + (EMBED_DIM,), np.float32)
+    out = np.zeros((*rows.shape, EMBED_DIM), np.float32)
     if known.any():
         used, where = np.unique(rows[known], return_inverse=True)  # read only the rows used
         out[known] = np.asarray(vectors[used], np.float32)[where]
