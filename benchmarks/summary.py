@@ -58,9 +58,9 @@ def _one_seed(records, rec) -> dict | None:
 
 def measurement_table(records: list[dict]) -> list[str]:
     head = (
-        "| workload | phase | dtype | seeds | strategy | compile s | start s | s/epoch (all seeds) | s/epoch per seed | "
-        "samples/s | TFLOP/s | vs 1 seed | program MiB | process peak MiB | train loss | test forget MAE | "
-        "test retain MAE | time vs retrain |"
+        "| workload | phase | dtype | seeds | strategy | compile s | start s | s/epoch (all seeds) | "
+        "s/epoch per seed | samples/s | TFLOP/s | vs 1 seed | program MiB | process peak MiB | train loss | "
+        "test forget MAE | test retain MAE | time vs retrain |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     order = {
@@ -92,7 +92,8 @@ def measurement_table(records: list[dict]) -> list[str]:
 
         lines.append(
             f"| {r['workload']} | {r['phase']} | {r['dtype']} | {r['seeds']} | {r['strategy']} | "
-            f"{_fmt(r['compile_s'], 1)} | {_fmt(r.get('start_s'), 4)} | {_fmt(r['epoch_s_median'], 4)} | {_fmt(r['per_seed_epoch_s'], 4)} | "
+            f"{_fmt(r['compile_s'], 1)} | {_fmt(r.get('start_s'), 4)} | {_fmt(r['epoch_s_median'], 4)} | "
+            f"{_fmt(r['per_seed_epoch_s'], 4)} | "
             f"{_fmt(r['samples_per_s'], 0)} | {_fmt(r['achieved_tflops'], 2)} | "
             f"{'-' if speed is None else f'{speed:.2f}x'} | {_mib(r.get('program_bytes'))} | "
             f"{_mib(r.get('peak_bytes_in_use'))} | {qm('train_loss')} | {qm('test_forget_mae')} | "
@@ -433,7 +434,8 @@ def render_summary(records: list[dict]) -> str:
             "min + 1 max passes) onto the median "
             "epoch times of the same group, plus each phase's 'start s' (building its initial state; for "
             "'blindspot' that includes computing the proxy cache on the forget rows, which "
-            "'blindspot-inloop' does on every batch instead); quality is mean ± seed-to-seed std (standardised units, synthetic data)."
+            "'blindspot-inloop' does on every batch instead); quality is mean ± seed-to-seed std "
+            "(standardised units, synthetic data)."
         ),
     ]
     out += ["", "## PyTorch eager reference vs JAX (same device)", "", *torch_table(records)]

@@ -10,6 +10,7 @@ imported lazily by :func:`environment_info`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.metadata as _md
 import json
@@ -177,10 +178,8 @@ def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) 
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 

@@ -310,8 +310,9 @@ def run_in_chunks(
     """``runner.run_values`` over the seeds ``keys`` [S] in calls of ``chunk`` seeds each:
     the same results, seed for seed, as one call over all S, in less memory ("host":
     bitwise; "map": bitwise for chunks of 2 or more seeds, while a one-seed chunk, a loop of
-    one step, may be fused differently and round differently; "vmap": to float rounding). The last call is padded to ``chunk`` seeds with copies of the last seed
-    (dropped), so one compiled program serves every call.
+    one step, may be fused differently and round differently; "vmap": to float rounding).
+    The last call is padded to ``chunk`` seeds with copies of the last seed (dropped), so
+    one compiled program serves every call.
 
     Args:
         original: the original states: one seed (every seed starts from it) or S seeds.

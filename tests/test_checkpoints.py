@@ -71,7 +71,7 @@ def test_resume_reuses_every_stage(first_run):
 
 
 def test_restored_state_is_bitwise_equal(first_run, tmp_path):
-    root, result, _ = first_run
+    root, _result, _ = first_run
     store = CheckpointStore(root, CFG, data_fingerprint(tiny_task()))
     from jaxunlearn.study import build_model, seed_keys
 

@@ -211,7 +211,7 @@ def test_standardise_train_stats_only_and_degenerate_std():
     np.testing.assert_allclose(te[1], [[(8.0 - 4.0) / y_std]], rtol=1e-6)
     assert tr[1].shape == (3, 1) and te[1].shape == (1, 1) and tr[1].dtype == np.float32
     # scalar statistics
-    (tr_s, te_s), _, _ = standardise(x_tr, y_tr, (x_te, y_te), per_feature=False)
+    (_tr_s, te_s), _, _ = standardise(x_tr, y_tr, (x_te, y_te), per_feature=False)
     m, s = x_tr.astype(np.float64).mean(), x_tr.astype(np.float64).std()
     np.testing.assert_allclose(te_s[0], (x_te - m) / s, rtol=1e-5)
     # constant targets: std treated as 1

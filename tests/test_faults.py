@@ -154,7 +154,7 @@ def test_kill_between_write_and_commit_leaves_nothing_readable(reference, tmp_pa
     assert proc.returncode == -signal.SIGKILL, log
     folder = tmp_path / "checkpoints"
     assert list(folder.glob(".tmp-retrain-*")), "the killed write left its temporary folder"
-    assert not [p for p in folder.glob("retrain-*")], "an uncommitted stage must not look committed"
+    assert not list(folder.glob("retrain-*")), "an uncommitted stage must not look committed"
     assert list(folder.glob("original-*"))
     proc = _start(tmp_path, resume=True)
     log, _ = proc.communicate(timeout=600)

@@ -97,7 +97,7 @@ def test_random_rule_fixed_size_and_deterministic():
     b = parse_rule("random:0.1").masks(TARGETS)
     for name, n in SIZES.items():
         assert a[name].dtype == bool and a[name].shape == (n,)
-        assert int(a[name].sum()) == int(round(0.1 * n)), name
+        assert int(a[name].sum()) == round(0.1 * n), name
         np.testing.assert_array_equal(a[name], b[name])
     # independent of the target values
     shifted = RandomFraction(0.1).masks({k: v + 1000.0 for k, v in TARGETS.items()})

@@ -128,7 +128,7 @@ def test_registry_end_to_end(folder):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(MissingDataError, match="LD2011_2014.txt does not exist.*decimal comma"):
+    with pytest.raises(MissingDataError, match=r"LD2011_2014\.txt does not exist.*decimal comma"):
         load_electricity(tmp_path)
     with pytest.raises(MissingDataError):
         load_electricity(tmp_path / "nowhere.txt")

@@ -140,16 +140,16 @@ def test_seeded_split_without_split_column(tmp_path):
 
 
 def test_missing_data_errors(tmp_path, folder):
-    with pytest.raises(MissingDataError, match="does not exist.*path.*age"):
+    with pytest.raises(MissingDataError, match=r"does not exist.*path.*age"):
         load_agedb(tmp_path / "nowhere", cache_dir=tmp_path)
-    with pytest.raises(MissingDataError, match="no .csv file"):
+    with pytest.raises(MissingDataError, match=r"no \.csv file"):
         load_agedb(tmp_path, cache_dir=tmp_path)
     (tmp_path / "ages.csv").write_text(
         "path,age,split\nfaces/missing.png,30,train\nfaces/gone.png,3,val\nfaces/gone.png,4,test\n"
     )
-    with pytest.raises(MissingDataError, match="missing.png"):
+    with pytest.raises(MissingDataError, match=r"missing\.png"):
         load_agedb(tmp_path, cache_dir=tmp_path)
-    with pytest.raises(MissingDataError, match="other.csv"):
+    with pytest.raises(MissingDataError, match=r"other\.csv"):
         load_agedb(folder, csv_name="other.csv", cache_dir=tmp_path)
 
 

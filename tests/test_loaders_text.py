@@ -153,7 +153,7 @@ def test_missing_data(tmp_path):
     with pytest.raises(MissingDataError, match="glue/stsb is not prepared"):
         load_stsb(tmp_path)  # no TSVs, no tfds data: auto tries tfds without downloading
     _tsv(tmp_path / "train.tsv", TRAIN)
-    with pytest.raises(MissingDataError, match="dev.tsv"):
+    with pytest.raises(MissingDataError, match=r"dev\.tsv"):
         load_stsb(tmp_path, source="tsv")
 
 

@@ -187,7 +187,7 @@ def _fit():
 
 
 def _run(lr):
-    task, _, fit, state, run = _fit()
+    task, _, _, state, run = _fit()
     final, hist = run(_key(0), state, task, {"lr": jnp.float32(lr)})
     return final, jax.tree_util.tree_map(np.asarray, hist)
 

@@ -188,7 +188,7 @@ def test_gradients_finite_and_nonzero(setup):
 
 
 def test_unknown_model_name():
-    with pytest.raises(ValueError, match="nope.*mlp"):
+    with pytest.raises(ValueError, match=r"nope.*mlp"):
         make_model("nope")
     with pytest.raises(ValueError, match="nope"):
         model_family("nope")

@@ -134,7 +134,10 @@ def test_neggrad_raises_forget_error_more_than_retain_error(setup):
     out = runner(seed_keys(0, 1, "neggrad"), original, task, hp={"lr": 1e-3, "retain_weight": 0.5}, progress=False)
     before, after = tree_index(original, 0), tree_index(out.state, 0)
     y, forget = task.train.y, task.train.forget
-    err = lambda s, m: _mean_abs(predict(model, s.params, s.batch_stats, task.train.x, PLAN), y, m)
+
+    def err(s, m):
+        return _mean_abs(predict(model, s.params, s.batch_stats, task.train.x, PLAN), y, m)
+
     assert err(after, forget) - err(before, forget) > err(after, 1.0 - forget) - err(before, 1.0 - forget) + 0.05
 
 

@@ -6,7 +6,8 @@ original-model trainer and retraining, the example plugin ``tests/plugins/noisy_
 Each pipeline must: compile under jit; keep the parameter tree's structure, shapes and
 dtypes; give finite outputs; not retrace on a second call; give, for seed i of an S-seed
 run, the result of a single run with key i (exactly with sequential strategies at XLA's
-default optimisation level, see ``SEQUENTIAL_TOL``; to a measured tolerance with vmap); and be deterministic for a given key.
+default optimisation level, see ``SEQUENTIAL_TOL``; to a measured tolerance with vmap); and
+be deterministic for a given key.
 """
 
 from __future__ import annotations

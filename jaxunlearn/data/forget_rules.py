@@ -88,7 +88,7 @@ class RandomFraction:
             n = np.asarray(y).reshape(-1).shape[0]
             rng = np.random.default_rng([self.seed, i])
             mask = np.zeros(n, bool)
-            mask[rng.choice(n, size=int(round(self.fraction * n)), replace=False)] = True
+            mask[rng.choice(n, size=round(self.fraction * n), replace=False)] = True
             out[name] = mask
         return out
 

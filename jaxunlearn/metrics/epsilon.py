@@ -282,8 +282,8 @@ def _interval_attack(su, sr, peaky_is_u, tables, grid_per_unit) -> np.ndarray:
     l_ij depends on i + j only, lt_X is counted once on the 2n + 1 lattice points and the
     index is A[i] - B[i + j], built with a sliding window (no copy).
     """
-    n_u, n_r = su.shape[1], sr.shape[1]
-    n = int(math.ceil(2 * BUFFER * grid_per_unit))
+    n_r = sr.shape[1]
+    n = math.ceil(2 * BUFFER * grid_per_unit)
     steps = np.arange(2 * n + 1) / grid_per_unit  # [2n + 1]
     peaky_min = np.where(peaky_is_u, su[:, 0], sr[:, 0])
     peaky_max = np.where(peaky_is_u, su[:, -1], sr[:, -1])
@@ -401,7 +401,7 @@ def eps_histogram(eps, n_models: int) -> dict:
     """
     eps = _as_eps(eps).reshape(-1)
     cutoff = _cutoff(n_models)
-    n_bins = int(math.ceil(cutoff / BIN_WIDTH))
+    n_bins = math.ceil(cutoff / BIN_WIDTH)
     below = eps < cutoff
     counts = np.bincount(np.floor(eps[below] / BIN_WIDTH).astype(np.int64), minlength=n_bins)
     return {

@@ -12,13 +12,11 @@ Everything here runs on the host with NumPy and scikit-learn.
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 
 __all__ = ["mia_member_rate", "mia_member_rates"]
 
-Gamma = Union[str, float]
+Gamma = str | float
 
 
 def _as_losses(x, name: str) -> np.ndarray:

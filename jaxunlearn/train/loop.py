@@ -277,7 +277,10 @@ class Fit:
             val = self.validation_loss(state, task)
             if cfg.keep_best:
                 better = val < carry.best_val
-                pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), new, old)
+
+                def pick(new, old):
+                    return jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), new, old)
+
                 carry = carry.replace(
                     best_params=pick(state.params, carry.best_params),
                     best_batch_stats=pick(state.batch_stats, carry.best_batch_stats),

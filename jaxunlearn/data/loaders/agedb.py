@@ -126,7 +126,8 @@ def _cache_key(csv_path: Path, rows: dict[str, list[tuple[Path, float]]], size: 
             digest.update(f"{name}|{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     if absent:
         raise _sources.MissingDataError(
-            f"agedb: {len(absent)} image file(s) listed in {csv_path} do not exist, e.g. {[str(p) for p in absent[:3]]}; {LAYOUT}"
+            f"agedb: {len(absent)} image file(s) listed in {csv_path} do not exist, "
+            f"e.g. {[str(p) for p in absent[:3]]}; {LAYOUT}"
         )
     return digest.hexdigest()[:20]
 

