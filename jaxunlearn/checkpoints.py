@@ -341,7 +341,7 @@ class CheckpointStore:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def discard_checkpoint(folder: Path) -> None:
+def discard_checkpoint(folder: str | os.PathLike[str]) -> None:
     """Deletes a committed stage folder (e.g. an unlearned model not asked to be kept) so
     that a kill at any moment leaves it whole or gone: it is first renamed, atomically, to
     a hidden temporary name that ``CheckpointStore.remove_abandoned`` also clears, and only

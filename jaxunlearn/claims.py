@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 # How far Blindspot may raise the original's retain error and still "keep" it (relative).
 RETAIN_TOLERANCE = 0.10
@@ -149,7 +150,7 @@ def competitors(subject: str) -> list[str]:
 
 
 def evaluate_claims(
-    per_seed: Mapping[str, Mapping[str, Sequence[float]]],
+    per_seed: Mapping[str, Mapping[str, npt.ArrayLike]],
     subject: str | None = None,
     rivals: Sequence[str] | None = None,
 ) -> list[Verdict]:
@@ -208,7 +209,7 @@ def claims_table(verdicts: Sequence[Verdict]) -> str:
     return "\n".join(lines)
 
 
-def claims_report(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subject: str | None = None) -> str | None:
+def claims_report(per_seed: Mapping[str, Mapping[str, npt.ArrayLike]], subject: str | None = None) -> str | None:
     """The paper's claims about ``subject`` (default ``claims_subject()``) on a study's
     per-seed metrics as Markdown (a heading line and ``claims_table``), or None when the
     study has no ``subject`` row or no competitor of it (a sweep's rows are named

@@ -386,13 +386,13 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         if getattr(args, option, None) is not None:
             fields[field] = getattr(args, option)
     settings = {stage: dict(table) for stage, table in fields.pop("settings", {}).items()}
-    given = [
+    settings_given = [
         (f"{stage}.{field}", value)
         for alias, (stage, field) in _setting_aliases().items()
         if (value := getattr(args, f"alias__{alias}", None)) is not None
     ]
-    given += list(parse_model_args(args.settings, "--set"))
-    for key, value in given:
+    settings_given += list(parse_model_args(args.settings, "--set"))
+    for key, value in settings_given:
         stage, dot, field = key.partition(".")
         if not dot or not stage or not field:
             raise ValueError(f"--set {key}: give NAME.FIELD=VALUE, e.g. --set NAME.epochs=2")
@@ -492,9 +492,9 @@ def command_run(args: argparse.Namespace) -> int:
     if not args.keep_unlearned:
         from jaxunlearn.checkpoints import REUSED_STAGES, discard_checkpoint
 
-        for stage, path in result.checkpoints.items():
+        for stage, folder in result.checkpoints.items():
             if stage not in REUSED_STAGES:
-                discard_checkpoint(path)
+                discard_checkpoint(folder)
     return 0
 
 

@@ -108,11 +108,10 @@ class StudyConfig:
         )
         from jaxunlearn import unlearn  # the registry (imported here: the unlearners import this module)
 
-        if self.unlearners is None:
-            object.__setattr__(self, "unlearners", unlearn.default_unlearners())
-        elif isinstance(self.unlearners, str) or not all(isinstance(u, str) for u in self.unlearners):
+        unlearners = unlearn.default_unlearners() if self.unlearners is None else self.unlearners
+        if isinstance(unlearners, str) or not all(isinstance(u, str) for u in unlearners):
             raise ValueError(f"unlearners must be a list of names, got {self.unlearners!r}")
-        object.__setattr__(self, "unlearners", tuple(self.unlearners))
+        object.__setattr__(self, "unlearners", tuple(unlearners))
         object.__setattr__(self, "settings", _normalise_settings(self.settings))
 
     def settings_of(self, stage: str) -> dict[str, Any]:
@@ -129,6 +128,7 @@ class StudyConfig:
         out = dataclasses.asdict(self)
         out["model_kwargs"] = dict(self.model_kwargs)
         out["dataset_kwargs"] = dict(self.dataset_kwargs)
+        assert self.unlearners is not None  # resolved by __post_init__
         out["unlearners"] = list(self.unlearners)
         out["hp"] = dict(self.hp)
         out["sweep"] = {key: list(values) for key, values in self.sweep}

@@ -98,8 +98,10 @@ def check_hyperparameters(cfg: StudyConfig) -> None:
     Raises:
         ValueError: naming the key and what is accepted.
     """
+    assert cfg.unlearners is not None  # resolved by __post_init__
     running = set(unlearn.reference_stages()) | set(cfg.unlearners)
-    for field, entries in (("hp", cfg.hp), ("sweep", cfg.sweep)):
+    # (an --hp entry is one value, a --sweep entry several: checked alike)
+    for field, entries in (("hp", tuple((key, (value,)) for key, value in cfg.hp)), ("sweep", cfg.sweep)):
         for key, values in entries:
             stage, _ = split_key(key)
             if stage not in running:
@@ -107,7 +109,7 @@ def check_hyperparameters(cfg: StudyConfig) -> None:
                     f"{field} {key}: {stage} is not among the unlearners this study runs "
                     f"{list(cfg.unlearners)}; add it to --unlearners"
                 )
-            for value in values if field == "sweep" else (values,):
+            for value in values:
                 _check_value(field, key, value)
     for key, values in cfg.sweep:
         stage, _ = split_key(key)
@@ -142,5 +144,6 @@ def stage_variants(cfg: StudyConfig, stage: str) -> list[Variant]:
 def study_variants(cfg: StudyConfig) -> list[Variant]:
     """Every row of the study in table order: original, retrain, then the unlearners' rows
     (in the registry's order: the built-ins' table order, then users' in registration order)."""
+    assert cfg.unlearners is not None  # resolved by __post_init__
     running = set(unlearn.reference_stages()) | set(cfg.unlearners)
     return [v for stage in unlearn.names(reference=True) if stage in running for v in stage_variants(cfg, stage)]

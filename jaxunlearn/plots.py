@@ -26,7 +26,7 @@ reports its absence without importing anything.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +252,8 @@ def write_figures(result: Any, out_dir: str | os.PathLike, dpi: int = 120) -> li
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, draw in zip(FIGURE_FILES, (forget_deviation_figure, error_figure), strict=True):
+    drawers: tuple[Callable[[Any], Any], ...] = (forget_deviation_figure, error_figure)
+    for name, draw in zip(FIGURE_FILES, drawers, strict=True):
         path = out / name
         save_figure(draw(result), path, dpi)
         paths.append(path)

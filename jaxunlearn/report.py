@@ -161,7 +161,7 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
+def atomic_write(path: Path, write: Callable[[IO], object], binary: bool = False) -> None:
     """Calls ``write(file)`` on a temp file in ``path``'s folder, then os.replace()s it into place.
 
     A reader never sees a partial file; on any error the temp file is removed. The file
@@ -171,7 +171,7 @@ def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) 
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

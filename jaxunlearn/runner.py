@@ -294,7 +294,7 @@ def first_seeds(result: StageResult, count: int, plan: LoopPlan) -> StageResult:
         result,
         state=place_seeds(take_seeds(result.state, slots), plan),
         history={k: v[slots] for k, v in result.history.items()},
-        diverged_at=result.diverged_at[slots],
+        diverged_at=None if result.diverged_at is None else result.diverged_at[slots],
     )
 
 

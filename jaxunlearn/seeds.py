@@ -261,7 +261,7 @@ def _local_blocks(tree: Any) -> dict[Any, Any]:
     for leaf in leaves:
         for shard in leaf.addressable_shards:
             by_device.setdefault(shard.device, []).append(shard.data)
-    return {device: treedef.unflatten(parts) for device, parts in by_device.items()}
+    return {device: jax.tree_util.tree_unflatten(treedef, parts) for device, parts in by_device.items()}
 
 
 class SeedExecutor:
@@ -367,6 +367,7 @@ class SeedExecutor:
     def _host_on_mesh(self, per_seed: tuple, shared: tuple) -> Any:
         """Each seed's single-seed call on the device that holds it; the outputs are put
         together, block by block, into arrays split over the mesh (nothing moves)."""
+        assert self.mesh is not None  # __call__ comes here only with a mesh
         seeds = num_seeds(per_seed)
         blocks = _local_blocks(self.place_per_seed(per_seed))
         shared_on = _local_blocks(self.place_shared(shared)) if jax.tree_util.tree_leaves(shared) else {}

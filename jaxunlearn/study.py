@@ -96,6 +96,7 @@ def seed_keys(seed: int, seeds: int, stage: str, first: int = 0) -> jax.Array:
     first three seeds of a 10-seed study exactly.
     """
     key_id = RELEARN_KEY_ID if stage == "relearn" else unlearn.get(stage).key_id
+    assert key_id is not None  # Unlearner.__post_init__ derives a missing one
     root = jax.random.key(seed)
     return jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(root, i), key_id))(jnp.arange(first, first + seeds))
 
@@ -137,6 +138,7 @@ def validate_config(cfg: StudyConfig, own_model: bool = False) -> None:
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; known losses: {sorted(LOSSES)}")
     known = unlearn.names()
+    assert cfg.unlearners is not None  # resolved by __post_init__
     bad = [u for u in cfg.unlearners if u not in known]
     if bad:
         raise ValueError(
@@ -220,9 +222,9 @@ def prepare_study(
     if task is None:  # an optional package a dataset needs is missing: say which, before any work
         from jaxunlearn.data.sources import check_dataset_extras
 
-        for name in (cfg.dataset, cfg.stand_in):
-            if name is not None:
-                check_dataset_extras(name)
+        for dataset in (cfg.dataset, cfg.stand_in):
+            if dataset is not None:
+                check_dataset_extras(dataset)
     dataset_used = "(given task)"
     if task is None:
         task, dataset_used = load_task(cfg, log)
@@ -266,6 +268,7 @@ def run_study(
             log(f"resume: no study in {checkpoint_dir} yet; starting from the beginning")
     plan = resolve_plan(cfg, model.family)
     task = replicate(task, plan)  # once, not per call: every device keeps its copy of the data
+    assert cfg.unlearners is not None  # resolved by __post_init__
     pipelines = {
         name: unlearn.get(name).build(model, task, cfg, plan) for name in (*unlearn.reference_stages(), *cfg.unlearners)
     }
@@ -306,6 +309,7 @@ def run_study(
             if restored is None:
                 to_run.append(variant)
                 continue
+            assert store is not None  # only a store restores
             stages[variant.row] = restored
             loaded.add(variant.row)
             log(f"{variant.row}: loaded from {store.path(variant.row)} (trained earlier in {restored.wall:.1f} s)")

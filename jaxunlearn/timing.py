@@ -20,9 +20,9 @@ _compile_seconds = [0.0]
 _registered = [False]
 
 
-def _listener(event: str, duration: float, **kwargs) -> None:
+def _listener(event: str, duration_secs: float, **kwargs: str | int) -> None:
     if event in _COMPILE_EVENTS:
-        _compile_seconds[0] += duration
+        _compile_seconds[0] += duration_secs
 
 
 def _ensure_listener() -> None:

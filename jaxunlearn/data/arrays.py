@@ -8,7 +8,7 @@ boolean indexing inside jit.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import jax
 import numpy as np
@@ -62,6 +62,10 @@ class Task:
     y_mean: jax.Array
     y_std: jax.Array
     name: str = struct.field(pytree_node=False, default="task")
+
+    if TYPE_CHECKING:  # struct.dataclass adds it at run time; declared for type checkers only
+
+        def replace(self, **changes: Any) -> Self: ...
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -61,6 +61,7 @@ def run_neurips23(
     }
     preds[ORIGINAL_ROW] = {s: np.repeat(p, n, axis=0) for s, p in preds[ORIGINAL_ROW].items()}
     run_seconds = {ORIGINAL_ROW: 0.0, FLOOR_ROW: floor.run}
+    assert cfg.unlearners is not None  # resolved by __post_init__
     for name in cfg.unlearners:
         result = blocks.run(name, name, task, 0, n, original=original)
         preds[name] = blocks.predictions(result, task)

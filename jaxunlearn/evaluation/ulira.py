@@ -91,6 +91,7 @@ def run_ulira(
         raise ValueError(f"U-LiRA needs at least 2 forget rows as candidates, the task has {candidates.size}")
     groups, per_group = ecfg.groups, ecfg.models // ecfg.groups
     masks = candidate_masks(candidates.size, groups, cfg.seed)
+    assert cfg.unlearners is not None  # resolved by __post_init__
     stages = ["original", "retrain", *cfg.unlearners]
     stats = {s: np.zeros((ecfg.models, candidates.size)) for s in stages}
     run_seconds = dict.fromkeys(stages, 0.0)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -70,7 +69,8 @@ class NNXModelFns(ModelFns):
         from flax import nnx
 
         abstract = nnx.eval_shape(lambda: self.module.build(jax.random.key(0)))
-        graphdef, params, stats, rest = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)
+        graphdef, *states = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)
+        params, stats, rest = states
         if jax.tree_util.tree_leaves(rest):
             raise ValueError(
                 f"NNX model {self.module.cls.__qualname__} holds state other than parameters and "
@@ -82,7 +82,8 @@ class NNXModelFns(ModelFns):
     def init(self, key: jax.Array) -> tuple[Any, Any]:
         from flax import nnx
 
-        _, params, stats, _ = nnx.split(self.module.build(key), nnx.Param, nnx.BatchStat, ...)
+        _, *states = nnx.split(self.module.build(key), nnx.Param, nnx.BatchStat, ...)
+        params, stats, _ = states
         return nnx.to_pure_dict(params), nnx.to_pure_dict(stats) if jax.tree_util.tree_leaves(stats) else {}
 
     def _merge(self, params, batch_stats, train: bool):
@@ -149,7 +150,7 @@ def _describe_value(value: Any) -> Any:
         return str(jnp.dtype(value))
     except TypeError:
         pass
-    if isinstance(value, Callable) and hasattr(value, "__qualname__"):
+    if callable(value) and hasattr(value, "__qualname__"):
         return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
     if dataclasses.is_dataclass(value):
         return (

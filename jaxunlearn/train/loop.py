@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import jax
 import jax.numpy as jnp
@@ -90,6 +90,10 @@ class FitCarry:
     plateau: Any
     key: jax.Array
     diverged_at: jax.Array
+
+    if TYPE_CHECKING:  # struct.dataclass adds it at run time; declared for type checkers only
+
+        def replace(self, **changes: Any) -> Self: ...
 
 
 def row_weights(forget: jax.Array, which: str) -> jax.Array:
@@ -234,6 +238,7 @@ class Fit:
         )
 
     def validation_loss(self, state: TrainState, task: Task) -> jax.Array:
+        assert self.cfg.validate_on is not None, "validation_loss needs FitConfig.validate_on"
         pred = predict(self.model, state.params, state.batch_stats, task.val.x, self.plan)
         return masked_mean(self.eval_loss(pred, task.val.y), row_weights(task.val.forget, self.cfg.validate_on))
 

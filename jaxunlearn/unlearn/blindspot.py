@@ -84,7 +84,8 @@ def blindspot_loss(model: ModelFns, loss_name: str, cache_slot: np.ndarray | Non
             slot = jnp.asarray(cache_slot)[batch["idx"]]
             proxy_pred, proxy_maps = jax.tree_util.tree_map(lambda a: a[slot], aux["cache"])
         else:
-            proxy_pred, proxy_feats = jax.lax.stop_gradient(model.apply_eval(*aux["proxy"], batch["x"]))
+            proxy_params, proxy_stats = aux["proxy"]
+            proxy_pred, proxy_feats = jax.lax.stop_gradient(model.apply_eval(proxy_params, proxy_stats, batch["x"]))
             proxy_maps = tuple(attention_map(f) for f in proxy_feats)
         forget_w = batch["forget"] * batch["w"]
         retain_w = (1.0 - batch["forget"]) * batch["w"]

@@ -230,7 +230,7 @@ def _check_definition(unlearner: Unlearner, source: str) -> None:
             unlearner.settings()
         except Exception as err:
             raise PluginError(f"{where}: its default settings are invalid: {err}") from err
-    for alias, field in unlearner.aliases.items():
+    for alias, field in _aliases(unlearner).items():
         if field not in unlearner.setting_fields():
             raise PluginError(f"{where}: alias {alias!r} names no setting ({field!r})")
 
@@ -261,10 +261,10 @@ def register(unlearner: Unlearner, *, source: str | None = None, replace: bool =
             f"{source}: unlearner {unlearner.name!r}: key id {unlearner.key_id} is already used by "
             f"{clash[0]!r}; choose another key_id"
         )
-    taken = {alias for u in _REGISTRY.values() if u.name != unlearner.name for alias in u.aliases}
-    if set(unlearner.aliases) & taken:
+    taken = {alias for u in _REGISTRY.values() if u.name != unlearner.name for alias in _aliases(u)}
+    if set(_aliases(unlearner)) & taken:
         raise PluginError(
-            f"{source}: unlearner {unlearner.name!r}: alias(es) {sorted(set(unlearner.aliases) & taken)} "
+            f"{source}: unlearner {unlearner.name!r}: alias(es) {sorted(set(_aliases(unlearner)) & taken)} "
             f"already belong to another unlearner"
         )
     _REGISTRY[unlearner.name] = unlearner
@@ -332,8 +332,10 @@ def load_plugin(spec: str) -> types.ModuleType:
             module = sys.modules.get(name)
             if module is None:
                 loader_spec = importlib.util.spec_from_file_location(name, path)
+                if loader_spec is None or loader_spec.loader is None:  # e.g. a file not ending in .py
+                    raise PluginError(f"plugin {spec}: not a Python module (give a .py file or a module name)")
                 module = importlib.util.module_from_spec(loader_spec)
-                module.__jaxunlearn_plugin__ = spec  # names the plugin in register's messages
+                vars(module)["__jaxunlearn_plugin__"] = spec  # names the plugin in register's messages
                 sys.modules[name] = module
                 try:
                     loader_spec.loader.exec_module(module)
@@ -396,7 +398,12 @@ def default_unlearners() -> tuple[str, ...]:
 
 def alias_fields() -> dict[str, tuple[str, str]]:
     """Every unlearner's old option names: alias -> (unlearner, settings field)."""
-    return {alias: (u.name, field) for u in all_stages() for alias, field in u.aliases.items()}
+    return {alias: (u.name, field) for u in all_stages() for alias, field in _aliases(u).items()}
+
+
+def _aliases(unlearner: Unlearner) -> Mapping[str, str]:
+    assert unlearner.aliases is not None  # resolved by __post_init__
+    return unlearner.aliases
 
 
 def require_positive(settings: Any, *fields: str) -> None:

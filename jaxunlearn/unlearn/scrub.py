@@ -70,7 +70,8 @@ def _teacher_pred(model: ModelFns, batch: dict, aux: dict) -> jax.Array:
     """The teacher's predictions [B, 1] on ``batch``: from the cache, or by running it."""
     if "teacher_pred" in aux:
         return aux["teacher_pred"][batch["idx"]]
-    return jax.lax.stop_gradient(model.apply_eval(*aux["teacher"], batch["x"])[0])
+    params, batch_stats = aux["teacher"]
+    return jax.lax.stop_gradient(model.apply_eval(params, batch_stats, batch["x"])[0])
 
 
 def scrub_loss(model: ModelFns, loss_name: str, maximise: bool) -> BatchLoss:

@@ -123,7 +123,7 @@ def dampen(params, importances: Importances, selection_weight: jax.Array, dampen
     new = tree_map(scale, params, chosen, importances.full, importances.forget)
     count = sum(jnp.sum(c) for c in jax.tree_util.tree_leaves(chosen))
     size = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
-    return new, count.astype(jnp.float32) / size
+    return new, jnp.asarray(count, jnp.float32) / size
 
 
 def make_ssd(

@@ -170,7 +170,9 @@ def load_electricity(
         raise ValueError(
             "electricity: give exactly one of data_dir (the folder of LD2011_2014.txt, or the file) and path (the file)"
         )
-    path = _resolve(Path(data_dir if path is None else path).expanduser())
+    given = data_dir if path is None else path
+    assert given is not None  # exactly one of them (checked above)
+    path = _resolve(Path(given).expanduser())
     times, loads, names = read_load_diagrams(path, clients)
     hours, per_hour = hourly(times, loads.sum(axis=1))
     keep = np.ones(hours.size, bool)
