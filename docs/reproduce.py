@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
 sys.path.insert(0, str(ROOT / "docs"))
-from make_results import DOMAINS  # noqa: E402
+from make_results import DOMAINS  # noqa: E402 (importable only once docs/ is on sys.path)
 
 # Per-seed entries that are wall times, not results.
 TIMES = ("run_seconds", "time_vs_retrain")

@@ -253,8 +253,11 @@ def test_flop_count_follows_the_formulas():
     img, kernel = jnp.ones((2, 3, 10, 10)), jnp.ones((4, 3, 3, 3))  # NCHW, OIHW, VALID: 8 x 8 outputs
     conv = jax.make_jaxpr(lambda a, b: jax.lax.conv(a, b, (1, 1), "VALID"))(img, kernel)
     assert dot_conv_flops(conv) == 2 * (2 * 4 * 8 * 8) * (3 * 3 * 3)
+
     # A scan body counts once per step; XLA's own count takes a loop body once.
-    scanned = lambda c, xs: jax.lax.scan(lambda h, xt: (jnp.tanh(h @ w @ w.T + xt), None), c, xs)[0]  # noqa: E731
+    def scanned(c, xs):
+        return jax.lax.scan(lambda h, xt: (jnp.tanh(h @ w @ w.T + xt), None), c, xs)[0]
+
     h0, xs = jnp.ones((8, 5)), jnp.ones((7, 8, 5))
     xla, loops = program_flops(scanned, h0, xs)
     assert loops == 7 * 2 * (2 * 8 * 5 * 3) and 0 < xla < loops

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "docs"))
-import reproduce  # noqa: E402
+import reproduce  # noqa: E402 (importable only once docs/ is on sys.path)
 
 
 def test_per_seed_comparison_is_exact_and_skips_wall_times():
