@@ -292,7 +292,7 @@ def _interval_attack(su, sr, peaky_is_u, tables, grid_per_unit) -> np.ndarray:
     for part in _chunks(su.shape[0], (n + 1) ** 2):
         rights = (peaky_max[part] - BUFFER)[:, None] + steps[None, : n + 1]  # [E, n + 1]
         lefts = (peaky_min[part] - 2 * BUFFER)[:, None] + steps[None, :]  # [E, 2n + 1]
-        a = _count_below(su[part], rights, strict=True) * (n_r + 1) + _count_below(sr[part], rights, strict=True)
+        a = _count_below(su[part], rights, strict=False) * (n_r + 1) + _count_below(sr[part], rights, strict=False)
         b = _count_below(su[part], lefts, strict=True) * (n_r + 1) + _count_below(sr[part], lefts, strict=True)
         windows = sliding_window_view(b.astype(itype), n + 1, axis=1)  # [E, n+1, n+1]: [e, i, j] = b[e, i + j]
         index = a.astype(itype)[:, :, None] - windows
