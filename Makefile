@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine (see README):
 #   make run   - create .venv, install jaxunlearn, run the default multi-seed study
 #   make test  - create .venv, install jaxunlearn with test extras, run the test suite
+#   make lint  - the static checks: ruff check, ruff format --check, mypy (pyproject.toml)
 #   make reproduce - rerun every committed study and compare its per-seed metrics bitwise
 #                    (ARGS="--only default,text", "--write" to regenerate: docs/reproduce.py)
 PYTHON ?= python3
@@ -12,7 +13,7 @@ OUT ?= results
 # everything in one process.
 TEST_WORKERS ?= 2
 
-.PHONY: run test install reproduce clean
+.PHONY: run test lint install reproduce clean
 
 # A fresh venv with jaxunlearn and the extras $(1), at the pinned versions: uv (a registry
 # package, installed into the venv first) resolves and installs the ~150 packages in about
@@ -46,8 +47,15 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
+# Static checks, configured in pyproject.toml ([tool.ruff], [tool.mypy]); CI runs them before
+# the tests (.ci/run). ruff formats with `$(VENV)/bin/ruff format .`.
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
 reproduce: $(VENV)/.installed-test
 	$(PY) docs/reproduce.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache
+	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .mypy_cache

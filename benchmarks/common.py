@@ -1,6 +1,7 @@
 """Pieces shared by the JAX suite and the PyTorch reference: the record format, the JSONL
 file, and run metadata. Imports neither JAX nor PyTorch (the reference must not start a
 JAX client on the GPU it measures)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,42 +40,81 @@ class Workload:
         return max(self.rows // 8, 16)
 
 
-WORKLOADS = {w.name: w for w in (
-    Workload("allcnn", "allcnn", (), 12288, (32, 32, 3), 256, True),          # AgeDB-sized images
-    Workload("resnet18", "resnet18", (), 12288, (32, 32, 3), 256, True),
-    Workload("lstm", "lstm", (), 12288, (2, 10, 300), 256, True),             # STS-B pairs, GloVe-300d
-    # The same LSTM with its input projection hoisted out of the time loop (A/B of hoist_input).
-    Workload("lstm-hoisted", "lstm", (("hoist_input", True),), 12288, (2, 10, 300), 256, True),
-    Workload("mlp", "mlp", (), 12288, (96,), 256, True),                      # tabular (Taylor windows)
-    # CPU-sized A/B probes: the full models' shapes on fewer rows (and a narrower AllCNN).
-    Workload("allcnn-cpu", "allcnn", (("width", 16),), 1024, (32, 32, 3), 128, False),
-    Workload("mlp-cpu", "mlp", (), 2048, (96,), 256, False),                   # the Taylor task's size
-    Workload("lstm-cpu", "lstm", (), 1024, (2, 10, 300), 256, False),
-    Workload("lstm-cpu-hoisted", "lstm", (("hoist_input", True),), 1024, (2, 10, 300), 256, False),
-    Workload("allcnn-quick", "allcnn", (("width", 4),), 128, (8, 8, 3), 64, False),
-    Workload("resnet18-quick", "resnet18", (("width", 2),), 128, (8, 8, 3), 64, False),
-    Workload("lstm-quick", "lstm", (("hidden", 8),), 192, (2, 4, 8), 64, False),
-    Workload("mlp-quick", "mlp", (("hidden", (32, 32)),), 384, (16,), 64, False),
-)}
+WORKLOADS = {
+    w.name: w
+    for w in (
+        Workload("allcnn", "allcnn", (), 12288, (32, 32, 3), 256, True),  # AgeDB-sized images
+        Workload("resnet18", "resnet18", (), 12288, (32, 32, 3), 256, True),
+        Workload("lstm", "lstm", (), 12288, (2, 10, 300), 256, True),  # STS-B pairs, GloVe-300d
+        # The same LSTM with its input projection hoisted out of the time loop (A/B of hoist_input).
+        Workload("lstm-hoisted", "lstm", (("hoist_input", True),), 12288, (2, 10, 300), 256, True),
+        Workload("mlp", "mlp", (), 12288, (96,), 256, True),  # tabular (Taylor windows)
+        # CPU-sized A/B probes: the full models' shapes on fewer rows (and a narrower AllCNN).
+        Workload("allcnn-cpu", "allcnn", (("width", 16),), 1024, (32, 32, 3), 128, False),
+        Workload("mlp-cpu", "mlp", (), 2048, (96,), 256, False),  # the Taylor task's size
+        Workload("lstm-cpu", "lstm", (), 1024, (2, 10, 300), 256, False),
+        Workload("lstm-cpu-hoisted", "lstm", (("hoist_input", True),), 1024, (2, 10, 300), 256, False),
+        Workload("allcnn-quick", "allcnn", (("width", 4),), 128, (8, 8, 3), 64, False),
+        Workload("resnet18-quick", "resnet18", (("width", 2),), 128, (8, 8, 3), 64, False),
+        Workload("lstm-quick", "lstm", (("hidden", 8),), 192, (2, 4, 8), 64, False),
+        Workload("mlp-quick", "mlp", (("hidden", (32, 32)),), 384, (16,), 64, False),
+    )
+}
 
 # Fields every record carries (measurement, skipped or error).
-ID_FIELDS = ("schema", "kind", "framework", "workload", "model", "phase", "dtype", "seeds", "strategy",
-             "batch_size", "device", "backend", "versions", "git_commit", "date_utc")
+ID_FIELDS = (
+    "schema",
+    "kind",
+    "framework",
+    "workload",
+    "model",
+    "phase",
+    "dtype",
+    "seeds",
+    "strategy",
+    "batch_size",
+    "device",
+    "backend",
+    "versions",
+    "git_commit",
+    "date_utc",
+)
 # Fields every measurement record carries in addition.
-MEASUREMENT_FIELDS = ("compile_s", "epoch_s_median", "epoch_s_all", "per_seed_epoch_s", "samples_per_s",
-                      "seed_epochs_per_s", "flops_per_seed_epoch", "achieved_tflops", "peak_bytes_in_use",
-                      "memory_note", "rows_per_epoch", "quality", "paper_epochs", "phase_s_projected")
+MEASUREMENT_FIELDS = (
+    "compile_s",
+    "epoch_s_median",
+    "epoch_s_all",
+    "per_seed_epoch_s",
+    "samples_per_s",
+    "seed_epochs_per_s",
+    "flops_per_seed_epoch",
+    "achieved_tflops",
+    "peak_bytes_in_use",
+    "memory_note",
+    "rows_per_epoch",
+    "quality",
+    "paper_epochs",
+    "phase_s_projected",
+)
 
 
 def git_commit(root: str | None = None) -> str | None:
     """The checkout's HEAD commit (with "+dirty" when tracked files changed), or None."""
     root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True, text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True, text=True, timeout=10
+        )
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=root,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            check=False,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -86,9 +126,16 @@ def now_utc() -> str:
 
 def run_info(framework: str, device: str, backend: str, versions: dict[str, str]) -> dict[str, Any]:
     """Metadata stamped on every record of one run."""
-    return {"schema": SCHEMA, "framework": framework, "device": device, "backend": backend,
-            "versions": {"python": sys.version.split()[0], **versions}, "platform": platform.platform(),
-            "git_commit": git_commit(), "date_utc": now_utc()}
+    return {
+        "schema": SCHEMA,
+        "framework": framework,
+        "device": device,
+        "backend": backend,
+        "versions": {"python": sys.version.split()[0], **versions},
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+        "date_utc": now_utc(),
+    }
 
 
 def _clean(value: Any) -> Any:

@@ -7,6 +7,7 @@ standard deviation, the spread a user already lives with when choosing seeds.
 
     python -m benchmarks.compare_precision FP32/results.json BF16/results.json --out table.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,18 +47,32 @@ def compare(fp32: dict, bf16: dict) -> list[dict]:
                 continue  # 0 and 1 by definition
             mean, half, n = paired_interval(y - x)
             noise = float(np.nanstd(x, ddof=1))
-            out.append({"model": row, "metric": metric, "fp32": float(np.nanmean(x)), "bf16": float(np.nanmean(y)),
-                        "diff": mean, "ci95": half, "fp32_seed_std": noise, "n": n,
-                        "within_noise": bool(abs(mean) <= noise)})
+            out.append(
+                {
+                    "model": row,
+                    "metric": metric,
+                    "fp32": float(np.nanmean(x)),
+                    "bf16": float(np.nanmean(y)),
+                    "diff": mean,
+                    "ci95": half,
+                    "fp32_seed_std": noise,
+                    "n": n,
+                    "within_noise": bool(abs(mean) <= noise),
+                }
+            )
     return out
 
 
 def to_markdown(records: list[dict]) -> str:
-    lines = ["| model | metric | fp32 mean | bf16 mean | bf16 - fp32 (paired, ± 95% CI) | fp32 seed std | within noise |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | metric | fp32 mean | bf16 mean | bf16 - fp32 (paired, ± 95% CI) | fp32 seed std | within noise |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in records:
-        lines.append(f"| {r['model']} | {r['metric']} | {r['fp32']:.4g} | {r['bf16']:.4g} | {r['diff']:.3g} ± "
-                     f"{r['ci95']:.3g} | {r['fp32_seed_std']:.3g} | {'yes' if r['within_noise'] else '**no**'} |")
+        lines.append(
+            f"| {r['model']} | {r['metric']} | {r['fp32']:.4g} | {r['bf16']:.4g} | {r['diff']:.3g} ± "
+            f"{r['ci95']:.3g} | {r['fp32_seed_std']:.3g} | {'yes' if r['within_noise'] else '**no**'} |"
+        )
     held = sum(r["within_noise"] for r in records)
     lines.append(f"\n{held} of {len(records)} metrics within the fp32 seed-to-seed standard deviation.")
     return "\n".join(lines)

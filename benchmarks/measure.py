@@ -20,6 +20,7 @@ repeat; no training loss). States trained in one group (workload, dtype, seeds, 
 phases: "train" is the original of the unlearners, "proxy" (or "retrain", the same compiled
 program on the same rows) is the blindspot proxy.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import FORGET_QUANTILE_RULE, WORKLOADS, Workload, summary_stats
+from jaxunlearn import unlearn
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.sources import RawData, build_task
 from jaxunlearn.models import make_model
@@ -40,7 +42,6 @@ from jaxunlearn.seeds import auto_plan, tree_index
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
-from jaxunlearn import unlearn
 from jaxunlearn.unlearn.base import OneShot
 from jaxunlearn.unlearn.blindspot import make_blindspot
 
@@ -65,16 +66,23 @@ STAGES = {
     "ssd-dampen": ("ssd", 1, None),
 }
 # phase -> the phase whose states its phase starts from (``earlier``), if any.
-STARTS_FROM = {"blindspot": "proxy", "blindspot-inloop": "proxy", "scrub-max": "scrub-min",
-               "ssd-dampen": "ssd-importance"}
+STARTS_FROM = {
+    "blindspot": "proxy",
+    "blindspot-inloop": "proxy",
+    "scrub-max": "scrub-min",
+    "ssd-dampen": "ssd-importance",
+}
 
 
 def factory(pipeline: str):
     """(model, task, cfg, plan) -> the pipeline of a registered stage, or the blindspot A/B."""
     if pipeline == "blindspot-inloop":
-        return lambda model, task, cfg, plan: make_blindspot(model, task, cfg, plan, cfg.resolved_settings("blindspot"),
-                                                             proxy_cache=False)
+        return lambda model, task, cfg, plan: make_blindspot(
+            model, task, cfg, plan, cfg.resolved_settings("blindspot"), proxy_cache=False
+        )
     return unlearn.get(pipeline).build
+
+
 __all__ = ["STAGES", "WORKLOADS", "Bench", "Workload", "random_task", "seed_keys", "synthetic_task"]
 
 
@@ -131,8 +139,13 @@ def dot_conv_flops(jaxpr: Any) -> float:
             total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * per_output
         times = eqn.params.get("length", 1) if name == "scan" else 1
         subs = [v for v in eqn.params.values() if hasattr(v, "eqns") or hasattr(getattr(v, "jaxpr", None), "eqns")]
-        subs += [b for v in eqn.params.values() if isinstance(v, tuple) for b in v
-                 if hasattr(getattr(b, "jaxpr", None), "eqns")]
+        subs += [
+            b
+            for v in eqn.params.values()
+            if isinstance(v, tuple)
+            for b in v
+            if hasattr(getattr(b, "jaxpr", None), "eqns")
+        ]
         if name == "cond":
             total += max((dot_conv_flops(b) for b in eqn.params["branches"]), default=0.0)
             continue
@@ -165,9 +178,12 @@ def flops_record(xla: float, loops: float, what: str) -> dict[str, Any]:
     only where a program has no matmul or convolution at all (e.g. SSD's dampening)."""
     use_xla = loops <= 0 and xla > 0
     best = xla if use_xla else loops
-    return {"flops_per_seed_epoch": best if best > 0 else None, "flops_xla_cost_analysis": xla,
-            "flops_matmul_conv_loop_aware": loops,
-            "flops_source": ("XLA cost analysis" if use_xla else "matmul/conv count with scan trip counts") + f" {what}"}
+    return {
+        "flops_per_seed_epoch": best if best > 0 else None,
+        "flops_xla_cost_analysis": xla,
+        "flops_matmul_conv_loop_aware": loops,
+        "flops_source": ("XLA cost analysis" if use_xla else "matmul/conv count with scan trip counts") + f" {what}",
+    }
 
 
 def device_memory() -> dict[str, Any]:
@@ -178,10 +194,16 @@ def device_memory() -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - backends without the counters raise or return None
         stats = None
     if not stats:
-        return {"peak_bytes_in_use": None, "bytes_in_use": None,
-                "memory_note": f"device.memory_stats() is unavailable on {dev.platform}"}
-    return {"peak_bytes_in_use": stats.get("peak_bytes_in_use"), "bytes_in_use": stats.get("bytes_in_use"),
-            "memory_note": "process-wide peak since start (monotone)"}
+        return {
+            "peak_bytes_in_use": None,
+            "bytes_in_use": None,
+            "memory_note": f"device.memory_stats() is unavailable on {dev.platform}",
+        }
+    return {
+        "peak_bytes_in_use": stats.get("peak_bytes_in_use"),
+        "bytes_in_use": stats.get("bytes_in_use"),
+        "memory_note": "process-wide peak since start (monotone)",
+    }
 
 
 def program_bytes(executor, per_seed: tuple, shared: tuple) -> int | None:
@@ -190,8 +212,9 @@ def program_bytes(executor, per_seed: tuple, shared: tuple) -> int | None:
     """
     try:
         mem = executor.lower(per_seed, shared).compile().memory_analysis()
-        return int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-                   - mem.alias_size_in_bytes)
+        return int(
+            mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes - mem.alias_size_in_bytes
+        )
     except Exception:  # noqa: BLE001 - optional detail; absent on some backends
         return None
 
@@ -207,7 +230,7 @@ class Bench:
         self._flops: dict = {}
         self._predict: dict = {}
         self._program_bytes_on = True
-        self.states: dict = {}   # (workload, dtype, seeds, strategy) -> {phase: TrainState [S]}
+        self.states: dict = {}  # (workload, dtype, seeds, strategy) -> {phase: TrainState [S]}
         self.epoch_s: dict = {}  # same key -> {phase: median seconds per epoch (all seeds)}
         self.start_s: dict = {}  # same key -> {phase: seconds of the phase's start (all seeds)}
 
@@ -225,11 +248,13 @@ class Bench:
         if key not in self._runners:
             model = self.model(wl, dtype)
             # one device: the suite measures a device's throughput (the seed mesh is tested elsewhere)
-            plan = dataclasses.replace(auto_plan(model.family),
-                                       **{"seed_strategy": strategy, "epochs_per_call": 1, "devices": 1,
-                                          **self.plan_overrides})
-            self._runners[key] = PipelineRunner(factory(pipeline)(model, self.task(wl), self.config(wl, dtype), plan),
-                                                plan)
+            plan = dataclasses.replace(
+                auto_plan(model.family),
+                **{"seed_strategy": strategy, "epochs_per_call": 1, "devices": 1, **self.plan_overrides},
+            )
+            self._runners[key] = PipelineRunner(
+                factory(pipeline)(model, self.task(wl), self.config(wl, dtype), plan), plan
+            )
         return self._runners[key]
 
     # -- prerequisites ------------------------------------------------------------------
@@ -258,8 +283,9 @@ class Bench:
         return original, f"starts from the original states (no '{phase}' in this group: timing only)"
 
     # -- one phase ----------------------------------------------------------------------
-    def run_phase(self, wl: Workload, dtype: str, seeds: int, strategy: str, phase: str,
-                  repeats: int | None = None) -> dict[str, Any]:
+    def run_phase(
+        self, wl: Workload, dtype: str, seeds: int, strategy: str, phase: str, repeats: int | None = None
+    ) -> dict[str, Any]:
         """Runs ``phase`` for 1 + repeats epochs over ``seeds`` seeds; returns the record's fields."""
         repeats = self.repeats if repeats is None else repeats
         pipe_name, index, _ = STAGES[phase]
@@ -313,18 +339,31 @@ class Bench:
         # A one-shot phase counts the rows of SSD's importance passes (all rows, then the forget rows).
         rows = task.train.size + int(task.train.host_indices("forget").size) if one_shot else int(fit.rows.size)
         out = {
-            "pipeline": pipe_name, "phase_index": index, "plan": dataclasses.asdict(driver.plan),
-            "input_shape": list(wl.feature_shape), "model_kwargs": dict(wl.model_kwargs), "full_size": wl.full_size,
-            "rows_per_epoch": rows, "num_batches": None if one_shot else fit.num_batches,
+            "pipeline": pipe_name,
+            "phase_index": index,
+            "plan": dataclasses.asdict(driver.plan),
+            "input_shape": list(wl.feature_shape),
+            "model_kwargs": dict(wl.model_kwargs),
+            "full_size": wl.full_size,
+            "rows_per_epoch": rows,
+            "num_batches": None if one_shot else fit.num_batches,
             "validates": not one_shot and fit.cfg.validate_on is not None,
-            "compile_s": sw.compile, "first_call_s": first_call, "start_s": start_s, "repeats": repeats,
-            "epoch_s_median": median, "epoch_s_all": times, "per_seed_epoch_s": median / seeds,
-            "samples_per_s": rows * seeds / median, "seed_epochs_per_s": seeds / median,
+            "compile_s": sw.compile,
+            "first_call_s": first_call,
+            "start_s": start_s,
+            "repeats": repeats,
+            "epoch_s_median": median,
+            "epoch_s_all": times,
+            "per_seed_epoch_s": median / seeds,
+            "samples_per_s": rows * seeds / median,
+            "seed_epochs_per_s": seeds / median,
             **flops,
-            "achieved_tflops": None if flops["flops_per_seed_epoch"] is None
+            "achieved_tflops": None
+            if flops["flops_per_seed_epoch"] is None
             else flops["flops_per_seed_epoch"] * seeds / median / 1e12,
-            "program_bytes": self.program_bytes(driver.epochs, (begun if one_shot else carry, hp, aux),
-                                                (jnp.zeros((1,), jnp.int32), task)),
+            "program_bytes": self.program_bytes(
+                driver.epochs, (begun if one_shot else carry, hp, aux), (jnp.zeros((1,), jnp.int32), task)
+            ),
             **device_memory(),
             "paper_epochs": paper_epochs(self.config(wl, dtype), phase),
             "quality_epochs": 1 if one_shot else 1 + repeats,
@@ -352,8 +391,13 @@ class Bench:
         key = (wl.name, dtype, phase)
         if key not in self._flops:
             try:
-                self._flops[key] = self._count_flops(wl, fit, tree_index(stacked_state, 0), tree_index(hp, 0),
-                                                     None if aux is None else tree_index(aux, 0))
+                self._flops[key] = self._count_flops(
+                    wl,
+                    fit,
+                    tree_index(stacked_state, 0),
+                    tree_index(hp, 0),
+                    None if aux is None else tree_index(aux, 0),
+                )
             except Exception as err:  # noqa: BLE001 - a missing count must not lose the timing
                 self.log(f"  (no FLOP count for {key}: {type(err).__name__}: {err})")
                 self._flops[key] = {"flops_per_seed_epoch": None, "flops_source": f"failed: {err}"[:200]}
@@ -368,8 +412,9 @@ class Bench:
             return program_flops(fn, *args)
 
         if isinstance(fit, OneShot):  # the whole pass at once
-            xla, loops = count(lambda s, hp, aux, task: fit.run(jax.random.key(0), s, task, hp, aux), state, hp, aux,
-                               task)
+            xla, loops = count(
+                lambda s, hp, aux, task: fit.run(jax.random.key(0), s, task, hp, aux), state, hp, aux, task
+            )
             return flops_record(xla, loops, "of the whole one-shot pass")
         b = fit.cfg.batch_size
         idx, w = jnp.asarray(fit.rows[:b]), jnp.ones((b,), jnp.float32)
@@ -382,8 +427,9 @@ class Bench:
         if fit.cfg.validate_on is not None:
             n_val = task.val.size
             chunk = min(fit.plan.eval_chunk, n_val)
-            fx, fl = count(lambda p, s, x: fit.model.apply_eval(p, s, x)[0], state.params, state.batch_stats,
-                           task.val.x[:chunk])
+            fx, fl = count(
+                lambda p, s, x: fit.model.apply_eval(p, s, x)[0], state.params, state.batch_stats, task.val.x[:chunk]
+            )
             chunks = -(-n_val // chunk)
             xla, loops = xla + fx * chunks, loops + fl * chunks
         return flops_record(xla, loops, "of one step x steps + validation forward")

@@ -8,6 +8,7 @@ A thin preset of the benchmark suite (``benchmarks/suite.py``), which measures i
     python benchmarks/seed_strategies.py --quick                 # CPU smoke (CI-sized)
     python benchmarks/seed_strategies.py --out results.jsonl     # GPU: AgeDB-sized workloads
 """
+
 from __future__ import annotations
 
 import argparse

@@ -18,6 +18,7 @@ optimizer, the loop), i.e. the profile behind the gap to the epoch-time targets.
     python -m benchmarks.step_profile --workload allcnn --dtypes float32,bfloat16 --out bench.jsonl
     python -m benchmarks.step_profile --recount old.jsonl --out recounted.jsonl
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,13 @@ def _timed(fn, args, calls: int) -> dict[str, Any]:
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)
     counted = part_flops(fn, args)
-    return {"s": median, "s_all": times, "compile_s": compile_s, **counted,
-            "tflops": None if counted["flops"] is None else counted["flops"] / median / 1e12}
+    return {
+        "s": median,
+        "s_all": times,
+        "compile_s": compile_s,
+        **counted,
+        "tflops": None if counted["flops"] is None else counted["flops"] / median / 1e12,
+    }
 
 
 def step_parts(bench, wl, dtype: str) -> tuple[dict[str, tuple], Any]:
@@ -80,7 +86,10 @@ def step_parts(bench, wl, dtype: str) -> tuple[dict[str, tuple], Any]:
 
     parts = {
         "forward_eval": (lambda s, x: model.apply_eval(s.params, s.batch_stats, x)[0], (state, batch["x"])),
-        "forward_train": (lambda s, bt: model.apply_train(s.params, s.batch_stats, bt["x"], bt["w"])[0], (state, batch)),
+        "forward_train": (
+            lambda s, bt: model.apply_train(s.params, s.batch_stats, bt["x"], bt["w"])[0],
+            (state, batch),
+        ),
         "grad": (grad, (state, batch, key)),
         "step": (lambda s, bt, k: fit.step(s, bt, k, hp, None), (state, batch, key)),
     }
@@ -96,13 +105,21 @@ def profile_step(bench, wl, dtype: str, calls: int = 10) -> dict[str, Any]:
     if "train" not in bench.epoch_s.get(group, {}):
         bench.run_phase(wl, dtype, 1, "map", "train")
     epoch = bench.epoch_s[group]["train"]
-    out["scan_step"] = {"s": epoch / fit.num_batches, "flops": out["step"]["flops"],
-                        "flops_source": out["step"]["flops_source"],
-                        "tflops": None if out["step"]["flops"] is None
-                        else out["step"]["flops"] * fit.num_batches / epoch / 1e12,
-                        "epoch_s": epoch, "steps_per_epoch": fit.num_batches}
-    return {"components": out, "batch_size": fit.cfg.batch_size, "num_batches": fit.num_batches,
-            "epoch_s_from_scan": epoch, "epoch_s_if_steps_alone": out["step"]["s"] * fit.num_batches}
+    out["scan_step"] = {
+        "s": epoch / fit.num_batches,
+        "flops": out["step"]["flops"],
+        "flops_source": out["step"]["flops_source"],
+        "tflops": None if out["step"]["flops"] is None else out["step"]["flops"] * fit.num_batches / epoch / 1e12,
+        "epoch_s": epoch,
+        "steps_per_epoch": fit.num_batches,
+    }
+    return {
+        "components": out,
+        "batch_size": fit.cfg.batch_size,
+        "num_batches": fit.num_batches,
+        "epoch_s_from_scan": epoch,
+        "epoch_s_if_steps_alone": out["step"]["s"] * fit.num_batches,
+    }
 
 
 def recount(records: list[dict]) -> list[dict]:
@@ -129,8 +146,13 @@ def recount(records: list[dict]) -> list[dict]:
             steps = comp.get("steps_per_epoch", 1)
             secs = comp["epoch_s"] if name == "scan_step" else comp["s"]
             tflops = None if counted["flops"] is None else counted["flops"] * steps / secs / 1e12
-            new[name] = {**comp, **counted, "flops_as_recorded": comp.get("flops"), "tflops": tflops,
-                         "flops_source": counted["flops_source"] + f", recounted on {jax.default_backend()}"}
+            new[name] = {
+                **comp,
+                **counted,
+                "flops_as_recorded": comp.get("flops"),
+                "tflops": tflops,
+                "flops_source": counted["flops_source"] + f", recounted on {jax.default_backend()}",
+            }
         out.append({**rec, "components": new})
     return out
 
@@ -140,8 +162,10 @@ def profile_table(records: list[dict]) -> list[str]:
     recs = [r for r in records if r.get("kind") == "profile"]
     if not recs:
         return ["No step profile records."]
-    lines = ["| workload | dtype | device | part | ms per step | GFLOP per step | TFLOP/s | share of scan step |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| workload | dtype | device | part | ms per step | GFLOP per step | TFLOP/s | share of scan step |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in recs:
         comps = r["components"]
         scan = comps["scan_step"]["s"]
@@ -151,8 +175,10 @@ def profile_table(records: list[dict]) -> list[str]:
                 continue
             gflop = "-" if c.get("flops") is None else f"{c['flops'] / 1e9:.4g}"
             tflops = "-" if c.get("tflops") is None else f"{c['tflops']:.3g}"
-            lines.append(f"| {r['workload']} | {r['dtype']} | {r['device']} | {name} | {c['s'] * 1e3:.3f} | "
-                         f"{gflop} | {tflops} | {c['s'] / scan:.2f} |")
+            lines.append(
+                f"| {r['workload']} | {r['dtype']} | {r['device']} | {name} | {c['s'] * 1e3:.3f} | "
+                f"{gflop} | {tflops} | {c['s'] / scan:.2f} |"
+            )
     return lines
 
 
@@ -166,9 +192,12 @@ def main(argv=None) -> int:
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--calls", type=int, default=10, help="timed calls per part after the warm-up")
     parser.add_argument("--out", default="benchmarks/results/bench.jsonl")
-    parser.add_argument("--recount", metavar="JSONL",
-                        help="measure nothing: write JSONL's records to --out (a new file) with the FLOPs of "
-                             "profiles that predate counting on the lowered program counted again (see recount)")
+    parser.add_argument(
+        "--recount",
+        metavar="JSONL",
+        help="measure nothing: write JSONL's records to --out (a new file) with the FLOPs of "
+        "profiles that predate counting on the lowered program counted again (see recount)",
+    )
     args = parser.parse_args(argv)
     if args.recount:
         from benchmarks.common import read_records
@@ -182,8 +211,18 @@ def main(argv=None) -> int:
     bench, info, wl = Bench(repeats=2), jax_run_info(), WORKLOADS[args.workload]
     for dtype in args.dtypes.split(","):
         fields = profile_step(bench, wl, dtype, args.calls)
-        rec = {**info, "kind": "profile", "workload": wl.name, "model": wl.model, "phase": "train-step",
-               "dtype": dtype, "seeds": 1, "strategy": "-", "full_size": wl.full_size, **fields}
+        rec = {
+            **info,
+            "kind": "profile",
+            "workload": wl.name,
+            "model": wl.model,
+            "phase": "train-step",
+            "dtype": dtype,
+            "seeds": 1,
+            "strategy": "-",
+            "full_size": wl.full_size,
+            **fields,
+        }
         append_record(args.out, rec)
         print("\n".join(profile_table([rec])[2:]), flush=True)
     return 0

@@ -10,6 +10,7 @@ for training, retraining and every unlearner, over seeds, seed strategies and dt
 One JSON line per measurement (or per skipped / failed item) is appended to ``--out``;
 ``benchmarks/gpu_suite.sh`` runs the GPU matrix plus the PyTorch reference and summarises.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,21 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks.common import append_record, read_records, run_info
 
-PHASE_ORDER = ("train", "retrain", "proxy", "finetune", "gaussian", "blindspot", "blindspot-inloop", "neggrad",
-               "scrub-min", "scrub-max", "ssd-importance", "ssd-dampen", "profile")
+PHASE_ORDER = (
+    "train",
+    "retrain",
+    "proxy",
+    "finetune",
+    "gaussian",
+    "blindspot",
+    "blindspot-inloop",
+    "neggrad",
+    "scrub-min",
+    "scrub-max",
+    "ssd-importance",
+    "ssd-dampen",
+    "profile",
+)
 # "profile" is not a training phase: the 1-seed training step taken apart (benchmarks/step_profile.py).
 
 
@@ -50,7 +64,7 @@ def _items(workloads, dtypes, seed_counts, strategies, phases, est=0.0):
     for wl in workloads:
         for dtype in dtypes:
             for seeds in seed_counts:
-                for strategy in (("map",) if seeds == 1 else strategies):
+                for strategy in ("map",) if seeds == 1 else strategies:
                     out.append(Item(wl, dtype, seeds, strategy, tuple(phases), est))
     return out
 
@@ -62,9 +76,25 @@ def quick_matrix() -> list[Item]:
     states, the same program) and ResNet-18 (its CPU compile alone takes 15-45 s); run
     ``--phases proxy`` / ``--workloads resnet18-quick`` with a custom matrix for those."""
     return [
-        Item("mlp-quick", "float32", 1, "map", ("train", "retrain", "finetune", "gaussian", "blindspot",
-                                                "blindspot-inloop", "neggrad", "scrub-min", "scrub-max",
-                                                "ssd-importance", "ssd-dampen")),
+        Item(
+            "mlp-quick",
+            "float32",
+            1,
+            "map",
+            (
+                "train",
+                "retrain",
+                "finetune",
+                "gaussian",
+                "blindspot",
+                "blindspot-inloop",
+                "neggrad",
+                "scrub-min",
+                "scrub-max",
+                "ssd-importance",
+                "ssd-dampen",
+            ),
+        ),
         Item("mlp-quick", "float32", 2, "vmap", ("train",)),
         Item("mlp-quick", "float32", 2, "map", ("train", "blindspot")),  # proxy falls back to the original
         Item("mlp-quick", "float32", 2, "host", ("train",)),
@@ -125,8 +155,9 @@ OPTIONAL_TAIL = (
 def full_matrix(workloads=("allcnn", "resnet18", "lstm", "mlp")) -> list[Item]:
     """Everything: all phases x dtypes x {1, 8, 32} seeds x strategies (hours on a GPU)."""
     phases = [p for p in PHASE_ORDER if p != "profile"]
-    return (_items(workloads, ["float32", "bfloat16"], [1, 8, 32], ["vmap", "map", "host"], phases)
-            + _items(workloads, ["float32", "bfloat16"], [1], ["map"], ["profile"]))
+    return _items(workloads, ["float32", "bfloat16"], [1, 8, 32], ["vmap", "map", "host"], phases) + _items(
+        workloads, ["float32", "bfloat16"], [1], ["map"], ["profile"]
+    )
 
 
 SCALING_SEEDS = (1, 8, 32, 128, 512)
@@ -135,8 +166,12 @@ SCALING_SEEDS = (1, 8, 32, 128, 512)
 def scaling_matrix(workloads=("mlp", "lstm"), seeds=SCALING_SEEDS, strategies=("vmap", "map")) -> list[Item]:
     """The seed-scaling curve: training epochs at 1 to 512 seeds under each strategy
     (issue 18), smallest counts first, so a time budget cuts the largest ones."""
-    return [Item(wl, "float32", n, strategy, ("train",)) for n in seeds for wl in workloads
-            for strategy in (("map",) if n == 1 else strategies)]
+    return [
+        Item(wl, "float32", n, strategy, ("train",))
+        for n in seeds
+        for wl in workloads
+        for strategy in (("map",) if n == 1 else strategies)
+    ]
 
 
 def _workload_names() -> list[str]:
@@ -151,8 +186,12 @@ def select(items: list[Item], args) -> list[Item]:
 
     out = []
     for item in items:
-        if not (keep(item.workload, args.workloads) and keep(item.dtype, args.dtypes)
-                and keep(item.seeds, args.seeds) and keep(item.strategy, args.strategies)):
+        if not (
+            keep(item.workload, args.workloads)
+            and keep(item.dtype, args.dtypes)
+            and keep(item.seeds, args.seeds)
+            and keep(item.strategy, args.strategies)
+        ):
             continue
         phases = tuple(p for p in item.phases if keep(p, args.phases))
         if phases:
@@ -196,8 +235,9 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
-def run_items(items: list[Item], out: str, repeats: int = 2, budget_s: float | None = None,
-              summary: str | None = None) -> dict[str, int]:
+def run_items(
+    items: list[Item], out: str, repeats: int = 2, budget_s: float | None = None, summary: str | None = None
+) -> dict[str, int]:
     """Measures every phase of every item, appending one record each to ``out``; past
     ``budget_s`` seconds the remaining phases are recorded as skipped. Returns counts per kind."""
     from benchmarks.measure import STAGES, WORKLOADS, Bench
@@ -212,16 +252,28 @@ def run_items(items: list[Item], out: str, repeats: int = 2, budget_s: float | N
     for item in items:
         wl = WORKLOADS[item.workload]
         for phase in sorted(item.phases, key=PHASE_ORDER.index):
-            base = {**info, "workload": wl.name, "model": wl.model, "phase": phase,
-                    "pipeline": STAGES[phase][0] if phase in STAGES else "-",
-                    "dtype": item.dtype, "seeds": item.seeds, "strategy": item.strategy,
-                    "batch_size": wl.batch_size, "full_size": wl.full_size}
+            base = {
+                **info,
+                "workload": wl.name,
+                "model": wl.model,
+                "phase": phase,
+                "pipeline": STAGES[phase][0] if phase in STAGES else "-",
+                "dtype": item.dtype,
+                "seeds": item.seeds,
+                "strategy": item.strategy,
+                "batch_size": wl.batch_size,
+                "full_size": wl.full_size,
+            }
             elapsed = time.perf_counter() - started
             if terminated:
                 rec = {**base, "kind": "skipped", "wall_s": 0.0, "reason": "terminated (hard timeout) before this item"}
             elif budget_s is not None and elapsed + item.est_s / len(item.phases) > budget_s:
-                rec = {**base, "kind": "skipped", "wall_s": 0.0,
-                       "reason": f"time budget: {elapsed:.0f} s used of {budget_s:.0f} s"}
+                rec = {
+                    **base,
+                    "kind": "skipped",
+                    "wall_s": 0.0,
+                    "reason": f"time budget: {elapsed:.0f} s used of {budget_s:.0f} s",
+                }
             else:
                 t0 = time.perf_counter()
                 try:
@@ -237,11 +289,18 @@ def run_items(items: list[Item], out: str, repeats: int = 2, budget_s: float | N
                     rec = {**base, "kind": "measurement", **fields}
                     group = bench.epoch_s.get((wl.name, item.dtype, item.seeds, item.strategy), {})
                     rec["ratio_vs_retrain"] = stage_ratio(
-                        phase, group, bench.start_s.get((wl.name, item.dtype, item.seeds, item.strategy), {}),
-                        bench.config(wl, item.dtype))
+                        phase,
+                        group,
+                        bench.start_s.get((wl.name, item.dtype, item.seeds, item.strategy), {}),
+                        bench.config(wl, item.dtype),
+                    )
                 except Exception as err:  # noqa: BLE001 - one failure must not lose the rest
-                    rec = {**base, "kind": "error", "error": f"{type(err).__name__}: {err}"[:800],
-                           "traceback": traceback.format_exc()[-2000:]}
+                    rec = {
+                        **base,
+                        "kind": "error",
+                        "error": f"{type(err).__name__}: {err}"[:800],
+                        "traceback": traceback.format_exc()[-2000:],
+                    }
                 except Terminated:
                     terminated = True
                     rec = {**base, "kind": "error", "error": "terminated (hard timeout) during this measurement"}
@@ -254,6 +313,7 @@ def run_items(items: list[Item], out: str, repeats: int = 2, budget_s: float | N
     print(f"done in {time.perf_counter() - started:.1f} s: {counts}", flush=True)
     if summary:
         from benchmarks.summary import write_summary
+
         write_summary([out], summary)
     return counts
 
@@ -279,7 +339,6 @@ def stage_ratio(phase: str, epoch_s: dict[str, float], start_s: dict[str, float]
     return cost / (start_s.get("retrain", 0.0) + cfg.train_epochs * epoch_s["retrain"])
 
 
-
 def profile_line(rec: dict) -> str:
     parts = ", ".join(f"{name} {c['s'] * 1e3:.2f} ms" for name, c in rec["components"].items())
     return f"{rec['workload']:>14}   profile {rec['dtype']:>8} S=1   -   {parts}"
@@ -289,10 +348,12 @@ def one_line(rec: dict) -> str:
     head = f"{rec['workload']:>14} {rec['phase']:>9} {rec['dtype']:>8} S={rec['seeds']:<2} {rec['strategy']:>4}"
     if rec["kind"] == "measurement":
         q = {k: f"{v['mean']:.3f}" for k, v in rec["quality"].items()}
-        return (f"{head}  compile {rec['compile_s']:6.2f} s  epoch {rec['epoch_s_median']:.4f} s  "
-                f"{rec['samples_per_s']:9.0f} samples/s  {rec['achieved_tflops'] or 0:7.3f} TFLOP/s  "
-                f"loss {q.get('train_loss', '-')}  forget MAE {q.get('test_forget_mae', '-')}  "
-                f"wall {rec['wall_s']:.1f} s")
+        return (
+            f"{head}  compile {rec['compile_s']:6.2f} s  epoch {rec['epoch_s_median']:.4f} s  "
+            f"{rec['samples_per_s']:9.0f} samples/s  {rec['achieved_tflops'] or 0:7.3f} TFLOP/s  "
+            f"loss {q.get('train_loss', '-')}  forget MAE {q.get('test_forget_mae', '-')}  "
+            f"wall {rec['wall_s']:.1f} s"
+        )
     return f"{head}  {rec['kind'].upper()}: {rec.get('reason') or rec.get('error')}"
 
 
@@ -303,9 +364,12 @@ def main(argv=None) -> int:
     mode = p_run.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="tiny CPU matrix (CI smoke test)")
     mode.add_argument("--gpu", action="store_true", help="the prioritised one-GPU matrix")
-    mode.add_argument("--scaling", action="store_true",
-                      help=f"the seed-scaling curve: train epochs at {','.join(map(str, SCALING_SEEDS))} seeds, "
-                           "vmap and map (pick workloads with --workloads; default mlp,lstm)")
+    mode.add_argument(
+        "--scaling",
+        action="store_true",
+        help=f"the seed-scaling curve: train epochs at {','.join(map(str, SCALING_SEEDS))} seeds, "
+        "vmap and map (pick workloads with --workloads; default mlp,lstm)",
+    )
     p_run.add_argument("--out", default="benchmarks/results/bench.jsonl")
     p_run.add_argument("--summary", default=None, help="also write the Markdown summary here")
     p_run.add_argument("--repeats", type=int, default=2, help="timed epochs after the compiling one")

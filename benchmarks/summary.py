@@ -3,6 +3,7 @@ met / not met / not measured.
 
     python -m benchmarks.suite summarise bench.jsonl [more.jsonl] --out bench.md
 """
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if isinstance(value, float):
-        if value != 0 and abs(value) < 10 ** -digits:
+        if value != 0 and abs(value) < 10**-digits:
             return f"{value:.1e}"
         if abs(value) >= 1e4:
             return f"{value:,.0f}"
@@ -31,7 +32,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def _mib(value: Any) -> str:
-    return "-" if value is None else f"{value / 2 ** 20:,.0f}"
+    return "-" if value is None else f"{value / 2**20:,.0f}"
 
 
 def _device_key(rec: dict) -> tuple[str, str]:
@@ -44,21 +45,42 @@ def _jax(records):
 
 def _one_seed(records, rec) -> dict | None:
     for r in records:
-        if (r["seeds"] == 1 and r["workload"] == rec["workload"] and r["phase"] == rec["phase"]
-                and r["dtype"] == rec["dtype"] and _device_key(r) == _device_key(rec)):
+        if (
+            r["seeds"] == 1
+            and r["workload"] == rec["workload"]
+            and r["phase"] == rec["phase"]
+            and r["dtype"] == rec["dtype"]
+            and _device_key(r) == _device_key(rec)
+        ):
             return r
     return None
 
 
 def measurement_table(records: list[dict]) -> list[str]:
-    head = ("| workload | phase | dtype | seeds | strategy | compile s | start s | s/epoch (all seeds) | s/epoch per seed | "
-            "samples/s | TFLOP/s | vs 1 seed | program MiB | process peak MiB | train loss | test forget MAE | "
-            "test retain MAE | time vs retrain |")
+    head = (
+        "| workload | phase | dtype | seeds | strategy | compile s | start s | s/epoch (all seeds) | "
+        "s/epoch per seed | samples/s | TFLOP/s | vs 1 seed | program MiB | process peak MiB | train loss | "
+        "test forget MAE | test retain MAE | time vs retrain |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    order = {"train": 0, "retrain": 1, "proxy": 2, "finetune": 3, "gaussian": 4, "blindspot": 5, "blindspot-inloop": 6,
-             "neggrad": 7, "scrub-min": 8, "scrub-max": 9, "ssd-importance": 10, "ssd-dampen": 11}
-    rows = sorted(records, key=lambda r: (r["workload"], r["dtype"] != "float32", r["seeds"], r["strategy"],
-                                          order.get(r["phase"], 9)))
+    order = {
+        "train": 0,
+        "retrain": 1,
+        "proxy": 2,
+        "finetune": 3,
+        "gaussian": 4,
+        "blindspot": 5,
+        "blindspot-inloop": 6,
+        "neggrad": 7,
+        "scrub-min": 8,
+        "scrub-max": 9,
+        "ssd-importance": 10,
+        "ssd-dampen": 11,
+    }
+    rows = sorted(
+        records,
+        key=lambda r: (r["workload"], r["dtype"] != "float32", r["seeds"], r["strategy"], order.get(r["phase"], 9)),
+    )
     for r in rows:
         base = _one_seed(records, r)
         speed = r["seed_epochs_per_s"] / base["seed_epochs_per_s"] if base else None
@@ -70,11 +92,13 @@ def measurement_table(records: list[dict]) -> list[str]:
 
         lines.append(
             f"| {r['workload']} | {r['phase']} | {r['dtype']} | {r['seeds']} | {r['strategy']} | "
-            f"{_fmt(r['compile_s'], 1)} | {_fmt(r.get('start_s'), 4)} | {_fmt(r['epoch_s_median'], 4)} | {_fmt(r['per_seed_epoch_s'], 4)} | "
+            f"{_fmt(r['compile_s'], 1)} | {_fmt(r.get('start_s'), 4)} | {_fmt(r['epoch_s_median'], 4)} | "
+            f"{_fmt(r['per_seed_epoch_s'], 4)} | "
             f"{_fmt(r['samples_per_s'], 0)} | {_fmt(r['achieved_tflops'], 2)} | "
             f"{'-' if speed is None else f'{speed:.2f}x'} | {_mib(r.get('program_bytes'))} | "
             f"{_mib(r.get('peak_bytes_in_use'))} | {qm('train_loss')} | {qm('test_forget_mae')} | "
-            f"{qm('test_retain_mae')} | {_fmt(r.get('ratio_vs_retrain'), 4)} |")
+            f"{qm('test_retain_mae')} | {_fmt(r.get('ratio_vs_retrain'), 4)} |"
+        )
     return lines
 
 
@@ -83,15 +107,30 @@ def torch_table(records: list[dict]) -> list[str]:
     if not torch:
         return ["No PyTorch reference records (torch not importable, or not run)."]
     jax_recs = _jax(records)
-    lines = ["| workload | phase | dtype | PyTorch eager s/epoch | best JAX 1-seed s/epoch (strategy) | JAX speedup |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| workload | phase | dtype | PyTorch eager s/epoch | best JAX 1-seed s/epoch (strategy) | JAX speedup |",
+        "|---|---|---|---|---|---|",
+    ]
     for t in torch:
-        same = [r for r in jax_recs if r["seeds"] == 1 and r["workload"] == t["workload"]
-                and r["phase"] == t["phase"] and r["dtype"] == t["dtype"] and r["device"] == t["device"]]
+        same = [
+            r
+            for r in jax_recs
+            if r["seeds"] == 1
+            and r["workload"] == t["workload"]
+            and r["phase"] == t["phase"]
+            and r["dtype"] == t["dtype"]
+            and r["device"] == t["device"]
+        ]
         best = min(same, key=lambda r: r["epoch_s_median"], default=None)
-        lines.append(f"| {t['workload']} | {t['phase']} | {t['dtype']} | {_fmt(t['epoch_s_median'], 4)} | "
-                     + (f"{_fmt(best['epoch_s_median'], 4)} ({best['strategy']}) | "
-                        f"{t['epoch_s_median'] / best['epoch_s_median']:.2f}x |" if best else "- | - |"))
+        lines.append(
+            f"| {t['workload']} | {t['phase']} | {t['dtype']} | {_fmt(t['epoch_s_median'], 4)} | "
+            + (
+                f"{_fmt(best['epoch_s_median'], 4)} ({best['strategy']}) | "
+                f"{t['epoch_s_median'] / best['epoch_s_median']:.2f}x |"
+                if best
+                else "- | - |"
+            )
+        )
     return lines
 
 
@@ -101,8 +140,10 @@ def _per_seed_best(recs, workload, phase, limit):
     if not hits:
         return "not measured", "no records"
     best = min(hits, key=lambda r: r["per_seed_epoch_s"])
-    detail = (f"best {best['per_seed_epoch_s']:.4f} s per seed ({best['dtype']}, {best['seeds']} seeds, "
-              f"{best['strategy']}); limit {limit} s")
+    detail = (
+        f"best {best['per_seed_epoch_s']:.4f} s per seed ({best['dtype']}, {best['seeds']} seeds, "
+        f"{best['strategy']}); limit {limit} s"
+    )
     per_dtype = {}
     for r in hits:
         per_dtype[r["dtype"]] = min(per_dtype.get(r["dtype"], math.inf), r["per_seed_epoch_s"])
@@ -114,10 +155,16 @@ def _eight_vs_one(recs, workload):
     parts, ok, seen = [], True, False
     for phase in ("train", "blindspot"):
         for dtype in ("float32", "bfloat16"):
-            one = [r for r in recs if r["workload"] == workload and r["phase"] == phase and r["dtype"] == dtype
-                   and r["seeds"] == 1]
-            eight = [r for r in recs if r["workload"] == workload and r["phase"] == phase and r["dtype"] == dtype
-                     and r["seeds"] == 8]
+            one = [
+                r
+                for r in recs
+                if r["workload"] == workload and r["phase"] == phase and r["dtype"] == dtype and r["seeds"] == 1
+            ]
+            eight = [
+                r
+                for r in recs
+                if r["workload"] == workload and r["phase"] == phase and r["dtype"] == dtype and r["seeds"] == 8
+            ]
             if not one or not eight:
                 continue
             seen = True
@@ -133,10 +180,16 @@ def _eight_vs_one(recs, workload):
 def _scaling(recs, workload, seeds, factor):
     parts, ok, seen = [], True, False
     for dtype in ("float32", "bfloat16"):
-        one = [r for r in recs if r["workload"] == workload and r["phase"] == "train" and r["dtype"] == dtype
-               and r["seeds"] == 1]
-        many = [r for r in recs if r["workload"] == workload and r["phase"] == "train" and r["dtype"] == dtype
-                and r["seeds"] == seeds]
+        one = [
+            r
+            for r in recs
+            if r["workload"] == workload and r["phase"] == "train" and r["dtype"] == dtype and r["seeds"] == 1
+        ]
+        many = [
+            r
+            for r in recs
+            if r["workload"] == workload and r["phase"] == "train" and r["dtype"] == dtype and r["seeds"] == seeds
+        ]
         if not one or not many:
             continue
         seen = True
@@ -158,8 +211,9 @@ def _same_work(r) -> tuple:
 def bf16_pairs(recs) -> list[tuple[dict, dict]]:
     """(fp32, bf16) records of the same work under the same seed strategy, >= 2 seeds."""
     fp32 = {(*_same_work(r), r["strategy"]): r for r in recs if r["dtype"] == "float32" and r["seeds"] > 1}
-    return [(fp32[k], r) for r in recs if r["dtype"] == "bfloat16"
-            for k in [(*_same_work(r), r["strategy"])] if k in fp32]
+    return [
+        (fp32[k], r) for r in recs if r["dtype"] == "bfloat16" for k in [(*_same_work(r), r["strategy"])] if k in fp32
+    ]
 
 
 def rounding_pairs(recs) -> list[tuple[dict, dict]]:
@@ -170,8 +224,13 @@ def rounding_pairs(recs) -> list[tuple[dict, dict]]:
     for r in recs:
         if r["dtype"] == "float32" and r["seeds"] > 1:
             groups[_same_work(r)].append(r)
-    return [(a, b) for group in groups.values() for i, a in enumerate(group) for b in group[i + 1:]
-            if a["strategy"] != b["strategy"]]
+    return [
+        (a, b)
+        for group in groups.values()
+        for i, a in enumerate(group)
+        for b in group[i + 1 :]
+        if a["strategy"] != b["strategy"]
+    ]
 
 
 def _compare(pairs) -> tuple[int, list[str], list[float]]:
@@ -188,10 +247,12 @@ def _compare(pairs) -> tuple[int, list[str], list[float]]:
             p_values.append(paired_p_value(np.asarray(qb["per_seed"], float) - np.asarray(qa["per_seed"], float)))
             noise = max(qa["std"] or 0.0, qb["std"] or 0.0)
             if abs(qb["mean"] - qa["mean"]) > noise:
-                bad.append(f"{a['workload']}/{a['phase']}/S={a['seeds']}/{a['strategy']} {m}: "
-                           f"{a['dtype']} {qa['mean']:.4f} ± {qa['std']:.4f} vs {b['dtype']}"
-                           + ("" if a["strategy"] == b["strategy"] else f"/{b['strategy']}")
-                           + f" {qb['mean']:.4f} ± {qb['std']:.4f}")
+                bad.append(
+                    f"{a['workload']}/{a['phase']}/S={a['seeds']}/{a['strategy']} {m}: "
+                    f"{a['dtype']} {qa['mean']:.4f} ± {qa['std']:.4f} vs {b['dtype']}"
+                    + ("" if a["strategy"] == b["strategy"] else f"/{b['strategy']}")
+                    + f" {qb['mean']:.4f} ± {qb['std']:.4f}"
+                )
     return len(p_values), bad, p_values
 
 
@@ -201,8 +262,10 @@ def _paired_tests(p_values: list[float]) -> str:
     finite = [p for p in p_values if math.isfinite(p)]
     if not finite:
         return "no paired test (fewer than 2 seeds)"
-    return (f"paired t over seeds: smallest p {min(finite):.3g}, {sum(p < 0.05 for p in finite)} below 0.05, "
-            f"{sum(holm_rejections(p_values))} significant after Holm over the {len(p_values)}")
+    return (
+        f"paired t over seeds: smallest p {min(finite):.3g}, {sum(p < 0.05 for p in finite)} below 0.05, "
+        f"{sum(holm_rejections(p_values))} significant after Holm over the {len(p_values)}"
+    )
 
 
 def bf16_quality(recs):
@@ -215,14 +278,17 @@ def bf16_quality(recs):
         return "not measured", "needs fp32 and bf16 records of the same item with >= 2 seeds"
     checked, bad, p_values = _compare(pairs)
     detail = f"{checked} metric pairs over {len(pairs)} items"
-    detail += ("; outside noise: " + "; ".join(bad) if bad else "; none outside noise")
+    detail += "; outside noise: " + "; ".join(bad) if bad else "; none outside noise"
     detail += f"; {_paired_tests(p_values)}"
     control = rounding_pairs(recs)
     if control:
         c_checked, c_bad, c_p = _compare(control)
-        detail += (f". Control, fp32 against fp32 under another seed strategy (rounding alone): {len(c_bad)} of "
-                   f"{c_checked} metric pairs outside noise" + (" (" + "; ".join(c_bad) + ")" if c_bad else "")
-                   + f"; {_paired_tests(c_p)}")
+        detail += (
+            f". Control, fp32 against fp32 under another seed strategy (rounding alone): {len(c_bad)} of "
+            f"{c_checked} metric pairs outside noise"
+            + (" (" + "; ".join(c_bad) + ")" if c_bad else "")
+            + f"; {_paired_tests(c_p)}"
+        )
     return ("met" if not bad else "not met"), detail
 
 
@@ -248,12 +314,15 @@ def auto_strategy(recs):
         good = ratio <= SAME_AS_ONE_SEED_TOLERANCE
         ok &= good
         if not good or fastest["strategy"] != choice:
-            parts.append(f"{workload}/{phase}/{dtype}/S={seeds}: auto={choice} "
-                         + (f"{ratio:.2f}x the fastest ({fastest['strategy']})" if chosen else "not measured"))
+            parts.append(
+                f"{workload}/{phase}/{dtype}/S={seeds}: auto={choice} "
+                + (f"{ratio:.2f}x the fastest ({fastest['strategy']})" if chosen else "not measured")
+            )
     if not seen:
         return "not measured", "needs one item measured under several seed strategies"
-    return ("met" if ok else "not met"), ("; ".join(parts) if parts else "auto's choice was the fastest everywhere") \
-        + f" (met if within {SAME_AS_ONE_SEED_TOLERANCE}x of the fastest)"
+    return ("met" if ok else "not met"), (
+        "; ".join(parts) if parts else "auto's choice was the fastest everywhere"
+    ) + f" (met if within {SAME_AS_ONE_SEED_TOLERANCE}x of the fastest)"
 
 
 TARGETS: list[tuple[str, Callable]] = [
@@ -286,8 +355,15 @@ def targets_table(records: list[dict]) -> list[str]:
 
 
 def _item_key(r: dict) -> tuple:
-    return (r.get("framework"), r.get("device"), r.get("workload"), r.get("phase"), r.get("dtype"), r.get("seeds"),
-            r.get("strategy"))
+    return (
+        r.get("framework"),
+        r.get("device"),
+        r.get("workload"),
+        r.get("phase"),
+        r.get("dtype"),
+        r.get("seeds"),
+        r.get("strategy"),
+    )
 
 
 def unresolved_problems(records: list[dict]) -> tuple[list[dict], int]:
@@ -301,58 +377,106 @@ def unresolved_problems(records: list[dict]) -> tuple[list[dict], int]:
 
 def render_summary(records: list[dict]) -> str:
     out = ["# jaxunlearn benchmark summary", ""]
-    runs = sorted({tuple(str(x) for x in (r.get("framework"), r.get("device"), r.get("backend"), r.get("versions"),
-                                          r.get("git_commit"), (r.get("date_utc") or "")[:10])) for r in records})
+    runs = sorted(
+        {
+            tuple(
+                str(x)
+                for x in (
+                    r.get("framework"),
+                    r.get("device"),
+                    r.get("backend"),
+                    r.get("versions"),
+                    r.get("git_commit"),
+                    (r.get("date_utc") or "")[:10],
+                )
+            )
+            for r in records
+        }
+    )
     out.append("Runs (framework, device, backend, versions, commit, date):")
     out += [f"- {' | '.join(str(x) for x in run)}" for run in runs]
     out.append("")
     kinds = defaultdict(int)
     for r in records:
         kinds[r.get("kind")] += 1
-    out.append(f"{kinds['measurement']} measurements, {kinds['profile']} step profiles, {kinds['skipped']} skipped, "
-               f"{kinds['error']} failed.")
+    out.append(
+        f"{kinds['measurement']} measurements, {kinds['profile']} step profiles, {kinds['skipped']} skipped, "
+        f"{kinds['error']} failed."
+    )
     for device in sorted({_device_key(r) for r in _jax(records)}):
         recs = [r for r in _jax(records) if _device_key(r) == device]
         out += ["", f"## {device[0]} ({device[1]})", ""]
         if device[1] == "cpu":
-            out += [("CPU run: `device.memory_stats()` is unavailable on XLA:CPU, so peak memory is '-'; "
-                    "'program MiB' is XLA's memory analysis of the timed program."), ""]
+            out += [
+                (
+                    "CPU run: `device.memory_stats()` is unavailable on XLA:CPU, so peak memory is '-'; "
+                    "'program MiB' is XLA's memory analysis of the timed program."
+                ),
+                "",
+            ]
         else:
-            out += [("'program MiB' is XLA's memory analysis of the timed program (arguments, outputs, "
-                     "temporaries); 'process peak MiB' is the device's high-water mark since the measuring "
-                     "process started (JAX cannot reset it), so it bounds the row from above and may come "
-                     "from an earlier item of the same run."), ""]
+            out += [
+                (
+                    "'program MiB' is XLA's memory analysis of the timed program (arguments, outputs, "
+                    "temporaries); 'process peak MiB' is the device's high-water mark since the measuring "
+                    "process started (JAX cannot reset it), so it bounds the row from above and may come "
+                    "from an earlier item of the same run."
+                ),
+                "",
+            ]
         out += measurement_table(recs)
-    out += ["", ("Time per epoch is the median of the timed epochs after the compiling one (all seeds together); "
+    out += [
+        "",
+        (
+            "Time per epoch is the median of the timed epochs after the compiling one (all seeds together); "
             "'vs 1 seed' is seed-epochs/s over the 1-seed rate; 'time vs retrain' projects the paper's epoch "
             "counts (retrain 100, fine-tune 5, Gaussian 1, blindspot proxy 2 + student 1, NegGrad+ 5, SCRUB 5 "
             "min + 1 max passes) onto the median "
             "epoch times of the same group, plus each phase's 'start s' (building its initial state; for "
             "'blindspot' that includes computing the proxy cache on the forget rows, which "
-            "'blindspot-inloop' does on every batch instead); quality is mean ± seed-to-seed std (standardised units, synthetic data).")]
-    out += ["", "## PyTorch eager reference vs JAX (same device)", ""] + torch_table(records)
+            "'blindspot-inloop' does on every batch instead); quality is mean ± seed-to-seed std "
+            "(standardised units, synthetic data)."
+        ),
+    ]
+    out += ["", "## PyTorch eager reference vs JAX (same device)", "", *torch_table(records)]
     if any(r.get("kind") == "profile" for r in records):
         from benchmarks.step_profile import profile_table
 
-        out += ["", "## One training step taken apart (1 seed)", "",
-                ("Each part compiled and timed on its own (median of 10 calls); 'scan_step' is the median "
-                 "epoch of the library's loop (its validation pass included) divided by its steps, with the "
-                 "step's FLOPs. FLOPs are the suite's matmul/conv count. What 'step' adds to "
-                 "'grad' is the optimizer; what 'scan_step' adds to 'step' is the loop, the batch gather and "
-                 "the divergence guard. A part called on its own also pays one dispatch (tens of microseconds), "
-                 "which dominates tiny steps."), ""] + profile_table(records)
-    out += ["", "## Targets", ""] + targets_table(records)
+        out += [
+            "",
+            "## One training step taken apart (1 seed)",
+            "",
+            "Each part compiled and timed on its own (median of 10 calls); 'scan_step' is the median "
+            "epoch of the library's loop (its validation pass included) divided by its steps, with the "
+            "step's FLOPs. FLOPs are the suite's matmul/conv count. What 'step' adds to "
+            "'grad' is the optimizer; what 'scan_step' adds to 'step' is the loop, the batch gather and "
+            "the divergence guard. A part called on its own also pays one dispatch (tens of microseconds), "
+            "which dominates tiny steps.",
+            "",
+            *profile_table(records),
+        ]
+    out += ["", "## Targets", "", *targets_table(records)]
     problems, superseded = unresolved_problems(records)
     if superseded:
-        out += ["", f"{superseded} skipped or failed items were measured by a later run of the same records "
-                    "and are not listed below."]
+        out += [
+            "",
+            f"{superseded} skipped or failed items were measured by a later run of the same records "
+            "and are not listed below.",
+        ]
     if problems:
-        out += ["", "## Skipped or failed", "", "| workload | phase | dtype | seeds | strategy | kind | why |",
-                "|---|---|---|---|---|---|---|"]
+        out += [
+            "",
+            "## Skipped or failed",
+            "",
+            "| workload | phase | dtype | seeds | strategy | kind | why |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in problems:
             why = (r.get("reason") or r.get("error") or "").replace("|", "/").replace("\n", " ")[:200]
-            out.append(f"| {r.get('workload')} | {r.get('phase')} | {r.get('dtype')} | {r.get('seeds')} | "
-                       f"{r.get('strategy')} | {r['kind']} | {why} |")
+            out.append(
+                f"| {r.get('workload')} | {r.get('phase')} | {r.get('dtype')} | {r.get('seeds')} | "
+                f"{r.get('strategy')} | {r['kind']} | {why} |"
+            )
     return "\n".join(out) + "\n"
 
 

@@ -18,6 +18,7 @@ XLA's SAME pads (0, 1): same shapes and FLOPs. Data: synthetic, already on the d
 Without torch it appends one "skipped" record saying so and exits 0. torch is an optional
 benchmark extra (``pip install .[bench]``), never a dependency of jaxunlearn.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,13 @@ def build_model(torch, width: int, in_channels: int = 3):
             layers, c_in = [], in_channels
             for mult, k, s in BLOCKS:
                 c = width * mult
-                layers.append(nn.Sequential(nn.Conv2d(c_in, c, k, stride=s, padding=k // 2, bias=False),
-                                            nn.BatchNorm2d(c, eps=1e-5, momentum=0.1), nn.ReLU()))
+                layers.append(
+                    nn.Sequential(
+                        nn.Conv2d(c_in, c, k, stride=s, padding=k // 2, bias=False),
+                        nn.BatchNorm2d(c, eps=1e-5, momentum=0.1),
+                        nn.ReLU(),
+                    )
+                )
                 c_in = c
             self.blocks = nn.ModuleList(layers)
             self.head = nn.Linear(c_in, 1)
@@ -79,11 +85,14 @@ def make_data(torch, wl, device, seed=0):
     x = torch.randn(n, c, h, w, generator=g)
     v = torch.randn(c * h * w, generator=g)
     y = x.flatten(1) @ v / math.sqrt(v.numel())
-    threshold = torch.quantile(y[:wl.rows], FORGET_QUANTILE)
+    threshold = torch.quantile(y[: wl.rows], FORGET_QUANTILE)
     forget = y <= threshold
-    y = ((y - y[:wl.rows].mean()) / y[:wl.rows].std()).unsqueeze(1)
-    split = {"train": slice(0, wl.rows), "val": slice(wl.rows, wl.rows + wl.extra_rows),
-             "test": slice(wl.rows + wl.extra_rows, n)}
+    y = ((y - y[: wl.rows].mean()) / y[: wl.rows].std()).unsqueeze(1)
+    split = {
+        "train": slice(0, wl.rows),
+        "val": slice(wl.rows, wl.rows + wl.extra_rows),
+        "test": slice(wl.rows + wl.extra_rows, n),
+    }
     return {k: (x[s].to(device), y[s].to(device), forget[s].to(device)) for k, s in split.items()}
 
 
@@ -105,7 +114,7 @@ class Reference:
         n, b = self.wl.rows, self.wl.batch_size
         perm = self.torch.randperm(n, device=self.device)
         starts = list(range(0, n, b))[: self.max_batches]
-        return [perm[i:i + b] for i in starts]
+        return [perm[i : i + b] for i in starts]
 
     def rows_per_epoch(self):
         return sum(int(idx.numel()) for idx in self.batches())
@@ -130,8 +139,8 @@ class Reference:
         val, nv = 0.0, 0
         with torch.no_grad(), self.amp:
             for i in range(0, xv.shape[0], self.wl.batch_size):
-                pred, _ = self.model(xv[i:i + self.wl.batch_size])
-                val += F.l1_loss(pred.float(), yv[i:i + self.wl.batch_size], reduction="sum").item()
+                pred, _ = self.model(xv[i : i + self.wl.batch_size])
+                val += F.l1_loss(pred.float(), yv[i : i + self.wl.batch_size], reduction="sum").item()
                 nv += pred.shape[0]
         self.sched.step(val / nv)
         return running / seen
@@ -153,7 +162,7 @@ class Reference:
                     with torch.no_grad():
                         proxy_pred, proxy_feats = self.proxy(xb[fb])
                     proxy_loss = F.l1_loss(pred[fb], proxy_pred.float())
-                    for s, t in zip(feats, proxy_feats):
+                    for s, t in zip(feats, proxy_feats, strict=True):
                         proxy_loss = proxy_loss + beta * (attention(torch, s[fb]) - attention(torch, t)).pow(2).mean()
                 coeff = fb.sum() / len(fb)
                 loss = coeff * proxy_loss + (1 - coeff) * label_loss
@@ -169,8 +178,10 @@ class Reference:
         with self.torch.no_grad(), self.amp:
             pred, _ = model(x)
         err = (pred.float() - y).abs()[:, 0]
-        return {"test_retain_mae": summary_stats([err[~forget].mean().item()]),
-                "test_forget_mae": summary_stats([err[forget].mean().item()])}
+        return {
+            "test_retain_mae": summary_stats([err[~forget].mean().item()]),
+            "test_forget_mae": summary_stats([err[forget].mean().item()]),
+        }
 
 
 def measure(torch, ref: Reference, phase: str, repeats: int) -> dict:
@@ -194,19 +205,34 @@ def measure(torch, ref: Reference, phase: str, repeats: int) -> dict:
     model = ref.model if phase == "train" else ref.student
     cuda = ref.device.type == "cuda"
     return {
-        "kind": "measurement", "phase": phase, "pipeline": "original" if phase == "train" else "blindspot",
-        "seeds": 1, "strategy": "torch-eager", "rows_per_epoch": rows, "partial_epoch": ref.max_batches is not None,
-        "compile_s": max(first - median, 0.0), "first_call_s": first, "repeats": repeats,
-        "epoch_s_median": median, "epoch_s_all": times, "per_seed_epoch_s": median,
-        "samples_per_s": rows / median, "seed_epochs_per_s": 1.0 / median,
-        "flops_per_seed_epoch": None, "achieved_tflops": None,
+        "kind": "measurement",
+        "phase": phase,
+        "pipeline": "original" if phase == "train" else "blindspot",
+        "seeds": 1,
+        "strategy": "torch-eager",
+        "rows_per_epoch": rows,
+        "partial_epoch": ref.max_batches is not None,
+        "compile_s": max(first - median, 0.0),
+        "first_call_s": first,
+        "repeats": repeats,
+        "epoch_s_median": median,
+        "epoch_s_all": times,
+        "per_seed_epoch_s": median,
+        "samples_per_s": rows / median,
+        "seed_epochs_per_s": 1.0 / median,
+        "flops_per_seed_epoch": None,
+        "achieved_tflops": None,
         "flops_source": "none (the summary compares epoch times with the JAX records of the same work)",
         "peak_bytes_in_use": torch.cuda.max_memory_allocated() if cuda else None,
-        "memory_note": "torch.cuda.max_memory_allocated() over this measurement" if cuda
+        "memory_note": "torch.cuda.max_memory_allocated() over this measurement"
+        if cuda
         else "no device memory counter on the CPU",
-        "paper_epochs": PAPER_EPOCHS[phase], "phase_s_projected": PAPER_EPOCHS[phase] * median,
+        "paper_epochs": PAPER_EPOCHS[phase],
+        "phase_s_projected": PAPER_EPOCHS[phase] * median,
         "quality": {"train_loss": summary_stats([loss]), **ref.test_mae(model)},
-        "torch_threads": torch.get_num_threads(), "cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "torch_threads": torch.get_num_threads(),
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
     }
 
 
@@ -219,8 +245,12 @@ def main(argv=None) -> int:
     parser.add_argument("--phases", default="train,blindspot")
     parser.add_argument("--repeats", type=int, default=2, help="timed epochs after the warm-up epoch")
     parser.add_argument("--max-batches", type=int, default=None, help="cut each epoch to this many batches")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads (CPU; 1 avoids OpenMP spinning on a shared 2-core machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads (CPU; 1 avoids OpenMP spinning on a shared 2-core machine)",
+    )
     args = parser.parse_args(argv)
     wl = WORKLOADS[args.workload]
     base = {"workload": wl.name, "model": wl.model, "batch_size": wl.batch_size, "full_size": wl.full_size}
@@ -230,8 +260,19 @@ def main(argv=None) -> int:
         info = run_info("torch", "unknown", "unknown", {"torch": None})
         for phase in args.phases.split(","):
             for dtype in args.dtypes.split(","):
-                append_record(args.out, {**info, **base, "kind": "skipped", "phase": phase, "dtype": dtype,
-                                         "seeds": 1, "strategy": "torch-eager", "reason": f"torch not importable: {err}"})
+                append_record(
+                    args.out,
+                    {
+                        **info,
+                        **base,
+                        "kind": "skipped",
+                        "phase": phase,
+                        "dtype": dtype,
+                        "seeds": 1,
+                        "strategy": "torch-eager",
+                        "reason": f"torch not importable: {err}",
+                    },
+                )
         print(f"torch not importable ({err}): recorded as skipped", flush=True)
         return 0
     if args.threads:
@@ -239,8 +280,12 @@ def main(argv=None) -> int:
     name = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     kind = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    info = run_info("torch", kind, "gpu" if device.type == "cuda" else "cpu",
-                    {"torch": torch.__version__, "cuda": torch.version.cuda})
+    info = run_info(
+        "torch",
+        kind,
+        "gpu" if device.type == "cuda" else "cpu",
+        {"torch": torch.__version__, "cuda": torch.version.cuda},
+    )
     for dtype in args.dtypes.split(","):
         ref = Reference(torch, wl, device, dtype, args.max_batches)
         for phase in args.phases.split(","):
@@ -250,9 +295,15 @@ def main(argv=None) -> int:
             except Exception as err:  # noqa: BLE001 - record and go on
                 rec.update(kind="error", error=f"{type(err).__name__}: {err}"[:800])
             append_record(args.out, rec)
-            print(f"torch {wl.name} {phase} {dtype}: " + (
-                f"{rec['epoch_s_median']:.4f} s/epoch, loss {rec['quality']['train_loss']['mean']:.3f}"
-                if rec["kind"] == "measurement" else rec["error"]), flush=True)
+            print(
+                f"torch {wl.name} {phase} {dtype}: "
+                + (
+                    f"{rec['epoch_s_median']:.4f} s/epoch, loss {rec['quality']['train_loss']['mean']:.3f}"
+                    if rec["kind"] == "measurement"
+                    else rec["error"]
+                ),
+                flush=True,
+            )
     return 0
 
 

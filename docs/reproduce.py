@@ -26,11 +26,11 @@ the BLAS kernel, XLA's flags and threads, the package versions (``environment.ma
 When a study falls short of bitwise, the differences of this machine from the recorded one
 are printed.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shlex
 import subprocess
@@ -73,14 +73,15 @@ def compare_args(command: str, scratch: Path, seeds: int | None, numerics: str =
         out.append(arg)
     if seeds is not None:
         out += ["--seeds", str(seeds)]
-    return out + ["--numerics", numerics, "--no-progress"]
+    return [*out, "--numerics", numerics, "--no-progress"]
 
 
 def run_study_command(args: list[str], cwd: Path = ROOT) -> None:
     """Runs ``jaxunlearn ARGS`` in a fresh process; raises on failure with its output's tail."""
     env = dict(os.environ, JAXUNLEARN_CACHE_DIR=os.environ.get("JAXUNLEARN_CACHE_DIR", "off"))
-    proc = subprocess.run([sys.executable, "-m", "jaxunlearn.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxunlearn.cli", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"jaxunlearn {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
 
@@ -94,9 +95,12 @@ def machine_differences(recorded: dict, here: dict) -> list[str]:
 
     if "machine" in recorded:
         return differences(recorded["machine"], here.get("machine", {}))
-    out = [f"{name}: {recorded[name]!r} committed, {here.get(name)!r} here" for name in ("cpu", "cpu_cores")
-           if name in recorded and recorded[name] != here.get(name)]
-    return out + ["the committed study records no CPU family/model, ISA, BLAS kernel or XLA flags"]
+    out = [
+        f"{name}: {recorded[name]!r} committed, {here.get(name)!r} here"
+        for name in ("cpu", "cpu_cores")
+        if name in recorded and recorded[name] != here.get(name)
+    ]
+    return [*out, "the committed study records no CPU family/model, ISA, BLAS kernel or XLA flags"]
 
 
 def same_machine(key: str) -> bool:
@@ -109,8 +113,9 @@ def same_machine(key: str) -> bool:
     if "machine" in recorded:  # the rerun's XLA flags are the mode's, not this process's
         from jaxunlearn import numerics
 
-        here["machine"]["xla"]["flags"] = numerics.flags_for(recorded.get("numerics", "native"),
-                                                             _strip_portable(here["machine"]["xla"]["flags"]))
+        here["machine"]["xla"]["flags"] = numerics.flags_for(
+            recorded.get("numerics", "native"), _strip_portable(here["machine"]["xla"]["flags"])
+        )
     return not machine_differences(recorded, here)
 
 
@@ -120,8 +125,9 @@ def _strip_portable(flags: str) -> str:
     return " ".join(part for part in flags.split() if part not in PORTABLE_XLA_FLAGS)
 
 
-def reproduce(key: str, scratch: Path, seeds: int | None = None, statistical: bool = True
-              ) -> tuple[Agreement, dict | None]:
+def reproduce(
+    key: str, scratch: Path, seeds: int | None = None, statistical: bool = True
+) -> tuple[Agreement, dict | None]:
     """Reruns study ``key`` in the numerics it was made in and finds the strongest level that
     holds: first on ``seeds`` seeds, then (when neither bitwise nor rounding holds there and
     ``statistical``) on every seed. Returns (the agreement, the rerun's environment record)."""
@@ -135,8 +141,10 @@ def reproduce(key: str, scratch: Path, seeds: int | None = None, statistical: bo
     agreement = strongest_level(expected, got, seeds, statistical=statistical and seeds is None)
     total = len(next(iter(next(iter(expected["per_seed"].values())).values())))
     if agreement.level is None and statistical and seeds is not None and seeds < total:
-        print(f"{key}: neither bitwise nor rounding on {seeds} seeds; rerunning all {total} for the statistical level",
-              flush=True)
+        print(
+            f"{key}: neither bitwise nor rounding on {seeds} seeds; rerunning all {total} for the statistical level",
+            flush=True,
+        )
         run_study_command(compare_args(STUDIES[key], scratch, None, mode))
         got = json.loads((scratch / key / "results.json").read_text())
         full = strongest_level(expected, got, None, statistical=True)
@@ -146,18 +154,25 @@ def reproduce(key: str, scratch: Path, seeds: int | None = None, statistical: bo
 
 def write(key: str, numerics: str) -> None:
     """Regenerates study ``key`` in place (docs/results/KEY) in ``numerics``."""
-    run_study_command(shlex.split(STUDIES[key])[1:] + ["--numerics", numerics, "--no-progress"])
+    run_study_command([*shlex.split(STUDIES[key])[1:], "--numerics", numerics, "--no-progress"])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help=f"comma-separated studies (default: all of {', '.join(STUDIES)})")
     parser.add_argument("--seeds", type=int, help="compare the first N seeds first")
-    parser.add_argument("--no-statistical", action="store_true",
-                        help="stop at the rounding level: never rerun every seed for the statistical test")
+    parser.add_argument(
+        "--no-statistical",
+        action="store_true",
+        help="stop at the rounding level: never rerun every seed for the statistical test",
+    )
     parser.add_argument("--write", action="store_true", help="rerun into docs/results/ (regenerate)")
-    parser.add_argument("--numerics", choices=("native", "portable"), default="portable",
-                        help="with --write: the numerics mode to regenerate in (default portable)")
+    parser.add_argument(
+        "--numerics",
+        choices=("native", "portable"),
+        default="portable",
+        help="with --write: the numerics mode to regenerate in (default portable)",
+    )
     args = parser.parse_args(argv)
     keys = [k.strip() for k in args.only.split(",")] if args.only else list(STUDIES)
     unknown = [k for k in keys if k not in STUDIES]
@@ -182,8 +197,10 @@ def main(argv: list[str] | None = None) -> int:
             except RuntimeError as err:
                 agreement, here = Agreement(None, (str(err),)), None
             levels[key] = agreement.level
-            print(f"{key}: {(agreement.level or 'NOT REPRODUCED').upper()} ({time.perf_counter() - start:.0f} s)",
-                  flush=True)
+            print(
+                f"{key}: {(agreement.level or 'NOT REPRODUCED').upper()} ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
             for line in agreement.detail:
                 print(f"    {line}")
             if agreement.level != "bitwise" and here is not None:

@@ -18,14 +18,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from jaxunlearn.claims import evaluate_claims, holm_rejections
 
-__all__ = ["LEVELS", "TIMES", "RTOL", "Agreement", "first_seeds", "per_seed_differences", "rounding_differences",
-           "statistical_agreement", "strongest_level"]
+__all__ = [
+    "LEVELS",
+    "RTOL",
+    "TIMES",
+    "Agreement",
+    "first_seeds",
+    "per_seed_differences",
+    "rounding_differences",
+    "statistical_agreement",
+    "strongest_level",
+]
 
 LEVELS = ("bitwise", "rounding", "statistical")
 # Per-seed entries that are wall times, not results.
@@ -43,8 +53,9 @@ def _same(a: float | None, b: float | None, rtol: float = 0.0) -> bool:
     return a == b or abs(a - b) <= rtol * max(abs(a), abs(b))
 
 
-def per_seed_differences(expected: Mapping, got: Mapping, seeds: int | None = None,
-                         rtol: float = 0.0) -> tuple[int, list[str]]:
+def per_seed_differences(
+    expected: Mapping, got: Mapping, seeds: int | None = None, rtol: float = 0.0
+) -> tuple[int, list[str]]:
     """(number of per-seed values compared, descriptions of those that differ) between two
     results.json ``per_seed`` tables, wall times excepted.
 
@@ -68,7 +79,7 @@ def per_seed_differences(expected: Mapping, got: Mapping, seeds: int | None = No
             if have is None or len(have) != len(want):
                 diffs.append(f"{row}.{name}: {len(want)} values committed, {None if have is None else len(have)} now")
                 continue
-            for i, (a, b) in enumerate(zip(want, have)):
+            for i, (a, b) in enumerate(zip(want, have, strict=True)):
                 if not _same(a, b, rtol):
                     diffs.append(f"{row}.{name}[seed {i}]: {a!r} committed, {b!r} now")
     for row in got:
@@ -149,18 +160,28 @@ def statistical_agreement(expected: Mapping, got: Mapping, alpha: float = ALPHA)
             p, n_a, n_b = welch_p_value(values, got[row][name])
             finite_a = [v for v in values if v is not None and math.isfinite(v)]
             finite_b = [v for v in got[row][name] if v is not None and math.isfinite(v)]
-            tests.append(MeanTest(row, name, float(np.mean(finite_a)) if finite_a else math.nan,
-                                  float(np.mean(finite_b)) if finite_b else math.nan, p, (n_a, n_b)))
-    rejected = tuple(t for t, r in zip(tests, holm_rejections([t.p for t in tests], alpha)) if r)
+            tests.append(
+                MeanTest(
+                    row,
+                    name,
+                    float(np.mean(finite_a)) if finite_a else math.nan,
+                    float(np.mean(finite_b)) if finite_b else math.nan,
+                    p,
+                    (n_a, n_b),
+                )
+            )
+    rejected = tuple(t for t, r in zip(tests, holm_rejections([t.p for t in tests], alpha), strict=True) if r)
     missing = [row for row in expected if row not in got]
 
     def as_arrays(per_seed: Mapping) -> dict[str, dict[str, np.ndarray]]:
-        return {row: {k: np.array([np.nan if v is None else v for v in vals], np.float64) for k, vals in m.items()}
-                for row, m in per_seed.items()}
+        return {
+            row: {k: np.array([np.nan if v is None else v for v in vals], np.float64) for k, vals in m.items()}
+            for row, m in per_seed.items()
+        }
 
     before, after = evaluate_claims(as_arrays(expected)), evaluate_claims(as_arrays(got))
-    changed = tuple(f"{a.claim} vs {a.versus}: {a.outcome} -> {b.outcome}" for a, b in zip(before, after)
-                    if a.outcome != b.outcome)
+    pairs = zip(before, after, strict=False)  # a different number of claims is reported below
+    changed = tuple(f"{a.claim} vs {a.versus}: {a.outcome} -> {b.outcome}" for a, b in pairs if a.outcome != b.outcome)
     if len(before) != len(after):
         changed += (f"{len(before)} claims committed, {len(after)} now",)
     ok = not rejected and not changed and not missing
@@ -188,8 +209,9 @@ class Agreement:
     statistical: StatisticalCheck | None = None
 
 
-def strongest_level(expected: Mapping[str, Any], got: Mapping[str, Any], seeds: int | None = None,
-                    statistical: bool = True) -> Agreement:
+def strongest_level(
+    expected: Mapping[str, Any], got: Mapping[str, Any], seeds: int | None = None, statistical: bool = True
+) -> Agreement:
     """Tries the levels from the strongest down.
 
     Args:
@@ -215,11 +237,15 @@ def strongest_level(expected: Mapping[str, Any], got: Mapping[str, Any], seeds: 
         return Agreement(None, tuple(detail))
     check = statistical_agreement(expected["per_seed"], got["per_seed"])
     worst = check.worst
-    worst_text = (f"worst: {worst.row}.{worst.metric} {worst.committed:.6g} committed, {worst.rerun:.6g} now, "
-                  f"p = {worst.p:.3g}" if worst else "no testable metric")
+    worst_text = (
+        f"worst: {worst.row}.{worst.metric} {worst.committed:.6g} committed, {worst.rerun:.6g} now, p = {worst.p:.3g}"
+        if worst
+        else "no testable metric"
+    )
     if check.ok:
-        detail.append(f"statistical: {len(check.tests)} means agree (Welch, Holm at {ALPHA:g}), claims unchanged; "
-                      f"{worst_text}")
+        detail.append(
+            f"statistical: {len(check.tests)} means agree (Welch, Holm at {ALPHA:g}), claims unchanged; {worst_text}"
+        )
         return Agreement("statistical", tuple(detail), check)
     why = [f"{t.row}.{t.metric} {t.committed:.6g} -> {t.rerun:.6g} (p = {t.p:.3g})" for t in check.rejected]
     detail.append(f"statistical: FAILS: {'; '.join(why + list(check.claims_changed)) or 'rows missing'}; {worst_text}")

@@ -26,6 +26,7 @@ models (``training_code_fingerprint``). It is not part of the key: checkpoints s
 across versions that train the same way, but loading one written by other training code
 logs a warning naming the folder to delete (``CheckpointStore.code_warning``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -59,8 +60,19 @@ REUSED_STAGES = ("original", "retrain")
 # "hp" and "sweep" enter each row's key as that row's own hyperparameters, and "settings"
 # as the row's own unlearner's settings only (so e.g. a new ``--set NAME.epochs`` of one
 # unlearner reuses the original and retrained models and every other unlearner's rows).
-_NOT_TRAINING = ("unlearners", "relearn_lr", "relearn_max_epochs", "relearn_alpha", "mia_samples", "mia_units",
-                 "stand_in", "devices", "hp", "sweep", "settings")
+_NOT_TRAINING = (
+    "unlearners",
+    "relearn_lr",
+    "relearn_max_epochs",
+    "relearn_alpha",
+    "mia_samples",
+    "mia_units",
+    "stand_in",
+    "devices",
+    "hp",
+    "sweep",
+    "settings",
+)
 # The package's modules whose code shapes a stage's trained weights (paths in jaxunlearn/).
 TRAINING_CODE = ("config.py", "data", "models", "runner.py", "seeds.py", "train", "unlearn")
 # Testing hook: kill the process after a stage's files are written but before the rename
@@ -163,12 +175,16 @@ class CheckpointStore:
         if resume and found:
             saved = self._read_json(path)
             if saved.get("data_fingerprint") != self.fingerprint:
-                raise ValueError(f"--resume: the checkpoints in {self.root} were made from different data "
-                                 "(the data fingerprint differs); run without --resume to start afresh")
+                raise ValueError(
+                    f"--resume: the checkpoints in {self.root} were made from different data "
+                    "(the data fingerprint differs); run without --resume to start afresh"
+                )
             diff = _config_diff(saved.get("config", {}), self.cfg.to_dict())
             if diff:
-                raise ValueError(f"--resume: the checkpoints in {self.root} are from another configuration; "
-                                 f"it differs in {'; '.join(diff)}")
+                raise ValueError(
+                    f"--resume: the checkpoints in {self.root} are from another configuration; "
+                    f"it differs in {'; '.join(diff)}"
+                )
         barrier("jaxunlearn: checkpoint manifest read")
         if is_main_process():
             self.root.mkdir(parents=True, exist_ok=True)
@@ -182,7 +198,9 @@ class CheckpointStore:
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError) as err:
-            raise ValueError(f"checkpoint file {path} is unreadable or corrupt ({err}); delete it to start afresh") from err
+            raise ValueError(
+                f"checkpoint file {path} is unreadable or corrupt ({err}); delete it to start afresh"
+            ) from err
 
     # ---------------------------------------------------------------- stages
     def settings(self, row: str) -> dict[str, Any]:
@@ -193,8 +211,11 @@ class CheckpointStore:
         return {"settings": training_settings(self.cfg, variant.stage), "hp": variant.resolved_hp()}
 
     def key(self, row: str) -> str:
-        blob = json.dumps({"format": FORMAT_VERSION, "stage": row, **self.settings(row), "data": self.fingerprint},
-                          sort_keys=True, default=str)
+        blob = json.dumps(
+            {"format": FORMAT_VERSION, "stage": row, **self.settings(row), "data": self.fingerprint},
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def path(self, row: str) -> Path:
@@ -215,20 +236,27 @@ class CheckpointStore:
             return None
         meta = self._read_json(folder / "meta.json")
         if meta.get("key") != self.key(stage) or meta.get("data_fingerprint") != self.fingerprint:
-            raise ValueError(f"checkpoint {folder} belongs to another configuration or other data; "
-                             "delete it or use another --checkpoint-dir")
+            raise ValueError(
+                f"checkpoint {folder} belongs to another configuration or other data; "
+                "delete it or use another --checkpoint-dir"
+            )
         import orbax.checkpoint as ocp
 
         try:
             state = ocp.StandardCheckpointer().restore((folder / "state").resolve(), abstract_state)
         except Exception as err:  # orbax raises many kinds for missing/mismatched arrays
-            raise ValueError(f"checkpoint {folder} does not match this study's model or seed count "
-                             f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); delete it to retrain") from err
+            raise ValueError(
+                f"checkpoint {folder} does not match this study's model or seed count "
+                f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); delete it to retrain"
+            ) from err
         return StageResult(
             state=state,
             history={k: np.asarray(v, np.float64) for k, v in meta["history"].items()},
-            wall=meta["wall"], compile=meta["compile"], run=meta["run"],
-            diverged_at=np.asarray(meta["diverged_at"], np.int64), phase_names=tuple(meta["phase_names"]),
+            wall=meta["wall"],
+            compile=meta["compile"],
+            run=meta["run"],
+            diverged_at=np.asarray(meta["diverged_at"], np.int64),
+            phase_names=tuple(meta["phase_names"]),
         )
 
     def code_warning(self, row: str) -> str | None:
@@ -238,11 +266,16 @@ class CheckpointStore:
         saved = meta.get("library", {})
         if saved.get("training_code") == training_code_fingerprint():
             return None
-        written = (f"jaxunlearn {saved.get('version')}, training code {saved.get('training_code')}" if saved
-                   else "a jaxunlearn that did not record its training code")
-        return (f"{row}: the checkpoint was written by {written}; this is jaxunlearn {_library_version()}, training "
-                f"code {training_code_fingerprint()}. If that change alters training, its weights are not what this "
-                f"version trains: delete {self.path(row)} (or use another --checkpoint-dir) to retrain it")
+        written = (
+            f"jaxunlearn {saved.get('version')}, training code {saved.get('training_code')}"
+            if saved
+            else "a jaxunlearn that did not record its training code"
+        )
+        return (
+            f"{row}: the checkpoint was written by {written}; this is jaxunlearn {_library_version()}, training "
+            f"code {training_code_fingerprint()}. If that change alters training, its weights are not what this "
+            f"version trains: delete {self.path(row)} (or use another --checkpoint-dir) to retrain it"
+        )
 
     def save(self, stage: str, result: StageResult) -> Path:
         """Writes ``result`` into a temporary folder, then renames it into place."""
@@ -272,10 +305,17 @@ class CheckpointStore:
     def _commit(self, stage: str, result: StageResult, tmp: Path, final: Path) -> None:
         """Adds the metadata to the written ``tmp`` folder and renames it to ``final``."""
         meta = {
-            "format": FORMAT_VERSION, "stage": stage, "key": self.key(stage), "data_fingerprint": self.fingerprint,
-            **self.settings(stage), "wall": result.wall, "compile": result.compile, "run": result.run,
+            "format": FORMAT_VERSION,
+            "stage": stage,
+            "key": self.key(stage),
+            "data_fingerprint": self.fingerprint,
+            **self.settings(stage),
+            "wall": result.wall,
+            "compile": result.compile,
+            "run": result.run,
             "history": {k: np.asarray(v).tolist() for k, v in result.history.items()},
-            "diverged_at": np.asarray(result.diverged_at).tolist(), "phase_names": list(result.phase_names),
+            "diverged_at": np.asarray(result.diverged_at).tolist(),
+            "phase_names": list(result.phase_names),
             "library": {"version": _library_version(), "training_code": training_code_fingerprint()},
         }
         atomic_write_text(tmp / "meta.json", json.dumps(meta) + "\n")
@@ -301,7 +341,7 @@ class CheckpointStore:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def discard_checkpoint(folder: Path) -> None:
+def discard_checkpoint(folder: str | os.PathLike[str]) -> None:
     """Deletes a committed stage folder (e.g. an unlearned model not asked to be kept) so
     that a kill at any moment leaves it whole or gone: it is first renamed, atomically, to
     a hidden temporary name that ``CheckpointStore.remove_abandoned`` also clears, and only

@@ -11,13 +11,15 @@ family of comparisons (one claims table, say) at 5%.
 
     >>> verdicts = evaluate_claims(per_seed)      # per_seed[row][metric] -> [S]  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 # How far Blindspot may raise the original's retain error and still "keep" it (relative).
 RETAIN_TOLERANCE = 0.10
@@ -93,7 +95,10 @@ def holm(verdicts: Sequence[Verdict], alpha: float = 0.05) -> list[str]:
     family, ``holm_rejections``): a significant margin holds or fails by its sign, the rest
     are inconclusive. Verdicts without a p-value count in m and are inconclusive."""
     significant = holm_rejections([v.p for v in verdicts], alpha)
-    return [("holds" if v.mean > 0 else "fails") if sig else "inconclusive" for v, sig in zip(verdicts, significant)]
+    return [
+        ("holds" if v.mean > 0 else "fails") if sig else "inconclusive"
+        for v, sig in zip(verdicts, significant, strict=True)
+    ]
 
 
 def _outcome(mean: float, half: float) -> str:
@@ -108,17 +113,21 @@ def _outcome(mean: float, half: float) -> str:
 
 def _distance_to_retrain(metric: str, target: float | None = None) -> Callable[[Mapping, str], np.ndarray]:
     """Per-seed |metric(row) - reference|: reference = retrain's value, or a constant."""
+
     def distance(per_seed, row):
         value = np.asarray(per_seed[row][metric], np.float64)
         ref = np.asarray(per_seed["retrain"][metric], np.float64) if target is None else target
         return np.abs(value - ref)
+
     return distance
 
 
 # (claim, per-seed distance to minimise)
 CLAIMS: Sequence[tuple[str, Callable[[Mapping, str], np.ndarray]]] = (
-    ("forget-set predictions closest to retraining (lower W1)",
-     lambda per_seed, row: np.asarray(per_seed[row]["wasserstein"], np.float64)),
+    (
+        "forget-set predictions closest to retraining (lower W1)",
+        lambda per_seed, row: np.asarray(per_seed[row]["wasserstein"], np.float64),
+    ),
     ("forget error (test MAE) nearest the retrained model's", _distance_to_retrain("test_forget_mae")),
     ("membership-attack rate nearest the retrained model's", _distance_to_retrain("mia")),
     ("anamnesis index nearest 1", _distance_to_retrain("ain", target=1.0)),
@@ -140,8 +149,11 @@ def competitors(subject: str) -> list[str]:
     return [name for name in unlearn.names() if name != subject]
 
 
-def evaluate_claims(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subject: str | None = None,
-                    rivals: Sequence[str] | None = None) -> list[Verdict]:
+def evaluate_claims(
+    per_seed: Mapping[str, Mapping[str, npt.ArrayLike]],
+    subject: str | None = None,
+    rivals: Sequence[str] | None = None,
+) -> list[Verdict]:
     """Tests every claim of ``CLAIMS`` for ``subject`` plus the retain-error claim.
 
     Args:
@@ -162,27 +174,42 @@ def evaluate_claims(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subje
                 mean, half, n = paired_interval(margin)
                 verdicts.append(Verdict(claim, rival, mean, half, n, _outcome(mean, half), paired_p_value(margin)))
     if subject in per_seed and "original" in per_seed:
-        ratio = (np.asarray(per_seed[subject]["test_retain_mae"], np.float64)
-                 / np.asarray(per_seed["original"]["test_retain_mae"], np.float64))
+        ratio = np.asarray(per_seed[subject]["test_retain_mae"], np.float64) / np.asarray(
+            per_seed["original"]["test_retain_mae"], np.float64
+        )
         margin = 1.0 + RETAIN_TOLERANCE - ratio
         mean, half, n = paired_interval(margin)
-        verdicts.append(Verdict(f"retain error (test MAE) within {RETAIN_TOLERANCE:.0%} of the original's",
-                                "original", mean, half, n, _outcome(mean, half), paired_p_value(margin)))
+        verdicts.append(
+            Verdict(
+                f"retain error (test MAE) within {RETAIN_TOLERANCE:.0%} of the original's",
+                "original",
+                mean,
+                half,
+                n,
+                _outcome(mean, half),
+                paired_p_value(margin),
+            )
+        )
     return verdicts
 
 
 def claims_table(verdicts: Sequence[Verdict]) -> str:
     """Markdown table of verdicts: claim, compared with, margin (mean ± 95% CI), seeds,
     p-value, outcome, and the outcome after Holm's correction over the table's verdicts."""
-    lines = ["| claim | compared with | margin (mean ± 95% CI) | seeds | p | verdict | "
-             f"after Holm ({len(verdicts)} comparisons) |", "|---|---|---|---|---|---|---|"]
-    for v, corrected in zip(verdicts, holm(verdicts)):
-        lines.append(f"| {v.claim} | {v.versus} | {v.mean:.4g} ± {v.ci95:.3g} | {v.n} | {v.p:.2g} | **{v.outcome}** | "
-                     f"{corrected} |")
+    lines = [
+        "| claim | compared with | margin (mean ± 95% CI) | seeds | p | verdict | "
+        f"after Holm ({len(verdicts)} comparisons) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for v, corrected in zip(verdicts, holm(verdicts), strict=True):
+        lines.append(
+            f"| {v.claim} | {v.versus} | {v.mean:.4g} ± {v.ci95:.3g} | {v.n} | {v.p:.2g} | **{v.outcome}** | "
+            f"{corrected} |"
+        )
     return "\n".join(lines)
 
 
-def claims_report(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subject: str | None = None) -> str | None:
+def claims_report(per_seed: Mapping[str, Mapping[str, npt.ArrayLike]], subject: str | None = None) -> str | None:
     """The paper's claims about ``subject`` (default ``claims_subject()``) on a study's
     per-seed metrics as Markdown (a heading line and ``claims_table``), or None when the
     study has no ``subject`` row or no competitor of it (a sweep's rows are named
@@ -191,7 +218,7 @@ def claims_report(per_seed: Mapping[str, Mapping[str, Sequence[float]]], subject
     verdicts = evaluate_claims(per_seed, subject=subject)
     if not any(v.versus != "original" for v in verdicts):
         return None
-    return (f"The paper's claims about {subject}, seed by seed (margin > 0: {subject} is better by that much; "
-            f"verdict from the paired 95% CI, and after Holm's correction over the table):\n\n"
-            + claims_table(verdicts))
-
+    return (
+        f"The paper's claims about {subject}, seed by seed (margin > 0: {subject} is better by that much; "
+        f"verdict from the paired 95% CI, and after Holm's correction over the table):\n\n" + claims_table(verdicts)
+    )

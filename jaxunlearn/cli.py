@@ -6,6 +6,7 @@ Everything about unlearners comes from the registry (``jaxunlearn.unlearn.regist
 built-ins (``--unlearners``, ``--hp``/``--sweep``, ``--set NAME.FIELD=VALUE``, and each
 unlearner's old-style aliases such as ``--NAME-epochs``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,9 +47,19 @@ def parse_model_args(items: list[str], option: str = "--model-arg") -> tuple[tup
 
 # command-line option -> StudyConfig field (options left out keep the file's or default value)
 _OPTION_FIELDS = {
-    "dataset": "dataset", "forget": "forget", "model": "model", "loss": "loss", "seeds": "seeds", "seed": "seed",
-    "epochs": "train_epochs", "batch_size": "batch_size", "augment_pad": "augment_pad",
-    "seed_strategy": "seed_strategy", "devices": "devices", "dtype": "dtype", "stand_in": "stand_in",
+    "dataset": "dataset",
+    "forget": "forget",
+    "model": "model",
+    "loss": "loss",
+    "seeds": "seeds",
+    "seed": "seed",
+    "epochs": "train_epochs",
+    "batch_size": "batch_size",
+    "augment_pad": "augment_pad",
+    "seed_strategy": "seed_strategy",
+    "devices": "devices",
+    "dtype": "dtype",
+    "stand_in": "stand_in",
     "mia_units": "mia_units",
 }
 _FIELDS = {f.name for f in dataclasses.fields(StudyConfig)}
@@ -69,53 +80,100 @@ def load_plugins(specs: list[str]) -> None:
         unlearn.load_plugin(spec)
 
 
-def _add_study_options(parser: argparse.ArgumentParser, DEFAULTS: StudyConfig, seeds: bool) -> None:  # noqa: N803
+def _add_study_options(parser: argparse.ArgumentParser, DEFAULTS: StudyConfig, seeds: bool) -> None:
     """The options that set a StudyConfig (``config_from_args`` reads them)."""
     parser.add_argument("--config", metavar="FILE", help="TOML file of StudyConfig fields (see configs/)")
-    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                        help="import a module (name or .py path) that registers your own unlearner(s) first "
-                             "(repeatable); they then work like the built-ins")
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module (name or .py path) that registers your own unlearner(s) first "
+        "(repeatable); they then work like the built-ins",
+    )
     parser.add_argument("--dataset", help=f"dataset name (see `jaxunlearn list`; default {DEFAULTS.dataset})")
-    parser.add_argument("--dataset-arg", action="append", default=[], metavar="NAME=VALUE",
-                        help="dataset loader argument, e.g. --dataset-arg data_dir=~/agedb (repeatable)")
+    parser.add_argument(
+        "--dataset-arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="dataset loader argument, e.g. --dataset-arg data_dir=~/agedb (repeatable)",
+    )
     parser.add_argument("--stand-in", help="dataset to run instead when --dataset's files are missing")
-    parser.add_argument("--forget",
-                        help="forget rule: 'label<=30', 'label>35000', 'label:10:20', 'quantile>=0.8', 'random:0.1' "
-                             "(default: the dataset's own rule)")
+    parser.add_argument(
+        "--forget",
+        help="forget rule: 'label<=30', 'label>35000', 'label:10:20', 'quantile>=0.8', 'random:0.1' "
+        "(default: the dataset's own rule)",
+    )
     parser.add_argument("--model", help=f"model name (see `jaxunlearn list`; default {DEFAULTS.model})")
-    parser.add_argument("--model-arg", action="append", default=[], metavar="NAME=VALUE",
-                        help="model field, e.g. --model-arg hidden=128,128 or --model-arg width=32 (repeatable)")
+    parser.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="model field, e.g. --model-arg hidden=128,128 or --model-arg width=32 (repeatable)",
+    )
     parser.add_argument("--loss", help=f"l1, mse or quantile (default {DEFAULTS.loss})")
     if seeds:
         parser.add_argument("--seeds", type=int, help=f"number of seeds (default {DEFAULTS.seeds})")
     parser.add_argument("--seed", type=int, help=f"root seed (default {DEFAULTS.seed})")
-    parser.add_argument("--epochs", type=int,
-                        help=f"training epochs of the original and retrained models (default {DEFAULTS.train_epochs})")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help=f"training epochs of the original and retrained models (default {DEFAULTS.train_epochs})",
+    )
     parser.add_argument("--batch-size", type=int, help=f"rows per step (default {DEFAULTS.batch_size})")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME.FIELD=VALUE", dest="settings",
-                        help="an unlearner's static setting, e.g. --set NAME.epochs=3 (repeatable; `jaxunlearn list` "
-                             "shows every unlearner's settings and defaults; 'none' for None)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME.FIELD=VALUE",
+        dest="settings",
+        help="an unlearner's static setting, e.g. --set NAME.epochs=3 (repeatable; `jaxunlearn list` "
+        "shows every unlearner's settings and defaults; 'none' for None)",
+    )
     aliases = parser.add_argument_group("aliases of --set (older option names)")
     for alias, (stage, field) in _setting_aliases().items():
-        aliases.add_argument(f"--{alias.replace('_', '-')}", type=_value, dest=f"alias__{alias}",
-                             metavar="VALUE", help=f"= --set {stage}.{field}=VALUE")
+        aliases.add_argument(
+            f"--{alias.replace('_', '-')}",
+            type=_value,
+            dest=f"alias__{alias}",
+            metavar="VALUE",
+            help=f"= --set {stage}.{field}=VALUE",
+        )
     parser.add_argument("--augment-pad", type=int, help="image augmentation: random-crop padding (0 = off)")
-    parser.add_argument("--unlearners",
-                        help=f"comma-separated unlearners (default {','.join(unlearn.default_unlearners())}; "
-                             f"known: {','.join(unlearn.names())})")
-    parser.add_argument("--hp", action="append", default=[], metavar="STAGE.NAME=VALUE",
-                        help="a float hyperparameter for every seed, e.g. --hp NAME.lr=3e-4 (repeatable; "
-                             "`jaxunlearn list` shows them and their defaults)")
-    parser.add_argument("--sweep", action="append", default=[], metavar="STAGE.NAME=V1,V2,...",
-                        help="run an unlearner with each value, e.g. --sweep NAME.lr=1e-4,1e-3: one row per "
-                             "value (every combination when one unlearner has several), run together on the same "
-                             "seeds (repeatable)")
+    parser.add_argument(
+        "--unlearners",
+        help=f"comma-separated unlearners (default {','.join(unlearn.default_unlearners())}; "
+        f"known: {','.join(unlearn.names())})",
+    )
+    parser.add_argument(
+        "--hp",
+        action="append",
+        default=[],
+        metavar="STAGE.NAME=VALUE",
+        help="a float hyperparameter for every seed, e.g. --hp NAME.lr=3e-4 (repeatable; "
+        "`jaxunlearn list` shows them and their defaults)",
+    )
+    parser.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="STAGE.NAME=V1,V2,...",
+        help="run an unlearner with each value, e.g. --sweep NAME.lr=1e-4,1e-3: one row per "
+        "value (every combination when one unlearner has several), run together on the same "
+        "seeds (repeatable)",
+    )
     parser.add_argument("--seed-strategy", help="auto, vmap, map or host (default auto)")
-    parser.add_argument("--devices", type=int,
-                        help="split the seeds across this many devices (default: all devices of the backend)")
-    parser.add_argument("--mia-units", choices=("standardised", "raw"),
-                        help="the SVC attack's loss units: standardised (default) or raw, the target's own units "
-                             "exactly as the paper's code computes them")
+    parser.add_argument(
+        "--devices", type=int, help="split the seeds across this many devices (default: all devices of the backend)"
+    )
+    parser.add_argument(
+        "--mia-units",
+        choices=("standardised", "raw"),
+        help="the SVC attack's loss units: standardised (default) or raw, the target's own units "
+        "exactly as the paper's code computes them",
+    )
     parser.add_argument("--dtype", help="model compute dtype: float32 or bfloat16 (default float32)")
 
 
@@ -124,75 +182,114 @@ def _add_output_options(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--plots", action="store_true", help="also write the figures (PNG) into --out")
     parser.add_argument("--checkpoint-dir", help="where finished stages are saved (default OUT/checkpoints)")
     parser.add_argument("--no-checkpoints", action="store_true", help="save no checkpoints, reuse none")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue a killed study (or evaluation) of the same configuration from its last finished "
-                             "stage (or block)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed study (or evaluation) of the same configuration from its last finished "
+        "stage (or block)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.add_argument("--numerics", choices=numerics.MODES, default=numerics.DEFAULT,
-                        help="native: XLA's fastest CPU code, whose last bits depend on the CPU; portable: XLA:CPU "
-                             "settings meant to give the same bits on every x86-64 CPU with AVX2 "
-                             f"(docs/REPRODUCIBILITY.md; default {numerics.DEFAULT})")
+    parser.add_argument(
+        "--numerics",
+        choices=numerics.MODES,
+        default=numerics.DEFAULT,
+        help="native: XLA's fastest CPU code, whose last bits depend on the CPU; portable: XLA:CPU "
+        "settings meant to give the same bits on every x86-64 CPU with AVX2 "
+        f"(docs/REPRODUCIBILITY.md; default {numerics.DEFAULT})",
+    )
 
 
-def _add_evaluate_parser(sub, DEFAULTS: StudyConfig) -> None:  # noqa: N803
+def _add_evaluate_parser(sub, DEFAULTS: StudyConfig) -> None:
     from jaxunlearn.evaluation.protocol import PROTOCOLS, EvaluationConfig
 
     ed = EvaluationConfig()
     evaluate = sub.add_parser(
-        "evaluate", help="score unlearners per forget example over hundreds of models (NeurIPS'23 eps score, "
-                         "U-LiRA)",
+        "evaluate",
+        help="score unlearners per forget example over hundreds of models (NeurIPS'23 eps score, U-LiRA)",
         description="Trains the models a protocol needs (all models of a stage in one compiled program, in chunks "
-                    "that fit the device) and scores them per forget example; the study options choose the "
-                    "dataset, model, unlearners and their settings. See docs/EVALUATION.md.")
-    evaluate.add_argument("--protocol", default=ed.protocol, choices=sorted(PROTOCOLS),
-                          help=f"neurips23: the challenge's per-example eps and score; ulira: the likelihood-ratio "
-                               f"attack on unlearned shadow models (default {ed.protocol})")
-    evaluate.add_argument("--models", type=int,
-                          help=f"models per row: neurips23's N unlearned, N retrained and N noise-floor retrained; "
-                               f"ulira's shadows (default {ed.models})")
+        "that fit the device) and scores them per forget example; the study options choose the "
+        "dataset, model, unlearners and their settings. See docs/EVALUATION.md.",
+    )
+    evaluate.add_argument(
+        "--protocol",
+        default=ed.protocol,
+        choices=sorted(PROTOCOLS),
+        help=f"neurips23: the challenge's per-example eps and score; ulira: the likelihood-ratio "
+        f"attack on unlearned shadow models (default {ed.protocol})",
+    )
+    evaluate.add_argument(
+        "--models",
+        type=int,
+        help=f"models per row: neurips23's N unlearned, N retrained and N noise-floor retrained; "
+        f"ulira's shadows (default {ed.models})",
+    )
     evaluate.add_argument("--shadows", type=int, dest="models", help="= --models (U-LiRA's name for them)")
-    evaluate.add_argument("--groups", type=int, default=ed.groups,
-                          help=f"ulira: training sets (candidate halves in complementary pairs; default {ed.groups})")
-    evaluate.add_argument("--attack-models", type=int, default=ed.attack_models,
-                          help=f"models per row the paper's SVC attack runs on (default {ed.attack_models})")
+    evaluate.add_argument(
+        "--groups",
+        type=int,
+        default=ed.groups,
+        help=f"ulira: training sets (candidate halves in complementary pairs; default {ed.groups})",
+    )
+    evaluate.add_argument(
+        "--attack-models",
+        type=int,
+        default=ed.attack_models,
+        help=f"models per row the paper's SVC attack runs on (default {ed.attack_models})",
+    )
     evaluate.add_argument("--chunk", type=int, help="models per compiled call (default: the most that fit memory)")
-    evaluate.add_argument("--memory-limit", metavar="BYTES",
-                          help="memory one compiled call may plan to use, e.g. 2GB (default: the device's free "
-                               "memory; env JAXUNLEARN_MEMORY_LIMIT)")
+    evaluate.add_argument(
+        "--memory-limit",
+        metavar="BYTES",
+        help="memory one compiled call may plan to use, e.g. 2GB (default: the device's free "
+        "memory; env JAXUNLEARN_MEMORY_LIMIT)",
+    )
     _add_study_options(evaluate, DEFAULTS, seeds=False)
     _add_output_options(evaluate, "evaluation")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    DEFAULTS = StudyConfig()  # noqa: N806 (after the plugins loaded: their defaults count)
+    DEFAULTS = StudyConfig()
     parser = argparse.ArgumentParser(
         prog="jaxunlearn",
         description="Machine unlearning for deep regression models (Blindspot, Gaussian amnesiac, fine-tune vs "
-                    "retraining), many seeds in one compiled program.",
+        "retraining), many seeds in one compiled program.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a multi-seed unlearning study and print the comparison table",
-                         description="Settings come from StudyConfig's defaults, then --config FILE, then the "
-                                     "options given here (which win).")
+    run = sub.add_parser(
+        "run",
+        help="run a multi-seed unlearning study and print the comparison table",
+        description="Settings come from StudyConfig's defaults, then --config FILE, then the "
+        "options given here (which win).",
+    )
     _add_study_options(run, DEFAULTS, seeds=True)
     _add_output_options(run, "results")
-    run.add_argument("--keep-unlearned", action="store_true",
-                     help="keep the unlearned models' checkpoints after the study (default: only the original "
-                          "and retrained models are kept, for reuse)")
+    run.add_argument(
+        "--keep-unlearned",
+        action="store_true",
+        help="keep the unlearned models' checkpoints after the study (default: only the original "
+        "and retrained models are kept, for reuse)",
+    )
     group = run.add_argument_group(
         "several processes (jax.distributed)",
         "Run the same command on every host: the seeds are split across all processes' devices and process 0 "
         "writes the outputs. Cluster settings are detected (SLURM, Open MPI, Kubernetes, Cloud TPU) unless given. "
-        "Checkpoints need a folder every process sees (the same --out or --checkpoint-dir).")
+        "Checkpoints need a folder every process sees (the same --out or --checkpoint-dir).",
+    )
     group.add_argument("--distributed", action="store_true", help="join a multi-process run")
     group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (implies --distributed)")
     group.add_argument("--num-processes", type=int, help="how many processes take part (implies --distributed)")
     group.add_argument("--process-id", type=int, help="this process's index, 0 to N-1 (implies --distributed)")
     _add_evaluate_parser(sub, DEFAULTS)
-    listing = sub.add_parser("list", help="list datasets, models, unlearners (with their hyperparameters and "
-                                          "settings) and losses")
-    listing.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                         help="import a module that registers unlearners first (repeatable)")
+    listing = sub.add_parser(
+        "list", help="list datasets, models, unlearners (with their hyperparameters and settings) and losses"
+    )
+    listing.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module that registers unlearners first (repeatable)",
+    )
     return parser
 
 
@@ -223,9 +320,11 @@ def read_config_file(path: str) -> dict:
     data = _settings_from_file(data, path)
     unknown = sorted(set(data) - _FIELDS - set(_FILE_ONLY))
     if unknown:
-        raise ValueError(f"--config {path}: unknown setting(s) {unknown}; known settings: {sorted(_FIELDS)}, "
-                         f"a table per unlearner ({', '.join(f'[{n}]' for n in unlearn.names())}) and "
-                         f"their aliases {sorted(_setting_aliases())}")
+        raise ValueError(
+            f"--config {path}: unknown setting(s) {unknown}; known settings: {sorted(_FIELDS)}, "
+            f"a table per unlearner ({', '.join(f'[{n}]' for n in unlearn.names())}) and "
+            f"their aliases {sorted(_setting_aliases())}"
+        )
     for table in ("model_kwargs", "dataset_kwargs"):
         if not isinstance(data.get(table, {}), dict):
             raise ValueError(f"--config {path}: {table} must be a table of name = value, got {data[table]!r}")
@@ -295,10 +394,13 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         if getattr(args, option, None) is not None:
             fields[field] = getattr(args, option)
     settings = {stage: dict(table) for stage, table in fields.pop("settings", {}).items()}
-    given = [(f"{stage}.{field}", value) for alias, (stage, field) in _setting_aliases().items()
-             if (value := getattr(args, f"alias__{alias}", None)) is not None]
-    given += list(parse_model_args(args.settings, "--set"))
-    for key, value in given:
+    settings_given = [
+        (f"{stage}.{field}", value)
+        for alias, (stage, field) in _setting_aliases().items()
+        if (value := getattr(args, f"alias__{alias}", None)) is not None
+    ]
+    settings_given += list(parse_model_args(args.settings, "--set"))
+    for key, value in settings_given:
         stage, dot, field = key.partition(".")
         if not dot or not stage or not field:
             raise ValueError(f"--set {key}: give NAME.FIELD=VALUE, e.g. --set NAME.epochs=2")
@@ -359,12 +461,19 @@ def command_run(args: argparse.Namespace) -> int:
     enable_compilation_cache()
     environment = environment_info()  # now: the commit whose code runs, even if the tree changes meanwhile
     try:
-        result = run_study(cfg, progress=main_process and not args.no_progress,
-                           log=(lambda m: print(m, flush=True)) if main_process else (lambda m: None),
-                           checkpoint_dir=checkpoint_dir, resume=args.resume)
+        result = run_study(
+            cfg,
+            progress=main_process and not args.no_progress,
+            log=(lambda m: print(m, flush=True)) if main_process else (lambda m: None),
+            checkpoint_dir=checkpoint_dir,
+            resume=args.resume,
+        )
     except KeyboardInterrupt:
-        where = f"finished stages are saved in {checkpoint_dir}; rerun the same command with --resume to continue" \
-            if checkpoint_dir is not None else "no checkpoints were kept (--no-checkpoints)"
+        where = (
+            f"finished stages are saved in {checkpoint_dir}; rerun the same command with --resume to continue"
+            if checkpoint_dir is not None
+            else "no checkpoints were kept (--no-checkpoints)"
+        )
         print(f"\njaxunlearn: interrupted; {where}", file=sys.stderr)
         return 130
     if not main_process:
@@ -375,11 +484,15 @@ def command_run(args: argparse.Namespace) -> int:
     if claims:
         print(f"\n{claims}")
     config = dict(cfg.to_dict(), plan=dataclasses.asdict(result.plan), task=result.task)
-    json_path, md_path = write_results(out, summary=result.summary, per_seed=result.per_seed,
-                                       table_md=result.table + (f"\n\n{claims}" if claims else ""),
-                                       config=dict(config, timings=result.timings, divergence=result.divergence,
-                                                   stage_stats=result.stage_stats),
-                                       environment=environment, prediction_digests=result.prediction_digests)
+    json_path, md_path = write_results(
+        out,
+        summary=result.summary,
+        per_seed=result.per_seed,
+        table_md=result.table + (f"\n\n{claims}" if claims else ""),
+        config=dict(config, timings=result.timings, divergence=result.divergence, stage_stats=result.stage_stats),
+        environment=environment,
+        prediction_digests=result.prediction_digests,
+    )
     print(f"\nwrote {json_path} and {md_path}")
     if args.plots:
         from jaxunlearn.plots import write_figures
@@ -389,9 +502,9 @@ def command_run(args: argparse.Namespace) -> int:
     if not args.keep_unlearned:
         from jaxunlearn.checkpoints import REUSED_STAGES, discard_checkpoint
 
-        for stage, path in result.checkpoints.items():
+        for stage, folder in result.checkpoints.items():
             if stage not in REUSED_STAGES:
-                discard_checkpoint(path)
+                discard_checkpoint(folder)
     return 0
 
 
@@ -404,8 +517,11 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from jaxunlearn.report import environment_info
     from jaxunlearn.study import validate_config
 
-    given = {k: getattr(args, k) for k in ("models", "groups", "attack_models", "chunk", "memory_limit")
-             if getattr(args, k) is not None}
+    given = {
+        k: getattr(args, k)
+        for k in ("models", "groups", "attack_models", "chunk", "memory_limit")
+        if getattr(args, k) is not None
+    }
     ecfg = EvaluationConfig(protocol=args.protocol, **given)
     validate_config(cfg)
     check_evaluation(cfg, ecfg)
@@ -420,11 +536,20 @@ def command_evaluate(args: argparse.Namespace) -> int:
     enable_compilation_cache()
     environment = environment_info()  # now: the commit whose code runs, even if the tree changes meanwhile
     try:
-        result, run = run_evaluation(cfg, ecfg, checkpoint_dir=checkpoint_dir, resume=args.resume,
-                                     progress=not args.no_progress, log=lambda m: print(m, flush=True))
+        result, run = run_evaluation(
+            cfg,
+            ecfg,
+            checkpoint_dir=checkpoint_dir,
+            resume=args.resume,
+            progress=not args.no_progress,
+            log=lambda m: print(m, flush=True),
+        )
     except KeyboardInterrupt:
-        where = f"finished blocks are saved in {checkpoint_dir}; rerun the same command with --resume to continue" \
-            if checkpoint_dir is not None else "no checkpoints were kept (--no-checkpoints)"
+        where = (
+            f"finished blocks are saved in {checkpoint_dir}; rerun the same command with --resume to continue"
+            if checkpoint_dir is not None
+            else "no checkpoints were kept (--no-checkpoints)"
+        )
         print(f"\njaxunlearn: interrupted; {where}", file=sys.stderr)
         return 130
     print()
@@ -447,15 +572,19 @@ def command_list() -> int:
     print("models:    ", ", ".join(sorted(MODELS)))
     print("unlearners:", ", ".join(unlearn.names()), f"(default: {', '.join(unlearn.default_unlearners())})")
     print("losses:    ", ", ".join(sorted(LOSSES)))
-    print("stages (hyperparameters: --hp NAME.HP=VALUE, --sweep NAME.HP=V1,V2; settings: --set NAME.FIELD=VALUE; "
-          "defaults shown):")
+    print(
+        "stages (hyperparameters: --hp NAME.HP=VALUE, --sweep NAME.HP=V1,V2; settings: --set NAME.FIELD=VALUE; "
+        "defaults shown):"
+    )
     for stage in unlearn.all_stages():
         print(f"  {stage.name}: {stage.description}" if stage.description else f"  {stage.name}:")
         print("    hyperparameters:", ", ".join(f"{stage.name}.{k}={v:g}" for k, v in stage.hp.items()) or "-")
         if stage.settings is not None:
             defaults = stage.settings()
-            print("    settings:       ", ", ".join(f"{stage.name}.{f.name}={getattr(defaults, f.name)}"
-                                                    for f in dc.fields(defaults)))
+            print(
+                "    settings:       ",
+                ", ".join(f"{stage.name}.{f.name}={getattr(defaults, f.name)}" for f in dc.fields(defaults)),
+            )
     return 0
 
 

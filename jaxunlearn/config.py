@@ -1,4 +1,5 @@
 """The settings of a study, with the paper's values as defaults where they apply."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -89,8 +90,8 @@ class StudyConfig:
             raise ValueError(f"devices must be a positive integer or None (all devices), got {self.devices!r}")
         if self.augment_pad < 0:
             raise ValueError(f"augment_pad must be >= 0, got {self.augment_pad}")
-        if self.seed_strategy not in ("auto",) + SEED_STRATEGIES:
-            raise ValueError(f"seed_strategy must be one of {('auto',) + SEED_STRATEGIES}, got {self.seed_strategy!r}")
+        if self.seed_strategy not in ("auto", *SEED_STRATEGIES):
+            raise ValueError(f"seed_strategy must be one of {('auto', *SEED_STRATEGIES)}, got {self.seed_strategy!r}")
         if self.mia_units not in ("standardised", "raw"):
             raise ValueError(f"mia_units must be 'standardised' or 'raw', got {self.mia_units!r}")
         if self.dtype not in ("float32", "bfloat16"):
@@ -99,17 +100,18 @@ class StudyConfig:
             raise ValueError(f"relearn_alpha must be >= 0, got {self.relearn_alpha}")
         if not self.relearn_lr > 0:
             raise ValueError(f"relearn_lr must be > 0, got {self.relearn_lr}")
-        object.__setattr__(self, "hp", tuple(sorted(
-            (key, _number("hp", key, value)) for key, value in _pairs("hp", self.hp))))
-        object.__setattr__(self, "sweep", tuple(sorted(
-            (key, _numbers(key, values)) for key, values in _pairs("sweep", self.sweep))))
+        object.__setattr__(
+            self, "hp", tuple(sorted((key, _number("hp", key, value)) for key, value in _pairs("hp", self.hp)))
+        )
+        object.__setattr__(
+            self, "sweep", tuple(sorted((key, _numbers(key, values)) for key, values in _pairs("sweep", self.sweep)))
+        )
         from jaxunlearn import unlearn  # the registry (imported here: the unlearners import this module)
 
-        if self.unlearners is None:
-            object.__setattr__(self, "unlearners", unlearn.default_unlearners())
-        elif isinstance(self.unlearners, str) or not all(isinstance(u, str) for u in self.unlearners):
+        unlearners = unlearn.default_unlearners() if self.unlearners is None else self.unlearners
+        if isinstance(unlearners, str) or not all(isinstance(u, str) for u in unlearners):
             raise ValueError(f"unlearners must be a list of names, got {self.unlearners!r}")
-        object.__setattr__(self, "unlearners", tuple(self.unlearners))
+        object.__setattr__(self, "unlearners", tuple(unlearners))
         object.__setattr__(self, "settings", _normalise_settings(self.settings))
 
     def settings_of(self, stage: str) -> dict[str, Any]:
@@ -126,6 +128,7 @@ class StudyConfig:
         out = dataclasses.asdict(self)
         out["model_kwargs"] = dict(self.model_kwargs)
         out["dataset_kwargs"] = dict(self.dataset_kwargs)
+        assert self.unlearners is not None  # resolved by __post_init__
         out["unlearners"] = list(self.unlearners)
         out["hp"] = dict(self.hp)
         out["sweep"] = {key: list(values) for key, values in self.sweep}
@@ -152,8 +155,10 @@ def _normalise_settings(entries: Any) -> tuple[tuple[str, tuple[tuple[str, Any],
         elif isinstance(value, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in value):
             stage, fields = key, dict(value)
         else:
-            raise ValueError(f"settings {key!r}: give a table of field = value (e.g. {{'max_epochs': 2}}) or a "
-                             f"'{key}.FIELD' key, got {value!r}")
+            raise ValueError(
+                f"settings {key!r}: give a table of field = value (e.g. {{'max_epochs': 2}}) or a "
+                f"'{key}.FIELD' key, got {value!r}"
+            )
         merged.setdefault(stage, {}).update(fields)
     out = []
     for stage, fields in sorted(merged.items()):

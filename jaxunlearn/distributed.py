@@ -12,6 +12,7 @@ process (index 0) prints and writes files.
 Checkpoints need a file system that every process sees: all processes write their blocks
 through orbax and the main process commits the stage.
 """
+
 from __future__ import annotations
 
 import jax
@@ -19,8 +20,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 
-def initialize(coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> None:
+def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> None:
     """Joins the run: ``jax.distributed.initialize`` with the given settings, the rest
     detected from the cluster environment. Must run before anything uses a JAX backend.
 

@@ -15,6 +15,7 @@ package is reported as one line naming what needed it and the command that insta
 
     >>> require("plots", "figures (--plots)", "matplotlib")  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import importlib.util

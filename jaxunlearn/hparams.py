@@ -16,14 +16,15 @@ and every row shares the seeds' keys, the original models and the retrained refe
     >>> [v.row for v in stage_variants(cfg, name)]                                   # doctest: +SKIP
     ['NAME[lr=0.0001]', 'NAME[lr=0.001]']
 """
+
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import math
 
-from jaxunlearn.config import StudyConfig
 from jaxunlearn import unlearn
+from jaxunlearn.config import StudyConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,15 +61,17 @@ def split_key(key: str) -> tuple[str, str]:
     """
     stage, dot, name = key.partition(".")
     if not dot or not stage or not name or "." in name:
-        raise ValueError(f"hyperparameter key {key!r} must look like STAGE.NAME, e.g. 'original.lr'; "
-                         f"known keys: {known_keys()}")
+        raise ValueError(
+            f"hyperparameter key {key!r} must look like STAGE.NAME, e.g. 'original.lr'; known keys: {known_keys()}"
+        )
     stages = unlearn.names(reference=True)
     if stage not in stages:
         raise ValueError(f"hyperparameter key {key!r}: unknown stage {stage!r}; stages: {sorted(stages)}")
     defaults = unlearn.get(stage).hp
     if name not in defaults:
-        raise ValueError(f"hyperparameter key {key!r}: {stage} has no hyperparameter {name!r}; "
-                         f"it has {sorted(defaults)}")
+        raise ValueError(
+            f"hyperparameter key {key!r}: {stage} has no hyperparameter {name!r}; it has {sorted(defaults)}"
+        )
     return stage, name
 
 
@@ -84,8 +87,9 @@ def _check_value(field: str, key: str, value: float) -> None:
         raise ValueError(f"{field} {key}: a learning rate must be > 0, got {format_value(value)}")
     low, high = unlearn.get(stage).hp_bounds.get(name, (-math.inf, math.inf))
     if not low <= value <= high:
-        raise ValueError(f"{field} {key}: must lie in [{format_value(low)}, {format_value(high)}], "
-                         f"got {format_value(value)}")
+        raise ValueError(
+            f"{field} {key}: must lie in [{format_value(low)}, {format_value(high)}], got {format_value(value)}"
+        )
 
 
 def check_hyperparameters(cfg: StudyConfig) -> None:
@@ -94,21 +98,27 @@ def check_hyperparameters(cfg: StudyConfig) -> None:
     Raises:
         ValueError: naming the key and what is accepted.
     """
+    assert cfg.unlearners is not None  # resolved by __post_init__
     running = set(unlearn.reference_stages()) | set(cfg.unlearners)
-    for field, entries in (("hp", cfg.hp), ("sweep", cfg.sweep)):
+    # (an --hp entry is one value, a --sweep entry several: checked alike)
+    for field, entries in (("hp", tuple((key, (value,)) for key, value in cfg.hp)), ("sweep", cfg.sweep)):
         for key, values in entries:
             stage, _ = split_key(key)
             if stage not in running:
-                raise ValueError(f"{field} {key}: {stage} is not among the unlearners this study runs "
-                                 f"{list(cfg.unlearners)}; add it to --unlearners")
-            for value in (values if field == "sweep" else (values,)):
+                raise ValueError(
+                    f"{field} {key}: {stage} is not among the unlearners this study runs "
+                    f"{list(cfg.unlearners)}; add it to --unlearners"
+                )
+            for value in values:
                 _check_value(field, key, value)
     for key, values in cfg.sweep:
         stage, _ = split_key(key)
         if stage in unlearn.reference_stages():
-            raise ValueError(f"sweep {key}: the {stage} model cannot be swept, since every row is measured "
-                             f"against one original and one retrained model; set it with --hp {key}=VALUE, "
-                             f"or run one study per value")
+            raise ValueError(
+                f"sweep {key}: the {stage} model cannot be swept, since every row is measured "
+                f"against one original and one retrained model; set it with --hp {key}=VALUE, "
+                f"or run one study per value"
+            )
         if len(set(values)) != len(values):
             raise ValueError(f"sweep {key}: values must differ, got {[format_value(v) for v in values]}")
     both = sorted(set(dict(cfg.hp)) & set(dict(cfg.sweep)))
@@ -126,13 +136,14 @@ def stage_variants(cfg: StudyConfig, stage: str) -> list[Variant]:
     names = [name for name, _ in swept]
     rows = []
     for combo in itertools.product(*(values for _, values in swept)):
-        label = ",".join(f"{n}={format_value(v)}" for n, v in zip(names, combo))
-        rows.append(Variant(f"{stage}[{label}]", stage, dict(fixed, **dict(zip(names, combo)))))
+        label = ",".join(f"{n}={format_value(v)}" for n, v in zip(names, combo, strict=True))
+        rows.append(Variant(f"{stage}[{label}]", stage, dict(fixed, **dict(zip(names, combo, strict=True)))))
     return rows
 
 
 def study_variants(cfg: StudyConfig) -> list[Variant]:
     """Every row of the study in table order: original, retrain, then the unlearners' rows
     (in the registry's order: the built-ins' table order, then users' in registration order)."""
+    assert cfg.unlearners is not None  # resolved by __post_init__
     running = set(unlearn.reference_stages()) | set(cfg.unlearners)
     return [v for stage in unlearn.names(reference=True) if stage in running for v in stage_variants(cfg, stage)]

@@ -19,17 +19,49 @@ import platform
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_description", "blas_description", "xla_description", "package_versions", "machine_description",
-           "ISA_FLAGS", "machine_differences"]
+__all__ = [
+    "ISA_FLAGS",
+    "blas_description",
+    "cpu_description",
+    "machine_description",
+    "machine_differences",
+    "package_versions",
+    "xla_description",
+]
 
 # The instruction-set extensions that change which kernels XLA:CPU and the BLAS run (x86-64
 # names as in /proc/cpuinfo; "asimd"/"sve" for aarch64).
-ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512cd",
-             "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile", "asimd", "sve")
+ISA_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512dq",
+    "avx512bw",
+    "avx512vl",
+    "avx512cd",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_int8",
+    "amx_tile",
+    "asimd",
+    "sve",
+)
 
 # The cpuinfo fields that identify a CPU beyond its model name.
-_CPUINFO_FIELDS = {"vendor_id": "vendor", "model name": "model_name", "cpu family": "family", "model": "model",
-                   "stepping": "stepping", "CPU implementer": "implementer", "CPU part": "part"}
+_CPUINFO_FIELDS = {
+    "vendor_id": "vendor",
+    "model name": "model_name",
+    "cpu family": "family",
+    "model": "model",
+    "stepping": "stepping",
+    "CPU implementer": "implementer",
+    "CPU part": "part",
+}
 
 
 def _first_cpuinfo_block(text: str) -> dict[str, str]:
@@ -83,9 +115,16 @@ def blas_description() -> list[dict[str, Any]]:
     for lib in threadpool_info():
         if lib.get("user_api") != "blas":
             continue
-        out.append({"library": lib.get("internal_api"), "version": lib.get("version"),
-                    "kernel": lib.get("architecture"), "threading": lib.get("threading_layer"),
-                    "threads": lib.get("num_threads"), "file": Path(lib.get("filepath", "")).name})
+        out.append(
+            {
+                "library": lib.get("internal_api"),
+                "version": lib.get("version"),
+                "kernel": lib.get("architecture"),
+                "threading": lib.get("threading_layer"),
+                "threads": lib.get("num_threads"),
+                "file": Path(lib.get("filepath", "")).name,
+            }
+        )
     return sorted(out, key=lambda d: d["file"])
 
 
@@ -110,7 +149,7 @@ def package_versions() -> dict[str, str]:
     """Every installed distribution's version, by lower-case name (sorted)."""
     versions = {}
     for dist in _md.distributions():
-        name = dist.metadata.get("Name")
+        name = dist.name  # None for a broken install
         if name:
             versions[name.lower()] = dist.version
     return dict(sorted(versions.items()))
@@ -118,8 +157,12 @@ def package_versions() -> dict[str, str]:
 
 def machine_description() -> dict[str, Any]:
     """Everything above in one JSON-ready dict: ``cpu``, ``blas``, ``xla``, ``packages``."""
-    return {"cpu": cpu_description(), "blas": blas_description(), "xla": xla_description(),
-            "packages": package_versions()}
+    return {
+        "cpu": cpu_description(),
+        "blas": blas_description(),
+        "xla": xla_description(),
+        "packages": package_versions(),
+    }
 
 
 def machine_differences(recorded: dict[str, Any], here: dict[str, Any]) -> list[str]:
@@ -132,8 +175,12 @@ def machine_differences(recorded: dict[str, Any], here: dict[str, Any]) -> list[
         a, b = recorded.get("cpu", {}).get(key), here.get("cpu", {}).get(key)
         if a != b:
             diffs.append(f"cpu {key}: {a!r} recorded, {b!r} here")
-    kernels = [sorted((d.get("library"), d.get("kernel"), d.get("version")) for d in m.get("blas") or [])
-               if "blas" in m else None for m in (recorded, here)]
+    kernels = [
+        sorted((d.get("library"), d.get("kernel"), d.get("version")) for d in m.get("blas") or [])
+        if "blas" in m
+        else None
+        for m in (recorded, here)
+    ]
     if kernels[0] != kernels[1]:
         diffs.append(f"BLAS (library, kernel, version): {kernels[0]} recorded, {kernels[1]} here")
     for key in ("flags", "cpu_threads"):

@@ -11,11 +11,12 @@ Budgets: ``device_budget`` is what the first device can still hold (an accelerat
 ``JAXUNLEARN_MEMORY_LIMIT`` (or an explicit limit, e.g. "2GB") overrides it: a small
 forced limit is how chunking is tested on a CPU.
 """
+
 from __future__ import annotations
 
 import os
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 
@@ -23,12 +24,26 @@ MEMORY_LIMIT_ENV = "JAXUNLEARN_MEMORY_LIMIT"
 # Fraction of a device's free memory a program may plan to use: XLA's own estimates omit
 # allocator fragmentation and the buffers other stages still hold.
 SAFETY_FRACTION = 0.8
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
-          "g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 2**10,
+    "kb": 2**10,
+    "kib": 2**10,
+    "m": 2**20,
+    "mb": 2**20,
+    "mib": 2**20,
+    "g": 2**30,
+    "gb": 2**30,
+    "gib": 2**30,
+    "t": 2**40,
+    "tb": 2**40,
+    "tib": 2**40,
+}
 
 
 def parse_bytes(text: str | int) -> int:
-    """"512MB", "2 GiB", "1e9", 4096 -> bytes (binary units: 1 GB = 2**30 bytes)."""
+    """ "512MB", "2 GiB", "1e9", 4096 -> bytes (binary units: 1 GB = 2**30 bytes)."""
     if isinstance(text, int):
         value = text
     else:
@@ -69,7 +84,7 @@ def device_budget(limit: str | int | None = None, device: jax.Device | None = No
     stats = None
     try:
         stats = device.memory_stats()
-    except Exception:  # some backends do not implement it
+    except Exception:  # noqa: BLE001 (some backends do not implement it)
         stats = None
     if stats and "bytes_limit" in stats:
         free = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
@@ -84,12 +99,17 @@ def compiled_bytes(compiled: jax.stages.Compiled) -> int | None:
     nothing."""
     try:
         m = compiled.memory_analysis()
-    except Exception:
+    except Exception:  # noqa: BLE001 (backends without a memory analysis raise various errors)
         return None
     if m is None:
         return None
-    used = (m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
-            + getattr(m, "generated_code_size_in_bytes", 0))
+    used = (
+        m.argument_size_in_bytes
+        + m.output_size_in_bytes
+        - m.alias_size_in_bytes
+        + m.temp_size_in_bytes
+        + getattr(m, "generated_code_size_in_bytes", 0)
+    )
     return int(used)
 
 

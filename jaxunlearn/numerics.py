@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["DEFAULT", "MODES", "PORTABLE_XLA_FLAGS", "use", "current", "flags_for"]
+__all__ = ["DEFAULT", "MODES", "PORTABLE_XLA_FLAGS", "current", "flags_for", "use"]
 
 MODES = ("native", "portable")
 # The command line's default (--numerics): the committed studies are made in it. It cost no
@@ -89,7 +89,8 @@ def use(mode: str) -> None:
         raise RuntimeError(
             f"numerics {mode!r} must be chosen before JAX's first computation: the XLA backend has already "
             f"started with XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}. Call jaxunlearn.numerics.use() at the "
-            f"top of the program, or start Python with XLA_FLAGS=\"{flags_for(mode)}\".")
+            f'top of the program, or start Python with XLA_FLAGS="{flags_for(mode)}".'
+        )
     os.environ["XLA_FLAGS"] = wanted
 
 

@@ -22,11 +22,13 @@ reports its absence without importing anything.
     >>> from jaxunlearn.plots import write_figures
     >>> paths = write_figures(result, "results/")     # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +36,11 @@ from jaxunlearn.extras import require
 from jaxunlearn.report import atomic_write
 
 __all__ = [
-    "FIGURE_FILES", "check_plots_available", "forget_deviation", "forget_deviation_figure", "error_figure",
+    "FIGURE_FILES",
+    "check_plots_available",
+    "error_figure",
+    "forget_deviation",
+    "forget_deviation_figure",
     "write_figures",
 ]
 
@@ -169,9 +175,9 @@ def forget_deviation_figure(result: Any, bins: int = 30, floor: float = DEFAULT_
     fig = new_figure(3.2 * cols, 0.4 + 2.6 * lines)
     grid = np.atleast_2d(fig.subplots(lines, cols, sharex=True, sharey=True, squeeze=False))
     axes = grid.ravel()
-    for ax in axes[len(models):]:
+    for ax in axes[len(models) :]:
         ax.set_visible(False)
-    for ax, name in zip(axes, models):
+    for ax, name in zip(axes, models, strict=False):  # the grid may have spare axes (hidden above)
         r = ratios[name]
         ax.hist(np.minimum(r, edges[-1]), bins=edges, weights=np.full(r.size, 1.0 / r.size), color="C0")
         med = float(np.median(r))
@@ -195,14 +201,14 @@ def error_figure(result: Any, metrics: Sequence[tuple[str, str]] = ERROR_METRICS
     fig = new_figure(1.6 + 3.0 * len(metrics), 1.2 + 0.3 * len(rows))
     axes = np.atleast_1d(fig.subplots(1, len(metrics), sharey=True))
     ys = np.arange(len(rows))
-    for ax, (key, title) in zip(axes, metrics):
+    for ax, (key, title) in zip(axes, metrics, strict=True):
         means, cis = [], []
         for row in rows:
             entry = result.summary.get(row, {}).get(key) or {}
             means.append(np.nan if entry.get("mean") is None else entry["mean"])
             cis.append(0.0 if entry.get("ci95") is None else entry["ci95"])
         colors = ["C1" if r == "retrain" else "C0" for r in rows]
-        for y, m, c, col in zip(ys, means, cis, colors):
+        for y, m, c, col in zip(ys, means, cis, colors, strict=True):
             ax.errorbar(m, y, xerr=c, fmt="o", color=col, capsize=3)
         ref = result.summary.get("retrain", {}).get(key) or {}
         if ref.get("mean") is not None:
@@ -246,7 +252,8 @@ def write_figures(result: Any, out_dir: str | os.PathLike, dpi: int = 120) -> li
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, draw in zip(FIGURE_FILES, (forget_deviation_figure, error_figure)):
+    drawers: tuple[Callable[[Any], Any], ...] = (forget_deviation_figure, error_figure)
+    for name, draw in zip(FIGURE_FILES, drawers, strict=True):
         path = out / name
         save_figure(draw(result), path, dpi)
         paths.append(path)

@@ -10,6 +10,7 @@ imported lazily by :func:`environment_info`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.metadata as _md
 import json
@@ -19,12 +20,13 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping, Sequence
+from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["summarise", "format_table", "write_results", "environment_info", "atomic_write_text", "prediction_digest"]
+__all__ = ["atomic_write_text", "environment_info", "format_table", "prediction_digest", "summarise", "write_results"]
 
 MISSING = "—"
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "scikit-learn")
@@ -75,10 +77,7 @@ def summarise(
         for metric, vals in metrics.items():
             arr = np.atleast_1d(np.asarray(vals, dtype=np.float64))
             if arr.ndim != 1:
-                raise ValueError(
-                    f"per_seed[{row!r}][{metric!r}] must have shape [S], "
-                    f"got {arr.shape}"
-                )
+                raise ValueError(f"per_seed[{row!r}][{metric!r}] must have shape [S], got {arr.shape}")
             summary[row][metric] = _summary_of(arr)
     return summary
 
@@ -162,7 +161,7 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
+def atomic_write(path: Path, write: Callable[[IO], object], binary: bool = False) -> None:
     """Calls ``write(file)`` on a temp file in ``path``'s folder, then os.replace()s it into place.
 
     A reader never sees a partial file; on any error the temp file is removed. The file
@@ -172,17 +171,15 @@ def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) 
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 
@@ -279,8 +276,14 @@ def _git_dirty() -> bool | None:
     whole story of the code that ran); None outside a git checkout. Other files (results
     being written, docs) do not count."""
     try:
-        res = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", str(_PACKAGE_DIR)],
-                             cwd=_PACKAGE_DIR, capture_output=True, text=True, timeout=10, check=False)
+        res = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", str(_PACKAGE_DIR)],
+            cwd=_PACKAGE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return bool(res.stdout.strip()) if res.returncode == 0 else None
@@ -344,7 +347,5 @@ def environment_info() -> dict[str, Any]:
     info["cpu_cores"] = cpu_cores()
     info["numerics"] = numerics.current()
     info["machine"] = machine
-    info["timestamp_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(
-        timespec="seconds"
-    )
+    info["timestamp_utc"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     return info

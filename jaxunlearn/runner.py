@@ -5,6 +5,7 @@ wrapped by a ``SeedExecutor`` under the ``LoopPlan``; with ``epochs_per_call=Non
 is one compiled call over all seeds and epochs. Keys are derived exactly as in
 ``Pipeline.run``, so the results match single-seed runs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,12 +68,17 @@ class StageResult:
         out = []
         for i in range(parts):
             slots = np.arange(i * seeds, (i + 1) * seeds)
-            out.append(StageResult(
-                state=place_seeds(take_seeds(on_host, slots), plan),
-                history={k: v[slots] for k, v in self.history.items()},
-                wall=self.wall / parts, compile=self.compile / parts, run=self.run / parts,
-                diverged_at=None if self.diverged_at is None else self.diverged_at[slots],
-                phase_names=self.phase_names))
+            out.append(
+                StageResult(
+                    state=place_seeds(take_seeds(on_host, slots), plan),
+                    history={k: v[slots] for k, v in self.history.items()},
+                    wall=self.wall / parts,
+                    compile=self.compile / parts,
+                    run=self.run / parts,
+                    diverged_at=None if self.diverged_at is None else self.diverged_at[slots],
+                    phase_names=self.phase_names,
+                )
+            )
         return out
 
 
@@ -138,8 +144,9 @@ class PipelineRunner:
             by_fit.setdefault(id(phase.fit), driver.epochs)
             self.drivers.append(driver)
 
-    def __call__(self, keys: jax.Array, original: TrainState | None, task: Task, hp: dict | None = None,
-                 progress: bool = True) -> StageResult:
+    def __call__(
+        self, keys: jax.Array, original: TrainState | None, task: Task, hp: dict | None = None, progress: bool = True
+    ) -> StageResult:
         seeds = int(keys.shape[0])
         hp = broadcast_hp(hp if hp is not None else self.pipeline.hp(), seeds)
         if self.pipeline.needs_original and original is None:
@@ -181,8 +188,9 @@ class PipelineRunner:
 
     def _bar(self, what: str, progress: bool) -> tqdm:
         total_epochs = sum(p.fit.cfg.epochs for p in self.pipeline.phases)
-        return tqdm(total=total_epochs, desc=f"{self.pipeline.name} {what}", unit="epoch", leave=False,
-                    disable=not progress)
+        return tqdm(
+            total=total_epochs, desc=f"{self.pipeline.name} {what}", unit="epoch", leave=False, disable=not progress
+        )
 
     @staticmethod
     def _run_phases(drivers, keys, original, task, hp, earlier: list, bar) -> tuple[dict, list[np.ndarray]]:
@@ -196,12 +204,25 @@ class PipelineRunner:
         return history, diverged
 
     def _result(self, state, history, diverged: list[np.ndarray], sw: Stopwatch) -> StageResult:
-        return StageResult(state, history, sw.wall, sw.compile, sw.run,
-                           diverged_at=np.stack(diverged, axis=1).astype(np.int64),
-                           phase_names=tuple(p.name for p in self.pipeline.phases))
+        return StageResult(
+            state,
+            history,
+            sw.wall,
+            sw.compile,
+            sw.run,
+            diverged_at=np.stack(diverged, axis=1).astype(np.int64),
+            phase_names=tuple(p.name for p in self.pipeline.phases),
+        )
 
-    def run_values(self, keys: jax.Array, original: TrainState | None, task: Task, hps: list[dict],
-                   progress: bool = True, share_phases: bool = True) -> list[StageResult]:
+    def run_values(
+        self,
+        keys: jax.Array,
+        original: TrainState | None,
+        task: Task,
+        hps: list[dict],
+        progress: bool = True,
+        share_phases: bool = True,
+    ) -> list[StageResult]:
         """The pipeline for each set of hyperparameter overrides in ``hps`` (the pipeline's
         defaults fill in the rest) on the same seeds ``keys`` [S], in one call per phase
         over V x S seed slots (value i in slots i*S ... i*S+S-1), so a sweep compiles once.
@@ -234,9 +255,15 @@ class PipelineRunner:
             _, diverged = self._run_phases(self.drivers[:shared], keys, original, task, per_value[0], earlier, bar)
             earlier = [take_seeds(state, slots) for state in earlier]
             diverged = [d[slots] for d in diverged]
-            history, more = self._run_phases(self.drivers[shared:], take_seeds(keys, slots),
-                                             None if original is None else take_seeds(original, slots), task,
-                                             wide_hp, earlier, bar)
+            history, more = self._run_phases(
+                self.drivers[shared:],
+                take_seeds(keys, slots),
+                None if original is None else take_seeds(original, slots),
+                task,
+                wide_hp,
+                earlier,
+                bar,
+            )
             jax.block_until_ready(earlier[-1])
         bar.close()
         return self._result(earlier[-1], history, diverged + more, sw).split(values, self.plan)
@@ -250,8 +277,12 @@ def concat_results(parts: list[StageResult], plan: LoopPlan) -> StageResult:
     return StageResult(
         state=place_seeds(jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *host), plan),
         history={k: np.concatenate([p.history[k] for p in parts]) for k in parts[0].history},
-        wall=sum(p.wall for p in parts), compile=sum(p.compile for p in parts), run=sum(p.run for p in parts),
-        diverged_at=np.concatenate([p.diverged_at for p in parts]), phase_names=parts[0].phase_names)
+        wall=sum(p.wall for p in parts),
+        compile=sum(p.compile for p in parts),
+        run=sum(p.run for p in parts),
+        diverged_at=np.concatenate([p.diverged_at for p in parts]),
+        phase_names=parts[0].phase_names,
+    )
 
 
 def first_seeds(result: StageResult, count: int, plan: LoopPlan) -> StageResult:
@@ -259,18 +290,29 @@ def first_seeds(result: StageResult, count: int, plan: LoopPlan) -> StageResult:
     if num_seeds(result.state) == count:
         return result
     slots = np.arange(count)
-    return dataclasses.replace(result, state=place_seeds(take_seeds(result.state, slots), plan),
-                               history={k: v[slots] for k, v in result.history.items()},
-                               diverged_at=result.diverged_at[slots])
+    return dataclasses.replace(
+        result,
+        state=place_seeds(take_seeds(result.state, slots), plan),
+        history={k: v[slots] for k, v in result.history.items()},
+        diverged_at=None if result.diverged_at is None else result.diverged_at[slots],
+    )
 
 
-def run_in_chunks(runner: PipelineRunner, keys: jax.Array, original: TrainState | None, task: Task,
-                  hps: list[dict], chunk: int, progress: bool = True) -> list[StageResult]:
+def run_in_chunks(
+    runner: PipelineRunner,
+    keys: jax.Array,
+    original: TrainState | None,
+    task: Task,
+    hps: list[dict],
+    chunk: int,
+    progress: bool = True,
+) -> list[StageResult]:
     """``runner.run_values`` over the seeds ``keys`` [S] in calls of ``chunk`` seeds each:
     the same results, seed for seed, as one call over all S, in less memory ("host":
     bitwise; "map": bitwise for chunks of 2 or more seeds, while a one-seed chunk, a loop of
-    one step, may be fused differently and round differently; "vmap": to float rounding). The last call is padded to ``chunk`` seeds with copies of the last seed
-    (dropped), so one compiled program serves every call.
+    one step, may be fused differently and round differently; "vmap": to float rounding).
+    The last call is padded to ``chunk`` seeds with copies of the last seed (dropped), so
+    one compiled program serves every call.
 
     Args:
         original: the original states: one seed (every seed starts from it) or S seeds.
@@ -290,8 +332,15 @@ def run_in_chunks(runner: PipelineRunner, keys: jax.Array, original: TrainState 
     return [concat_results([p[i] for p in parts], runner.plan) for i in range(len(hps))]
 
 
-def seeds_per_call(runner: PipelineRunner, seeds: int, values: int, original: TrainState | None, task: Task,
-                   hp: dict | None = None, limit: str | int | None = None) -> tuple[int, int | None]:
+def seeds_per_call(
+    runner: PipelineRunner,
+    seeds: int,
+    values: int,
+    original: TrainState | None,
+    task: Task,
+    hp: dict | None = None,
+    limit: str | int | None = None,
+) -> tuple[int, int | None]:
     """The most of ``seeds`` seeds (a multiple of the plan's devices) whose call over
     ``values`` hyperparameter values fits the device's memory, from the compiled programs'
     memory analyses (``jaxunlearn.memory``); (seeds per call, planned peak bytes).
@@ -307,6 +356,7 @@ def seeds_per_call(runner: PipelineRunner, seeds: int, values: int, original: Tr
         return seeds, None
     devices = runner.plan.devices
     budget = device_budget(limit)
-    size, planned = chunk_size(seeds // devices, lambda n: runner.planned_bytes(n * devices * values, original,
-                                                                                 task, hp), budget)
+    size, planned = chunk_size(
+        seeds // devices, lambda n: runner.planned_bytes(n * devices * values, original, task, hp), budget
+    )
     return size * devices, planned

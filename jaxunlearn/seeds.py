@@ -26,10 +26,12 @@ Under ``jax.distributed`` the mesh spans every process's devices.
 stage in one program); ``unroll`` unrolls the scan over batches (XLA:CPU needs it for
 conv nets). ``auto_plan`` picks these per model family and backend, on all its devices.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -114,6 +116,7 @@ def tree_stack(trees: Sequence[Any]) -> Any:
 def abstract_seeds(tree: Any, seeds: int | None) -> Any:
     """``jax.ShapeDtypeStruct`` leaves of ``tree`` with the leading seed axis set to
     ``seeds`` (None: removed, one seed's shapes)."""
+
     def one(a):
         shape = tuple(a.shape[1:]) if seeds is None else (seeds, *a.shape[1:])
         return jax.ShapeDtypeStruct(shape, a.dtype)
@@ -123,10 +126,18 @@ def abstract_seeds(tree: Any, seeds: int | None) -> Any:
 
 def tree_bytes(tree: Any) -> int:
     """Bytes of every array leaf of ``tree`` (concrete or abstract)."""
-    return int(sum(np.prod(a.shape, dtype=np.int64) * np.dtype(a.dtype).itemsize
-                   for a in jax.tree_util.tree_leaves(tree) if not jnp.issubdtype(a.dtype, jax.dtypes.prng_key))
-               + sum(np.prod(a.shape, dtype=np.int64) * 8 for a in jax.tree_util.tree_leaves(tree)
-                     if jnp.issubdtype(a.dtype, jax.dtypes.prng_key)))
+    return int(
+        sum(
+            np.prod(a.shape, dtype=np.int64) * np.dtype(a.dtype).itemsize
+            for a in jax.tree_util.tree_leaves(tree)
+            if not jnp.issubdtype(a.dtype, jax.dtypes.prng_key)
+        )
+        + sum(
+            np.prod(a.shape, dtype=np.int64) * 8
+            for a in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(a.dtype, jax.dtypes.prng_key)
+        )
+    )
 
 
 def num_seeds(tree: Any) -> int:
@@ -144,10 +155,13 @@ def seed_mesh(devices: int) -> jax.sharding.Mesh:
     """
     available = jax.devices()
     if devices > len(available):
-        raise ValueError(f"the plan splits seeds across {devices} devices, but only {len(available)} exist: "
-                         f"{[str(d) for d in available]}")
-    return jax.make_mesh((devices,), (SEED_AXIS,), axis_types=(jax.sharding.AxisType.Auto,),
-                         devices=available[:devices])
+        raise ValueError(
+            f"the plan splits seeds across {devices} devices, but only {len(available)} exist: "
+            f"{[str(d) for d in available]}"
+        )
+    return jax.make_mesh(
+        (devices,), (SEED_AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=available[:devices]
+    )
 
 
 def devices_for(seeds: int, available: int | None = None) -> int:
@@ -191,8 +205,9 @@ def take_seeds(tree: Any, slots: np.ndarray) -> Any:
 
     def take(leaf):
         if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(jnp.asarray(take(jax.random.key_data(leaf))),
-                                            impl=jax.random.key_impl(leaf))
+            return jax.random.wrap_key_data(
+                jnp.asarray(take(jax.random.key_data(leaf))), impl=jax.random.key_impl(leaf)
+            )
         return to_host(leaf)[slots]
 
     return jax.tree_util.tree_map(take, tree)
@@ -226,11 +241,14 @@ def _over_local_seeds(fn: Callable, plan: LoopPlan) -> Callable:
     """``(per_seed [s, ...], shared) -> out [s, ...]``: ``fn`` over the seeds a program holds
     ("vmap" batches them, "map" runs them in sequence)."""
     if plan.seed_strategy == "vmap":
+
         def over_seeds(per_seed, shared):
             return jax.vmap(lambda *p: fn(*p, *shared))(*per_seed)
     else:
+
         def over_seeds(per_seed, shared):
             return jax.lax.map(lambda p: fn(*p, *shared), per_seed, batch_size=plan.map_batch_size)
+
     # Named after ``fn``, so compile logs, profiles and XLA dumps say which program it is.
     over_seeds.__name__ = over_seeds.__qualname__ = f"{getattr(fn, '__name__', 'fn')}_{plan.seed_strategy}"
     return over_seeds
@@ -243,7 +261,7 @@ def _local_blocks(tree: Any) -> dict[Any, Any]:
     for leaf in leaves:
         for shard in leaf.addressable_shards:
             by_device.setdefault(shard.device, []).append(shard.data)
-    return {device: treedef.unflatten(parts) for device, parts in by_device.items()}
+    return {device: jax.tree_util.tree_unflatten(treedef, parts) for device, parts in by_device.items()}
 
 
 class SeedExecutor:
@@ -277,9 +295,15 @@ class SeedExecutor:
             self._program = jax.jit(_over_local_seeds(fn, plan))
         else:
             split = PartitionSpec(SEED_AXIS)
-            self._program = jax.jit(jax.shard_map(_over_local_seeds(fn, plan), mesh=self.mesh,
-                                                  in_specs=(split, PartitionSpec()), out_specs=split,
-                                                  check_vma=False))
+            self._program = jax.jit(
+                jax.shard_map(
+                    _over_local_seeds(fn, plan),
+                    mesh=self.mesh,
+                    in_specs=(split, PartitionSpec()),
+                    out_specs=split,
+                    check_vma=False,
+                )
+            )
 
     def place_shared(self, shared: tuple) -> tuple:
         """Shared arguments replicated on every device of the mesh (no copy where they
@@ -297,8 +321,10 @@ class SeedExecutor:
             return tuple(per_seed)
         seeds = num_seeds(per_seed)
         if seeds % self.plan.devices:
-            raise ValueError(f"{seeds} seeds cannot be split evenly across {self.plan.devices} devices: use a "
-                             f"seed count that is a multiple of {self.plan.devices}, or fewer devices")
+            raise ValueError(
+                f"{seeds} seeds cannot be split evenly across {self.plan.devices} devices: use a "
+                f"seed count that is a multiple of {self.plan.devices}, or fewer devices"
+            )
         return to_global(tuple(per_seed), NamedSharding(self.mesh, PartitionSpec(SEED_AXIS)))
 
     def lower(self, per_seed: tuple, shared: tuple = ()) -> jax.stages.Lowered:
@@ -341,6 +367,7 @@ class SeedExecutor:
     def _host_on_mesh(self, per_seed: tuple, shared: tuple) -> Any:
         """Each seed's single-seed call on the device that holds it; the outputs are put
         together, block by block, into arrays split over the mesh (nothing moves)."""
+        assert self.mesh is not None  # __call__ comes here only with a mesh
         seeds = num_seeds(per_seed)
         blocks = _local_blocks(self.place_per_seed(per_seed))
         shared_on = _local_blocks(self.place_shared(shared)) if jax.tree_util.tree_leaves(shared) else {}
@@ -352,4 +379,5 @@ class SeedExecutor:
         split = NamedSharding(self.mesh, PartitionSpec(SEED_AXIS))
         return jax.tree_util.tree_map(
             lambda *parts: jax.make_array_from_single_device_arrays((seeds, *parts[0].shape[1:]), split, list(parts)),
-            *[tree_stack(outs[d]) for d in devices])
+            *[tree_stack(outs[d]) for d in devices],
+        )

@@ -1,21 +1,24 @@
 """A complete multi-seed unlearning study: train, retrain, unlearn, measure, tabulate.
 
-    >>> from jaxunlearn.study import run_study
-    >>> from jaxunlearn.config import StudyConfig
-    >>> result = run_study(StudyConfig(seeds=3))          # doctest: +SKIP
-    >>> print(result.table)                                # doctest: +SKIP
+>>> from jaxunlearn.study import run_study
+>>> from jaxunlearn.config import StudyConfig
+>>> result = run_study(StudyConfig(seeds=3))          # doctest: +SKIP
+>>> print(result.table)                                # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in notebooks
 
+from jaxunlearn import unlearn
 from jaxunlearn.checkpoints import REUSED_STAGES, CheckpointStore, data_fingerprint
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
@@ -32,7 +35,6 @@ from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, rep
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
-from jaxunlearn import unlearn
 
 # The key id of the metrics' relearning (the AIN); each stage's own is in the registry
 # (``Unlearner.key_id``): no two share randomness (the rows of a swept stage share their
@@ -62,6 +64,7 @@ class StudyResult:
             row name) whose training hit NaN/inf; those seeds' metrics are NaN (see
             ``mask_diverged``).
     """
+
     config: StudyConfig
     plan: LoopPlan
     task: dict[str, Any]
@@ -97,6 +100,7 @@ def seed_keys(seed: int, seeds: int, stage: str, first: int = 0) -> jax.Array:
     first three seeds of a 10-seed study exactly.
     """
     key_id = RELEARN_KEY_ID if stage == "relearn" else unlearn.get(stage).key_id
+    assert key_id is not None  # Unlearner.__post_init__ derives a missing one
     root = jax.random.key(seed)
     return jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(root, i), key_id))(jnp.arange(first, first + seeds))
 
@@ -114,9 +118,11 @@ def resolve_plan(cfg: StudyConfig, family: str) -> LoopPlan:
     plan = dataclasses.replace(plan, devices=cfg.devices or devices_for(cfg.seeds))
     processes = jax.process_count()
     if processes > 1 and plan.devices % processes:
-        raise ValueError(f"devices: across {processes} processes every process must hold seeds, but {cfg.seeds} "
-                         f"seeds split over {plan.devices} device(s); use a seed count that {jax.device_count()} "
-                         f"devices divide, or set devices to a multiple of {processes}")
+        raise ValueError(
+            f"devices: across {processes} processes every process must hold seeds, but {cfg.seeds} "
+            f"seeds split over {plan.devices} device(s); use a seed count that {jax.device_count()} "
+            f"devices divide, or set devices to a multiple of {processes}"
+        )
     return plan
 
 
@@ -136,18 +142,25 @@ def validate_config(cfg: StudyConfig, own_model: bool = False) -> None:
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; known losses: {sorted(LOSSES)}")
     known = unlearn.names()
+    assert cfg.unlearners is not None  # resolved by __post_init__
     bad = [u for u in cfg.unlearners if u not in known]
     if bad:
-        raise ValueError(f"unknown unlearner(s) {bad}; choose from {known} (the reference stages "
-                         f"{list(unlearn.reference_stages())} always run)")
+        raise ValueError(
+            f"unknown unlearner(s) {bad}; choose from {known} (the reference stages "
+            f"{list(unlearn.reference_stages())} always run)"
+        )
     check_hyperparameters(cfg)
     if cfg.devices is not None and cfg.devices > jax.device_count():
-        raise ValueError(f"devices: {cfg.devices} asked for, but the {jax.default_backend()} backend has "
-                         f"{jax.device_count()} (on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
-                         f"makes N devices)")
+        raise ValueError(
+            f"devices: {cfg.devices} asked for, but the {jax.default_backend()} backend has "
+            f"{jax.device_count()} (on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
+            f"makes N devices)"
+        )
     if cfg.devices is not None and cfg.seeds % cfg.devices:
-        raise ValueError(f"devices: {cfg.seeds} seeds cannot be split evenly across {cfg.devices} devices; "
-                         f"choose a number of devices that divides the seed count, or leave devices unset")
+        raise ValueError(
+            f"devices: {cfg.seeds} seeds cannot be split evenly across {cfg.devices} devices; "
+            f"choose a number of devices that divides the seed count, or leave devices unset"
+        )
 
 
 def load_task(cfg: StudyConfig, log: Callable[[str], None] = print) -> tuple[Task, str]:
@@ -161,8 +174,10 @@ def load_task(cfg: StudyConfig, log: Callable[[str], None] = print) -> tuple[Tas
     except MissingDataError as err:
         if cfg.stand_in is None:
             raise
-        log(f"NOTE: {cfg.dataset!r} data not found ({err}); running on the offline stand-in {cfg.stand_in!r} "
-            f"with its own default forget rule")
+        log(
+            f"NOTE: {cfg.dataset!r} data not found ({err}); running on the offline stand-in {cfg.stand_in!r} "
+            f"with its own default forget rule"
+        )
         return build_task(load_dataset(cfg.stand_in)), cfg.stand_in
 
 
@@ -178,16 +193,20 @@ def build_model(cfg: StudyConfig, task: Task, own: Any = None) -> ModelFns:
         model = ModelFns(make_model(cfg.model, dtype=jnp.dtype(cfg.dtype), **kwargs), task.input_shape)
     try:
         params, stats = jax.eval_shape(lambda: model.init(jax.random.key(0)))  # traces only: no compilation
-        jax.eval_shape(lambda p, s: model.apply_train(p, s, jnp.zeros((2, *task.input_shape)), jnp.ones(2)),
-                       params, stats)
+        jax.eval_shape(
+            lambda p, s: model.apply_train(p, s, jnp.zeros((2, *task.input_shape)), jnp.ones(2)), params, stats
+        )
     except Exception as err:  # flax raises many kinds of shape errors
-        raise ValueError(f"model {cfg.model!r} cannot take inputs of shape {list(task.input_shape)} from dataset "
-                         f"{cfg.dataset!r}: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
+        raise ValueError(
+            f"model {cfg.model!r} cannot take inputs of shape {list(task.input_shape)} from dataset "
+            f"{cfg.dataset!r}: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+        ) from err
     return model
 
 
-def prepare_study(cfg: StudyConfig, task: Task | None = None, model: Any = None,
-                  log: Callable[[str], None] = print) -> tuple[StudyConfig, Task, ModelFns, Any, str]:
+def prepare_study(
+    cfg: StudyConfig, task: Task | None = None, model: Any = None, log: Callable[[str], None] = print
+) -> tuple[StudyConfig, Task, ModelFns, Any, str]:
     """Checks the settings, loads the task and builds the model, before anything compiles.
 
     Args:
@@ -207,18 +226,24 @@ def prepare_study(cfg: StudyConfig, task: Task | None = None, model: Any = None,
     if task is None:  # an optional package a dataset needs is missing: say which, before any work
         from jaxunlearn.data.sources import check_dataset_extras
 
-        for name in (cfg.dataset, cfg.stand_in):
-            if name is not None:
-                check_dataset_extras(name)
+        for dataset in (cfg.dataset, cfg.stand_in):
+            if dataset is not None:
+                check_dataset_extras(dataset)
     dataset_used = "(given task)"
     if task is None:
         task, dataset_used = load_task(cfg, log)
     return cfg, task, build_model(cfg, task, model), model, dataset_used
 
 
-def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None] = print,
-              task: Task | None = None, checkpoint_dir: str | os.PathLike | None = None,
-              resume: bool = False, model: Any = None) -> StudyResult:
+def run_study(
+    cfg: StudyConfig,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    task: Task | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    model: Any = None,
+) -> StudyResult:
     """Runs the whole study over ``cfg.seeds`` seeds and returns per-seed metrics and a table.
 
     Args:
@@ -247,34 +272,48 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
             log(f"resume: no study in {checkpoint_dir} yet; starting from the beginning")
     plan = resolve_plan(cfg, model.family)
     task = replicate(task, plan)  # once, not per call: every device keeps its copy of the data
-    pipelines = {name: unlearn.get(name).build(model, task, cfg, plan)
-                 for name in (*unlearn.reference_stages(), *cfg.unlearners)}
+    assert cfg.unlearners is not None  # resolved by __post_init__
+    pipelines = {
+        name: unlearn.get(name).build(model, task, cfg, plan) for name in (*unlearn.reference_stages(), *cfg.unlearners)
+    }
     # Metrics run the models in float32 whatever the training compute dtype: the parameters
     # are float32 anyway, and a measurement (above all the AIN's relearning threshold
     # crossing) must not move with the precision of the thing it measures.
-    metric_model = model if cfg.dtype == "float32" else build_model(dataclasses.replace(cfg, dtype="float32"), task,
-                                                                     own)
-    relearn = Relearn(metric_model, task, RelearnConfig(cfg.batch_size, cfg.loss, cfg.relearn_max_epochs,
-                                                        cfg.relearn_alpha), plan)
+    metric_model = (
+        model if cfg.dtype == "float32" else build_model(dataclasses.replace(cfg, dtype="float32"), task, own)
+    )
+    relearn = Relearn(
+        metric_model, task, RelearnConfig(cfg.batch_size, cfg.loss, cfg.relearn_max_epochs, cfg.relearn_alpha), plan
+    )
     log(f"task: {task.name} | {task.describe()['train']} train rows")
     log(f"model: {cfg.model} ({model.family}) | backend {jax.default_backend()} | plan {plan}")
     measured = auto_plan(model.family).seed_strategy
     if plan.seed_strategy != measured:
-        log(f"note: seed strategy {plan.seed_strategy!r} chosen over {measured!r}, the measured fastest for "
-            f"{model.family} models on {jax.default_backend()} (benchmarks/RESULTS.md)")
+        log(
+            f"note: seed strategy {plan.seed_strategy!r} chosen over {measured!r}, the measured fastest for "
+            f"{model.family} models on {jax.default_backend()} (benchmarks/RESULTS.md)"
+        )
 
     stages: dict[str, StageResult] = {}  # by row
     loaded: set[str] = set()
-    abstract_state = seed_split(jax.eval_shape(jax.vmap(lambda k: model.fresh_state(k, jnp.float32(0.0))),
-                                               seed_keys(cfg.seed, cfg.seeds, "original")), plan)
+    abstract_state = seed_split(
+        jax.eval_shape(
+            jax.vmap(lambda k: model.fresh_state(k, jnp.float32(0.0))), seed_keys(cfg.seed, cfg.seeds, "original")
+        ),
+        plan,
+    )
     for name, pipeline in pipelines.items():
         to_run = []
         for variant in stage_variants(cfg, name):
-            restored = store.load(variant.row, abstract_state) \
-                if store is not None and (resume or name in REUSED_STAGES) else None
+            restored = (
+                store.load(variant.row, abstract_state)
+                if store is not None and (resume or name in REUSED_STAGES)
+                else None
+            )
             if restored is None:
                 to_run.append(variant)
                 continue
+            assert store is not None  # only a store restores
             stages[variant.row] = restored
             loaded.add(variant.row)
             log(f"{variant.row}: loaded from {store.path(variant.row)} (trained earlier in {restored.wall:.1f} s)")
@@ -288,16 +327,25 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         with Stopwatch() as planning:  # compiles (only) the programs the run then reuses
             chunk, planned = seeds_per_call(runner, cfg.seeds, len(to_run), original, task, to_run[0].hp)
         if chunk < cfg.seeds:
-            log(f"{name}: {cfg.seeds} seeds do not fit the device's memory together; running {chunk} per call "
-                f"({format_bytes(planned)} planned per call)")
-        results = run_in_chunks(runner, seed_keys(cfg.seed, cfg.seeds, name), original, task, [v.hp for v in to_run],
-                                chunk, progress=progress)
+            log(
+                f"{name}: {cfg.seeds} seeds do not fit the device's memory together; running {chunk} per call "
+                f"({format_bytes(planned)} planned per call)"
+            )
+        results = run_in_chunks(
+            runner,
+            seed_keys(cfg.seed, cfg.seeds, name),
+            original,
+            task,
+            [v.hp for v in to_run],
+            chunk,
+            progress=progress,
+        )
         share = planning.wall / len(results)
         results = [dataclasses.replace(r, wall=r.wall + share, compile=r.compile + share) for r in results]
         wall, compile_s = sum(r.wall for r in results), sum(r.compile for r in results)
         what = f"{len(to_run)} hyperparameter values x {cfg.seeds} seeds together, " if len(to_run) > 1 else ""
         log(f"{name}: {what}{wall:.1f} s ({compile_s:.1f} s compiling)")
-        for variant, result in zip(to_run, results):
+        for variant, result in zip(to_run, results, strict=True):
             stages[variant.row] = result
             if store is not None:
                 store.save(variant.row, result)
@@ -310,8 +358,10 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
     for name, metrics in per_seed.items():
         for seed in np.flatnonzero(np.isnan(metrics["relearn_steps"])):
             log(f"WARNING: seed {seed}: relearning {name} for the AIN diverged (NaN/inf); its AIN is NaN")
-    timings = {name: {"wall": s.wall, "compile": s.compile, "run": s.run, "loaded": name in loaded}
-               for name, s in stages.items()}
+    timings = {
+        name: {"wall": s.wall, "compile": s.compile, "run": s.run, "loaded": name in loaded}
+        for name, s in stages.items()
+    }
     for name, t in timings.items():
         per_seed[name]["run_seconds"] = np.full(cfg.seeds, t["run"])
         per_seed[name]["time_vs_retrain"] = np.full(cfg.seeds, t["run"] / max(timings["retrain"]["run"], 1e-9))
@@ -321,23 +371,35 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
             log(f"{row}: {key} {np.mean(values):.4g} (mean over seeds; {np.min(values):.4g} to {np.max(values):.4g})")
     divergence = [event for name, stage in stages.items() for event in stage.divergence(name)]
     for event in divergence:
-        log(f"WARNING: seed {event['seed']} diverged (NaN/inf) in stage {event['stage']}, phase "
-            f"{event['phase']}, step {event['step']}; its metrics are excluded from the summary")
+        log(
+            f"WARNING: seed {event['seed']} diverged (NaN/inf) in stage {event['stage']}, phase "
+            f"{event['phase']}, step {event['step']}; its metrics are excluded from the summary"
+        )
     mask_diverged(per_seed, divergence)
     summary = summarise(per_seed)
-    table = format_table(summary, rows, TABLE_COLUMNS, digits=3, plain=("run_seconds", "time_vs_retrain"),
-                         spread="ci95")
+    table = format_table(
+        summary, rows, TABLE_COLUMNS, digits=3, plain=("run_seconds", "time_vs_retrain"), spread="ci95"
+    )
     y_mean, y_std = float(task.y_mean), float(task.y_std)
     splits = ("train", "test")
     return StudyResult(
-        cfg, plan, {"dataset": dataset_used, **task.describe()}, per_seed, timings, summary, table, rows,
-        divergence=divergence, stage_stats=stage_stats,
+        cfg,
+        plan,
+        {"dataset": dataset_used, **task.describe()},
+        per_seed,
+        timings,
+        summary,
+        table,
+        rows,
+        divergence=divergence,
+        stage_stats=stage_stats,
         checkpoints={name: str(store.path(name)) for name in stages} if store else {},
         predictions={name: {s: p[s] * y_std + y_mean for s in splits} for name, p in preds.items()},
         targets={s: np.asarray(getattr(task, s).y, np.float64)[:, 0] * y_std + y_mean for s in splits},
         forget={s: np.asarray(getattr(task, s).forget) > 0.5 for s in splits},
-        prediction_digests={name: [prediction_digest([p[s][i] for s in splits]) for i in range(cfg.seeds)]
-                            for name, p in preds.items()},
+        prediction_digests={
+            name: [prediction_digest([p[s][i] for s in splits]) for i in range(cfg.seeds)] for name, p in preds.items()
+        },
     )
 
 
@@ -355,8 +417,15 @@ def mask_diverged(per_seed: dict[str, dict[str, np.ndarray]], divergence: list[d
                     values[event["seed"]] = np.nan
 
 
-def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: LoopPlan, relearn: Relearn,
-            cfg: StudyConfig, progress: bool = False):
+def measure(
+    stages: dict[str, StageResult],
+    task: Task,
+    model: ModelFns,
+    plan: LoopPlan,
+    relearn: Relearn,
+    cfg: StudyConfig,
+    progress: bool = False,
+):
     """Predictions, errors, distances, membership attack and AIN for every stage's models.
 
     Returns:
@@ -391,8 +460,9 @@ def measure(stages: dict[str, StageResult], task: Task, model: ModelFns, plan: L
 
     per_seed = {}
     for name in stages:
-        metrics = prediction_metrics(preds[name], preds["retrain"], targets, forget, y_std, cfg.mia_samples, cfg.seed,
-                                     cfg.mia_units)
+        metrics = prediction_metrics(
+            preds[name], preds["retrain"], targets, forget, y_std, cfg.mia_samples, cfg.seed, cfg.mia_units
+        )
         metrics["relearn_steps"] = steps[name].astype(np.float64)
         metrics["ain"] = anamnesis_index(steps[name], steps["retrain"])
         per_seed[name] = metrics

@@ -4,6 +4,7 @@ JAX reports every trace, lowering and backend compilation through ``jax.monitori
 process-wide listener accumulates those durations, and ``Stopwatch`` reads the difference
 over a block. ``run`` = wall - compile.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,9 +20,9 @@ _compile_seconds = [0.0]
 _registered = [False]
 
 
-def _listener(event: str, duration: float, **kwargs) -> None:
+def _listener(event: str, duration_secs: float, **kwargs: str | int) -> None:
     if event in _COMPILE_EVENTS:
-        _compile_seconds[0] += duration
+        _compile_seconds[0] += duration_secs
 
 
 def _ensure_listener() -> None:
@@ -36,7 +37,7 @@ class Stopwatch:
     The block must end with its results ready (``jax.block_until_ready``).
     """
 
-    def __enter__(self) -> "Stopwatch":
+    def __enter__(self) -> Stopwatch:
         _ensure_listener()
         self._c0 = _compile_seconds[0]
         self._t0 = time.perf_counter()

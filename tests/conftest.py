@@ -19,6 +19,7 @@
   and [0.5497711, 1.04877923] at level 0 alone. (A jaxlib without the flag stops at start-up
   with "Unknown flag in XLA_FLAGS": drop it from TEST_XLA_FLAGS then.)
 """
+
 import os
 from pathlib import Path
 
@@ -45,17 +46,23 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 os.environ["JAXUNLEARN_CACHE_DIR"] = _cache
 
 
-
 def pytest_addoption(parser):
-    parser.addoption("--unlearner-plugin", action="append", default=[], metavar="MODULE_OR_FILE",
-                     help="also run the unlearner conformance suite on this plugin's unlearners (repeatable)")
+    parser.addoption(
+        "--unlearner-plugin",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE",
+        help="also run the unlearner conformance suite on this plugin's unlearners (repeatable)",
+    )
 
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "heavy(seconds): a test that starts processes or compiles whole studies, about this many "
-                   "CPU-seconds on the 2-core CI machine (with the module-scoped fixtures it starts first); "
-                   "under --dist loadgroup such tests are scheduled first, longest first")
+        "markers",
+        "heavy(seconds): a test that starts processes or compiles whole studies, about this many "
+        "CPU-seconds on the 2-core CI machine (with the module-scoped fixtures it starts first); "
+        "under --dist loadgroup such tests are scheduled first, longest first",
+    )
     if config.getoption("dist", default=None) == "loadgroup":
         # xdist's controller queues units in the workers' collection order (heavy work first,
         # see _heavy_first) rather than by their number of tests
@@ -81,8 +88,9 @@ def pytest_collection_modifyitems(config, items):
     except ImportError:  # a pytest before 9: xdist's own suffix works
         NodeId = None
     for item in items:
-        names = {str(m.args[0] if m.args else m.kwargs.get("name", "default"))
-                 for m in item.iter_markers("xdist_group")}
+        names = {
+            str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")
+        }
         if NodeId is not None and names and "@" not in item.nodeid and hasattr(item, "_id"):
             item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(names))}")
     items[:] = _heavy_first(items)

@@ -1,4 +1,5 @@
 """Small shared fixtures for the tests: a tiny task, model and config."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,9 +19,17 @@ from jaxunlearn.models import make_model
 from jaxunlearn.models.common import row_mask
 from jaxunlearn.train.state import ModelFns
 
-TINY = StudyConfig(dataset="synthetic", model="mlp", model_kwargs=(("hidden", (16, 16)),), seeds=3, batch_size=32,
-                   train_epochs=3, settings={"finetune": {"epochs": 2}, "blindspot": {"proxy_epochs": 1, "epochs": 2}},
-                   relearn_max_epochs=2, mia_samples=50)
+TINY = StudyConfig(
+    dataset="synthetic",
+    model="mlp",
+    model_kwargs=(("hidden", (16, 16)),),
+    seeds=3,
+    batch_size=32,
+    train_epochs=3,
+    settings={"finetune": {"epochs": 2}, "blindspot": {"proxy_epochs": 1, "epochs": 2}},
+    relearn_max_epochs=2,
+    mia_samples=50,
+)
 
 
 def tiny_task(n: int = 240):
@@ -91,7 +100,8 @@ def train_original(model: ModelFns, task, plan, cfg: StudyConfig = TINY):
     from jaxunlearn.unlearn import make_original
 
     return PipelineRunner(make_original(model, task, cfg, plan), plan)(
-        seed_keys(cfg.seed, cfg.seeds, "original"), None, task, progress=False)
+        seed_keys(cfg.seed, cfg.seeds, "original"), None, task, progress=False
+    )
 
 
 def plugin_unlearners(spec: str) -> list:
@@ -100,8 +110,9 @@ def plugin_unlearners(spec: str) -> list:
 
     with registered([]):  # loading registers them: undone on leaving
         module = unlearn.load_plugin(spec)
-    return [v for v in vars(module).values() if isinstance(v, unlearn.Unlearner)
-            and v.make.__module__ == module.__name__]
+    return [
+        v for v in vars(module).values() if isinstance(v, unlearn.Unlearner) and v.make.__module__ == module.__name__
+    ]
 
 
 @contextlib.contextmanager
@@ -135,5 +146,9 @@ def cached_child_env(**extra: str) -> dict:
     however quick its compile, so programs compiled by the test process or an earlier child
     are not compiled again."""
     root = str(Path(__file__).resolve().parent.parent)
-    return dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])), **extra)
+    return dict(
+        os.environ,
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+        **extra,
+    )

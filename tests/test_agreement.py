@@ -24,9 +24,12 @@ def _rows(rng, shift=0.0, seeds=8, noise=0.0):
     base = {"original": 1.0, "retrain": 2.0, "blindspot": 1.5, "finetune": 1.8}
     out = {}
     for row, level in base.items():
-        out[row] = {metric: (level + k + shift + rng.normal(0, 0.1, seeds) + rng.normal(0, noise, seeds)).tolist()
-                    for k, metric in enumerate(("train_forget_mae", "test_forget_mae", "test_retain_mae",
-                                                "wasserstein", "mia", "ain"))}
+        out[row] = {
+            metric: (level + k + shift + rng.normal(0, 0.1, seeds) + rng.normal(0, noise, seeds)).tolist()
+            for k, metric in enumerate(
+                ("train_forget_mae", "test_forget_mae", "test_retain_mae", "wasserstein", "mia", "ain")
+            )
+        }
         out[row]["run_seconds"] = [float(rng.uniform(1, 9))] * seeds
     return out
 
@@ -76,12 +79,27 @@ def test_statistical_level_checks_the_claims_verdicts():
     # blindspot nearer retraining than finetune on every seed in one, farther in the other:
     # the means of each row barely move, but the claims' verdicts flip
     seeds = 8
+
     def study(blind, fine):
-        rows = {"original": [0.0] * seeds, "retrain": [10.0] * seeds, "blindspot": blind, "finetune": fine,
-                "gaussian": [5.0] * seeds}
-        return {row: {"train_forget_mae": list(v), "test_forget_mae": list(v), "test_retain_mae": [1.0] * seeds,
-                      "wasserstein": list(v), "mia": [0.5] * seeds, "ain": [0.5] * seeds}
-                for row, v in rows.items()}
+        rows = {
+            "original": [0.0] * seeds,
+            "retrain": [10.0] * seeds,
+            "blindspot": blind,
+            "finetune": fine,
+            "gaussian": [5.0] * seeds,
+        }
+        return {
+            row: {
+                "train_forget_mae": list(v),
+                "test_forget_mae": list(v),
+                "test_retain_mae": [1.0] * seeds,
+                "wasserstein": list(v),
+                "mia": [0.5] * seeds,
+                "ain": [0.5] * seeds,
+            }
+            for row, v in rows.items()
+        }
+
     rng = np.random.default_rng(2)
     base = 8.0 + rng.normal(0, 0.05, seeds)
     committed = study(base + 0.02, base - 0.02)
@@ -118,8 +136,9 @@ def test_cpu_description_reads_identity_and_isa():
     cpu = machine.cpu_description(CPUINFO)
     assert (cpu["vendor"], cpu["family"], cpu["model"], cpu["stepping"]) == ("AuthenticAMD", "25", "17", "1")
     assert cpu["isa"] == ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl"]
-    zen3 = machine.cpu_description(CPUINFO.replace("model\t\t: 17", "model\t\t: 1").replace(
-        " avx512f avx512bw avx512vl", ""))
+    zen3 = machine.cpu_description(
+        CPUINFO.replace("model\t\t: 17", "model\t\t: 1").replace(" avx512f avx512bw avx512vl", "")
+    )
     diffs = machine.machine_differences({"cpu": zen3, "packages": {}}, {"cpu": cpu, "packages": {}})
     assert any(d.startswith("cpu model:") for d in diffs) and any(d.startswith("cpu isa:") for d in diffs)
 
@@ -128,9 +147,12 @@ def test_machine_differences_name_blas_xla_and_packages():
     here = machine.machine_description()
     assert machine.machine_differences(here, here) == []
     assert here["xla"]["cpu_threads"] >= 1 and here["packages"]["numpy"]
-    other = {**here, "blas": [dict(b, kernel="Prescott") for b in here["blas"]] or [{"kernel": "Prescott"}],
-             "xla": {**here["xla"], "flags": "--xla_cpu_max_isa=SSE4_2"},
-             "packages": {**here["packages"], "numpy": "0.0.1", "only-there": "1.0"}}
+    other = {
+        **here,
+        "blas": [dict(b, kernel="Prescott") for b in here["blas"]] or [{"kernel": "Prescott"}],
+        "xla": {**here["xla"], "flags": "--xla_cpu_max_isa=SSE4_2"},
+        "packages": {**here["packages"], "numpy": "0.0.1", "only-there": "1.0"},
+    }
     diffs = machine.machine_differences(other, here)
     assert any(d.startswith("BLAS") for d in diffs) and any(d.startswith("XLA flags") for d in diffs)
     assert any("numpy 0.0.1 ->" in d for d in diffs) and not any("only-there" in d for d in diffs)

@@ -4,13 +4,14 @@ Every case is one row of docs/BAD_INPUT.md; ``test_docs_table_is_current`` rende
 table from the messages actually raised, so the documentation cannot drift. To refresh it
 after changing a message: ``JAXUNLEARN_WRITE_DOCS=1 python -m pytest tests/test_bad_input.py``.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import numpy as np
@@ -21,8 +22,20 @@ from jaxunlearn.data.forget_rules import Indices, Mask
 from jaxunlearn.data.sources import RawData, build_task, load_dataset, make_synthetic
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "BAD_INPUT.md"
-TINY = ["run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "2", "--epochs", "2",
-        "--batch-size", "64", "--no-progress"]
+TINY = [
+    "run",
+    "--dataset",
+    "synthetic",
+    "--model-arg",
+    "hidden=16,16",
+    "--seeds",
+    "2",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "64",
+    "--no-progress",
+]
 
 _compiles = [0]
 
@@ -62,6 +75,7 @@ def _with_nan(split, field, value=np.nan):
         arr = (x if field == "x" else y).astype(np.float64).copy()
         arr.flat[7] = value
         build_task(_raw({(split, field): arr}))
+
     return call
 
 
@@ -80,8 +94,9 @@ def _other_study(folder: Path) -> None:
     from jaxunlearn.config import StudyConfig
 
     task = build_task(load_dataset("synthetic"))
-    other = StudyConfig(dataset="synthetic", model_kwargs=(("hidden", (16, 16)),), seeds=3, train_epochs=2,
-                        batch_size=64)
+    other = StudyConfig(
+        dataset="synthetic", model_kwargs=(("hidden", (16, 16)),), seeds=3, train_epochs=2, batch_size=64
+    )
     CheckpointStore(folder / "ckpt", other, data_fingerprint(task)).begin(resume=False)
 
 
@@ -107,161 +122,404 @@ N = make_synthetic(n=300, dim=4).splits["train"][1].shape[0]
 CASES = [
     Case("unknown dataset", "--dataset nope", "unknown dataset 'nope'; known datasets:", cli=("--dataset", "nope")),
     Case("unknown model", "--model nope", "unknown model 'nope'; known models:", cli=("--model", "nope")),
-    Case("unknown unlearner", "--unlearners finetune,nope", "unknown unlearner(s) ['nope']; choose from",
-         cli=("--unlearners", "finetune,nope")),
+    Case(
+        "unknown unlearner",
+        "--unlearners finetune,nope",
+        "unknown unlearner(s) ['nope']; choose from",
+        cli=("--unlearners", "finetune,nope"),
+    ),
     Case("unknown loss", "--loss huber", "unknown loss 'huber'; known losses:", cli=("--loss", "huber")),
-    Case("unknown stand-in", "--stand-in nope", "unknown stand_in 'nope'; known datasets:",
-         cli=("--stand-in", "nope")),
+    Case("unknown stand-in", "--stand-in nope", "unknown stand_in 'nope'; known datasets:", cli=("--stand-in", "nope")),
     Case("zero seeds", "--seeds 0", "seeds must be a positive integer, got 0", cli=("--seeds", "0")),
     Case("negative epochs", "--epochs -1", "train_epochs must be a positive integer, got -1", cli=("--epochs", "-1")),
-    Case("zero batch size", "--batch-size 0", "batch_size must be a positive integer, got 0",
-         cli=("--batch-size", "0")),
-    Case("zero unlearning epochs", "--set blindspot.epochs=0",
-         "blindspot settings: epochs must be a positive integer, got 0", cli=("--set", "blindspot.epochs=0")),
-    Case("zero unlearning epochs (old alias)", "--blindspot-epochs 0",
-         "blindspot settings: epochs must be a positive integer", cli=("--blindspot-epochs", "0")),
-    Case("unknown unlearner setting", "--set blindspot.epoch=2",
-         "blindspot has no setting(s) ['epoch']; its settings: ['proxy_epochs', 'epochs']",
-         cli=("--set", "blindspot.epoch=2")),
-    Case("setting of the wrong type", "--set finetune.epochs=2.5", "finetune.epochs must be int, got 2.5",
-         cli=("--set", "finetune.epochs=2.5")),
+    Case(
+        "zero batch size", "--batch-size 0", "batch_size must be a positive integer, got 0", cli=("--batch-size", "0")
+    ),
+    Case(
+        "zero unlearning epochs",
+        "--set blindspot.epochs=0",
+        "blindspot settings: epochs must be a positive integer, got 0",
+        cli=("--set", "blindspot.epochs=0"),
+    ),
+    Case(
+        "zero unlearning epochs (old alias)",
+        "--blindspot-epochs 0",
+        "blindspot settings: epochs must be a positive integer",
+        cli=("--blindspot-epochs", "0"),
+    ),
+    Case(
+        "unknown unlearner setting",
+        "--set blindspot.epoch=2",
+        "blindspot has no setting(s) ['epoch']; its settings: ['proxy_epochs', 'epochs']",
+        cli=("--set", "blindspot.epoch=2"),
+    ),
+    Case(
+        "setting of the wrong type",
+        "--set finetune.epochs=2.5",
+        "finetune.epochs must be int, got 2.5",
+        cli=("--set", "finetune.epochs=2.5"),
+    ),
     Case("malformed setting", "--set epochs=2", "--set epochs: give NAME.FIELD=VALUE", cli=("--set", "epochs=2")),
-    Case("plugin that cannot be imported", "--plugin no_such_module_xyz",
-         "plugin no_such_module_xyz: cannot be imported", cli=("--plugin", "no_such_module_xyz")),
-    Case("plugin file that is missing", "--plugin missing.py", "missing.py: no such file",
-         cli=("--plugin", "{dir}/missing.py")),
-    Case("plugin whose import fails", "--plugin FILE that imports a missing package",
-         "importing it failed: ModuleNotFoundError", cli=("--plugin", "{dir}/p.py"),
-         files=_write("p.py", "import no_such_package_xyz\n")),
-    Case("plugin factory with the wrong signature", "--plugin FILE: make(model, task)",
-         "make must take (model, task, cfg, plan, settings)", cli=("--plugin", "{dir}/p.py"),
-         files=_write("p.py", _PLUGIN.format(make="def make(model, task): pass", name="mine", hp="{'lr': 1e-3}"))),
-    Case("plugin name taken by a built-in", "--plugin FILE registering 'scrub'",
-         "unlearner name 'scrub' is already registered", cli=("--plugin", "{dir}/p.py"),
-         files=_write("p.py", _PLUGIN.format(make=_MAKE, name="scrub", hp="{'lr': 1e-3}"))),
-    Case("plugin hyperparameter without a default", "--plugin FILE: hp={'lr': None}",
-         "hyperparameter 'lr' needs a finite float default, got None", cli=("--plugin", "{dir}/p.py"),
-         files=_write("p.py", _PLUGIN.format(make=_MAKE, name="mine", hp="{'lr': None}"))),
+    Case(
+        "plugin that cannot be imported",
+        "--plugin no_such_module_xyz",
+        "plugin no_such_module_xyz: cannot be imported",
+        cli=("--plugin", "no_such_module_xyz"),
+    ),
+    Case(
+        "plugin file that is missing",
+        "--plugin missing.py",
+        "missing.py: no such file",
+        cli=("--plugin", "{dir}/missing.py"),
+    ),
+    Case(
+        "plugin whose import fails",
+        "--plugin FILE that imports a missing package",
+        "importing it failed: ModuleNotFoundError",
+        cli=("--plugin", "{dir}/p.py"),
+        files=_write("p.py", "import no_such_package_xyz\n"),
+    ),
+    Case(
+        "plugin factory with the wrong signature",
+        "--plugin FILE: make(model, task)",
+        "make must take (model, task, cfg, plan, settings)",
+        cli=("--plugin", "{dir}/p.py"),
+        files=_write("p.py", _PLUGIN.format(make="def make(model, task): pass", name="mine", hp="{'lr': 1e-3}")),
+    ),
+    Case(
+        "plugin name taken by a built-in",
+        "--plugin FILE registering 'scrub'",
+        "unlearner name 'scrub' is already registered",
+        cli=("--plugin", "{dir}/p.py"),
+        files=_write("p.py", _PLUGIN.format(make=_MAKE, name="scrub", hp="{'lr': 1e-3}")),
+    ),
+    Case(
+        "plugin hyperparameter without a default",
+        "--plugin FILE: hp={'lr': None}",
+        "hyperparameter 'lr' needs a finite float default, got None",
+        cli=("--plugin", "{dir}/p.py"),
+        files=_write("p.py", _PLUGIN.format(make=_MAKE, name="mine", hp="{'lr': None}")),
+    ),
     Case("negative augmentation", "--augment-pad -2", "augment_pad must be >= 0, got -2", cli=("--augment-pad", "-2")),
-    Case("batch larger than a split", "--batch-size 100000", "batch_size 100000 is larger than the",
-         cli=("--batch-size", "100000")),
-    Case("unknown seed strategy", "--seed-strategy fast", "seed_strategy must be one of",
-         cli=("--seed-strategy", "fast")),
+    Case(
+        "batch larger than a split",
+        "--batch-size 100000",
+        "batch_size 100000 is larger than the",
+        cli=("--batch-size", "100000"),
+    ),
+    Case(
+        "unknown seed strategy", "--seed-strategy fast", "seed_strategy must be one of", cli=("--seed-strategy", "fast")
+    ),
     Case("zero devices", "--devices 0", "devices must be a positive integer or None", cli=("--devices", "0")),
     Case("more devices than exist", "--devices 64", "devices: 64 asked for, but the", cli=("--devices", "64")),
-    Case("no processes", "--num-processes 0", "--num-processes must be a positive integer, got 0",
-         cli=("--num-processes", "0")),
-    Case("process index out of range", "--num-processes 2 --process-id 2", "--process-id must lie in [0, 1], got 2",
-         cli=("--num-processes", "2", "--process-id", "2")),
-    Case("unsupported dtype", "--dtype float16", "dtype must be 'float32' or 'bfloat16', got 'float16'",
-         cli=("--dtype", "float16")),
-    Case("unknown hyperparameter", "--hp blindspot.gamma=1", "blindspot has no hyperparameter 'gamma'; it has",
-         cli=("--hp", "blindspot.gamma=1")),
-    Case("malformed hyperparameter key", "--hp beta=1", "hyperparameter key 'beta' must look like STAGE.NAME",
-         cli=("--hp", "beta=1")),
-    Case("non-numeric hyperparameter", "--hp finetune.lr=fast", "hp finetune.lr: values must be numbers, got 'fast'",
-         cli=("--hp", "finetune.lr=fast")),
-    Case("non-positive learning rate", "--hp finetune.lr=0", "hp finetune.lr: a learning rate must be > 0, got 0",
-         cli=("--hp", "finetune.lr=0")),
-    Case("hyperparameter of a stage not run", "--unlearners finetune --hp blindspot.beta=1",
-         "blindspot is not among the unlearners this study runs", cli=("--unlearners", "finetune", "--hp",
-                                                                       "blindspot.beta=1")),
-    Case("sweep of the reference model", "--sweep retrain.lr=0.01,0.1", "the retrain model cannot be swept",
-         cli=("--sweep", "retrain.lr=0.01,0.1")),
-    Case("repeated sweep value", "--sweep blindspot.beta=10,10", "sweep blindspot.beta: values must differ",
-         cli=("--sweep", "blindspot.beta=10,10")),
-    Case("fixed and swept at once", "--hp blindspot.beta=1 --sweep blindspot.beta=1,2",
-         "blindspot.beta is given both a fixed value (hp) and swept values (sweep)",
-         cli=("--hp", "blindspot.beta=1", "--sweep", "blindspot.beta=1,2")),
-    Case("weight outside its range", "--unlearners neggrad --hp neggrad.retain_weight=1.5",
-         "hp neggrad.retain_weight: must lie in [0, 1], got 1.5",
-         cli=("--unlearners", "neggrad", "--hp", "neggrad.retain_weight=1.5")),
-    Case("negative attention weight", "--sweep blindspot.beta=-1,10", "sweep blindspot.beta: must lie in [0, inf]",
-         cli=("--sweep", "blindspot.beta=-1,10")),
-    Case("negative dampening", "--unlearners ssd --hp ssd.dampening=-1",
-         "hp ssd.dampening: must lie in [0, inf], got -1", cli=("--unlearners", "ssd", "--hp", "ssd.dampening=-1")),
-    Case("more SCRUB max epochs than epochs", "--set scrub.epochs=2 --set scrub.max_epochs=3",
-         "scrub settings: max_epochs (3) must be <= epochs (2)",
-         cli=("--unlearners", "scrub", "--set", "scrub.epochs=2", "--set", "scrub.max_epochs=3")),
-    Case("SCRUB forget batch above the forget rows", "--unlearners scrub --scrub-forget-batch 100000",
-         "scrub.forget_batch (100000) must be <= the",
-         cli=("--unlearners", "scrub", "--scrub-forget-batch", "100000")),
-    Case("unknown model argument", "--model-arg depth=3", "got unknown argument(s) ['depth']",
-         cli=("--model-arg", "depth=3")),
-    Case("dtype as model argument", "--model-arg dtype=float32", "with StudyConfig.dtype (--dtype)",
-         cli=("--model-arg", "dtype=float32")),
-    Case("malformed model argument", "--model-arg hidden", "--model-arg must look like name=value",
-         cli=("--model-arg", "hidden")),
-    Case("model / input shape mismatch", "--model lstm on 8 tabular features", "cannot take inputs of shape [8]",
-         cli=("--model", "lstm", "--model-arg", "hidden=8")),
-    Case("unknown forget rule", "--forget age<30", "unknown forget rule 'age<30'; accepted forms:",
-         cli=("--forget", "age<30")),
-    Case("label range outside the data", "--forget label>1e9", "the forget set is empty (training labels lie in",
-         cli=("--forget", "label>1e9")),
-    Case("forget set = whole training set", "--forget label>-1e9", "nothing would be retained",
-         cli=("--forget", "label>-1e9")),
-    Case("inverted label range", "--forget label:20:10", "LabelRange low=20.0 is above high=10.0",
-         cli=("--forget", "label:20:10")),
-    Case("quantile outside (0, 1)", "--forget quantile>=1.5", "q must lie strictly between 0 and 1, got 1.5",
-         cli=("--forget", "quantile>=1.5")),
-    Case("random fraction outside (0, 1)", "--forget random:1.5", "fraction must lie strictly between 0 and 1",
-         cli=("--forget", "random:1.5")),
-    Case("unknown dataset argument", "--dataset taylor --dataset-arg windw=4",
-         "dataset 'taylor' takes no argument(s) ['windw']; it accepts", cli=("--dataset", "taylor", "--dataset-arg",
-                                                                              "windw=4")),
-    Case("bad dataset argument value", "--dataset taylor --dataset-arg window=0",
-         "window and horizon must be positive", cli=("--dataset", "taylor", "--dataset-arg", "window=0")),
+    Case(
+        "no processes",
+        "--num-processes 0",
+        "--num-processes must be a positive integer, got 0",
+        cli=("--num-processes", "0"),
+    ),
+    Case(
+        "process index out of range",
+        "--num-processes 2 --process-id 2",
+        "--process-id must lie in [0, 1], got 2",
+        cli=("--num-processes", "2", "--process-id", "2"),
+    ),
+    Case(
+        "unsupported dtype",
+        "--dtype float16",
+        "dtype must be 'float32' or 'bfloat16', got 'float16'",
+        cli=("--dtype", "float16"),
+    ),
+    Case(
+        "unknown hyperparameter",
+        "--hp blindspot.gamma=1",
+        "blindspot has no hyperparameter 'gamma'; it has",
+        cli=("--hp", "blindspot.gamma=1"),
+    ),
+    Case(
+        "malformed hyperparameter key",
+        "--hp beta=1",
+        "hyperparameter key 'beta' must look like STAGE.NAME",
+        cli=("--hp", "beta=1"),
+    ),
+    Case(
+        "non-numeric hyperparameter",
+        "--hp finetune.lr=fast",
+        "hp finetune.lr: values must be numbers, got 'fast'",
+        cli=("--hp", "finetune.lr=fast"),
+    ),
+    Case(
+        "non-positive learning rate",
+        "--hp finetune.lr=0",
+        "hp finetune.lr: a learning rate must be > 0, got 0",
+        cli=("--hp", "finetune.lr=0"),
+    ),
+    Case(
+        "hyperparameter of a stage not run",
+        "--unlearners finetune --hp blindspot.beta=1",
+        "blindspot is not among the unlearners this study runs",
+        cli=("--unlearners", "finetune", "--hp", "blindspot.beta=1"),
+    ),
+    Case(
+        "sweep of the reference model",
+        "--sweep retrain.lr=0.01,0.1",
+        "the retrain model cannot be swept",
+        cli=("--sweep", "retrain.lr=0.01,0.1"),
+    ),
+    Case(
+        "repeated sweep value",
+        "--sweep blindspot.beta=10,10",
+        "sweep blindspot.beta: values must differ",
+        cli=("--sweep", "blindspot.beta=10,10"),
+    ),
+    Case(
+        "fixed and swept at once",
+        "--hp blindspot.beta=1 --sweep blindspot.beta=1,2",
+        "blindspot.beta is given both a fixed value (hp) and swept values (sweep)",
+        cli=("--hp", "blindspot.beta=1", "--sweep", "blindspot.beta=1,2"),
+    ),
+    Case(
+        "weight outside its range",
+        "--unlearners neggrad --hp neggrad.retain_weight=1.5",
+        "hp neggrad.retain_weight: must lie in [0, 1], got 1.5",
+        cli=("--unlearners", "neggrad", "--hp", "neggrad.retain_weight=1.5"),
+    ),
+    Case(
+        "negative attention weight",
+        "--sweep blindspot.beta=-1,10",
+        "sweep blindspot.beta: must lie in [0, inf]",
+        cli=("--sweep", "blindspot.beta=-1,10"),
+    ),
+    Case(
+        "negative dampening",
+        "--unlearners ssd --hp ssd.dampening=-1",
+        "hp ssd.dampening: must lie in [0, inf], got -1",
+        cli=("--unlearners", "ssd", "--hp", "ssd.dampening=-1"),
+    ),
+    Case(
+        "more SCRUB max epochs than epochs",
+        "--set scrub.epochs=2 --set scrub.max_epochs=3",
+        "scrub settings: max_epochs (3) must be <= epochs (2)",
+        cli=("--unlearners", "scrub", "--set", "scrub.epochs=2", "--set", "scrub.max_epochs=3"),
+    ),
+    Case(
+        "SCRUB forget batch above the forget rows",
+        "--unlearners scrub --scrub-forget-batch 100000",
+        "scrub.forget_batch (100000) must be <= the",
+        cli=("--unlearners", "scrub", "--scrub-forget-batch", "100000"),
+    ),
+    Case(
+        "unknown model argument",
+        "--model-arg depth=3",
+        "got unknown argument(s) ['depth']",
+        cli=("--model-arg", "depth=3"),
+    ),
+    Case(
+        "dtype as model argument",
+        "--model-arg dtype=float32",
+        "with StudyConfig.dtype (--dtype)",
+        cli=("--model-arg", "dtype=float32"),
+    ),
+    Case(
+        "malformed model argument",
+        "--model-arg hidden",
+        "--model-arg must look like name=value",
+        cli=("--model-arg", "hidden"),
+    ),
+    Case(
+        "model / input shape mismatch",
+        "--model lstm on 8 tabular features",
+        "cannot take inputs of shape [8]",
+        cli=("--model", "lstm", "--model-arg", "hidden=8"),
+    ),
+    Case(
+        "unknown forget rule",
+        "--forget age<30",
+        "unknown forget rule 'age<30'; accepted forms:",
+        cli=("--forget", "age<30"),
+    ),
+    Case(
+        "label range outside the data",
+        "--forget label>1e9",
+        "the forget set is empty (training labels lie in",
+        cli=("--forget", "label>1e9"),
+    ),
+    Case(
+        "forget set = whole training set",
+        "--forget label>-1e9",
+        "nothing would be retained",
+        cli=("--forget", "label>-1e9"),
+    ),
+    Case(
+        "inverted label range",
+        "--forget label:20:10",
+        "LabelRange low=20.0 is above high=10.0",
+        cli=("--forget", "label:20:10"),
+    ),
+    Case(
+        "quantile outside (0, 1)",
+        "--forget quantile>=1.5",
+        "q must lie strictly between 0 and 1, got 1.5",
+        cli=("--forget", "quantile>=1.5"),
+    ),
+    Case(
+        "random fraction outside (0, 1)",
+        "--forget random:1.5",
+        "fraction must lie strictly between 0 and 1",
+        cli=("--forget", "random:1.5"),
+    ),
+    Case(
+        "unknown dataset argument",
+        "--dataset taylor --dataset-arg windw=4",
+        "dataset 'taylor' takes no argument(s) ['windw']; it accepts",
+        cli=("--dataset", "taylor", "--dataset-arg", "windw=4"),
+    ),
+    Case(
+        "bad dataset argument value",
+        "--dataset taylor --dataset-arg window=0",
+        "window and horizon must be positive",
+        cli=("--dataset", "taylor", "--dataset-arg", "window=0"),
+    ),
     Case("missing config file", "--config missing.toml", "--config: no such file", cli=("--config", "{dir}/nope.toml")),
-    Case("corrupt config file", "--config FILE holding: seeds = = 3", "is not a readable TOML file",
-         cli=("--config", "{dir}/bad.toml"), files=_write("bad.toml", "seeds = = 3\n")),
-    Case("unknown config setting", "--config FILE holding: epochs = 3", "unknown setting(s) ['epochs']; known settings:",
-         cli=("--config", "{dir}/c.toml"), files=_write("c.toml", "epochs = 3\n")),
-    Case("wrong type in config", '--config FILE holding: mia_samples = "8"',
-         "mia_samples must be a positive integer, got '8'", cli=("--config", "{dir}/c.toml"),
-         files=_write("c.toml", 'mia_samples = "8"\n')),
-    Case("invalid Gaussian statistics", '--config FILE holding: [gaussian] stats = "forget"',
-         "gaussian settings: stats must be 'all' or 'retain', got 'forget'", cli=("--config", "{dir}/c.toml"),
-         files=_write("c.toml", '[gaussian]\nstats = "forget"\n')),
-    Case("negative relearning threshold", "--config FILE holding: relearn_alpha = -1.0", "relearn_alpha must be >= 0",
-         cli=("--config", "{dir}/c.toml"), files=_write("c.toml", "relearn_alpha = -1.0\n")),
-    Case("resume without checkpoints", "--resume --no-checkpoints", "--resume needs checkpoints",
-         cli=("--resume", "--no-checkpoints")),
-    Case("checkpoint from another configuration", "--resume into a folder of a 3-seed study",
-         "are from another configuration; it differs in seeds: 3 there, 2 now",
-         cli=("--resume", "--checkpoint-dir", "{dir}/ckpt"), files=_other_study),
-    Case("NaN in inputs", "x with a NaN", "train.x has 1 NaN/inf value(s) (first at row 1)",
-         call=_with_nan("train", "x")),
-    Case("inf in targets", "y with an inf", "test.y has 1 NaN/inf value(s) (first at row 7)",
-         call=_with_nan("test", "y", np.inf)),
-    Case("rows of x and y differ", "x with one row fewer than y", "train.x must have shape [N, ...] with N = len(y)",
-         call=lambda _: build_task(_raw({("train", "x"): np.zeros((N - 1, 4))}))),
-    Case("non-numeric inputs", "x of strings", "x and y must be numeric",
-         call=lambda _: build_task(_raw({("train", "x"): np.full((N, 4), "a")}))),
-    Case("2-D targets", "y of shape [N, 2]", "train.y must have shape [N] or [N, 1], got",
-         call=lambda _: build_task(_raw({("train", "y"): np.zeros((N, 2))}))),
-    Case("feature shapes differ between splits", "val.x with 5 features", "val.x has feature shape (5,), train has (4,)",
-         call=lambda _: build_task(_raw({("val", "x"): np.zeros((make_synthetic(n=300, dim=4).splits["val"][1].shape[0], 5))}))),
+    Case(
+        "corrupt config file",
+        "--config FILE holding: seeds = = 3",
+        "is not a readable TOML file",
+        cli=("--config", "{dir}/bad.toml"),
+        files=_write("bad.toml", "seeds = = 3\n"),
+    ),
+    Case(
+        "unknown config setting",
+        "--config FILE holding: epochs = 3",
+        "unknown setting(s) ['epochs']; known settings:",
+        cli=("--config", "{dir}/c.toml"),
+        files=_write("c.toml", "epochs = 3\n"),
+    ),
+    Case(
+        "wrong type in config",
+        '--config FILE holding: mia_samples = "8"',
+        "mia_samples must be a positive integer, got '8'",
+        cli=("--config", "{dir}/c.toml"),
+        files=_write("c.toml", 'mia_samples = "8"\n'),
+    ),
+    Case(
+        "invalid Gaussian statistics",
+        '--config FILE holding: [gaussian] stats = "forget"',
+        "gaussian settings: stats must be 'all' or 'retain', got 'forget'",
+        cli=("--config", "{dir}/c.toml"),
+        files=_write("c.toml", '[gaussian]\nstats = "forget"\n'),
+    ),
+    Case(
+        "negative relearning threshold",
+        "--config FILE holding: relearn_alpha = -1.0",
+        "relearn_alpha must be >= 0",
+        cli=("--config", "{dir}/c.toml"),
+        files=_write("c.toml", "relearn_alpha = -1.0\n"),
+    ),
+    Case(
+        "resume without checkpoints",
+        "--resume --no-checkpoints",
+        "--resume needs checkpoints",
+        cli=("--resume", "--no-checkpoints"),
+    ),
+    Case(
+        "checkpoint from another configuration",
+        "--resume into a folder of a 3-seed study",
+        "are from another configuration; it differs in seeds: 3 there, 2 now",
+        cli=("--resume", "--checkpoint-dir", "{dir}/ckpt"),
+        files=_other_study,
+    ),
+    Case(
+        "NaN in inputs", "x with a NaN", "train.x has 1 NaN/inf value(s) (first at row 1)", call=_with_nan("train", "x")
+    ),
+    Case(
+        "inf in targets",
+        "y with an inf",
+        "test.y has 1 NaN/inf value(s) (first at row 7)",
+        call=_with_nan("test", "y", np.inf),
+    ),
+    Case(
+        "rows of x and y differ",
+        "x with one row fewer than y",
+        "train.x must have shape [N, ...] with N = len(y)",
+        call=lambda _: build_task(_raw({("train", "x"): np.zeros((N - 1, 4))})),
+    ),
+    Case(
+        "non-numeric inputs",
+        "x of strings",
+        "x and y must be numeric",
+        call=lambda _: build_task(_raw({("train", "x"): np.full((N, 4), "a")})),
+    ),
+    Case(
+        "2-D targets",
+        "y of shape [N, 2]",
+        "train.y must have shape [N] or [N, 1], got",
+        call=lambda _: build_task(_raw({("train", "y"): np.zeros((N, 2))})),
+    ),
+    Case(
+        "feature shapes differ between splits",
+        "val.x with 5 features",
+        "val.x has feature shape (5,), train has (4,)",
+        call=lambda _: build_task(
+            _raw({("val", "x"): np.zeros((make_synthetic(n=300, dim=4).splits["val"][1].shape[0], 5))})
+        ),
+    ),
     Case("missing split", "no validation split", "data is missing split(s) ['val']", call=_drop_split),
-    Case("out-of-range forget indices", "Indices with row 10**6", f"must lie in [0, {N}); got min",
-         call=_rule(Indices({"train": np.array([1, 10 ** 6])}))),
-    Case("overlapping forget indices", "Indices with row 3 twice", "Indices for split 'train' contain duplicates",
-         call=_rule(Indices({"train": np.array([3, 3, 5])}))),
-    Case("forget mask of the wrong shape", "Mask of 5 rows", f"must be a bool array of shape ({N},)",
-         call=_rule(Mask({"train": np.ones(5, bool), "val": np.ones(30, bool), "test": np.ones(60, bool)}))),
-    Case("missing data folder", "--dataset agedb --dataset-arg data_dir=<missing>", "agedb",
-         cli=("--dataset", "agedb", "--dataset-arg", "data_dir={dir}/no_such_folder")),
-    Case("corrupt data file", "--dataset electricity with a non-numeric load", "electricity",
-         cli=("--dataset", "electricity", "--dataset-arg", "path={dir}/LD2011_2014.txt"),
-         files=_write("LD2011_2014.txt", '"";"MT_001"\n"2011-01-01 00:15:00";abc\n')),
-    Case("shadows not a multiple of the groups", "evaluate --protocol ulira --shadows 10 --groups 4",
-         "models (10) must be a multiple of groups (4)", call=lambda _: _evaluate("ulira", models=10, groups=4)),
-    Case("odd number of shadow groups", "evaluate --protocol ulira --groups 5", "groups must be even and >= 4",
-         call=lambda _: _evaluate("ulira", models=20, groups=5)),
-    Case("a sweep in an evaluation", "evaluate --sweep blindspot.beta=0,10",
-         "an evaluation takes one value per hyperparameter", call=lambda _: _evaluate(
-             "neurips23", sweep={"blindspot.beta": (0.0, 10.0)})),
-    Case("unreadable memory limit", "evaluate --memory-limit lots", "a memory size looks like 512MB",
-         call=lambda _: _evaluate("neurips23", memory_limit="lots")),
+    Case(
+        "out-of-range forget indices",
+        "Indices with row 10**6",
+        f"must lie in [0, {N}); got min",
+        call=_rule(Indices({"train": np.array([1, 10**6])})),
+    ),
+    Case(
+        "overlapping forget indices",
+        "Indices with row 3 twice",
+        "Indices for split 'train' contain duplicates",
+        call=_rule(Indices({"train": np.array([3, 3, 5])})),
+    ),
+    Case(
+        "forget mask of the wrong shape",
+        "Mask of 5 rows",
+        f"must be a bool array of shape ({N},)",
+        call=_rule(Mask({"train": np.ones(5, bool), "val": np.ones(30, bool), "test": np.ones(60, bool)})),
+    ),
+    Case(
+        "missing data folder",
+        "--dataset agedb --dataset-arg data_dir=<missing>",
+        "agedb",
+        cli=("--dataset", "agedb", "--dataset-arg", "data_dir={dir}/no_such_folder"),
+    ),
+    Case(
+        "corrupt data file",
+        "--dataset electricity with a non-numeric load",
+        "electricity",
+        cli=("--dataset", "electricity", "--dataset-arg", "path={dir}/LD2011_2014.txt"),
+        files=_write("LD2011_2014.txt", '"";"MT_001"\n"2011-01-01 00:15:00";abc\n'),
+    ),
+    Case(
+        "shadows not a multiple of the groups",
+        "evaluate --protocol ulira --shadows 10 --groups 4",
+        "models (10) must be a multiple of groups (4)",
+        call=lambda _: _evaluate("ulira", models=10, groups=4),
+    ),
+    Case(
+        "odd number of shadow groups",
+        "evaluate --protocol ulira --groups 5",
+        "groups must be even and >= 4",
+        call=lambda _: _evaluate("ulira", models=20, groups=5),
+    ),
+    Case(
+        "a sweep in an evaluation",
+        "evaluate --sweep blindspot.beta=0,10",
+        "an evaluation takes one value per hyperparameter",
+        call=lambda _: _evaluate("neurips23", sweep={"blindspot.beta": (0.0, 10.0)}),
+    ),
+    Case(
+        "unreadable memory limit",
+        "evaluate --memory-limit lots",
+        "a memory size looks like 512MB",
+        call=lambda _: _evaluate("neurips23", memory_limit="lots"),
+    ),
 ]
 
 
@@ -270,7 +528,7 @@ def _run(case: Case, folder: Path, capsys) -> str:
         case.files(folder)
     if case.cli:
         args = [a.replace("{dir}", str(folder)) for a in case.cli]
-        code = main(TINY + ["--out", str(folder / "out")] + args)
+        code = main([*TINY, "--out", str(folder / "out"), *args])
         err = capsys.readouterr().err
         assert code == 2, err
         assert not (folder / "out" / "results.json").exists()
@@ -301,11 +559,13 @@ def test_docs_table_is_current(tmp_path_factory, capsys):
         message = " ".join(message.split())
         rows.append(f"| {i} | {case.name} | `{case.given}` | {message} |")
     table = "\n".join(rows) + "\n"
-    head = ("# Bad input and what jaxunlearn says\n\n"
-            "Every row is a test case in `tests/test_bad_input.py`: the input is rejected before any XLA program "
-            "compiles, the CLI exits with status 2, and the message below is the one actually raised (paths "
-            "shortened to `<tmp>`). Regenerate with `JAXUNLEARN_WRITE_DOCS=1 python -m pytest "
-            "tests/test_bad_input.py`.\n\n")
+    head = (
+        "# Bad input and what jaxunlearn says\n\n"
+        "Every row is a test case in `tests/test_bad_input.py`: the input is rejected before any XLA program "
+        "compiles, the CLI exits with status 2, and the message below is the one actually raised (paths "
+        "shortened to `<tmp>`). Regenerate with `JAXUNLEARN_WRITE_DOCS=1 python -m pytest "
+        "tests/test_bad_input.py`.\n\n"
+    )
     text = head + table
     if os.environ.get("JAXUNLEARN_WRITE_DOCS") == "1":
         DOC.parent.mkdir(exist_ok=True)

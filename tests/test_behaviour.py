@@ -3,6 +3,7 @@
 Unlearning must move the forget-set error toward the retrained model's while keeping the
 retain error within 25% of the original's (the paper's qualitative claim for Blindspot).
 """
+
 import numpy as np
 import pytest
 
@@ -16,9 +17,16 @@ pytestmark = pytest.mark.xdist_group("behaviour")
 
 @pytest.fixture(scope="module")
 def study():
-    cfg = with_(TINY, model_kwargs=(("hidden", (64, 64)),), seeds=3, batch_size=64, train_epochs=30,
-                settings={"blindspot": {"proxy_epochs": 2, "epochs": 3}, "finetune": {"epochs": 5}},
-                relearn_max_epochs=3, mia_samples=200)
+    cfg = with_(
+        TINY,
+        model_kwargs=(("hidden", (64, 64)),),
+        seeds=3,
+        batch_size=64,
+        train_epochs=30,
+        settings={"blindspot": {"proxy_epochs": 2, "epochs": 3}, "finetune": {"epochs": 5}},
+        relearn_max_epochs=3,
+        mia_samples=200,
+    )
     return run_study(cfg, progress=False, log=lambda m: None, task=build_task(make_synthetic(n=1200)))
 
 
@@ -48,8 +56,16 @@ def test_table_and_metrics_complete(study):
     assert study.rows == ["original", "retrain", "finetune", "gaussian", "blindspot"]
     assert study.table.count("\n") == 6  # header, rule, five rows
     for row in study.rows:
-        for metric in ("test_retain_mae", "test_forget_mae", "test_forget_mse", "train_forget_mae", "wasserstein",
-                       "mia", "relearn_steps", "run_seconds"):
+        for metric in (
+            "test_retain_mae",
+            "test_forget_mae",
+            "test_forget_mse",
+            "train_forget_mae",
+            "wasserstein",
+            "mia",
+            "relearn_steps",
+            "run_seconds",
+        ):
             values = study.per_seed[row][metric]
             assert values.shape == (3,) and np.all(np.isfinite(values)), (row, metric)
     assert np.all(study.per_seed["retrain"]["wasserstein"] == 0.0)

@@ -1,6 +1,7 @@
 """The benchmark suite's CPU smoke test (its --quick mode end to end), the summary's target
 logic on hand-made records, the time budget, and the PyTorch reference (run where torch
 is importable; elsewhere it must record an honest "skipped")."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,8 +22,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _run(args, timeout=300):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, *args], check=False, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, *args], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -57,18 +59,32 @@ def test_quick_suite_writes_complete_records(tmp_path):
         assert rec["peak_bytes_in_use"] is None and "unavailable" in rec["memory_note"]  # CPU
         # SSD's importances are not a model (no quality); its dampening has no training loss.
         names = {"ssd-importance": (), "ssd-dampen": ("test_retain_mae", "test_forget_mae")}.get(
-            rec["phase"], ("train_loss", "test_retain_mae", "test_forget_mae"))
+            rec["phase"], ("train_loss", "test_retain_mae", "test_forget_mae")
+        )
         assert set(rec["quality"]) >= set(names)
         for name in names:
             stats = rec["quality"][name]
             assert len(stats["per_seed"]) == rec["seeds"]
             assert all(_finite(v) for v in stats["per_seed"]) and _finite(stats["std"])
     seen = {(r["phase"], r["strategy"], r["dtype"]) for r in records}
-    assert {p for p, _, _ in seen} >= {"train", "retrain", "finetune", "gaussian", "blindspot", "neggrad", "scrub-min",
-                                       "scrub-max", "ssd-importance", "ssd-dampen"}
+    assert {p for p, _, _ in seen} >= {
+        "train",
+        "retrain",
+        "finetune",
+        "gaussian",
+        "blindspot",
+        "neggrad",
+        "scrub-min",
+        "scrub-max",
+        "ssd-importance",
+        "ssd-dampen",
+    }
     assert {s for _, s, _ in seen} == {"vmap", "map", "host"} and {d for _, _, d in seen} == {"float32", "bfloat16"}
-    ratios = [r["ratio_vs_retrain"] for r in records if r["phase"] in ("finetune", "gaussian", "blindspot", "neggrad",
-                                                                       "scrub-max", "ssd-dampen") and r["seeds"] == 1]
+    ratios = [
+        r["ratio_vs_retrain"]
+        for r in records
+        if r["phase"] in ("finetune", "gaussian", "blindspot", "neggrad", "scrub-max", "ssd-dampen") and r["seeds"] == 1
+    ]
     assert len(ratios) == 6 and all(_finite(v) and v > 0 for v in ratios)
     for second, first in (("scrub-max", "scrub-min"), ("ssd-dampen", "ssd-importance")):
         rec = next(r for r in records if r["phase"] == second)
@@ -78,8 +94,9 @@ def test_quick_suite_writes_complete_records(tmp_path):
     assert importance["paper_epochs"] == 1 and importance["num_batches"] is None
     assert importance["flops_per_seed_epoch"] > dampening["flops_per_seed_epoch"]
     # The cached-proxy student and the per-batch one see the same batches and learn the same.
-    cached, inloop = (next(r for r in records if r["phase"] == p and r["seeds"] == 1)
-                      for p in ("blindspot", "blindspot-inloop"))
+    cached, inloop = (
+        next(r for r in records if r["phase"] == p and r["seeds"] == 1) for p in ("blindspot", "blindspot-inloop")
+    )
     assert math.isclose(cached["quality"]["train_loss"]["mean"], inloop["quality"]["train_loss"]["mean"], rel_tol=1e-4)
     assert cached["flops_per_seed_epoch"] < inloop["flops_per_seed_epoch"] and cached["start_s"] > 0
     text = md.read_text()
@@ -96,8 +113,8 @@ def test_budget_records_skips_instead_of_running(tmp_path):
 
 def test_gpu_matrix_is_prioritised_and_fits_the_budget():
     items = gpu_matrix()
-    required = items[:len(items) - len(OPTIONAL_TAIL)]
-    assert tuple(items[len(required):]) == OPTIONAL_TAIL
+    required = items[: len(items) - len(OPTIONAL_TAIL)]
+    assert tuple(items[len(required) :]) == OPTIONAL_TAIL
     # ~25 s of PyTorch reference + the required items end before gpu_suite.sh's hard limit
     # (budget 460 s + 10 s); past the soft budget, remaining items are recorded as skipped.
     assert 25 + sum(i.est_s for i in required) <= 460 + 10
@@ -105,22 +122,46 @@ def test_gpu_matrix_is_prioritised_and_fits_the_budget():
     assert items[0].workload == "allcnn" and items[0].seeds == 1
     for dtype in ("float32", "bfloat16"):
         for strategy in ("vmap", "map", "host"):
-            phases = {p for i in required if i.workload == "allcnn" and i.seeds == 8 and i.strategy == strategy
-                      and i.dtype == dtype for p in i.phases}
+            phases = {
+                p
+                for i in required
+                if i.workload == "allcnn" and i.seeds == 8 and i.strategy == strategy and i.dtype == dtype
+                for p in i.phases
+            }
             assert {"train", "blindspot"} <= phases, (strategy, dtype)
     for wl in ("lstm", "mlp"):
         assert {(i.seeds, i.strategy) for i in items if i.workload == wl and i.dtype == "float32"} >= {
-            (1, "map"), (8, "vmap"), (8, "map"), (32, "vmap"), (32, "map")}
+            (1, "map"),
+            (8, "vmap"),
+            (8, "map"),
+            (32, "vmap"),
+            (32, "map"),
+        }
 
 
 def _rec(workload, phase, seeds, strategy, dtype, epoch_s, loss=(1.0, 0.1)):
     q = {"mean": loss[0], "std": loss[1], "per_seed": [loss[0]] * seeds}
-    return {"schema": SCHEMA, "kind": "measurement", "framework": "jax", "device": "NVIDIA H200", "backend": "gpu",
-            "full_size": True, "workload": workload, "model": workload, "phase": phase, "seeds": seeds,
-            "strategy": strategy,
-            "dtype": dtype, "epoch_s_median": epoch_s, "per_seed_epoch_s": epoch_s / seeds,
-            "seed_epochs_per_s": seeds / epoch_s, "samples_per_s": 1.0, "compile_s": 1.0, "achieved_tflops": 1.0,
-            "quality": {"train_loss": q, "test_forget_mae": q, "test_retain_mae": q}}
+    return {
+        "schema": SCHEMA,
+        "kind": "measurement",
+        "framework": "jax",
+        "device": "NVIDIA H200",
+        "backend": "gpu",
+        "full_size": True,
+        "workload": workload,
+        "model": workload,
+        "phase": phase,
+        "seeds": seeds,
+        "strategy": strategy,
+        "dtype": dtype,
+        "epoch_s_median": epoch_s,
+        "per_seed_epoch_s": epoch_s / seeds,
+        "seed_epochs_per_s": seeds / epoch_s,
+        "samples_per_s": 1.0,
+        "compile_s": 1.0,
+        "achieved_tflops": 1.0,
+        "quality": {"train_loss": q, "test_forget_mae": q, "test_retain_mae": q},
+    }
 
 
 def _status(text, target):
@@ -130,24 +171,37 @@ def _status(text, target):
 
 def test_summary_marks_targets():
     recs = [
-        _rec("allcnn", "blindspot", 1, "map", "float32", 0.07), _rec("allcnn", "train", 1, "map", "float32", 0.07),
-        _rec("allcnn", "blindspot", 8, "map", "float32", 0.55), _rec("allcnn", "train", 8, "map", "float32", 0.70),
-        _rec("lstm", "train", 1, "map", "float32", 0.04), _rec("lstm", "train", 32, "vmap", "float32", 0.08),
-        _rec("mlp", "train", 1, "map", "float32", 0.003), _rec("mlp", "train", 32, "vmap", "float32", 0.0045),
+        _rec("allcnn", "blindspot", 1, "map", "float32", 0.07),
+        _rec("allcnn", "train", 1, "map", "float32", 0.07),
+        _rec("allcnn", "blindspot", 8, "map", "float32", 0.55),
+        _rec("allcnn", "train", 8, "map", "float32", 0.70),
+        _rec("lstm", "train", 1, "map", "float32", 0.04),
+        _rec("lstm", "train", 32, "vmap", "float32", 0.08),
+        _rec("mlp", "train", 1, "map", "float32", 0.003),
+        _rec("mlp", "train", 32, "vmap", "float32", 0.0045),
         _rec("allcnn", "train", 8, "map", "bfloat16", 0.56, loss=(1.05, 0.1)),
         _rec("allcnn", "blindspot", 8, "map", "bfloat16", 0.30, loss=(1.5, 0.1)),
-        {"schema": SCHEMA, "kind": "skipped", "framework": "jax", "workload": "resnet18", "phase": "blindspot",
-         "dtype": "float32", "seeds": 1, "strategy": "map", "reason": "time budget"},
+        {
+            "schema": SCHEMA,
+            "kind": "skipped",
+            "framework": "jax",
+            "workload": "resnet18",
+            "phase": "blindspot",
+            "dtype": "float32",
+            "seeds": 1,
+            "strategy": "map",
+            "reason": "time budget",
+        },
     ]
     text = render_summary(recs)
     assert _status(text, "AllCNN blindspot epoch") == "met"
-    assert _status(text, "AllCNN training epoch") == "not met"          # 0.07 > 0.06
-    assert _status(text, "AllCNN, 8 seeds") == "not met"                 # train: 0.0875 vs 0.07 per seed
-    assert _status(text, "LSTM, 32 seeds") == "met"                      # 16x
-    assert _status(text, "MLP, 32 seeds") == "met"                       # 21.3x
-    assert _status(text, "bf16 keeps") == "not met"                      # blindspot loss 1.5 vs 1.0 +- 0.1
+    assert _status(text, "AllCNN training epoch") == "not met"  # 0.07 > 0.06
+    assert _status(text, "AllCNN, 8 seeds") == "not met"  # train: 0.0875 vs 0.07 per seed
+    assert _status(text, "LSTM, 32 seeds") == "met"  # 16x
+    assert _status(text, "MLP, 32 seeds") == "met"  # 21.3x
+    assert _status(text, "bf16 keeps") == "not met"  # blindspot loss 1.5 vs 1.0 +- 0.1
     assert "time budget" in text
-    assert _status(text, "'auto' seed strategy") == "not measured"     # one strategy per item
+    assert _status(text, "'auto' seed strategy") == "not measured"  # one strategy per item
     cpu_only = render_summary([dict(r, backend="cpu", device="cpu") for r in recs[:2]])
     assert _status(cpu_only, "AllCNN blindspot epoch") == "not measured"
 
@@ -155,8 +209,9 @@ def test_summary_marks_targets():
 def test_summary_compares_like_with_like_and_drops_answered_skips():
     def rec(strategy, dtype, mean, epochs, seeds=8):
         r = _rec("allcnn", "train", seeds, strategy, dtype, 1.0, loss=(mean, 0.1))
-        r["quality"] = {m: {"mean": mean, "std": 0.1, "per_seed": [mean + 0.01 * i for i in range(seeds)]}
-                        for m in ("train_loss",)}
+        r["quality"] = {
+            m: {"mean": mean, "std": 0.1, "per_seed": [mean + 0.01 * i for i in range(seeds)]} for m in ("train_loss",)
+        }
         return dict(r, epoch_s_all=[1.0] * epochs)
 
     # bf16 trained 3 epochs against fp32's 2: not the same work, so no pair; the fp32 runs under
@@ -169,9 +224,19 @@ def test_summary_compares_like_with_like_and_drops_answered_skips():
     assert "**met**" in line and "1 metric pairs over 1 items" in line
     assert "rounding alone): 1 of 1 metric pairs outside noise" in line and "paired t over seeds" in line
     # A skipped item that a later run measured is not listed as skipped; one never measured is.
-    skip = {"schema": SCHEMA, "kind": "skipped", "framework": "jax", "device": "NVIDIA H200", "workload": "allcnn",
-            "phase": "train", "dtype": "float32", "seeds": 8, "strategy": "map", "reason": "time budget"}
-    text = render_summary(recs + [skip, dict(skip, strategy="host")])
+    skip = {
+        "schema": SCHEMA,
+        "kind": "skipped",
+        "framework": "jax",
+        "device": "NVIDIA H200",
+        "workload": "allcnn",
+        "phase": "train",
+        "dtype": "float32",
+        "seeds": 8,
+        "strategy": "map",
+        "reason": "time budget",
+    }
+    text = render_summary([*recs, skip, dict(skip, strategy="host")])
     assert "1 skipped or failed items were measured by a later run" in text
     listed = text.split("## Skipped or failed")[1]
     assert "| host | skipped |" in listed and "| map | skipped |" not in listed
@@ -188,8 +253,11 @@ def test_flop_count_follows_the_formulas():
     img, kernel = jnp.ones((2, 3, 10, 10)), jnp.ones((4, 3, 3, 3))  # NCHW, OIHW, VALID: 8 x 8 outputs
     conv = jax.make_jaxpr(lambda a, b: jax.lax.conv(a, b, (1, 1), "VALID"))(img, kernel)
     assert dot_conv_flops(conv) == 2 * (2 * 4 * 8 * 8) * (3 * 3 * 3)
+
     # A scan body counts once per step; XLA's own count takes a loop body once.
-    scanned = lambda c, xs: jax.lax.scan(lambda h, xt: (jnp.tanh(h @ w @ w.T + xt), None), c, xs)[0]  # noqa: E731
+    def scanned(c, xs):
+        return jax.lax.scan(lambda h, xt: (jnp.tanh(h @ w @ w.T + xt), None), c, xs)[0]
+
     h0, xs = jnp.ones((8, 5)), jnp.ones((7, 8, 5))
     xla, loops = program_flops(scanned, h0, xs)
     assert loops == 7 * 2 * (2 * 8 * 5 * 3) and 0 < xla < loops
@@ -218,8 +286,22 @@ def test_recount_replaces_profile_flops_and_keeps_the_times():
 
 def test_torch_reference_runs_or_says_why(tmp_path):
     out = tmp_path / "torch.jsonl"
-    _run(["benchmarks/torch_reference.py", "--workload", "allcnn-quick", "--device", "cpu", "--threads", "1",
-          "--repeats", "1", "--out", str(out)], timeout=240)
+    _run(
+        [
+            "benchmarks/torch_reference.py",
+            "--workload",
+            "allcnn-quick",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+        ],
+        timeout=240,
+    )
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 4  # {train, blindspot} x {float32, bfloat16}
     if importlib.util.find_spec("torch") is None:
@@ -233,9 +315,13 @@ def test_torch_reference_runs_or_says_why(tmp_path):
 
 def test_summary_checks_the_auto_strategy_against_the_fastest():
     # On a GPU, auto runs conv nets with "map" and dense/recurrent models with "vmap".
-    recs = [_rec("allcnn", "train", 8, "map", "float32", 0.70), _rec("allcnn", "train", 8, "host", "float32", 0.72),
-            _rec("allcnn", "train", 8, "vmap", "float32", 1.50), _rec("lstm", "train", 32, "vmap", "float32", 0.08),
-            _rec("lstm", "train", 32, "map", "float32", 0.50)]
+    recs = [
+        _rec("allcnn", "train", 8, "map", "float32", 0.70),
+        _rec("allcnn", "train", 8, "host", "float32", 0.72),
+        _rec("allcnn", "train", 8, "vmap", "float32", 1.50),
+        _rec("lstm", "train", 32, "vmap", "float32", 0.08),
+        _rec("lstm", "train", 32, "map", "float32", 0.50),
+    ]
     assert _status(render_summary(recs), "'auto' seed strategy") == "met"
     recs[1] = _rec("allcnn", "train", 8, "host", "float32", 0.50)  # host clearly faster than auto's map
     text = render_summary(recs)
@@ -246,9 +332,31 @@ def test_sweep_benchmark_times_three_modes_that_agree(tmp_path):
     from benchmarks import sweep
 
     out = tmp_path / "sweep.jsonl"
-    assert sweep.main(["--dataset", "synthetic", "--synthetic-rows", "400", "--seeds", "2", "--epochs", "2",
-                       "--batch-size", "64", "--repeats", "1", "--sweep", "blindspot.beta=0,10", "--out", str(out),
-                       "--summary", str(tmp_path / "sweep.md")]) == 0
+    assert (
+        sweep.main(
+            [
+                "--dataset",
+                "synthetic",
+                "--synthetic-rows",
+                "400",
+                "--seeds",
+                "2",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "64",
+                "--repeats",
+                "1",
+                "--sweep",
+                "blindspot.beta=0,10",
+                "--out",
+                str(out),
+                "--summary",
+                str(tmp_path / "sweep.md"),
+            ]
+        )
+        == 0
+    )
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["mode"] for r in records] == list(sweep.MODES)
     for r in records:

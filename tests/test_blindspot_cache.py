@@ -1,4 +1,5 @@
 """The blindspot proxy cache: the same student as running the proxy on every batch."""
+
 from __future__ import annotations
 
 import jax
@@ -9,13 +10,14 @@ from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.study import seed_keys
 from jaxunlearn.unlearn.blindspot import make_blindspot, proxy_cache_bytes
-from tests.helpers import (TINY, build, tiny_conv_model, tiny_image_task, tiny_model, tiny_task, train_original,
-                           with_)
+from tests.helpers import TINY, build, tiny_conv_model, tiny_image_task, tiny_model, tiny_task, train_original, with_
 
 
 def max_abs_diff(a, b) -> float:
-    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
-               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+    return max(
+        float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
+    )
 
 
 def student_aux(pipeline, original, task):
@@ -63,7 +65,8 @@ def test_cache_size_counts_forget_rows_and_attention_positions():
     task = tiny_image_task()  # 8x8 images; AllCNN width 4
     model = tiny_model(task, "allcnn", width=4)
     forget = int(task.train.host_indices("forget").size)
-    _, feats = jax.eval_shape(lambda p, s: model.apply_eval(p, s, task.train.x[:1]),
-                              *jax.eval_shape(model.init, jax.random.key(0)))
+    _, feats = jax.eval_shape(
+        lambda p, s: model.apply_eval(p, s, task.train.x[:1]), *jax.eval_shape(model.init, jax.random.key(0))
+    )
     positions = sum(int(np.prod(f.shape[1:3])) for f in feats)
     assert proxy_cache_bytes(model, task) == forget * (1 + positions) * 4

@@ -1,4 +1,5 @@
 """Stage checkpoints: exact round trip, reuse by configuration, refusal of foreign or corrupt files."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,10 @@ def first_run(tmp_path_factory):
 
 
 def _metrics(result):
-    return {row: {k: v for k, v in m.items() if k not in ("run_seconds", "time_vs_retrain")}
-            for row, m in result.per_seed.items()}
+    return {
+        row: {k: v for k, v in m.items() if k not in ("run_seconds", "time_vs_retrain")}
+        for row, m in result.per_seed.items()
+    }
 
 
 def _assert_same_metrics(a, b):
@@ -68,7 +71,7 @@ def test_resume_reuses_every_stage(first_run):
 
 
 def test_restored_state_is_bitwise_equal(first_run, tmp_path):
-    root, result, _ = first_run
+    root, _result, _ = first_run
     store = CheckpointStore(root, CFG, data_fingerprint(tiny_task()))
     from jaxunlearn.study import build_model, seed_keys
 
@@ -79,7 +82,7 @@ def test_restored_state_is_bitwise_equal(first_run, tmp_path):
     del fresh
     store_b = CheckpointStore(tmp_path, CFG, data_fingerprint(tiny_task()))
     recomputed = store_b.load("retrain", abstract)
-    for a, b in zip(jax.tree_util.tree_leaves(loaded.state), jax.tree_util.tree_leaves(recomputed.state)):
+    for a, b in zip(jax.tree_util.tree_leaves(loaded.state), jax.tree_util.tree_leaves(recomputed.state), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert loaded.diverged_at.shape == (CFG.seeds, 1)
 
@@ -87,10 +90,12 @@ def test_restored_state_is_bitwise_equal(first_run, tmp_path):
 def test_changed_training_setting_changes_the_key_but_metric_settings_do_not():
     fp = "f" * 64
     base = CheckpointStore("/nonexistent", CFG, fp)
-    assert CheckpointStore("/nonexistent", dataclasses.replace(CFG, train_epochs=4), fp).key("original") != \
-        base.key("original")
-    assert CheckpointStore("/nonexistent", dataclasses.replace(CFG, mia_samples=7), fp).key("original") == \
-        base.key("original")
+    assert CheckpointStore("/nonexistent", dataclasses.replace(CFG, train_epochs=4), fp).key("original") != base.key(
+        "original"
+    )
+    assert CheckpointStore("/nonexistent", dataclasses.replace(CFG, mia_samples=7), fp).key("original") == base.key(
+        "original"
+    )
     assert CheckpointStore("/nonexistent", CFG, "e" * 64).key("original") != base.key("original")
     assert "unlearners" not in training_settings(CFG)
 

@@ -1,4 +1,5 @@
 """The paired-seed verdicts on the paper's claims."""
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -75,8 +76,13 @@ def test_holm_step_down():
         return Verdict("c", "r", mean, 0.0, 8, "-", p)
 
     # m = 5: thresholds 0.01, 0.0125, 0.0167, 0.025, 0.05 for the 1st, 2nd, ... smallest p.
-    family = [verdict(1.0, 0.03), verdict(-1.0, 0.004), verdict(1.0, 0.012), verdict(1.0, float("nan")),
-              verdict(1.0, 0.02)]
+    family = [
+        verdict(1.0, 0.03),
+        verdict(-1.0, 0.004),
+        verdict(1.0, 0.012),
+        verdict(1.0, float("nan")),
+        verdict(1.0, 0.02),
+    ]
     assert holm(family) == ["inconclusive", "fails", "holds", "inconclusive", "inconclusive"]
     # The step-down stops at the first p over its threshold, even if a later one would pass alone.
     assert holm([verdict(1.0, 0.02), verdict(1.0, 0.021)]) == ["holds", "holds"]

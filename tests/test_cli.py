@@ -1,4 +1,5 @@
 """The command line: a real (tiny) study end to end, and clear errors for bad input."""
+
 import contextlib
 import io
 import json
@@ -10,8 +11,24 @@ from jaxunlearn.cli import main, parse_model_args
 # The module-scoped study is run once: these tests share one worker (make test: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("cli")
 
-TINY_ARGS = ["run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "2", "--epochs", "2",
-             "--batch-size", "64", "--finetune-epochs", "1", "--proxy-epochs", "1", "--no-progress"]
+TINY_ARGS = [
+    "run",
+    "--dataset",
+    "synthetic",
+    "--model-arg",
+    "hidden=16,16",
+    "--seeds",
+    "2",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "64",
+    "--finetune-epochs",
+    "1",
+    "--proxy-epochs",
+    "1",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +36,7 @@ def tiny_study(tmp_path_factory):
     """``jaxunlearn run TINY_ARGS`` once: (its output folder, what it printed)."""
     out, printed = tmp_path_factory.mktemp("tiny_study"), io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert main(TINY_ARGS + ["--out", str(out)]) == 0
+        assert main([*TINY_ARGS, "--out", str(out)]) == 0
     return out, printed.getvalue()
 
 
@@ -45,8 +62,22 @@ def test_run_writes_table_and_files(tiny_study):
 def test_bfloat16_study_runs_and_stays_finite(tmp_path, capsys):
     # Also an overridden seed strategy (vmap; the CPU's measured choice for an MLP is map).
     # One unlearner (Blindspot: attention maps in bf16) keeps the number of programs down.
-    assert main(TINY_ARGS + ["--dtype", "bfloat16", "--seed-strategy", "vmap", "--unlearners", "blindspot",
-                             "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                *TINY_ARGS,
+                "--dtype",
+                "bfloat16",
+                "--seed-strategy",
+                "vmap",
+                "--unlearners",
+                "blindspot",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert "note: seed strategy 'vmap' chosen over 'map', the measured fastest" in capsys.readouterr().out
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["config"]["dtype"] == "bfloat16"
@@ -71,7 +102,7 @@ def test_parse_model_args():
 
 def test_same_configuration_gives_identical_metrics(tiny_study, tmp_path):
     first, second = tiny_study[0], tmp_path
-    assert main(TINY_ARGS + ["--out", str(second)]) == 0
+    assert main([*TINY_ARGS, "--out", str(second)]) == 0
     per_seed = [json.loads((d / "results.json").read_text())["per_seed"] for d in (first, second)]
     for row, metrics in per_seed[0].items():
         for name, values in metrics.items():
@@ -86,5 +117,5 @@ def test_interrupt_says_how_to_resume(tmp_path, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(jaxunlearn.study, "run_study", interrupted)
-    assert main(TINY_ARGS + ["--out", str(tmp_path)]) == 130
+    assert main([*TINY_ARGS, "--out", str(tmp_path)]) == 130
     assert "rerun the same command with --resume" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """bf16-vs-fp32 quality comparison: paired differences against the fp32 seed spread."""
+
 import numpy as np
 import pytest
 
@@ -8,8 +9,10 @@ from benchmarks.compare_precision import compare, to_markdown
 def _study(dtype, shift=0.0, seeds=6):
     rng = np.random.default_rng(0)
     base = {m: rng.normal(1.0, 0.2, seeds) for m in ("test_retain_mae", "test_forget_mae", "wasserstein")}
-    return {"config": {"dataset": "taylor", "seeds": seeds, "dtype": dtype, "timings": {}},
-            "per_seed": {"blindspot": {m: list(v + shift) for m, v in base.items()}}}
+    return {
+        "config": {"dataset": "taylor", "seeds": seeds, "dtype": dtype, "timings": {}},
+        "per_seed": {"blindspot": {m: list(v + shift) for m, v in base.items()}},
+    }
 
 
 def test_small_shift_is_within_noise_and_large_is_not():

@@ -1,4 +1,5 @@
 """Tests for jaxunlearn.data.sources and jaxunlearn.data.arrays (real and synthetic data)."""
+
 from __future__ import annotations
 
 import functools
@@ -20,20 +21,20 @@ from jaxunlearn.data.sources import (
 SPLITS = ("train", "val", "test")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _series():
     from pmdarima.datasets import load_taylor as pm_load
 
     return np.asarray(pm_load(), np.float64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _taylor(window=96, horizon=48):
     return load_taylor(window=window, horizon=horizon)
 
 
 def _concat(raw):
-    xs, ys = zip(*(raw.splits[s] for s in SPLITS))
+    xs, ys = zip(*(raw.splits[s] for s in SPLITS), strict=True)
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -146,7 +147,7 @@ def test_synthetic_is_deterministic_per_seed():
     assert not np.array_equal(a.splits["train"][1], c.splits["train"][1])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _syn_task():
     raw = make_synthetic(n=200)
     return raw, build_task(raw)
@@ -194,9 +195,7 @@ def test_build_task_rule_string_applies_to_raw_targets():
     raw, _ = _syn_task()
     task = build_task(raw, "label>=1.0")
     for s in SPLITS:
-        np.testing.assert_array_equal(
-            np.asarray(getattr(task, s).forget), (raw.splits[s][1] >= 1.0).astype(np.float32)
-        )
+        np.testing.assert_array_equal(np.asarray(getattr(task, s).forget), (raw.splits[s][1] >= 1.0).astype(np.float32))
     assert "label>=1.0" in task.name
 
 
@@ -212,7 +211,7 @@ def test_standardise_train_stats_only_and_degenerate_std():
     np.testing.assert_allclose(te[1], [[(8.0 - 4.0) / y_std]], rtol=1e-6)
     assert tr[1].shape == (3, 1) and te[1].shape == (1, 1) and tr[1].dtype == np.float32
     # scalar statistics
-    (tr_s, te_s), _, _ = standardise(x_tr, y_tr, (x_te, y_te), per_feature=False)
+    (_tr_s, te_s), _, _ = standardise(x_tr, y_tr, (x_te, y_te), per_feature=False)
     m, s = x_tr.astype(np.float64).mean(), x_tr.astype(np.float64).std()
     np.testing.assert_allclose(te_s[0], (x_te - m) / s, rtol=1e-5)
     # constant targets: std treated as 1
@@ -225,7 +224,7 @@ def test_standardise_train_stats_only_and_degenerate_std():
 
 def _good_splits():
     rng = np.random.default_rng(0)
-    return {s: (rng.normal(size=(n, 3)), rng.normal(size=n)) for s, n in zip(SPLITS, (10, 5, 6))}
+    return {s: (rng.normal(size=(n, 3)), rng.normal(size=n)) for s, n in zip(SPLITS, (10, 5, 6), strict=True)}
 
 
 def _raw(splits):
@@ -274,7 +273,18 @@ def _inf_y():
         (lambda: _with("val", y=np.array(["a"] * 5)), r"val: .*numeric"),
         (lambda: {k: v for k, v in _good_splits().items() if k != "test"}, r"missing split.*test"),
     ],
-    ids=["nan-x", "inf-y", "mismatched-N", "feature-shape", "feature-rank", "empty", "y-2-cols", "x-1d", "non-numeric", "missing"],
+    ids=[
+        "nan-x",
+        "inf-y",
+        "mismatched-N",
+        "feature-shape",
+        "feature-rank",
+        "empty",
+        "y-2-cols",
+        "x-1d",
+        "non-numeric",
+        "missing",
+    ],
 )
 def test_validate_raw_rejects(make, match):
     with pytest.raises(ValueError, match=match):

@@ -1,4 +1,5 @@
 """The rotated-digits image dataset (real scikit-learn digits; target = rotation angle)."""
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -18,7 +19,7 @@ def test_shapes_ranges_and_split_sizes(raw):
     assert sizes["train"] == int(0.7 * n_images)
     for x, y in raw.splits.values():
         assert x.shape[1:] == (8, 8, 1) and x.dtype == np.float32
-        assert 0.0 <= x.min() and x.max() <= 1.0
+        assert x.min() >= 0.0 and x.max() <= 1.0
         assert np.all(np.abs(y) <= 30.0)
 
 

@@ -8,6 +8,7 @@ two values, so its rows are gathered, widened to 8 seed slots and split back acr
 processes' devices. A host-driven study (one device per process) must equal one process
 bitwise.
 """
+
 import json
 import os
 import socket
@@ -25,13 +26,49 @@ from tests.helpers import cached_child_env
 pytestmark = pytest.mark.xdist_group("multiprocess")  # see tests/test_multidevice.py
 
 ROOT = Path(__file__).resolve().parent.parent
-STUDY = ["-m", "jaxunlearn.cli", "run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "4",
-         "--epochs", "2", "--batch-size", "32", "--unlearners", "blindspot", "--sweep", "blindspot.beta=0,10",
-         "--no-progress", "--keep-unlearned"]
+STUDY = [
+    "-m",
+    "jaxunlearn.cli",
+    "run",
+    "--dataset",
+    "synthetic",
+    "--model-arg",
+    "hidden=16,16",
+    "--seeds",
+    "4",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "32",
+    "--unlearners",
+    "blindspot",
+    "--sweep",
+    "blindspot.beta=0,10",
+    "--no-progress",
+    "--keep-unlearned",
+]
 # the host plan (each seed's one-device program dispatched to its device), one device per process
-HOST_STUDY = ["-m", "jaxunlearn.cli", "run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "2",
-              "--epochs", "2", "--batch-size", "32", "--unlearners", "finetune", "--seed-strategy", "host",
-              "--no-progress", "--no-checkpoints"]
+HOST_STUDY = [
+    "-m",
+    "jaxunlearn.cli",
+    "run",
+    "--dataset",
+    "synthetic",
+    "--model-arg",
+    "hidden=16,16",
+    "--seeds",
+    "2",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "32",
+    "--unlearners",
+    "finetune",
+    "--seed-strategy",
+    "host",
+    "--no-progress",
+    "--no-checkpoints",
+]
 TIMING = ("run_seconds", "time_vs_retrain")
 
 
@@ -49,11 +86,29 @@ def _free_port() -> int:
 def _two_processes(out: Path, *extra: str, study: list[str] = STUDY, devices: int = 2) -> list[str]:
     """Runs the study in two processes of ``devices`` devices each; returns their logs."""
     port = _free_port()
-    procs = [subprocess.Popen([sys.executable, *study, *extra, "--out", str(out / f"process{i}"),
-                               "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
-                              cwd=ROOT, env=_env(devices), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
-             for i in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                *study,
+                *extra,
+                "--out",
+                str(out / f"process{i}"),
+                "--coordinator",
+                f"localhost:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            cwd=ROOT,
+            env=_env(devices),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
     try:
         logs = [p.communicate(timeout=600)[0] for p in procs]
     finally:
@@ -71,8 +126,13 @@ def _assert_metrics_close(got: dict, want: dict, rtol: float) -> None:
     for stage, metrics in want.items():
         for name, values in metrics.items():
             if name not in TIMING:
-                np.testing.assert_allclose(np.asarray(got[stage][name], float), np.asarray(values, float),
-                                           rtol=rtol, atol=rtol / 10, err_msg=f"{stage} {name}")
+                np.testing.assert_allclose(
+                    np.asarray(got[stage][name], float),
+                    np.asarray(values, float),
+                    rtol=rtol,
+                    atol=rtol / 10,
+                    err_msg=f"{stage} {name}",
+                )
 
 
 @pytest.mark.heavy(45)
@@ -85,8 +145,14 @@ def test_a_study_split_across_two_processes_matches_one_process(tmp_path):
     assert split["config"]["plan"]["devices"] == 4
 
     # one process of four devices, from the two processes' original and retrained models
-    single = subprocess.run([sys.executable, *STUDY, *checkpoints, "--out", str(tmp_path / "single")], cwd=ROOT,
-                            env=_env(4), capture_output=True, text=True, timeout=600)
+    single = subprocess.run(
+        [sys.executable, *STUDY, *checkpoints, "--out", str(tmp_path / "single")],
+        cwd=ROOT,
+        env=_env(4),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
     assert "original: loaded from" in single.stdout and "finetune: loaded" not in single.stdout
     _assert_metrics_close(split["per_seed"], _results(tmp_path / "single")["per_seed"], rtol=1e-5)

@@ -1,4 +1,5 @@
 """NaN/inf during training is detected per seed, reported, and leaves the other seeds intact."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,13 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxunlearn import unlearn
 from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.study import run_study, seed_keys
 from jaxunlearn.train.loop import all_finite, guard_divergence
 from jaxunlearn.train.state import TrainState
-from jaxunlearn import unlearn
-from tests.helpers import TINY, build, registered, train_original, tiny_model, tiny_task
+from tests.helpers import TINY, build, registered, tiny_model, tiny_task, train_original
 
 # Its tests share module-scoped fixtures: one worker runs them all (make test: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("divergence")
@@ -74,10 +75,14 @@ def test_one_seed_diverges_others_untouched(setup):
     assert events == [{"seed": 1, "stage": "finetune", "phase": pipeline.phases[0].name, "step": 0}]
     assert bool(all_finite(bad.state.params)), "the diverged seed keeps its last finite weights"
     for seed in (0, 2):
-        for a, b in zip(jax.tree_util.tree_leaves(good.state.params), jax.tree_util.tree_leaves(bad.state.params)):
+        for a, b in zip(
+            jax.tree_util.tree_leaves(good.state.params), jax.tree_util.tree_leaves(bad.state.params), strict=True
+        ):
             np.testing.assert_allclose(np.asarray(a[seed]), np.asarray(b[seed]), rtol=1e-6, atol=1e-7)
     # the diverged seed was frozen at the original's weights (its first step failed)
-    for a, b in zip(jax.tree_util.tree_leaves(original.state.params), jax.tree_util.tree_leaves(bad.state.params)):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(original.state.params), jax.tree_util.tree_leaves(bad.state.params), strict=True
+    ):
         np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]))
 
 

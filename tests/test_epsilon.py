@@ -1,4 +1,5 @@
 """The challenge's per-example epsilon (jaxunlearn.metrics.epsilon) against a plain loop and known answers."""
+
 import json
 import math
 
@@ -8,7 +9,12 @@ from scipy.stats import norm
 
 from jaxunlearn.metrics import epsilon as E
 from jaxunlearn.metrics.epsilon import (
-    EPS_CAP, eps_histogram, epsilon_points, final_score, forgetting_quality, per_example_epsilons,
+    EPS_CAP,
+    eps_histogram,
+    epsilon_points,
+    final_score,
+    forgetting_quality,
+    per_example_epsilons,
 )
 
 
@@ -53,7 +59,7 @@ def reference_one(u, r, delta, g):
 
     kept = [e for e in threshold + interval if not math.isnan(e)]
     eps = min(max(kept), EPS_CAP) if kept else 0.0
-    return eps, np.nanmax(threshold + [0.0]), np.nanmax(interval + [0.0])
+    return eps, np.nanmax([*threshold, 0.0]), np.nanmax([*interval, 0.0])
 
 
 def reference_epsilons(unlearned, retrained, delta=E.DELTA, g=E.GRID_PER_UNIT):
@@ -66,7 +72,7 @@ CASES = [
     (12, 12, 4, 1.0, 10, None),
     (9, 15, 3, 0.3, 10, None),
     (20, 7, 3, 3.0, 2, None),
-    (16, 10, 3, 2.0, 2, 1.0),   # integer data, grid at multiples of 1/2: values sit on grid points
+    (16, 10, 3, 2.0, 2, 1.0),  # integer data, grid at multiples of 1/2: values sit on grid points
     (11, 13, 3, 0.5, 10, 0.1),  # heavy ties
 ]
 
@@ -112,8 +118,9 @@ def test_fine_grid_matches_plain_loop():
     """A finer grid whose 4 x grid_per_unit is not an integer (the default's 401 x 401 pairs are too slow here)."""
     rng = np.random.default_rng(3)
     u, r = rng.normal(size=(8, 2)) * 0.2, rng.normal(size=(6, 2)) * 0.15 + 0.1
-    np.testing.assert_allclose(per_example_epsilons(u, r, grid_per_unit=33.3),
-                               reference_epsilons(u, r, g=33.3), rtol=1e-12)
+    np.testing.assert_allclose(
+        per_example_epsilons(u, r, grid_per_unit=33.3), reference_epsilons(u, r, g=33.3), rtol=1e-12
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,10 +193,10 @@ def test_both_constant():
 # ----------------------------------------------------------------------------------------------
 def test_points_bin_edges():
     eps = np.array([0.0, 0.49, 0.5, 6.99, 7.0, np.inf])
-    np.testing.assert_array_equal(epsilon_points(eps, 512), [1.0, 1.0, 0.5, 2.0 ** -13, 0.0, 0.0])
+    np.testing.assert_array_equal(epsilon_points(eps, 512), [1.0, 1.0, 0.5, 2.0**-13, 0.0, 0.0])
     assert math.ceil(math.log(511)) == 7
     # 100 models: ln 99 = 4.6 -> cut-off 5.
-    np.testing.assert_array_equal(epsilon_points([4.99, 5.0], 100), [2.0 ** -9, 0.0])
+    np.testing.assert_array_equal(epsilon_points([4.99, 5.0], 100), [2.0**-9, 0.0])
 
 
 def test_points_reject_bad_input():
@@ -205,7 +212,7 @@ def test_quality_bins_use_the_smaller_side(monkeypatch):
     """eps 3 earns 2**-6 with 512 models a side but 0 if one side has only 8 (cut-off ceil(ln 7) = 2)."""
     monkeypatch.setattr(E, "per_example_epsilons", lambda u, r, **kw: np.array([3.0, 0.2]))
     quality, _ = E.forgetting_quality(np.zeros((512, 2)), np.zeros((512, 2)))
-    assert quality == pytest.approx((2.0 ** -6 + 1.0) / 2)
+    assert quality == pytest.approx((2.0**-6 + 1.0) / 2)
     quality, _ = E.forgetting_quality(np.zeros((512, 2)), np.zeros((8, 2)))
     assert quality == pytest.approx(0.5)
 
@@ -245,14 +252,17 @@ def test_histogram():
 # ----------------------------------------------------------------------------------------------
 # Input validation
 # ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("u,r,match", [
-    (np.zeros(5), np.zeros((5, 1)), "2-D"),
-    (np.zeros((5, 2)), np.zeros((5, 3)), "examples"),
-    (np.zeros((1, 2)), np.zeros((5, 2)), "at least 2 models"),
-    (np.zeros((5, 0)), np.zeros((5, 0)), "no example"),
-    (np.full((5, 1), np.nan), np.zeros((5, 1)), "NaN/inf"),
-    (np.zeros((5, 1)), np.full((5, 1), np.inf), "NaN/inf"),
-])
+@pytest.mark.parametrize(
+    "u,r,match",
+    [
+        (np.zeros(5), np.zeros((5, 1)), "2-D"),
+        (np.zeros((5, 2)), np.zeros((5, 3)), "examples"),
+        (np.zeros((1, 2)), np.zeros((5, 2)), "at least 2 models"),
+        (np.zeros((5, 0)), np.zeros((5, 0)), "no example"),
+        (np.full((5, 1), np.nan), np.zeros((5, 1)), "NaN/inf"),
+        (np.zeros((5, 1)), np.full((5, 1), np.inf), "NaN/inf"),
+    ],
+)
 def test_rejects_bad_samples(u, r, match):
     with pytest.raises(ValueError, match=match):
         per_example_epsilons(u, r)

@@ -2,14 +2,15 @@
 end to end on the tiny task, memory-sized chunks, checkpoints and resuming a killed run,
 and the CLI command. The protocols' statistics have their own tests (test_epsilon.py,
 test_lira.py)."""
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
-
 from helpers import TINY, tiny_task, with_
+
 from jaxunlearn.checkpoints import CheckpointStore
 from jaxunlearn.evaluation import EvaluationConfig, run_evaluation
 from jaxunlearn.evaluation.neurips23 import FLOOR_ROW, ORIGINAL_ROW
@@ -36,8 +37,14 @@ def task():
 def neurips(task, tmp_path_factory):
     """One neurips23 run of 6 models per row in calls of 4 (the last padded), checkpointed."""
     folder = tmp_path_factory.mktemp("neurips23")
-    result, run = run_evaluation(CFG, EvaluationConfig("neurips23", models=MODELS, chunk=4, attack_models=2),
-                                 task=task, checkpoint_dir=folder, progress=False, log=quiet)
+    result, run = run_evaluation(
+        CFG,
+        EvaluationConfig("neurips23", models=MODELS, chunk=4, attack_models=2),
+        task=task,
+        checkpoint_dir=folder,
+        progress=False,
+        log=quiet,
+    )
     return result, run, folder
 
 
@@ -67,9 +74,13 @@ def test_chunks_of_any_size_give_the_same_models(neurips, task):
     test below compares chunks with one call.)"""
     result, _, _ = neurips
     messages = []
-    squeezed, run = run_evaluation(CFG, EvaluationConfig("neurips23", models=MODELS, attack_models=2,
-                                                         memory_limit=parse_bytes("60KB")),
-                                   task=task, progress=False, log=messages.append)
+    squeezed, run = run_evaluation(
+        CFG,
+        EvaluationConfig("neurips23", models=MODELS, attack_models=2, memory_limit=parse_bytes("60KB")),
+        task=task,
+        progress=False,
+        log=messages.append,
+    )
     assert 1 <= run["chunks"]["retrain"] < MODELS, run["chunks"]
     assert any("per call" in m for m in messages)
     for row in result.rows:
@@ -95,8 +106,9 @@ def test_a_killed_evaluation_resumes_losing_one_block(neurips, task, tmp_path, m
         run_evaluation(CFG, ecfg, task=task, checkpoint_dir=folder, progress=False, log=quiet)
     monkeypatch.setattr(CheckpointStore, "_commit", real_commit)
     messages = []
-    resumed, _ = run_evaluation(CFG, ecfg, task=task, checkpoint_dir=folder, resume=True, progress=False,
-                                log=messages.append)
+    resumed, _ = run_evaluation(
+        CFG, ecfg, task=task, checkpoint_dir=folder, resume=True, progress=False, log=messages.append
+    )
     loaded = {name for name, t in resumed.timings.items() if t["loaded"]}
     assert loaded == {"original", "retrain", "retrain-floor"}
     assert not list(folder.glob(".tmp-*")), "the interrupted block's temporary folder was not cleared"
@@ -119,14 +131,14 @@ def test_group_task_puts_retain_rows_first_then_the_groups_candidates(task):
     g = group_task(task, retain, candidates[::2])
     x = np.asarray(task.train.x)
     assert np.array_equal(np.asarray(g.train.x), np.concatenate([x[retain], x[candidates[::2]]]))
-    assert np.array_equal(np.asarray(g.train.forget) > 0.5,
-                          np.r_[np.zeros(retain.size, bool), np.ones(candidates[::2].size, bool)])
+    assert np.array_equal(
+        np.asarray(g.train.forget) > 0.5, np.r_[np.zeros(retain.size, bool), np.ones(candidates[::2].size, bool)]
+    )
     assert np.array_equal(np.asarray(g.test.x), np.asarray(task.test.x))
 
 
 def test_ulira_end_to_end_with_controls(task):
-    result, _ = run_evaluation(CFG, EvaluationConfig("ulira", models=8, groups=4), task=task, progress=False,
-                               log=quiet)
+    result, _ = run_evaluation(CFG, EvaluationConfig("ulira", models=8, groups=4), task=task, progress=False, log=quiet)
     candidates = int((np.asarray(task.train.forget) > 0.5).sum()) // 2 * 2
     assert result.rows == ["retrain", "original", "finetune"]
     assert len(result.example_rows) == candidates
@@ -142,17 +154,41 @@ def test_ulira_end_to_end_with_controls(task):
 def test_evaluate_command_writes_the_report_and_resumes(tmp_path, capsys):
     from jaxunlearn.cli import main
 
-    args = ["evaluate", "--protocol", "neurips23", "--models", "4", "--attack-models", "2",
-            "--dataset", "synthetic", "--dataset-arg", "n=240", "--dataset-arg", "dim=4",
-            "--model-arg", "hidden=16,16", "--epochs", "3", "--batch-size", "32", "--unlearners", "finetune",
-            "--set", "finetune.epochs=2", "--out", str(tmp_path), "--no-progress"]
+    args = [
+        "evaluate",
+        "--protocol",
+        "neurips23",
+        "--models",
+        "4",
+        "--attack-models",
+        "2",
+        "--dataset",
+        "synthetic",
+        "--dataset-arg",
+        "n=240",
+        "--dataset-arg",
+        "dim=4",
+        "--model-arg",
+        "hidden=16,16",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--unlearners",
+        "finetune",
+        "--set",
+        "finetune.epochs=2",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
     assert main(args) == 0
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["protocol"] == "neurips23" and data["evaluation"]["models"] == 4
     assert set(data["metrics"]) == {ORIGINAL_ROW, FLOOR_ROW, "finetune"}
     assert "| finetune |" in (tmp_path / "results.md").read_text()
     capsys.readouterr()
-    assert main(args + ["--resume"]) == 0
+    assert main([*args, "--resume"]) == 0
     assert capsys.readouterr().out.count("loaded from") == 4
     assert json.loads((tmp_path / "results.json").read_text())["metrics"] == data["metrics"]
 
@@ -206,5 +242,10 @@ def test_a_study_whose_seeds_do_not_fit_runs_in_chunks_with_the_same_results(tas
     # differently from a loop over several (chunks of 2+ seeds match bitwise: above).
     for row in whole.rows:
         for split in ("train", "test"):
-            np.testing.assert_allclose(squeezed.predictions[row][split], whole.predictions[row][split],
-                                       rtol=1e-4, atol=1e-4, err_msg=f"{row} {split}")
+            np.testing.assert_allclose(
+                squeezed.predictions[row][split],
+                whole.predictions[row][split],
+                rtol=1e-4,
+                atol=1e-4,
+                err_msg=f"{row} {split}",
+            )

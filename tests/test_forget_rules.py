@@ -1,4 +1,5 @@
 """Tests for jaxunlearn.data.forget_rules: rule strings, rule objects and apply_rule."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -96,7 +97,7 @@ def test_random_rule_fixed_size_and_deterministic():
     b = parse_rule("random:0.1").masks(TARGETS)
     for name, n in SIZES.items():
         assert a[name].dtype == bool and a[name].shape == (n,)
-        assert int(a[name].sum()) == int(round(0.1 * n)), name
+        assert int(a[name].sum()) == round(0.1 * n), name
         np.testing.assert_array_equal(a[name], b[name])
     # independent of the target values
     shifted = RandomFraction(0.1).masks({k: v + 1000.0 for k, v in TARGETS.items()})
@@ -185,7 +186,9 @@ def test_apply_rule_only_train_must_be_nonempty():
     assert masks["train"].sum() == 1 and masks["val"].sum() == 0
 
 
-@pytest.mark.parametrize("spec", ["age<=30", "label=30", "label==30", "random:abc", "quantile>=", "", "label:10", "label<=30;"])
+@pytest.mark.parametrize(
+    "spec", ["age<=30", "label=30", "label==30", "random:abc", "quantile>=", "", "label:10", "label<=30;"]
+)
 def test_unknown_rule_raises_with_accepted_forms(spec):
     with pytest.raises(ValueError) as info:
         parse_rule(spec)

@@ -1,4 +1,5 @@
 """Per-example likelihood-ratio attack statistics (jaxunlearn.metrics.lira)."""
+
 import json
 
 import numpy as np
@@ -7,27 +8,37 @@ from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
 from jaxunlearn.metrics.lira import (
-    attack_summary, fit_gaussians, leave_group_out_scores, likelihood_ratio_scores, per_example_auc,
-    roc_auc, tpr_at_fpr,
+    attack_summary,
+    fit_gaussians,
+    leave_group_out_scores,
+    likelihood_ratio_scores,
+    per_example_auc,
+    roc_auc,
+    tpr_at_fpr,
 )
 
 # 6 models x 3 examples; column 2 has a single IN model (too few to fit).
-STATS = np.array([
-    [1.0, 10.0, 5.0],
-    [2.0, 11.0, 6.0],
-    [4.0, 13.0, 7.0],
-    [0.0, 20.0, 8.0],
-    [0.5, 22.0, 9.0],
-    [-1.0, 27.0, 10.0],
-])
-IS_IN = np.array([
-    [1, 1, 1],
-    [1, 0, 0],
-    [1, 1, 0],
-    [0, 0, 0],
-    [0, 1, 0],
-    [0, 0, 0],
-], dtype=bool)
+STATS = np.array(
+    [
+        [1.0, 10.0, 5.0],
+        [2.0, 11.0, 6.0],
+        [4.0, 13.0, 7.0],
+        [0.0, 20.0, 8.0],
+        [0.5, 22.0, 9.0],
+        [-1.0, 27.0, 10.0],
+    ]
+)
+IS_IN = np.array(
+    [
+        [1, 1, 1],
+        [1, 0, 0],
+        [1, 1, 0],
+        [0, 0, 0],
+        [0, 1, 0],
+        [0, 0, 0],
+    ],
+    dtype=bool,
+)
 
 
 def test_fit_gaussians_per_column():
@@ -96,12 +107,14 @@ def test_leave_group_out_never_uses_own_group():
     moved = stats.copy()
     moved[groups == 0] -= 30.0
     unchanged = leave_group_out_scores(moved, is_in, groups)
-    np.testing.assert_allclose(unchanged[rows],
-                               likelihood_ratio_scores(moved[rows], *fit_gaussians(stats[~rows], is_in[~rows])))
+    np.testing.assert_allclose(
+        unchanged[rows], likelihood_ratio_scores(moved[rows], *fit_gaussians(stats[~rows], is_in[~rows]))
+    )
     shared = leave_group_out_scores(stats, is_in, groups, shared_variance=True)
     rows = groups == 1
     np.testing.assert_allclose(
-        shared[rows], likelihood_ratio_scores(stats[rows], *fit_gaussians(stats[~rows], is_in[~rows], True)))
+        shared[rows], likelihood_ratio_scores(stats[rows], *fit_gaussians(stats[~rows], is_in[~rows], True))
+    )
     assert not np.allclose(shared, scores)
 
 

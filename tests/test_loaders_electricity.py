@@ -1,4 +1,5 @@
 """The electricity loader on tiny files in the UCI LD2011_2014.txt format (';', decimal commas)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,11 @@ CLIENTS = ("MT_001", "MT_002", "MT_003")
 
 def _quarters(hours=HOURS, start_minute=15):
     """Quarter-hour end stamps from 2011-01-01 00:15 and three clients' loads [Q, 3]."""
-    stamps = np.datetime64("2011-01-01T00:00") + np.timedelta64(start_minute, "m") + np.arange(hours * 4) * np.timedelta64(15, "m")
+    stamps = (
+        np.datetime64("2011-01-01T00:00")
+        + np.timedelta64(start_minute, "m")
+        + np.arange(hours * 4) * np.timedelta64(15, "m")
+    )
     q = np.arange(stamps.size, dtype=np.float64)
     loads = np.stack([1.25 * (q % 4), 10.0 + 0.5 * (q % 96) / 4, np.where(q % 8 < 4, 2.75, 0.0)], axis=1)
     return stamps, loads
@@ -23,9 +28,11 @@ def _quarters(hours=HOURS, start_minute=15):
 
 def _text(stamps, loads, clients=CLIENTS):
     lines = [";".join(['""'] + [f'"{c}"' for c in clients])]
-    for t, row in zip(stamps, loads):
+    for t, row in zip(stamps, loads, strict=True):
         stamp = str(t).replace("T", " ") + ":00"
-        lines.append(";".join([f'"{stamp}"'] + [f"{v:.4f}".replace(".", ",").rstrip("0").rstrip(",") or "0" for v in row]))
+        lines.append(
+            ";".join([f'"{stamp}"'] + [f"{v:.4f}".replace(".", ",").rstrip("0").rstrip(",") or "0" for v in row])
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -107,7 +114,9 @@ def test_start_end_and_file_path_argument(folder):
     np.testing.assert_allclose(raw.splits["train"][0][0], full[24:48], rtol=1e-6)
     assert "2011-01-02T00" in raw.description
     by_path = load_electricity(path=folder / "LD2011_2014.txt", window=24, horizon=6)
-    np.testing.assert_array_equal(by_path.splits["val"][1], load_electricity(folder, window=24, horizon=6).splits["val"][1])
+    np.testing.assert_array_equal(
+        by_path.splits["val"][1], load_electricity(folder, window=24, horizon=6).splits["val"][1]
+    )
     with pytest.raises(ValueError, match="exactly one of data_dir"):
         load_electricity(folder, path=folder / "LD2011_2014.txt")
 
@@ -119,7 +128,7 @@ def test_registry_end_to_end(folder):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(MissingDataError, match="LD2011_2014.txt does not exist.*decimal comma"):
+    with pytest.raises(MissingDataError, match=r"LD2011_2014\.txt does not exist.*decimal comma"):
         load_electricity(tmp_path)
     with pytest.raises(MissingDataError):
         load_electricity(tmp_path / "nowhere.txt")
@@ -133,14 +142,20 @@ def _corrupt(tmp_path, edit):
     return tmp_path
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda ls: ls.__setitem__(0, ls[0].replace(";", ",")), r"line 1: header .* is not a ';'-separated"),
-    (lambda ls: ls.__setitem__(7, ls[7] + "x"), r"line 8, client MT_003: value '0x' is not a number"),
-    (lambda ls: ls.__setitem__(9, ls[9].rsplit(";", 1)[0] + ";"), r"line 10, client MT_003: value is empty"),
-    (lambda ls: ls.__setitem__(5, ls[5].split(";", 2)[0] + ";oops;" + ls[5].split(";", 2)[2]), r"line 6, client MT_001: value 'oops'"),
-    (lambda ls: ls.__setitem__(10, ls[10].replace("2011-01-01", "2011-13-01")), r"line 11: timestamp .*2011-13-01"),
-    (lambda ls: ls.pop(20), r"line 21: timestamp .* is 30 minutes after"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda ls: ls.__setitem__(0, ls[0].replace(";", ",")), r"line 1: header .* is not a ';'-separated"),
+        (lambda ls: ls.__setitem__(7, ls[7] + "x"), r"line 8, client MT_003: value '0x' is not a number"),
+        (lambda ls: ls.__setitem__(9, ls[9].rsplit(";", 1)[0] + ";"), r"line 10, client MT_003: value is empty"),
+        (
+            lambda ls: ls.__setitem__(5, ls[5].split(";", 2)[0] + ";oops;" + ls[5].split(";", 2)[2]),
+            r"line 6, client MT_001: value 'oops'",
+        ),
+        (lambda ls: ls.__setitem__(10, ls[10].replace("2011-01-01", "2011-13-01")), r"line 11: timestamp .*2011-13-01"),
+        (lambda ls: ls.pop(20), r"line 21: timestamp .* is 30 minutes after"),
+    ],
+)
 def test_malformed_file(tmp_path, edit, message):
     folder = _corrupt(tmp_path, edit)
     with pytest.raises(ValueError, match=message) as info:

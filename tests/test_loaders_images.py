@@ -1,4 +1,5 @@
 """The agedb loader (images + CSV through a tfds array_record cache), on tiny generated files."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,11 +18,11 @@ ROWS = [
     ("faces/b.png", 25, "val", (0, 255, 0)),
     ("faces/c.jpg", 31, "test", (0, 0, 255)),
     ("faces/d.png", 44, "train", (51, 102, 153)),
-    ("faces/e.png", 30, "train", None),      # left half white, right half black, 8x16
+    ("faces/e.png", 30, "train", None),  # left half white, right half black, 8x16
     ("faces/f.png", 60, "test", (10, 20, 30)),
     ("faces/g.png", 7, "valid", (200, 200, 200)),
-    ("faces/h.png", 71, "train", None),      # greyscale (mode L)
-    ("faces/i.png", 29, "train", None),      # RGBA
+    ("faces/h.png", 71, "train", None),  # greyscale (mode L)
+    ("faces/i.png", 29, "train", None),  # RGBA
     ("faces/j.png", 55, "test", (0, 128, 255)),
 ]
 
@@ -139,27 +140,31 @@ def test_seeded_split_without_split_column(tmp_path):
 
 
 def test_missing_data_errors(tmp_path, folder):
-    with pytest.raises(MissingDataError, match="does not exist.*path.*age"):
+    with pytest.raises(MissingDataError, match=r"does not exist.*path.*age"):
         load_agedb(tmp_path / "nowhere", cache_dir=tmp_path)
-    with pytest.raises(MissingDataError, match="no .csv file"):
+    with pytest.raises(MissingDataError, match=r"no \.csv file"):
         load_agedb(tmp_path, cache_dir=tmp_path)
-    (tmp_path / "ages.csv").write_text("path,age,split\nfaces/missing.png,30,train\nfaces/gone.png,3,val\n"
-                                       "faces/gone.png,4,test\n")
-    with pytest.raises(MissingDataError, match="missing.png"):
+    (tmp_path / "ages.csv").write_text(
+        "path,age,split\nfaces/missing.png,30,train\nfaces/gone.png,3,val\nfaces/gone.png,4,test\n"
+    )
+    with pytest.raises(MissingDataError, match=r"missing\.png"):
         load_agedb(tmp_path, cache_dir=tmp_path)
-    with pytest.raises(MissingDataError, match="other.csv"):
+    with pytest.raises(MissingDataError, match=r"other\.csv"):
         load_agedb(folder, csv_name="other.csv", cache_dir=tmp_path)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("file,age,split\nfaces/a.png,3,train\n", r"line 1.*lacks column\(s\) \['path'\]"),
-    ("path,age,split\nfaces/a.png,12,train\nfaces/b.png,twelve,val\n", r"line 3: age 'twelve' is not a number"),
-    ("path,age,split\nfaces/a.png,-4,train\n", r"line 2: age '-4' must be"),
-    ("path,age,split\nfaces/a.png,12,holdout\n", r"line 2: split 'holdout'"),
-    ("path,age,split\nfaces/a.png,12\n", r"line 2: 2 field\(s\)"),
-    ("path,age,split\nfaces/a.png,12,train\nfaces/b.png,3,val\n", r"split\(s\) \['test'\] have no rows"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("file,age,split\nfaces/a.png,3,train\n", r"line 1.*lacks column\(s\) \['path'\]"),
+        ("path,age,split\nfaces/a.png,12,train\nfaces/b.png,twelve,val\n", r"line 3: age 'twelve' is not a number"),
+        ("path,age,split\nfaces/a.png,-4,train\n", r"line 2: age '-4' must be"),
+        ("path,age,split\nfaces/a.png,12,holdout\n", r"line 2: split 'holdout'"),
+        ("path,age,split\nfaces/a.png,12\n", r"line 2: 2 field\(s\)"),
+        ("path,age,split\nfaces/a.png,12,train\nfaces/b.png,3,val\n", r"split\(s\) \['test'\] have no rows"),
+        ("", "empty"),
+    ],
+)
 def test_malformed_csv_raises_value_error_naming_the_line(tmp_path, text, message):
     _write_images(tmp_path)
     (tmp_path / "ages.csv").write_text(text)

@@ -1,4 +1,5 @@
 """Text pairs: cleaning/GloVe embedding, and the stsb loader on tiny GLUE-format TSVs and mocked tfds."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,12 @@ TRAIN = [
     ("A red car.", "A blue bicycle.", 1.0),
     ("Quarks decay.", "Bananas are yellow.", 0.2),
 ]
-DEV = [("A boy jumps.", "A child leaps.", 4.0), ("Prices rose.", "The sun set.", 0.5),
-       ("Dogs bark.", "A dog barks loudly.", 3.6), ("Blah blah.", "Nothing here.", 1.2)]
+DEV = [
+    ("A boy jumps.", "A child leaps.", 4.0),
+    ("Prices rose.", "The sun set.", 0.5),
+    ("Dogs bark.", "A dog barks loudly.", 3.6),
+    ("Blah blah.", "Nothing here.", 1.2),
+]
 
 
 def _tsv(path, rows, scored=True):
@@ -54,8 +59,16 @@ def _vec(word):
 
 
 def test_clean_tokens():
-    assert clean_tokens("It's the party's \"best\" day-trip, isn't it?") == ["it", "the", "party", "best", "day",
-                                                                           "trip", "isnt", "it"]
+    assert clean_tokens("It's the party's \"best\" day-trip, isn't it?") == [
+        "it",
+        "the",
+        "party",
+        "best",
+        "day",
+        "trip",
+        "isnt",
+        "it",
+    ]
     assert clean_tokens(b"Hello,  WORLD!") == ["hello", "world"]
     assert clean_tokens("...") == []
 
@@ -66,8 +79,8 @@ def test_embedding_rows_are_glove_rows_with_front_padding():
     np.testing.assert_array_equal(x[0, 2], _vec("the"))
     np.testing.assert_array_equal(x[0, 3], _vec("cat"))
     np.testing.assert_array_equal(x[0, 4], _vec("sat"))
-    assert not x[0, :2].any()                     # padding
-    assert not x[1, 3].any()                      # unknown word -> zero vector
+    assert not x[0, :2].any()  # padding
+    assert not x[1, 3].any()  # unknown word -> zero vector
     np.testing.assert_array_equal(x[1, 4], _vec("the"))
     assert not x[2].any()
     post = embed_sentences(["The cat sat."], max_tokens=5, padding="post")
@@ -140,16 +153,19 @@ def test_missing_data(tmp_path):
     with pytest.raises(MissingDataError, match="glue/stsb is not prepared"):
         load_stsb(tmp_path)  # no TSVs, no tfds data: auto tries tfds without downloading
     _tsv(tmp_path / "train.tsv", TRAIN)
-    with pytest.raises(MissingDataError, match="dev.tsv"):
+    with pytest.raises(MissingDataError, match=r"dev\.tsv"):
         load_stsb(tmp_path, source="tsv")
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda t: t.replace("\tscore", "\tlabel"), r"line 1: header .* lacks column\(s\) \['score'\]"),
-    (lambda t: t.replace("4.200", "high"), r"line 5: score 'high' is not a number"),
-    (lambda t: t.replace("4.200", "7.5"), r"line 5: score 7.5 lies outside \[0, 5\]"),
-    (lambda t: t.replace("\tnone\tnone\tKids", "\tKids"), r"line 7: 8 field\(s\), the header has 10"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace("\tscore", "\tlabel"), r"line 1: header .* lacks column\(s\) \['score'\]"),
+        (lambda t: t.replace("4.200", "high"), r"line 5: score 'high' is not a number"),
+        (lambda t: t.replace("4.200", "7.5"), r"line 5: score 7.5 lies outside \[0, 5\]"),
+        (lambda t: t.replace("\tnone\tnone\tKids", "\tKids"), r"line 7: 8 field\(s\), the header has 10"),
+    ],
+)
 def test_malformed_tsv(tmp_path, edit, message):
     _tsv(tmp_path / "train.tsv", TRAIN)
     _tsv(tmp_path / "dev.tsv", DEV)

@@ -2,6 +2,7 @@
 
 Keys come from the cheap ``unsafe_rbg`` PRNG (threefry compiles slowly on a small CPU).
 """
+
 from __future__ import annotations
 
 import functools
@@ -119,7 +120,7 @@ def test_augment_needs_4d():
 # --------------------------------------------------------------------------- predict
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mlp():
     fns = ModelFns(make_model("mlp", hidden=(8,)), (3,))
     params, stats = fns.init(_key(0))
@@ -130,7 +131,8 @@ X10 = np.random.default_rng(1).normal(size=(10, 3)).astype(np.float32)
 
 
 @pytest.mark.parametrize(
-    "plan", [LoopPlan(eval_chunk=4), LoopPlan(eval_chunk=4, unroll=True), LoopPlan(eval_chunk=10), LoopPlan()],
+    "plan",
+    [LoopPlan(eval_chunk=4), LoopPlan(eval_chunk=4, unroll=True), LoopPlan(eval_chunk=10), LoopPlan()],
     ids=["chunk4", "chunk4-unrolled", "chunk10", "chunk1024"],
 )
 def test_predict_chunked_equals_one_pass(plan):
@@ -174,7 +176,7 @@ def test_fit_config_valid():
 # --------------------------------------------------------------------------- Fit: plateau + keep_best
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fit():
     task = build_task(make_synthetic(n=200))
     fns = ModelFns(make_model("mlp", hidden=(8,)), task.input_shape)
@@ -185,7 +187,7 @@ def _fit():
 
 
 def _run(lr):
-    task, _, fit, state, run = _fit()
+    task, _, _, state, run = _fit()
     final, hist = run(_key(0), state, task, {"lr": jnp.float32(lr)})
     return final, jax.tree_util.tree_map(np.asarray, hist)
 
@@ -196,7 +198,9 @@ def test_fit_rejects_bad_row_sets():
     with pytest.raises(ValueError, match="batch_size"):
         Fit(fns, FitConfig(epochs=1, batch_size=n + 1), supervised_loss(fns, "l1"), task, LoopPlan())
     n_forget = int(np.asarray(task.train.forget).sum())
-    fit = Fit(fns, FitConfig(epochs=1, batch_size=n_forget, rows="forget"), supervised_loss(fns, "l1"), task, LoopPlan())
+    fit = Fit(
+        fns, FitConfig(epochs=1, batch_size=n_forget, rows="forget"), supervised_loss(fns, "l1"), task, LoopPlan()
+    )
     np.testing.assert_array_equal(fit.rows, np.flatnonzero(np.asarray(task.train.forget) > 0.5))
     assert fit.num_batches == 1
 

@@ -1,4 +1,5 @@
 """Tests for jaxunlearn.train.losses against NumPy references computed here."""
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -98,7 +99,7 @@ def test_masked_mean_matches_numpy(weights, column):
     v = VALUES[:, None] if column else VALUES
     out = L.masked_mean(jnp.asarray(v), jnp.asarray(w))
     assert out.shape == ()
-    expected = sum(float(a) * float(b) for a, b in zip(VALUES, w)) / max(float(w.sum()), 1.0)
+    expected = sum(float(a) * float(b) for a, b in zip(VALUES, w, strict=True)) / max(float(w.sum()), 1.0)
     np.testing.assert_allclose(float(out), expected, rtol=1e-5, atol=1e-7)
 
 
@@ -175,7 +176,7 @@ WEIGHTS = np.array([1, 0, 1, 0, 1, 1], np.float32)
 
 def _np_at_loss(student, teacher, w):
     total = 0.0
-    for s, t in zip(student, teacher):
+    for s, t in zip(student, teacher, strict=True):
         per_row = np.mean((_np_attention(s) - _np_attention(t)) ** 2, axis=1)
         total += float(np.sum(per_row * w) / max(w.sum(), 1.0))
     return total
@@ -200,8 +201,12 @@ def test_attention_transfer_loss_ignores_zero_weight_rows():
     base = _at(STUDENT, TEACHER, WEIGHTS)
     zero_rows = WEIGHTS == 0
     rng = np.random.default_rng(5)
-    perturbed_s = tuple(np.where(_rows(zero_rows, s), rng.normal(size=s.shape) * 10, s).astype(np.float32) for s in STUDENT)
-    perturbed_t = tuple(np.where(_rows(zero_rows, t), rng.normal(size=t.shape) * 10, t).astype(np.float32) for t in TEACHER)
+    perturbed_s = tuple(
+        np.where(_rows(zero_rows, s), rng.normal(size=s.shape) * 10, s).astype(np.float32) for s in STUDENT
+    )
+    perturbed_t = tuple(
+        np.where(_rows(zero_rows, t), rng.normal(size=t.shape) * 10, t).astype(np.float32) for t in TEACHER
+    )
     assert _at(perturbed_s, perturbed_t, WEIGHTS) == pytest.approx(base, rel=1e-6)
     # ... while perturbing a weighted row does change it (the check above can fail).
     one_row = ~zero_rows & (np.arange(B) == 0)
@@ -215,6 +220,4 @@ def _rows(mask, a):
 
 def test_attention_transfer_loss_layer_count_mismatch_raises():
     with pytest.raises(ValueError, match="activations"):
-        L.attention_transfer_loss(
-            (jnp.asarray(CONV), jnp.asarray(DENSE)), (jnp.asarray(CONV),), jnp.asarray(WEIGHTS)
-        )
+        L.attention_transfer_loss((jnp.asarray(CONV), jnp.asarray(DENSE)), (jnp.asarray(CONV),), jnp.asarray(WEIGHTS))

@@ -111,10 +111,7 @@ def test_batched_rates_use_seed_plus_i():
     target = rng.normal(1.2, 1.0, (s, 100)) ** 2
     rates = mia_member_rates(member, nonmember, target, n_train=50, seed=10)
     assert rates.shape == (s,) and rates.dtype == np.float64
-    expected = [
-        mia_member_rate(member[i], nonmember[i], target[i], n_train=50, seed=10 + i)
-        for i in range(s)
-    ]
+    expected = [mia_member_rate(member[i], nonmember[i], target[i], n_train=50, seed=10 + i) for i in range(s)]
     np.testing.assert_array_equal(rates, expected)
 
 

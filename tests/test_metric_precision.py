@@ -1,4 +1,5 @@
 """Metrics measure models in float32 whatever the training compute dtype."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,8 +21,9 @@ def test_bfloat16_study_is_measured_in_float32(tmp_path):
     bf16_model = build_model(cfg, task)
     fp32_model = build_model(dataclasses.replace(cfg, dtype="float32"), task)
     store = CheckpointStore(tmp_path, cfg, data_fingerprint(task))
-    abstract = jax.eval_shape(jax.vmap(lambda k: bf16_model.fresh_state(k, jnp.float32(0.0))),
-                              seed_keys(cfg.seed, cfg.seeds, "original"))
+    abstract = jax.eval_shape(
+        jax.vmap(lambda k: bf16_model.fresh_state(k, jnp.float32(0.0))), seed_keys(cfg.seed, cfg.seeds, "original")
+    )
     state = store.load("original", abstract).state
 
     def forward(model):  # [S, N] predictions in target units

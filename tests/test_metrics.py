@@ -1,4 +1,5 @@
 """Tests for jaxunlearn.metrics.errors and the anamnesis index of jaxunlearn.metrics.relearn."""
+
 from __future__ import annotations
 
 import numpy as np

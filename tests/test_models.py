@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxunlearn.models.lstm import LSTMLayer
 from jaxunlearn.models import (
     MODELS,
     AllCNN,
@@ -24,6 +23,7 @@ from jaxunlearn.models import (
     make_model,
     model_family,
 )
+from jaxunlearn.models.lstm import LSTMLayer
 
 B = 4
 # Tiny configurations and input shapes per registered model.
@@ -116,7 +116,7 @@ def test_train_mode(setup):
         assert set(upd) == {"batch_stats"}
         old, new = jax.tree.leaves(v["batch_stats"]), jax.tree.leaves(upd["batch_stats"])
         assert len(old) == len(new) > 0
-        assert all(not np.allclose(a, b) for a, b in zip(old, new))
+        assert all(not np.allclose(a, b) for a, b in zip(old, new, strict=True))
     else:
         pred, _ = setup.model.apply(v, x, train=True)
         np.testing.assert_allclose(pred, setup.eval(v, x)[0], rtol=1e-6)
@@ -188,7 +188,7 @@ def test_gradients_finite_and_nonzero(setup):
 
 
 def test_unknown_model_name():
-    with pytest.raises(ValueError, match="nope.*mlp"):
+    with pytest.raises(ValueError, match=r"nope.*mlp"):
         make_model("nope")
     with pytest.raises(ValueError, match="nope"):
         model_family("nope")
@@ -259,8 +259,9 @@ class _Layer(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        return LSTMLayer(self.hidden, dtype=self.dtype, hoist_input=self.hoist_input, unroll=self.unroll,
-                         name="lstm_cell")(x)
+        return LSTMLayer(
+            self.hidden, dtype=self.dtype, hoist_input=self.hoist_input, unroll=self.unroll, name="lstm_cell"
+        )(x)
 
 
 @pytest.mark.parametrize("hoist_input,unroll", [(True, 1), (True, 3), (True, 16), (False, 1), (False, 16)])
@@ -282,8 +283,11 @@ def test_lstm_layer_equals_flax_lstm(hoist_input, unroll):
     def loss(module, params):
         return jnp.sum(jnp.sin(module.apply(params, x)))
 
-    g_ref, g_mine = jax.grad(functools.partial(loss, ref))(variables), jax.grad(functools.partial(loss, mine))(variables)
-    for a, b in zip(jax.tree_util.tree_leaves(g_ref), jax.tree_util.tree_leaves(g_mine)):
+    g_ref, g_mine = (
+        jax.grad(functools.partial(loss, ref))(variables),
+        jax.grad(functools.partial(loss, mine))(variables),
+    )
+    for a, b in zip(jax.tree_util.tree_leaves(g_ref), jax.tree_util.tree_leaves(g_mine), strict=True):
         np.testing.assert_allclose(b, a, atol=1e-5)
 
 
@@ -339,6 +343,7 @@ def test_padding_rows_stay_out_of_batchnorm(name):
         def loss(p):
             pred, _, new_stats = fns.apply_train(p, stats, x, w)
             return masked_mean(jnp.abs(pred - y), w), (pred, new_stats)
+
         return jax.value_and_grad(loss, has_aux=True)(params)
 
     (ref_loss, (ref_pred, ref_stats)), ref_grad = loss_and_grad(x, y, jnp.ones((B,)))
@@ -351,5 +356,7 @@ def test_padding_rows_stay_out_of_batchnorm(name):
     # The same padded batch with the padding counted (all weights > 0 for BatchNorm) differs.
     (_, (counted_pred, counted_stats)), _ = loss_and_grad(x_pad, y_pad, jnp.where(w_pad > 0, 1.0, 1e-9))
     assert not np.allclose(counted_pred[:B], ref_pred, rtol=1e-3, atol=1e-4)
-    assert not all(np.allclose(a, b, rtol=1e-3) for a, b in zip(jax.tree.leaves(counted_stats),
-                                                                  jax.tree.leaves(ref_stats)))
+    assert not all(
+        np.allclose(a, b, rtol=1e-3)
+        for a, b in zip(jax.tree.leaves(counted_stats), jax.tree.leaves(ref_stats), strict=True)
+    )

@@ -2,6 +2,7 @@
 against NumPy, SCRUB's phase layout, and that each does what it is for on a tiny task.
 The registry-wide contract (jit, shapes, seeds, determinism, declared hyperparameters)
 is in test_unlearner_conformance.py."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,13 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxunlearn import unlearn
 from jaxunlearn.checkpoints import _config_diff
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan, tree_index
 from jaxunlearn.study import RELEARN_KEY_ID, seed_keys
 from jaxunlearn.train.loop import predict
-from jaxunlearn import unlearn
 from jaxunlearn.unlearn.neggrad import neggrad_loss
 from jaxunlearn.unlearn.scrub import scrub_loss
 from tests.helpers import TINY, build, one_seed_setup, tiny_model, tiny_task, with_
@@ -80,8 +81,13 @@ def test_scrub_phase_layout():
     pipeline = build("scrub", tiny_model(task), task, TINY, PLAN, epochs=3, max_epochs=2)
     layout = [(p.name, p.fit.cfg.rows, p.fit.cfg.epochs) for p in pipeline.phases]
     # Epochs 1-2: a min pass then a max pass; epoch 3: a min pass.
-    assert layout == [("min1", "retain", 1), ("max1", "forget", 1), ("min2", "retain", 1), ("max2", "forget", 1),
-                      ("min", "retain", 1)]
+    assert layout == [
+        ("min1", "retain", 1),
+        ("max1", "forget", 1),
+        ("min2", "retain", 1),
+        ("max2", "forget", 1),
+        ("min", "retain", 1),
+    ]
     only_max = build("scrub", tiny_model(task), task, TINY, PLAN, epochs=1, max_epochs=1)
     assert [p.name for p in only_max.phases] == ["min1", "max1"]
     # The forget rows bound the max pass's batch, not the study's batch size.
@@ -128,7 +134,10 @@ def test_neggrad_raises_forget_error_more_than_retain_error(setup):
     out = runner(seed_keys(0, 1, "neggrad"), original, task, hp={"lr": 1e-3, "retain_weight": 0.5}, progress=False)
     before, after = tree_index(original, 0), tree_index(out.state, 0)
     y, forget = task.train.y, task.train.forget
-    err = lambda s, m: _mean_abs(predict(model, s.params, s.batch_stats, task.train.x, PLAN), y, m)
+
+    def err(s, m):
+        return _mean_abs(predict(model, s.params, s.batch_stats, task.train.x, PLAN), y, m)
+
     assert err(after, forget) - err(before, forget) > err(after, 1.0 - forget) - err(before, 1.0 - forget) + 0.05
 
 
@@ -136,8 +145,17 @@ def test_every_stage_has_its_own_key_id_and_the_built_ins_keep_theirs():
     ids = {u.name: u.key_id for u in unlearn.all_stages()}
     assert len(set(ids.values())) == len(ids) and RELEARN_KEY_ID not in ids.values()
     # The ids folded into every published study's seed keys: never to change.
-    assert ids == {"original": 0, "retrain": 1, "finetune": 2, "gaussian": 3, "blindspot": 4, "neggrad": 5,
-                   "scrub": 6, "ssd": 7, "lfssd": 8}
+    assert ids == {
+        "original": 0,
+        "retrain": 1,
+        "finetune": 2,
+        "gaussian": 3,
+        "blindspot": 4,
+        "neggrad": 5,
+        "scrub": 6,
+        "ssd": 7,
+        "lfssd": 8,
+    }
 
 
 def test_resume_accepts_settings_added_after_the_checkpoints():
@@ -163,5 +181,5 @@ def test_repeated_passes_share_one_compiled_loop_and_match_a_single_run(setup):
     keys = seed_keys(0, 1, "scrub")
     batched = tree_index(runner(keys, original, task, progress=False).state, 0)
     single, _ = jax.jit(pipeline.run)(keys[0], tree_index(original, 0), task, pipeline.hp())
-    for a, b in zip(jax.tree_util.tree_leaves(batched.params), jax.tree_util.tree_leaves(single.params)):
+    for a, b in zip(jax.tree_util.tree_leaves(batched.params), jax.tree_util.tree_leaves(single.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -5,6 +5,7 @@ the tests, so the project's virtual environment) with JAXUNLEARN_NOTEBOOK_QUICK=
 three kernels run concurrently and share the tests' persistent XLA compilation cache
 through JAX's environment variables, so reruns skip most compiling.
 """
+
 import asyncio
 from pathlib import Path
 
@@ -68,14 +69,22 @@ def executed(tmp_path_factory):
             mp.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
         async def run_all():
-            clients = [nbclient.NotebookClient(notebooks[name], timeout=300, kernel_name="python3",
-                                               resources={"metadata": {"path": str(work[name])}})
-                       for name in NOTEBOOKS]
+            clients = [
+                nbclient.NotebookClient(
+                    notebooks[name],
+                    timeout=300,
+                    kernel_name="python3",
+                    resources={"metadata": {"path": str(work[name])}},
+                )
+                for name in NOTEBOOKS
+            ]
             return await asyncio.gather(*(c.async_execute() for c in clients), return_exceptions=True)
 
         outcomes = asyncio.run(run_all())
-    return {name: out if isinstance(out, BaseException) else (notebooks[name], work[name])
-            for name, out in zip(NOTEBOOKS, outcomes)}
+    return {
+        name: out if isinstance(out, BaseException) else (notebooks[name], work[name])
+        for name, out in zip(NOTEBOOKS, outcomes, strict=True)
+    }
 
 
 @pytest.mark.heavy(18)  # each; the three run together in ``executed``

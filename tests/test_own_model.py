@@ -2,6 +2,7 @@
 takes no ``train`` argument runs a whole study (the README runs an NNX one); unsupported
 models are refused before anything compiles; checkpoint keys follow the model's class and
 fields."""
+
 from __future__ import annotations
 
 import flax.linen as nn
@@ -19,6 +20,7 @@ from tests.helpers import TINY, with_
 
 class PredOnly(nn.Module):
     """No features, no ``train`` argument: the adapter's simplest case."""
+
     hidden: int = 8
     activation: object = nn.relu
 
@@ -52,11 +54,13 @@ def arrays_task():
 
 def test_a_linen_module_returning_only_predictions_runs_a_whole_study(tmp_path):
     cfg = with_(TINY, seeds=2, unlearners=("finetune",))
-    result = run_study(cfg, progress=False, log=lambda m: None, task=arrays_task(), model=PredOnly(hidden=8),
-                       checkpoint_dir=tmp_path)
+    result = run_study(
+        cfg, progress=False, log=lambda m: None, task=arrays_task(), model=PredOnly(hidden=8), checkpoint_dir=tmp_path
+    )
     assert result.config.model == f"{__name__}.PredOnly"
-    assert dict(result.config.model_kwargs) == {"activation": "jax._src.nn.functions.relu", "hidden": 8} \
-        or dict(result.config.model_kwargs)["activation"].endswith("relu")
+    assert dict(result.config.model_kwargs) == {"activation": "jax._src.nn.functions.relu", "hidden": 8} or dict(
+        result.config.model_kwargs
+    )["activation"].endswith("relu")
     for row in ("original", "retrain", "finetune"):
         assert np.all(np.isfinite(result.per_seed[row]["test_forget_mae"])), row
         assert "PredOnly" not in result.checkpoints[row]  # folders are named by row and key
@@ -78,15 +82,19 @@ def test_checkpoint_keys_follow_the_models_class_and_fields():
     assert describe_model(NNXModel(WithDropout)) == (f"{__name__}.WithDropout", ())
 
 
-@pytest.mark.parametrize("model, message", [
-    (WrongShape(), "must return predictions of shape [B, 1]"),
-    (NNXModel(WithDropout), "stochastic layers and stored Rngs are not supported"),
-    (WithDropout(rngs=nnx.Rngs(0)), "give NNXModel(type(m), **its arguments)"),
-])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (WrongShape(), "must return predictions of shape [B, 1]"),
+        (NNXModel(WithDropout), "stochastic layers and stored Rngs are not supported"),
+        (WithDropout(rngs=nnx.Rngs(0)), "give NNXModel(type(m), **its arguments)"),
+    ],
+)
 def test_unsupported_models_are_refused_before_anything_compiles(model, message):
     compiled = []
     jax.monitoring.register_event_duration_secs_listener(
-        lambda event, duration, **kw: compiled.append(event) if event.endswith("backend_compile_duration") else None)
+        lambda event, duration, **kw: compiled.append(event) if event.endswith("backend_compile_duration") else None
+    )
     with pytest.raises(ValueError) as info:
         run_study(with_(TINY, seeds=2), progress=False, log=lambda m: None, task=arrays_task(), model=model)
     assert message in str(info.value)

@@ -1,10 +1,11 @@
 """Figures of a tiny study: the histogram's numbers against NumPy, and valid PNG files."""
+
 import os
 
 import numpy as np
 import pytest
-
 from helpers import TINY, tiny_task
+
 from jaxunlearn.plots import FIGURE_FILES, forget_deviation, write_figures
 from jaxunlearn.study import run_study
 
@@ -22,14 +23,17 @@ def result():
 def test_forget_deviation_matches_a_hand_computation():
     y = np.array([10.0, -4.0, 0.0, 2.0, 0.01])
     forget = np.array([True, True, True, False, True])
-    preds = {"retrain": {"train": np.array([[9.0, -4.0, 1.0, 2.0, 0.0], [11.0, -3.0, 0.0, 0.0, 0.0]])},
-             "original": {"train": np.array([[10.0, -2.0, 0.5, 5.0, 1.0], [10.0, -4.0, -1.0, 0.0, 0.0]])}}
+    preds = {
+        "retrain": {"train": np.array([[9.0, -4.0, 1.0, 2.0, 0.0], [11.0, -3.0, 0.0, 0.0, 0.0]])},
+        "original": {"train": np.array([[10.0, -2.0, 0.5, 5.0, 1.0], [10.0, -4.0, -1.0, 0.0, 0.0]])},
+    }
     floor = 0.1
     out = forget_deviation(preds, {"train": y}, {"train": forget}, floor=floor)
     assert list(out) == ["original"]
     denom = np.maximum(np.abs(y), floor * np.std(y))[forget]  # std ~4.5: labels 0 and 0.01 use 0.45
-    expected = np.concatenate([np.abs(preds["original"]["train"][s] - preds["retrain"]["train"][s])[forget] / denom
-                               for s in range(2)])
+    expected = np.concatenate(
+        [np.abs(preds["original"]["train"][s] - preds["retrain"]["train"][s])[forget] / denom for s in range(2)]
+    )
     np.testing.assert_allclose(out["original"], expected)
     np.testing.assert_allclose(out["original"][:4], [1 / 10, 2 / 4, 0.5 / (0.1 * np.std(y)), 1 / (0.1 * np.std(y))])
 

@@ -1,4 +1,5 @@
 """Property-based tests (hypothesis): forget-rule invariants and the masked losses."""
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -36,13 +37,16 @@ def rules(draw, targets):
 def _expected_size(rule, y: np.ndarray, train: np.ndarray) -> int:
     """The forget-set size each rule promises, computed independently of its implementation."""
     if isinstance(rule, LabelRange):
-        return sum((v > rule.low or (rule.low_inclusive and v == rule.low)) and
-                   (v < rule.high or (rule.high_inclusive and v == rule.high)) for v in y)
+        return sum(
+            (v > rule.low or (rule.low_inclusive and v == rule.low))
+            and (v < rule.high or (rule.high_inclusive and v == rule.high))
+            for v in y
+        )
     if isinstance(rule, LabelQuantile):
         t = np.quantile(train, rule.q)
         return sum({"<=": v <= t, "<": v < t, ">=": v >= t, ">": v > t}[rule.op] for v in y)
     if isinstance(rule, RandomFraction):
-        return int(round(rule.fraction * y.size))
+        return round(rule.fraction * y.size)
     return None
 
 
@@ -104,8 +108,7 @@ def test_masked_losses_match_numpy_on_the_selected_rows(batch):
     pred, target, weights = batch
     sel = weights > 0
     err = target - pred
-    for fn, ref in ((l1_loss, np.abs(err)), (mse_loss, err ** 2),
-                    (quantile_loss, np.maximum(0.5 * err, -0.5 * err))):
+    for fn, ref in ((l1_loss, np.abs(err)), (mse_loss, err**2), (quantile_loss, np.maximum(0.5 * err, -0.5 * err))):
         values = np.asarray(fn(jnp.asarray(pred), jnp.asarray(target)))
         assert values.shape == pred.shape and (values >= 0).all()
         np.testing.assert_allclose(values, ref, rtol=1e-5, atol=1e-4)
@@ -130,5 +133,9 @@ def test_zero_weight_padding_never_changes_a_masked_mean(batch, pad, fill):
 @given(loss_batch())
 def test_quantile_at_one_half_is_half_the_l1_loss(batch):
     pred, target, _ = batch
-    np.testing.assert_allclose(np.asarray(quantile_loss(jnp.asarray(pred), jnp.asarray(target), 0.5)),
-                               0.5 * np.asarray(l1_loss(jnp.asarray(pred), jnp.asarray(target))), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(quantile_loss(jnp.asarray(pred), jnp.asarray(target), 0.5)),
+        0.5 * np.asarray(l1_loss(jnp.asarray(pred), jnp.asarray(target))),
+        rtol=1e-6,
+        atol=1e-6,
+    )

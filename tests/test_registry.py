@@ -1,5 +1,6 @@
 """The unlearner registry: definitions are validated before anything compiles, plugins load
 from a file, a module name or a packaging entry point, and the built-ins keep their ids."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,19 +33,24 @@ def test_every_built_in_is_defined_in_one_module_and_named_after_it():
     assert StudyConfig().unlearners == unlearn.default_unlearners()
 
 
-@pytest.mark.parametrize("bad, message", [
-    (Unlearner("2bad", make, {"lr": 1e-3}), "must be letters, digits and '_'"),
-    (Unlearner("x", lambda model, task: None, {"lr": 1e-3}), "make must take (model, task, cfg, plan, settings)"),
-    (Unlearner("x", make, {"lr": None}), "hyperparameter 'lr' needs a finite float default, got None"),
-    (Unlearner("x", make, {"lr": float("nan")}), "needs a finite float default"),
-    (Unlearner("x", make, {"lr": 1e-3}, hp_bounds={"beta": (0, 1)}), "bounds for 'beta', which is not"),
-    (Unlearner("x", make, {"beta": 5.0}, hp_bounds={"beta": (0, 1)}), "must be (low, high) around its default"),
-    (Unlearner("x", make, {"lr": 1e-3}, settings=dict), "settings must be a dataclass"),
-    (Unlearner("x", make, {"lr": 1e-3}, settings=dataclasses.make_dataclass("S", [("epochs", int)])),
-     "settings field(s) ['epochs'] have no default"),
-    (Unlearner("scrub", make, {"lr": 1e-3}), "unlearner name 'scrub' is already registered"),
-    (Unlearner("x", make, {"lr": 1e-3}, key_id=6), "key id 6 is already used by 'scrub'"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (Unlearner("2bad", make, {"lr": 1e-3}), "must be letters, digits and '_'"),
+        (Unlearner("x", lambda model, task: None, {"lr": 1e-3}), "make must take (model, task, cfg, plan, settings)"),
+        (Unlearner("x", make, {"lr": None}), "hyperparameter 'lr' needs a finite float default, got None"),
+        (Unlearner("x", make, {"lr": float("nan")}), "needs a finite float default"),
+        (Unlearner("x", make, {"lr": 1e-3}, hp_bounds={"beta": (0, 1)}), "bounds for 'beta', which is not"),
+        (Unlearner("x", make, {"beta": 5.0}, hp_bounds={"beta": (0, 1)}), "must be (low, high) around its default"),
+        (Unlearner("x", make, {"lr": 1e-3}, settings=dict), "settings must be a dataclass"),
+        (
+            Unlearner("x", make, {"lr": 1e-3}, settings=dataclasses.make_dataclass("S", [("epochs", int)])),
+            "settings field(s) ['epochs'] have no default",
+        ),
+        (Unlearner("scrub", make, {"lr": 1e-3}), "unlearner name 'scrub' is already registered"),
+        (Unlearner("x", make, {"lr": 1e-3}, key_id=6), "key id 6 is already used by 'scrub'"),
+    ],
+)
 def test_bad_definitions_are_rejected_with_what_is_wrong(bad, message):
     with registered([]), pytest.raises(PluginError) as info:
         unlearn.register(bad, source="my_plugin")
@@ -109,5 +115,7 @@ def test_each_unlearner_is_named_in_its_own_module_and_the_import_line_only():
             continue
         pattern = re.compile(rf"(?<![A-Za-z0-9_]){stage.name}(?![A-Za-z0-9_])")
         naming = sorted(str(p.relative_to(package)) for p, text in sources.items() if pattern.search(text))
-        assert set(naming) <= {"unlearn/__init__.py", f"unlearn/{stage.make.__module__.rsplit('.', 1)[1]}.py"}, \
-            (stage.name, naming)
+        assert set(naming) <= {"unlearn/__init__.py", f"unlearn/{stage.make.__module__.rsplit('.', 1)[1]}.py"}, (
+            stage.name,
+            naming,
+        )

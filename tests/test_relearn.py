@@ -58,7 +58,7 @@ def test_no_forget_rows_in_validation_is_rejected(trained):
 
 
 def test_diverged_relearning_counts_nan_not_a_threshold_hit(trained):
-    task, model, original, fresh = trained
+    task, model, _original, fresh = trained
     threshold = jnp.full((3,), 1e-9)  # unreachable: only divergence can stop the count early
     for plan in (LoopPlan("map"), LoopPlan("host", epochs_per_call=1)):
         relearn = Relearn(model, task, RelearnConfig(batch_size=32, max_epochs=2), plan)

@@ -93,9 +93,7 @@ def _study(tmp_path):
     config = {"seeds": 3, "dataset": "taylor", "lr": np.float32(1e-3), "dims": (4, 8)}
     env = {"python": "3.11", "nan_field": float("nan")}
     out = tmp_path / "nested" / "out"
-    paths = write_results(
-        out, summary=summary, per_seed=per_seed, table_md=table, config=config, environment=env
-    )
+    paths = write_results(out, summary=summary, per_seed=per_seed, table_md=table, config=config, environment=env)
     return out, paths, table
 
 
@@ -152,16 +150,13 @@ def test_write_results_failure_leaves_nothing(tmp_path):
 
     out = tmp_path / "out"
     with pytest.raises(RuntimeError):
-        write_results(
-            out, summary={}, per_seed={}, table_md="", config={"x": Bad()}, environment={}
-        )
+        write_results(out, summary={}, per_seed={}, table_md="", config={"x": Bad()}, environment={})
     assert list(out.iterdir()) == []
 
 
 def test_environment_info_fields():
     env = environment_info()
-    for key in ("python", "platform", "versions", "jax_backend", "jax_device_kinds",
-                "git_commit", "timestamp_utc"):
+    for key in ("python", "platform", "versions", "jax_backend", "jax_device_kinds", "git_commit", "timestamp_utc"):
         assert key in env
     assert set(env["versions"]) == {"jax", "jaxlib", "flax", "optax", "numpy", "scipy", "scikit-learn"}
     assert env["versions"]["numpy"] == np.__version__

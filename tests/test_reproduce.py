@@ -4,6 +4,7 @@ the seed count) and must reach the strongest level of reproduction this machine 
 (jaxunlearn/agreement.py, docs/REPRODUCIBILITY.md): bitwise on the machine the study
 recorded; elsewhere at least the statistical level on those two seeds. ``make reproduce``
 does the same for every committed study, with every seed (docs/reproduce.py)."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,10 @@ def test_per_seed_comparison_is_exact_and_skips_wall_times():
     compared, diffs = reproduce.per_seed_differences(committed, drift)
     assert compared == 4 and len(diffs) == 2
     assert "a.mae[seed 1]: 2.0 committed, 2.0000000000000004 now" in diffs
-    assert reproduce.per_seed_differences(committed, drift, seeds=1) == (2, ["c: a row the committed study does not "
-                                                                              "have"])
+    assert reproduce.per_seed_differences(committed, drift, seeds=1) == (
+        2,
+        ["c: a row the committed study does not have"],
+    )
 
 
 def test_a_failed_comparison_names_what_differs_about_this_machine():
@@ -37,12 +40,14 @@ def test_a_failed_comparison_names_what_differs_about_this_machine():
     here = environment_info()
     assert reproduce.machine_differences(here, here) == []
     other = dict(here, machine=dict(here["machine"], xla=dict(here["machine"]["xla"], cpu_threads=999)))
-    assert reproduce.machine_differences(other, here) == [f"XLA cpu_threads: 999 recorded, "
-                                                          f"{here['machine']['xla']['cpu_threads']} here"]
+    assert reproduce.machine_differences(other, here) == [
+        f"XLA cpu_threads: 999 recorded, {here['machine']['xla']['cpu_threads']} here"
+    ]
     older = {"cpu": here["cpu"], "cpu_cores": 999}  # a study from before the full machine record
     assert reproduce.machine_differences(older, here) == [
         f"cpu_cores: 999 committed, {here['cpu_cores']} here",
-        "the committed study records no CPU family/model, ISA, BLAS kernel or XLA flags"]
+        "the committed study records no CPU family/model, ISA, BLAS kernel or XLA flags",
+    ]
 
 
 def test_every_committed_study_has_its_command():
@@ -61,15 +66,18 @@ def test_the_default_study_reproduces_at_the_strongest_level_this_machine_can_ch
     monkeypatch.setenv("XLA_FLAGS", os.environ["XLA_FLAGS"].replace(TEST_XLA_FLAGS, "").strip())
     committed = json.loads((ROOT / "docs" / "results" / "default" / "results.json").read_text())
     assert committed["environment"]["git_dirty"] is False, "the committed default study ran on uncommitted code"
-    assert "machine" in committed["environment"] and committed.get("prediction_digests"), \
+    assert "machine" in committed["environment"] and committed.get("prediction_digests"), (
         "the committed default study lacks its machine record or prediction digests: regenerate it"
+    )
     same = reproduce.same_machine("default")
-    reproduce.run_study_command(reproduce.compare_args(reproduce.STUDIES["default"], tmp_path, 2,
-                                                       reproduce.committed_numerics("default")))
+    reproduce.run_study_command(
+        reproduce.compare_args(reproduce.STUDIES["default"], tmp_path, 2, reproduce.committed_numerics("default"))
+    )
     rerun = json.loads((tmp_path / "default" / "results.json").read_text())
     level = strongest_level(first_seeds(committed, 2), rerun)
-    report = "\n".join(level.detail + tuple(reproduce.machine_differences(committed["environment"],
-                                                                          rerun["environment"])))
+    report = "\n".join(
+        level.detail + tuple(reproduce.machine_differences(committed["environment"], rerun["environment"]))
+    )
     required = "bitwise" if same else "statistical"
     print(f"checked: {required} (the recorded machine {'matches' if same else 'differs'}); reached: {level.level}")
     print(report)

@@ -1,4 +1,5 @@
 """Seed executor and plans: every strategy computes the same thing; plans follow measurements."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,13 +51,16 @@ def test_auto_plan_follows_the_measurements():
     assert auto_plan("dense", "cpu").seed_strategy == "map"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"seed_strategy": "pmap"}, "seed_strategy must be one of"),
-    ({"epochs_per_call": 0}, "epochs_per_call must be >= 1"),
-    ({"map_batch_size": 0}, "map_batch_size must be >= 1"),
-    ({"eval_chunk": 0}, "eval_chunk must be >= 1"),
-    ({"devices": 0}, "devices must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"seed_strategy": "pmap"}, "seed_strategy must be one of"),
+        ({"epochs_per_call": 0}, "epochs_per_call must be >= 1"),
+        ({"map_batch_size": 0}, "map_batch_size must be >= 1"),
+        ({"eval_chunk": 0}, "eval_chunk must be >= 1"),
+        ({"devices": 0}, "devices must be a positive integer"),
+    ],
+)
 def test_plan_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LoopPlan(**kwargs)
@@ -78,6 +82,7 @@ def test_devices_for_picks_the_most_devices_that_split_the_seeds_evenly():
 def test_a_plan_with_more_devices_than_exist_is_refused_when_it_runs():
     with pytest.raises(ValueError, match="only 1 exist"):
         SeedExecutor(per_seed_fn, LoopPlan("map", devices=2), n_per_seed=2)
+
 
 # Plans spanning several devices are tested in tests/multidevice/ (run by test_multidevice.py
 # in a process with four CPU devices).

@@ -3,6 +3,7 @@ form LFSSD: the importances against a plain Python loop of per-batch gradients, 
 dampening rule against NumPy, the limits, that both forget on a tiny task, and that LFSSD
 never reads a label. The registry-wide contract (jit, shapes,
 seeds, determinism, declared hyperparameters) is in test_unlearner_conformance.py."""
+
 from __future__ import annotations
 
 import jax
@@ -54,8 +55,9 @@ def test_batch_importance_matches_a_python_loop_of_batch_gradients(setup, object
     rows = np.asarray(task.train.host_indices("forget"), np.int32)
     key, batch_size = jax.random.key(3), 7  # the last batch is padded: its padding must not count
     assert rows.size % batch_size
-    got, got_loss = jax.jit(lambda k: batch_importance(model, per_row, state.params, state.batch_stats, task, rows,
-                                                       batch_size, k, PLAN))(key)
+    got, got_loss = jax.jit(
+        lambda k: batch_importance(model, per_row, state.params, state.batch_stats, task, rows, batch_size, k, PLAN)
+    )(key)
     idx, w = epoch_batches(key, jnp.asarray(rows), batch_size)
     total, losses = jax.tree_util.tree_map(np.zeros_like, state.params), []
     for b in range(idx.shape[0]):
@@ -69,7 +71,7 @@ def test_batch_importance_matches_a_python_loop_of_batch_gradients(setup, object
         total = jax.tree_util.tree_map(lambda t, g: t + np.asarray(g) ** 2, total, grads)
         losses.append(float(value))
     want = jax.tree_util.tree_map(lambda t: t / idx.shape[0], total)
-    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
         np.testing.assert_allclose(np.asarray(a), b, rtol=1e-4, atol=1e-10)
     np.testing.assert_allclose(float(got_loss), np.mean(losses), rtol=1e-5)
 
@@ -122,12 +124,18 @@ def test_ssd_dampens_what_serves_the_forget_rows_and_its_limits():
     pipeline = make_ssd(model, task, cfg, PLAN)
     runner = PipelineRunner(pipeline, PLAN)
     keys = seed_keys(0, 1, "ssd")
-    run = lambda **hp: runner(keys, original, task, hp=pipeline.hp(**hp), progress=False)
+
+    def run(**hp):
+        return runner(keys, original, task, hp=pipeline.hp(**hp), progress=False)
+
     before, out = tree_index(original, 0), run()
     after = tree_index(out.state, 0)
+
     # The forget-only input's weights keep less of their size than the other inputs' weights.
-    kept = lambda rows: float(np.abs(after.params["dense_0"]["kernel"][rows]).sum()
-                              / np.abs(before.params["dense_0"]["kernel"][rows]).sum())
+    def kept(rows):
+        kernel_after, kernel_before = after.params["dense_0"]["kernel"], before.params["dense_0"]["kernel"]
+        return float(np.abs(kernel_after[rows]).sum() / np.abs(kernel_before[rows]).sum())
+
     assert kept(slice(4, 5)) < 0.7 * kept(slice(0, 4))
     # Forgetting: the forget error rises more than twice as much as the retain error
     # (measured 0.08 -> 1.46 and 0.05 -> 0.46).
@@ -136,8 +144,11 @@ def test_ssd_dampens_what_serves_the_forget_rows_and_its_limits():
     fraction = float(out.history["dampened_fraction"][0, 0])
     assert 0 < fraction < 0.5
     assert last_phase_stats(out) == {"dampened_fraction": [fraction]}  # what a study logs and saves
+
     # BatchNorm statistics and the step count are the original's.
-    same = lambda a, b: jax.tree_util.tree_all(jax.tree_util.tree_map(lambda u, v: bool(jnp.all(u == v)), a, b))
+    def same(a, b):
+        return jax.tree_util.tree_all(jax.tree_util.tree_map(lambda u, v: bool(jnp.all(u == v)), a, b))
+
     assert same((after.batch_stats, after.step), (before.batch_stats, before.step))
     # A selection weight nothing passes leaves the model exactly as it was.
     untouched = run(selection_weight=1e12)
@@ -158,25 +169,37 @@ def test_lfssd_reads_no_label_and_dampens_what_serves_the_forget_rows():
     # The same task with every training label replaced: LFSSD's result must not change; SSD's
     # does (the check can fail).
     rng = np.random.default_rng(1)
-    relabelled = task.replace(train=task.train.replace(y=jnp.asarray(rng.standard_normal(task.train.y.shape),
-                                                                     jnp.float32)))
+    relabelled = task.replace(
+        train=task.train.replace(y=jnp.asarray(rng.standard_normal(task.train.y.shape), jnp.float32))
+    )
     keys = seed_keys(0, 1, "lfssd")
 
     def params_after(make, which_task):
         pipeline = make(model, which_task, cfg, PLAN)
         return PipelineRunner(pipeline, PLAN)(keys, original, which_task, progress=False).state.params
 
-    leaves = lambda tree: [np.asarray(a) for a in jax.tree_util.tree_leaves(tree)]
-    for a, b in zip(leaves(params_after(make_lfssd, task)), leaves(params_after(make_lfssd, relabelled))):
+    def leaves(tree):
+        return [np.asarray(a) for a in jax.tree_util.tree_leaves(tree)]
+
+    for a, b in zip(leaves(params_after(make_lfssd, task)), leaves(params_after(make_lfssd, relabelled)), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, b) for a, b in zip(leaves(params_after(make_ssd, task)),
-                                                        leaves(params_after(make_ssd, relabelled))))
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(leaves(params_after(make_ssd, task)), leaves(params_after(make_ssd, relabelled)), strict=True)
+    )
     # Like SSD: the forget-only input's first-layer weights keep less of their size than the
     # other inputs' weights, and the forget error rises more than the retain error.
-    before, after = tree_index(original, 0), tree_index(
-        PipelineRunner(make_lfssd(model, task, cfg, PLAN), PLAN)(keys, original, task, progress=False).state, 0)
-    kept = lambda rows: float(np.abs(after.params["dense_0"]["kernel"][rows]).sum()
-                              / np.abs(before.params["dense_0"]["kernel"][rows]).sum())
+    before, after = (
+        tree_index(original, 0),
+        tree_index(
+            PipelineRunner(make_lfssd(model, task, cfg, PLAN), PLAN)(keys, original, task, progress=False).state, 0
+        ),
+    )
+
+    def kept(rows):
+        kernel_after, kernel_before = after.params["dense_0"]["kernel"], before.params["dense_0"]["kernel"]
+        return float(np.abs(kernel_after[rows]).sum() / np.abs(kernel_before[rows]).sum())
+
     assert kept(slice(4, 5)) < 0.7 * kept(slice(0, 4))
     (forget_0, retain_0), (forget_1, retain_1) = _errors(model, task, before), _errors(model, task, after)
     assert forget_1 - forget_0 > retain_1 - retain_0
@@ -196,7 +219,8 @@ def test_importances_that_are_not_finite_keep_the_original_and_are_reported(setu
     bad = jax.tree_util.tree_map(lambda p: jnp.full(p.shape, jnp.inf, jnp.float32), state.params)
     good = jax.tree_util.tree_map(lambda p: jnp.ones(p.shape, jnp.float32), state.params)
     importances = Importances(full=good, forget=bad)  # would zero every weight
-    out, history = dampen_phase.fit.run(jax.random.key(0), state, task, make_ssd(model, task, TINY, PLAN).hp(),
-                                        importances)
+    out, history = dampen_phase.fit.run(
+        jax.random.key(0), state, task, make_ssd(model, task, TINY, PLAN).hp(), importances
+    )
     assert int(history["diverged_at"][0]) == 0 and float(history["dampened_fraction"][0]) == 0.0
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(lambda a, b: bool(jnp.all(a == b)), out.params, state.params))

@@ -6,8 +6,10 @@ original-model trainer and retraining, the example plugin ``tests/plugins/noisy_
 Each pipeline must: compile under jit; keep the parameter tree's structure, shapes and
 dtypes; give finite outputs; not retrace on a second call; give, for seed i of an S-seed
 run, the result of a single run with key i (exactly with sequential strategies at XLA's
-default optimisation level, see ``SEQUENTIAL_TOL``; to a measured tolerance with vmap); and be deterministic for a given key.
+default optimisation level, see ``SEQUENTIAL_TOL``; to a measured tolerance with vmap); and
+be deterministic for a given key.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,12 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxunlearn import unlearn
 from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan, tree_index
 from jaxunlearn.study import seed_keys
-from jaxunlearn import unlearn
 from jaxunlearn.unlearn import make_original
-from tests.helpers import TINY, plugin_unlearners, registered, train_original, tiny_model, tiny_task
+from tests.helpers import TINY, plugin_unlearners, registered, tiny_model, tiny_task, train_original
 
 # Its tests share the module-scoped original models and the single runs (``single_run``): one
 # worker runs them all (``make test``: pytest-xdist --dist loadgroup), not one copy per worker.
@@ -91,7 +93,7 @@ def test_single_seed_contract(setup, name):
     # Structure, shapes and dtypes of the parameters are preserved.
     reference, _ = model.init(jax.random.key(0))
     assert jax.tree_util.tree_structure(state_a.params) == jax.tree_util.tree_structure(reference)
-    for got, want in zip(jax.tree_util.tree_leaves(state_a.params), jax.tree_util.tree_leaves(reference)):
+    for got, want in zip(jax.tree_util.tree_leaves(state_a.params), jax.tree_util.tree_leaves(reference), strict=True):
         assert got.shape == want.shape and got.dtype == want.dtype
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(state_a.params))
     assert all(np.all(np.isfinite(np.asarray(v))) for k, v in hist.items() if k != "val_loss")
@@ -120,8 +122,7 @@ def test_seed_i_equals_single_run(setup, name, strategy, tol):
     plan = LoopPlan(seed_strategy=strategy, epochs_per_call=1 if strategy == "host" else None)
     pipeline = build(name, model, task, plan)
     keys = seed_keys(0, TINY.seeds, name)
-    batched = PipelineRunner(pipeline, plan)(keys, originals if pipeline.needs_original else None, task,
-                                             progress=False)
+    batched = PipelineRunner(pipeline, plan)(keys, originals if pipeline.needs_original else None, task, progress=False)
     i = 1
     single = single_run(name, model, task, originals, keys, i)
     diff = max_abs_diff(tree_index(batched.state.params, i), single.params)
@@ -138,7 +139,8 @@ def test_blindspot_with_batchnorm_model():
     cfg = with_(TINY, batch_size=16, train_epochs=1)
     plan = LoopPlan(seed_strategy="host", epochs_per_call=1, unroll=True)
     original = PipelineRunner(make_original(model, task, cfg, plan), plan)(
-        seed_keys(0, 2, "original"), None, task, progress=False)
+        seed_keys(0, 2, "original"), None, task, progress=False
+    )
     pipeline = unlearn.get("blindspot").build(model, task, cfg, plan)
     keys = seed_keys(0, 2, "blindspot")
     out = PipelineRunner(pipeline, plan)(keys, original.state, task, progress=False)
@@ -162,7 +164,7 @@ def test_phases_read_only_the_hyperparameters_they_declare(setup, name):
     original = jax.tree_util.tree_map(lambda a: a[:1], originals) if pipeline.needs_original else None
     declared = [i for i, phase in enumerate(pipeline.phases) if phase.reads_hp is not None]
     for i in declared:
-        upto = PipelineRunner(dataclasses.replace(pipeline, phases=pipeline.phases[:i + 1]), PLAN)
+        upto = PipelineRunner(dataclasses.replace(pipeline, phases=pipeline.phases[: i + 1]), PLAN)
         others = {k: 3.0 * v for k, v in pipeline.default_hp.items() if k not in pipeline.phases[i].reads_hp}
         assert others, "a declaration that lists every hyperparameter shares nothing"
         a = upto(keys, original, task, hp=pipeline.hp(), progress=False).state

@@ -5,9 +5,10 @@ functions as an ordinary argument (shared across seeds with ``in_axes=None``).
 Forget membership is a float mask over a fixed number of rows: static shapes, no
 boolean indexing inside jit.
 """
+
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import jax
 import numpy as np
@@ -62,6 +63,10 @@ class Task:
     y_std: jax.Array
     name: str = struct.field(pytree_node=False, default="task")
 
+    if TYPE_CHECKING:  # struct.dataclass adds it at run time; declared for type checkers only
+
+        def replace(self, **changes: Any) -> Self: ...
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
@@ -96,7 +101,9 @@ def standardise(
     y_train = np.asarray(y_train, np.float64).reshape(-1)
     y_mean = float(y_train.mean())
     y_std = float(y_train.std()) or 1.0
-    pairs = [(x_train, y_train)] + [(np.asarray(x, np.float32), np.asarray(y, np.float64).reshape(-1)) for x, y in others]
+    pairs = [(x_train, y_train)] + [
+        (np.asarray(x, np.float32), np.asarray(y, np.float64).reshape(-1)) for x, y in others
+    ]
     out = [
         (((x - x_mean) / x_std).astype(np.float32), ((y - y_mean) / y_std).astype(np.float32).reshape(-1, 1))
         for x, y in pairs
@@ -115,6 +122,7 @@ def make_task(
     Arrays are cast on the host and copied with ``device_put``: no XLA program runs, so bad
     input found later is still rejected before any compute.
     """
+
     def f32(a):
         return jax.device_put(np.asarray(a, np.float32))
 

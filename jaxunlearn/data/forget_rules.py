@@ -11,12 +11,13 @@ Rules can be written as short strings (used by the CLI and configs):
     "quantile>=0.8"    forget rows whose target is >= the 0.8 quantile of TRAIN targets
     "random:0.1"       forget a random 10% of rows of each split (fixed data seed)
 """
+
 from __future__ import annotations
 
 import dataclasses
 import operator
 import re
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class RandomFraction:
             n = np.asarray(y).reshape(-1).shape[0]
             rng = np.random.default_rng([self.seed, i])
             mask = np.zeros(n, bool)
-            mask[rng.choice(n, size=int(round(self.fraction * n)), replace=False)] = True
+            mask[rng.choice(n, size=round(self.fraction * n), replace=False)] = True
             out[name] = mask
         return out
 
@@ -104,7 +105,9 @@ class Indices:
             n = np.asarray(y).reshape(-1).shape[0]
             idx = np.asarray(self.rows.get(name, ()), dtype=np.int64).reshape(-1)
             if idx.size and (idx.min() < 0 or idx.max() >= n):
-                raise ValueError(f"Indices for split {name!r} must lie in [0, {n}); got min {idx.min()}, max {idx.max()}")
+                raise ValueError(
+                    f"Indices for split {name!r} must lie in [0, {n}); got min {idx.min()}, max {idx.max()}"
+                )
             if np.unique(idx).size != idx.size:
                 raise ValueError(f"Indices for split {name!r} contain duplicates")
             mask = np.zeros(n, bool)
@@ -127,7 +130,9 @@ class Mask:
                 raise ValueError(f"Mask rule has no mask for split {name!r}")
             mask = np.asarray(self.per_split[name])
             if mask.shape != (n,) or mask.dtype != bool:
-                raise ValueError(f"Mask for split {name!r} must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}")
+                raise ValueError(
+                    f"Mask for split {name!r} must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}"
+                )
             out[name] = mask
         return out
 
@@ -166,8 +171,10 @@ def apply_rule(rule: ForgetRule, targets: Mapping[str, np.ndarray]) -> dict[str,
     masks = rule.masks(targets)
     n_train, n_forget = masks["train"].size, int(masks["train"].sum())
     train = np.asarray(targets["train"])
-    span = f"training labels lie in [{train.min():.4g}, {train.max():.4g}]; choose a rule that keeps some rows " \
-           "on each side"
+    span = (
+        f"training labels lie in [{train.min():.4g}, {train.max():.4g}]; choose a rule that keeps some rows "
+        "on each side"
+    )
     if n_forget == 0:
         raise ValueError(f"forget rule {rule} selects no training rows: the forget set is empty ({span})")
     if n_forget == n_train:

@@ -4,11 +4,12 @@ A source returns ``RawData``: host arrays per split in the target's own units, b
 forget rule or standardisation. ``build_task`` validates them, applies a forget rule and
 standardises with training statistics.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -160,9 +161,17 @@ def rotated_image_splits(images: np.ndarray, copies: int, max_angle: float, size
     for name, idx in groups.items():
         base = ndimage.zoom(images[idx], zoom, order=1)
         angles = rng.uniform(-max_angle, max_angle, size=(copies, idx.size))
-        x = np.concatenate([
-            np.stack([ndimage.rotate(img, a, reshape=False, order=1, mode="grid-constant") for img, a in zip(base, row)]) for row in angles
-        ])
+        x = np.concatenate(
+            [
+                np.stack(
+                    [
+                        ndimage.rotate(img, a, reshape=False, order=1, mode="grid-constant")
+                        for img, a in zip(base, row, strict=True)
+                    ]
+                )
+                for row in angles
+            ]
+        )
         splits[name] = (np.clip(x, 0.0, 1.0), angles.reshape(-1))
     return splits
 
@@ -179,7 +188,9 @@ def load_digits_rotation(copies: int = 2, max_angle: float = 45.0, size: int = 1
         RawData with x [N, size, size, 1] in [0, 1] and y [N] in degrees.
     """
     if copies < 1 or not 0 < max_angle <= 180 or size < 8:
-        raise ValueError(f"digits: need copies >= 1, 0 < max_angle <= 180, size >= 8; got {copies}, {max_angle}, {size}")
+        raise ValueError(
+            f"digits: need copies >= 1, 0 < max_angle <= 180, size >= 8; got {copies}, {max_angle}, {size}"
+        )
     from sklearn.datasets import load_digits
 
     images = load_digits().images.astype(np.float32) / 16.0  # [1797, 8, 8]
@@ -294,6 +305,6 @@ def build_task(raw: RawData, rule: str | ForgetRule | None = None) -> Task:
     std_pairs, y_mean, y_std = standardise(
         *raw.splits["train"], raw.splits["val"], raw.splits["test"], per_feature=raw.per_feature_inputs
     )
-    splits = {name: (x, y, masks[name]) for name, (x, y) in zip(SPLITS, std_pairs)}
+    splits = {name: (x, y, masks[name]) for name, (x, y) in zip(SPLITS, std_pairs, strict=True)}
     rule_text = rule if isinstance(rule, str) else type(rule_obj).__name__
     return make_task(splits, y_mean, y_std, name=f"{raw.description}; forget rule: {rule_text}")

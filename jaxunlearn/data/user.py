@@ -1,12 +1,13 @@
 """A user's own arrays as a study's task.
 
-    >>> task = task_from_arrays(train=(x_tr, y_tr), val=(x_va, y_va), test=(x_te, y_te),
-    ...                         forget="quantile>=0.9")              # doctest: +SKIP
-    >>> run_study(cfg, task=task)                                     # doctest: +SKIP
+>>> task = task_from_arrays(train=(x_tr, y_tr), val=(x_va, y_va), test=(x_te, y_te),
+...                         forget="quantile>=0.9")              # doctest: +SKIP
+>>> run_study(cfg, task=task)                                     # doctest: +SKIP
 """
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -15,9 +16,15 @@ from jaxunlearn.data.forget_rules import SPLITS, ForgetRule, Mask
 from jaxunlearn.data.sources import RawData, build_task
 
 
-def task_from_arrays(train: tuple, val: tuple, test: tuple,
-                     forget: str | ForgetRule | Mapping[str, np.ndarray],
-                     name: str = "user arrays", per_feature_inputs: bool = True, target_units: str = "") -> Task:
+def task_from_arrays(
+    train: tuple,
+    val: tuple,
+    test: tuple,
+    forget: str | ForgetRule | Mapping[str, np.ndarray],
+    name: str = "user arrays",
+    per_feature_inputs: bool = True,
+    target_units: str = "",
+) -> Task:
     """Builds a task from host arrays: validated, forget rule applied, standardised with
     the training split's statistics (as every built-in dataset).
 
@@ -47,6 +54,11 @@ def task_from_arrays(train: tuple, val: tuple, test: tuple,
         if missing:
             raise ValueError(f"forget masks are missing split(s) {missing}; give a bool mask per split {list(SPLITS)}")
         forget = Mask({s: np.asarray(forget[s]) for s in SPLITS})
-    raw = RawData({s: (np.asarray(x), np.asarray(y)) for s, (x, y) in splits.items()}, forget, name,
-                  per_feature_inputs=per_feature_inputs, target_units=target_units)
+    raw = RawData(
+        {s: (np.asarray(x), np.asarray(y)) for s, (x, y) in splits.items()},
+        forget,
+        name,
+        per_feature_inputs=per_feature_inputs,
+        target_units=target_units,
+    )
     return build_task(raw)

@@ -10,11 +10,13 @@ Protocols (``PROTOCOLS``): "neurips23", the NeurIPS 2023 challenge's per-example
 score (``jaxunlearn.evaluation.neurips23``), and "ulira", the per-example likelihood-ratio
 attack on unlearned shadow models (``jaxunlearn.evaluation.ulira``).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
@@ -29,13 +31,21 @@ from jaxunlearn.evaluation.protocol import PROTOCOLS, EvaluationConfig, Evaluati
 def check_evaluation(cfg: StudyConfig, ecfg: EvaluationConfig) -> None:
     """Settings an evaluation refuses before any work."""
     if cfg.sweep:
-        raise ValueError("an evaluation takes one value per hyperparameter (--hp), not a sweep; evaluate each "
-                         "value on its own")
+        raise ValueError(
+            "an evaluation takes one value per hyperparameter (--hp), not a sweep; evaluate each value on its own"
+        )
 
 
-def run_evaluation(cfg: StudyConfig, ecfg: EvaluationConfig, task: Task | None = None, model: Any = None,
-                   checkpoint_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
-                   log: Callable[[str], None] = print) -> tuple[EvaluationResult, dict[str, Any]]:
+def run_evaluation(
+    cfg: StudyConfig,
+    ecfg: EvaluationConfig,
+    task: Task | None = None,
+    model: Any = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> tuple[EvaluationResult, dict[str, Any]]:
     """Runs the protocol ``ecfg.protocol`` on the study ``cfg`` describes (dataset, model,
     unlearners and their settings; ``cfg.seeds`` is unused: ``ecfg.models`` counts).
 
@@ -54,22 +64,34 @@ def run_evaluation(cfg: StudyConfig, ecfg: EvaluationConfig, task: Task | None =
         raise ValueError("resume needs a checkpoint directory (--checkpoint-dir)")
     cfg, task, model_fns, _, dataset_used = prepare_study(cfg, task, model, log)
     # Each block splits its seeds over the most of these devices that divide its chunk.
-    plan = dataclasses.replace(resolve_plan(dataclasses.replace(cfg, seeds=1), model_fns.family),
-                               devices=cfg.devices or jax.device_count())
+    plan = dataclasses.replace(
+        resolve_plan(dataclasses.replace(cfg, seeds=1), model_fns.family), devices=cfg.devices or jax.device_count()
+    )
     store = None
     if checkpoint_dir is not None:
         store = BlockStore(checkpoint_dir, cfg, data_fingerprint(task))
         if not store.begin(resume) and resume:
             log(f"resume: no evaluation in {checkpoint_dir} yet; starting from the beginning")
     log(f"task: {task.name} | {task.describe()['train']} train rows")
-    log(f"protocol {ecfg.protocol}: {ecfg.models} models per row | model {cfg.model} ({model_fns.family}) | "
-        f"plan {plan}")
+    log(
+        f"protocol {ecfg.protocol}: {ecfg.models} models per row | model {cfg.model} ({model_fns.family}) | plan {plan}"
+    )
     blocks = BlockRunner(cfg, model_fns, plan, store, resume, ecfg.chunk, ecfg.memory_limit, log, progress)
     result = PROTOCOLS[ecfg.protocol](cfg, ecfg, blocks, task, log)
-    run = {"dataset": dataset_used, "task": task.describe(), "plan": dataclasses.asdict(plan),
-           "chunks": dict(blocks.chunks)}
+    run = {
+        "dataset": dataset_used,
+        "task": task.describe(),
+        "plan": dataclasses.asdict(plan),
+        "chunks": dict(blocks.chunks),
+    }
     return result, run
 
 
-__all__ = ["EvaluationConfig", "EvaluationResult", "PROTOCOLS", "register_protocol", "run_evaluation",
-           "check_evaluation"]
+__all__ = [
+    "PROTOCOLS",
+    "EvaluationConfig",
+    "EvaluationResult",
+    "check_evaluation",
+    "register_protocol",
+    "run_evaluation",
+]

@@ -10,15 +10,18 @@ chunk size comes from the compiled programs' memory analysis before anything run
 under a key that holds everything it depends on, so a killed evaluation loses at most the
 block that was running.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
 
+from jaxunlearn import unlearn
 from jaxunlearn.checkpoints import CheckpointStore, training_settings
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
@@ -29,7 +32,6 @@ from jaxunlearn.seeds import LoopPlan, SeedExecutor, devices_for, num_seeds, tak
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
-from jaxunlearn import unlearn
 
 
 class BlockStore(CheckpointStore):
@@ -65,9 +67,18 @@ class BlockRunner:
         log: one-line messages; progress: progress bars.
     """
 
-    def __init__(self, cfg: StudyConfig, model: ModelFns, plan: LoopPlan, store: BlockStore | None = None,
-                 resume: bool = False, chunk: int | None = None, memory_limit: str | int | None = None,
-                 log: Callable[[str], None] = print, progress: bool = True):
+    def __init__(
+        self,
+        cfg: StudyConfig,
+        model: ModelFns,
+        plan: LoopPlan,
+        store: BlockStore | None = None,
+        resume: bool = False,
+        chunk: int | None = None,
+        memory_limit: str | int | None = None,
+        log: Callable[[str], None] = print,
+        progress: bool = True,
+    ):
         self.cfg, self.model, self.plan, self.store, self.resume = cfg, model, plan, store, resume
         self.chunk, self.memory_limit, self.log, self.progress = chunk, memory_limit, log, progress
         self.runners: dict[tuple[str, int], PipelineRunner] = {}
@@ -101,16 +112,27 @@ class BlockRunner:
         state = None if original is None else original.state
         with Stopwatch() as sw:  # compiles the programs the run then reuses: their compile time
             size, planned = chunk_size(
-                count, lambda n: self.runner(stage, task, n).planned_bytes(n, state, task, variant.hp), budget)
+                count, lambda n: self.runner(stage, task, n).planned_bytes(n, state, task, variant.hp), budget
+            )
         self.planning[stage] = sw.wall
         if size < count:
-            self.log(f"{stage}: {count} models need more than the {format_bytes(budget)} available; running "
-                     f"{size} per call ({format_bytes(planned)} planned per call)")
+            self.log(
+                f"{stage}: {count} models need more than the {format_bytes(budget)} available; running "
+                f"{size} per call ({format_bytes(planned)} planned per call)"
+            )
         self.chunks[stage] = size
         return size
 
-    def run(self, name: str, stage: str, task: Task, first: int, count: int, original: StageResult | None = None,
-            description: dict[str, Any] | None = None) -> StageResult:
+    def run(
+        self,
+        name: str,
+        stage: str,
+        task: Task,
+        first: int,
+        count: int,
+        original: StageResult | None = None,
+        description: dict[str, Any] | None = None,
+    ) -> StageResult:
         """Block ``name``: ``stage`` over seeds ``first .. first + count - 1``.
 
         Args:
@@ -124,26 +146,47 @@ class BlockRunner:
 
         if self.store is not None:
             self.store.declare(name, stage, {"first": first, "count": count, **(description or {})})
-            abstract = jax.eval_shape(jax.vmap(lambda k: self.model.fresh_state(k, np.float32(0.0))),
-                                      seed_keys(0, count, "original"))
+            abstract = jax.eval_shape(
+                jax.vmap(lambda k: self.model.fresh_state(k, np.float32(0.0))), seed_keys(0, count, "original")
+            )
             restored = self.store.load(name, abstract) if self.resume else None
             if restored is not None:
                 self.log(f"{name}: loaded from {self.store.path(name)}")
-                self.timings[name] = {"wall": restored.wall, "compile": restored.compile, "run": restored.run,
-                                      "models": count, "loaded": True}
+                self.timings[name] = {
+                    "wall": restored.wall,
+                    "compile": restored.compile,
+                    "run": restored.run,
+                    "models": count,
+                    "loaded": True,
+                }
                 return restored
         (variant,) = stage_variants(self.cfg, stage)
         chunk = self.chunk_for(stage, task, count, original)
         runner = self.runner(stage, task, chunk)
         keys = seed_keys(self.cfg.seed, count, stage, first=first)
-        (result,) = run_in_chunks(runner, keys, None if original is None else original.state, task, [variant.hp],
-                                  chunk, progress=self.progress)
+        (result,) = run_in_chunks(
+            runner,
+            keys,
+            None if original is None else original.state,
+            task,
+            [variant.hp],
+            chunk,
+            progress=self.progress,
+        )
         planning = self.planning.pop(stage, 0.0)  # sizing the chunks compiled the programs this block reused
         result = dataclasses.replace(result, wall=result.wall + planning, compile=result.compile + planning)
-        self.timings[name] = {"wall": result.wall, "compile": result.compile, "run": result.run, "models": count,
-                              "loaded": False, "chunk": chunk}
-        self.log(f"{name}: {count} models in {result.wall:.1f} s ({result.compile:.1f} s compiling, "
-                 f"{count / max(result.run, 1e-9):.1f} models/s after compiling)")
+        self.timings[name] = {
+            "wall": result.wall,
+            "compile": result.compile,
+            "run": result.run,
+            "models": count,
+            "loaded": False,
+            "chunk": chunk,
+        }
+        self.log(
+            f"{name}: {count} models in {result.wall:.1f} s ({result.compile:.1f} s compiling, "
+            f"{count / max(result.run, 1e-9):.1f} models/s after compiling)"
+        )
         if self.store is not None:
             self.store.save(name, result)
         return result
@@ -157,8 +200,10 @@ class BlockRunner:
             plan = self._plan(chunk)
 
             def split_preds(state, task):
-                return {s: predict(self.model, state.params, state.batch_stats, getattr(task, s).x, plan)[:, 0]
-                        for s in ("train", "test")}
+                return {
+                    s: predict(self.model, state.params, state.batch_stats, getattr(task, s).x, plan)[:, 0]
+                    for s in ("train", "test")
+                }
 
             self._predictor[chunk] = SeedExecutor(split_preds, plan, n_per_seed=1)
         run = self._predictor[chunk]
@@ -169,4 +214,3 @@ class BlockRunner:
             for split in out:
                 out[split].append(to_host(preds[split])[: min(chunk, seeds - start)].astype(np.float64))
         return {split: np.concatenate(parts) for split, parts in out.items()}
-

@@ -12,9 +12,10 @@ units: [N, F] per row, compared with the retrained models' by
 ``jaxunlearn.metrics.epsilon``. Beside it, the paper's SVC attack runs on the first
 ``attack_models`` models of each row.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -28,10 +29,17 @@ from jaxunlearn.metrics.suite import svc_attack
 
 ORIGINAL_ROW = "original (do nothing)"
 FLOOR_ROW = "retrain (2nd set: noise floor)"
-COLUMNS = [("forgetting_quality", "F"), ("score", "final score"), ("eps_mean", "mean eps"),
-           ("eps_capped", "eps at cap"), ("retain_mae_ratio", "retain MAE_R/MAE_U"),
-           ("test_mae_ratio", "test MAE_R/MAE_U"), ("svc_member_rate", "SVC member rate"),
-           ("run_seconds", "time s"), ("time_vs_retrain", "time / retrain")]
+COLUMNS = [
+    ("forgetting_quality", "F"),
+    ("score", "final score"),
+    ("eps_mean", "mean eps"),
+    ("eps_capped", "eps at cap"),
+    ("retain_mae_ratio", "retain MAE_R/MAE_U"),
+    ("test_mae_ratio", "test MAE_R/MAE_U"),
+    ("svc_member_rate", "SVC member rate"),
+    ("run_seconds", "time s"),
+    ("time_vs_retrain", "time / retrain"),
+]
 
 
 def _mae(preds: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> float:
@@ -39,16 +47,21 @@ def _mae(preds: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> float:
     return float(np.mean(np.abs(preds[:, mask] - targets[None, mask])))
 
 
-def run_neurips23(cfg: StudyConfig, ecfg: EvaluationConfig, blocks: BlockRunner, task: Task,
-                  log: Callable[[str], None] = print) -> EvaluationResult:
+def run_neurips23(
+    cfg: StudyConfig, ecfg: EvaluationConfig, blocks: BlockRunner, task: Task, log: Callable[[str], None] = print
+) -> EvaluationResult:
     n = ecfg.models
     original = blocks.run("original", "original", task, 0, 1)
     retrained = blocks.run("retrain", "retrain", task, 0, n)
     floor = blocks.run("retrain-floor", "retrain", task, n, n)
-    preds = {ORIGINAL_ROW: blocks.predictions(original, task), "retrain": blocks.predictions(retrained, task),
-             FLOOR_ROW: blocks.predictions(floor, task)}
+    preds = {
+        ORIGINAL_ROW: blocks.predictions(original, task),
+        "retrain": blocks.predictions(retrained, task),
+        FLOOR_ROW: blocks.predictions(floor, task),
+    }
     preds[ORIGINAL_ROW] = {s: np.repeat(p, n, axis=0) for s, p in preds[ORIGINAL_ROW].items()}
     run_seconds = {ORIGINAL_ROW: 0.0, FLOOR_ROW: floor.run}
+    assert cfg.unlearners is not None  # resolved by __post_init__
     for name in cfg.unlearners:
         result = blocks.run(name, name, task, 0, n, original=original)
         preds[name] = blocks.predictions(result, task)
@@ -58,27 +71,42 @@ def run_neurips23(cfg: StudyConfig, ecfg: EvaluationConfig, blocks: BlockRunner,
     forget = {s: np.asarray(getattr(task, s).forget) > 0.5 for s in ("train", "test")}
     all_test = np.ones_like(forget["test"])
     reference = preds["retrain"]
-    ref_retain, ref_test = _mae(reference["train"], targets["train"], ~forget["train"]), \
-        _mae(reference["test"], targets["test"], all_test)
+    ref_retain, ref_test = (
+        _mae(reference["train"], targets["train"], ~forget["train"]),
+        _mae(reference["test"], targets["test"], all_test),
+    )
     rows = [ORIGINAL_ROW, FLOOR_ROW, *cfg.unlearners]
     metrics, per_example, histograms = {}, {}, {}
     attack = min(ecfg.attack_models, n)
     for row in rows:
         p = preds[row]
         quality, eps = forgetting_quality(p["train"][:, forget["train"]], reference["train"][:, forget["train"]])
-        retain_mae, test_mae = _mae(p["train"], targets["train"], ~forget["train"]), \
-            _mae(p["test"], targets["test"], all_test)
-        svc = svc_attack({s: v[:attack] for s, v in p.items()}, targets, forget, float(task.y_std), cfg.mia_samples,
-                         cfg.seed, cfg.mia_units)
+        retain_mae, test_mae = (
+            _mae(p["train"], targets["train"], ~forget["train"]),
+            _mae(p["test"], targets["test"], all_test),
+        )
+        svc = svc_attack(
+            {s: v[:attack] for s, v in p.items()},
+            targets,
+            forget,
+            float(task.y_std),
+            cfg.mia_samples,
+            cfg.seed,
+            cfg.mia_units,
+        )
         metrics[row] = {
             "forgetting_quality": quality,
             "score": final_score(quality, retain_mae, ref_retain, test_mae, ref_test),
-            "eps_mean": float(np.mean(eps)), "eps_median": float(np.median(eps)),
+            "eps_mean": float(np.mean(eps)),
+            "eps_median": float(np.median(eps)),
             "eps_capped": float(np.mean(eps >= EPS_CAP)),
-            "retain_mae_ratio": ref_retain / retain_mae, "test_mae_ratio": ref_test / test_mae,
-            "retain_mae": retain_mae * float(task.y_std), "test_mae": test_mae * float(task.y_std),
+            "retain_mae_ratio": ref_retain / retain_mae,
+            "test_mae_ratio": ref_test / test_mae,
+            "retain_mae": retain_mae * float(task.y_std),
+            "test_mae": test_mae * float(task.y_std),
             "svc_member_rate": float(np.mean(svc)),
-            "run_seconds": run_seconds[row], "time_vs_retrain": run_seconds[row] / max(retrained.run, 1e-9),
+            "run_seconds": run_seconds[row],
+            "time_vs_retrain": run_seconds[row] / max(retrained.run, 1e-9),
         }
         per_example[row] = {"eps": [float(e) for e in eps]}
         histograms[row] = eps_histogram(eps, n)
@@ -91,9 +119,17 @@ def run_neurips23(cfg: StudyConfig, ecfg: EvaluationConfig, blocks: BlockRunner,
         f"SVC member rate: the paper's attack ({cfg.mia_units} loss units) on the first {attack} models of each row.",
         "time: the row's models after compiling, all together; the original's control costs nothing.",
     ]
-    return EvaluationResult("neurips23", rows, metrics, per_example,
-                            [int(i) for i in np.flatnonzero(forget["train"])], dict(blocks.timings),
-                            markdown_table(rows, metrics, COLUMNS), histograms, notes)
+    return EvaluationResult(
+        "neurips23",
+        rows,
+        metrics,
+        per_example,
+        [int(i) for i in np.flatnonzero(forget["train"])],
+        dict(blocks.timings),
+        markdown_table(rows, metrics, COLUMNS),
+        histograms,
+        notes,
+    )
 
 
 register_protocol("neurips23", run_neurips23)

@@ -4,10 +4,12 @@ A protocol is a function ``run(cfg, ecfg, blocks, task, log) -> EvaluationResult
 trains the blocks of models it needs with a ``BlockRunner`` and scores them. Each protocol
 lives in its own module and registers itself with ``register_protocol``.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +53,9 @@ class EvaluationConfig:
             parse_bytes(self.memory_limit)  # an unreadable size fails here, before any work
         if self.protocol == "ulira":
             if self.groups < 4 or self.groups % 2:
-                raise ValueError(f"groups must be even and >= 4 (complementary halves, one held out at a time), "
-                                 f"got {self.groups}")
+                raise ValueError(
+                    f"groups must be even and >= 4 (complementary halves, one held out at a time), got {self.groups}"
+                )
             if self.models % self.groups:
                 raise ValueError(f"models ({self.models}) must be a multiple of groups ({self.groups})")
 
@@ -95,4 +98,3 @@ def register_protocol(name: str, run: Protocol) -> Protocol:
         raise ValueError(f"protocol {name!r} is already registered")
     PROTOCOLS[name] = run
     return run
-

@@ -1,4 +1,5 @@
 """An evaluation's outputs: results.json, results.md and the eps histogram figure."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,19 +9,23 @@ from pathlib import Path
 from typing import Any
 
 from jaxunlearn.evaluation.protocol import EvaluationResult
-from jaxunlearn.report import jsonable, atomic_write_text
+from jaxunlearn.report import atomic_write_text, jsonable
 
 FIGURE = "eps_histogram.png"
 
 
 def timing_table(timings: dict[str, dict[str, float]]) -> str:
     """Markdown: per block, models, wall/compile/run seconds and models per second."""
-    lines = ["| block | models | wall s | compile s | models/s (after compiling) | loaded |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| block | models | wall s | compile s | models/s (after compiling) | loaded |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, t in timings.items():
         rate = t["models"] / t["run"] if t["run"] > 0 else float("nan")
-        lines.append(f"| {name} | {t['models']} | {t['wall']:.1f} | {t['compile']:.1f} | {rate:.2f} | "
-                     f"{'yes' if t.get('loaded') else 'no'} |")
+        lines.append(
+            f"| {name} | {t['models']} | {t['wall']:.1f} | {t['compile']:.1f} | {rate:.2f} | "
+            f"{'yes' if t.get('loaded') else 'no'} |"
+        )
     return "\n".join(lines)
 
 
@@ -33,9 +38,9 @@ def eps_histogram_figure(result: EvaluationResult):
     lines = -(-len(rows) // cols)
     fig = new_figure(3.4 * cols, 0.4 + 2.6 * lines)
     axes = fig.subplots(lines, cols, sharey=True, squeeze=False).ravel()
-    for ax in axes[len(rows):]:
+    for ax in axes[len(rows) :]:
         ax.set_visible(False)
-    for ax, row in zip(axes, rows):
+    for ax, row in zip(axes, rows, strict=False):  # the grid may have spare axes (hidden above)
         h = result.histograms[row]
         labels = [f"{e:g}" for e in h["edges"][:-1]] + [f">={h['edges'][-1]:g}"]
         ax.bar(range(len(labels)), h["counts"] + [h["at_or_beyond_cutoff"]], color="tab:blue")
@@ -47,15 +52,28 @@ def eps_histogram_figure(result: EvaluationResult):
     return fig
 
 
-def write_evaluation(out_dir: str | os.PathLike, result: EvaluationResult, run: dict[str, Any],
-                     config: dict[str, Any], evaluation: dict[str, Any], environment: dict[str, Any],
-                     plots: bool = False) -> list[Path]:
+def write_evaluation(
+    out_dir: str | os.PathLike,
+    result: EvaluationResult,
+    run: dict[str, Any],
+    config: dict[str, Any],
+    evaluation: dict[str, Any],
+    environment: dict[str, Any],
+    plots: bool = False,
+) -> list[Path]:
     """Writes results.json, results.md (and with ``plots`` the eps histogram) atomically."""
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    payload = jsonable({"protocol": result.protocol, "evaluation": evaluation, "config": config, "run": run,
-                         "environment": environment, **{k: v for k, v in dataclasses.asdict(result).items()
-                                                         if k not in ("protocol", "table")}})
+    payload = jsonable(
+        {
+            "protocol": result.protocol,
+            "evaluation": evaluation,
+            "config": config,
+            "run": run,
+            "environment": environment,
+            **{k: v for k, v in dataclasses.asdict(result).items() if k not in ("protocol", "table")},
+        }
+    )
     paths = [out / "results.json", out / "results.md"]
     atomic_write_text(paths[0], json.dumps(payload, indent=1, allow_nan=False) + "\n")
     figure = ""
@@ -66,9 +84,13 @@ def write_evaluation(out_dir: str | os.PathLike, result: EvaluationResult, run: 
         paths.append(out / FIGURE)
         figure = f"\n![per-example eps histogram]({FIGURE})\n"
     settings = "\n".join(f"- {k}: {json.dumps(v, default=str)}" for k, v in {**evaluation, **config}.items())
-    md = (f"# jaxunlearn evaluation: {result.protocol}\n\n{result.table}\n\n"
-          + "\n".join(f"- {n}" for n in result.notes) + f"\n{figure}\n## Time per block\n\n"
-          + timing_table(result.timings) + f"\n\n## Settings\n\n{settings}\n- run: {json.dumps(run, default=str)}\n"
-          + f"- environment: {json.dumps(environment, default=str)}\n")
+    md = (
+        f"# jaxunlearn evaluation: {result.protocol}\n\n{result.table}\n\n"
+        + "\n".join(f"- {n}" for n in result.notes)
+        + f"\n{figure}\n## Time per block\n\n"
+        + timing_table(result.timings)
+        + f"\n\n## Settings\n\n{settings}\n- run: {json.dumps(run, default=str)}\n"
+        + f"- environment: {json.dumps(environment, default=str)}\n"
+    )
     atomic_write_text(paths[1], md)
     return paths

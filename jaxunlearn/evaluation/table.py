@@ -1,10 +1,11 @@
 """The Markdown table of an evaluation's rows."""
+
 from __future__ import annotations
 
 import math
 
 
-def _cell(value: float) -> str:
+def _cell(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, float) and (abs(value) >= 1e4 or (0 < abs(value) < 1e-3)):

@@ -24,9 +24,10 @@ reached.
 Every group has the same row sets at the same positions (retain rows first, then the
 group's C/2 candidates), so each stage compiles once for all groups.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -46,9 +47,14 @@ FIRST_SEED = 1_000_000
 # shadows).
 PER_EXAMPLE_VARIANCE_MIN = 64
 MASK_SEED_TAG = 2023
-COLUMNS = [("auc", "AUC"), ("tpr_at_1pct_fpr", "TPR @ 1% FPR"), ("tpr_at_0.1pct_fpr", "TPR @ 0.1% FPR"),
-           ("example_auc_median", "median per-row AUC"), ("exposed_rows", "exposed rows"),
-           ("run_seconds", "time s")]
+COLUMNS = [
+    ("auc", "AUC"),
+    ("tpr_at_1pct_fpr", "TPR @ 1% FPR"),
+    ("tpr_at_0.1pct_fpr", "TPR @ 0.1% FPR"),
+    ("example_auc_median", "median per-row AUC"),
+    ("exposed_rows", "exposed rows"),
+    ("run_seconds", "time s"),
+]
 
 
 def candidate_masks(candidates: int, groups: int, seed: int) -> np.ndarray:
@@ -72,8 +78,9 @@ def group_task(task: Task, retain_rows: np.ndarray, in_rows: np.ndarray) -> Task
     return task.replace(train=train)
 
 
-def run_ulira(cfg: StudyConfig, ecfg: EvaluationConfig, blocks: BlockRunner, task: Task,
-              log: Callable[[str], None] = print) -> EvaluationResult:
+def run_ulira(
+    cfg: StudyConfig, ecfg: EvaluationConfig, blocks: BlockRunner, task: Task, log: Callable[[str], None] = print
+) -> EvaluationResult:
     forget = np.asarray(task.train.forget) > 0.5
     candidates = np.flatnonzero(forget)
     retain_rows = np.flatnonzero(~forget)
@@ -84,20 +91,31 @@ def run_ulira(cfg: StudyConfig, ecfg: EvaluationConfig, blocks: BlockRunner, tas
         raise ValueError(f"U-LiRA needs at least 2 forget rows as candidates, the task has {candidates.size}")
     groups, per_group = ecfg.groups, ecfg.models // ecfg.groups
     masks = candidate_masks(candidates.size, groups, cfg.seed)
+    assert cfg.unlearners is not None  # resolved by __post_init__
     stages = ["original", "retrain", *cfg.unlearners]
     stats = {s: np.zeros((ecfg.models, candidates.size)) for s in stages}
     run_seconds = dict.fromkeys(stages, 0.0)
     for g in range(groups):
         gtask = group_task(task, retain_rows, candidates[masks[g]])
-        description = {"protocol": "ulira", "group": g, "groups": groups,
-                       "in_rows": [int(i) for i in candidates[masks[g]]]}
+        description = {
+            "protocol": "ulira",
+            "group": g,
+            "groups": groups,
+            "in_rows": [int(i) for i in candidates[masks[g]]],
+        }
         first = FIRST_SEED + g * per_group
         slots = slice(g * per_group, (g + 1) * per_group)
         original = None
         for stage in stages:
-            result = blocks.run(f"g{g:02d}-{stage}", stage, gtask, first, per_group,
-                                original=original if stage not in ("original", "retrain") else None,
-                                description=description)
+            result = blocks.run(
+                f"g{g:02d}-{stage}",
+                stage,
+                gtask,
+                first,
+                per_group,
+                original=original if stage not in ("original", "retrain") else None,
+                description=description,
+            )
             if stage == "original":
                 original = result
             stats[stage][slots] = blocks.predictions(result, task)["train"][:, candidates]
@@ -109,8 +127,10 @@ def run_ulira(cfg: StudyConfig, ecfg: EvaluationConfig, blocks: BlockRunner, tas
     per_side = (groups - 2) // 2 * per_group  # IN (or OUT) shadows fitted per candidate
     shared = per_side < PER_EXAMPLE_VARIANCE_MIN
     metrics, per_example = {}, {}
-    summaries = {s: attack_summary(leave_group_out_scores(stats[s], is_in, group_of, shared_variance=shared), is_in)
-                 for s in stages}
+    summaries = {
+        s: attack_summary(leave_group_out_scores(stats[s], is_in, group_of, shared_variance=shared), is_in)
+        for s in stages
+    }
     chance_max = float(np.nanmax(summaries["retrain"]["per_example_auc"]))
     for stage in stages:
         summary = summaries[stage]
@@ -118,10 +138,14 @@ def run_ulira(cfg: StudyConfig, ecfg: EvaluationConfig, blocks: BlockRunner, tas
         exposed = np.flatnonzero(auc > chance_max)
         worst = exposed[np.argsort(-auc[exposed])][:10]
         metrics[stage] = {
-            "auc": summary["auc"], "tpr_at_1pct_fpr": summary["tpr_at_1pct_fpr"],
-            "tpr_at_0.1pct_fpr": summary["tpr_at_0.1pct_fpr"], "example_auc_median": float(np.nanmedian(auc)),
-            "example_auc_max": float(np.nanmax(auc)), "exposed_rows": int(exposed.size),
-            "exposed_fraction": float(exposed.size / auc.size), "run_seconds": run_seconds[stage],
+            "auc": summary["auc"],
+            "tpr_at_1pct_fpr": summary["tpr_at_1pct_fpr"],
+            "tpr_at_0.1pct_fpr": summary["tpr_at_0.1pct_fpr"],
+            "example_auc_median": float(np.nanmedian(auc)),
+            "example_auc_max": float(np.nanmax(auc)),
+            "exposed_rows": int(exposed.size),
+            "exposed_fraction": float(exposed.size / auc.size),
+            "run_seconds": run_seconds[stage],
             "most_exposed": [{"row": int(candidates[i]), "auc": float(auc[i])} for i in worst],
         }
         per_example[stage] = {"auc": [float(a) for a in auc]}
@@ -135,8 +159,16 @@ def run_ulira(cfg: StudyConfig, ecfg: EvaluationConfig, blocks: BlockRunner, tas
         "Controls: retrain (IN and OUT are the same distribution: chance, AUC 0.5) and original (no unlearning).",
         f"Exposed rows: per-row AUC above the largest the retrain control reached ({chance_max:.3f}).",
     ]
-    return EvaluationResult("ulira", rows, metrics, per_example, [int(i) for i in candidates], dict(blocks.timings),
-                            markdown_table(rows, metrics, COLUMNS), notes=notes)
+    return EvaluationResult(
+        "ulira",
+        rows,
+        metrics,
+        per_example,
+        [int(i) for i in candidates],
+        dict(blocks.timings),
+        markdown_table(rows, metrics, COLUMNS),
+        notes=notes,
+    )
 
 
 register_protocol("ulira", run_ulira)

@@ -26,6 +26,7 @@ machine; the same with 512 models a side), almost all of it the interval attack'
 
 Everything is NumPy float64 on the host.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,17 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = [
-    "DELTA", "EPS_CAP", "GRID_PER_UNIT", "RANGE_GUARD", "BIN_WIDTH", "BUFFER",
-    "per_example_epsilons", "epsilon_points", "forgetting_quality", "final_score", "eps_histogram",
+    "BIN_WIDTH",
+    "BUFFER",
+    "DELTA",
+    "EPS_CAP",
+    "GRID_PER_UNIT",
+    "RANGE_GUARD",
+    "eps_histogram",
+    "epsilon_points",
+    "final_score",
+    "forgetting_quality",
+    "per_example_epsilons",
 ]
 
 DELTA = 1e-5
@@ -51,8 +61,9 @@ _CHUNK_CELLS = 1 << 22  # most (example x attack) cells held in memory at once (
 # ----------------------------------------------------------------------------------------------
 # Per-example epsilons
 # ----------------------------------------------------------------------------------------------
-def per_example_epsilons(unlearned, retrained, delta: float = DELTA,
-                         grid_per_unit: float = GRID_PER_UNIT) -> np.ndarray:
+def per_example_epsilons(
+    unlearned, retrained, delta: float = DELTA, grid_per_unit: float = GRID_PER_UNIT
+) -> np.ndarray:
     """The challenge's per-example epsilon for every forget example.
 
     Args:
@@ -271,8 +282,8 @@ def _interval_attack(su, sr, peaky_is_u, tables, grid_per_unit) -> np.ndarray:
     l_ij depends on i + j only, lt_X is counted once on the 2n + 1 lattice points and the
     index is A[i] - B[i + j], built with a sliding window (no copy).
     """
-    n_u, n_r = su.shape[1], sr.shape[1]
-    n = int(math.ceil(2 * BUFFER * grid_per_unit))
+    n_r = sr.shape[1]
+    n = math.ceil(2 * BUFFER * grid_per_unit)
     steps = np.arange(2 * n + 1) / grid_per_unit  # [2n + 1]
     peaky_min = np.where(peaky_is_u, su[:, 0], sr[:, 0])
     peaky_max = np.where(peaky_is_u, su[:, -1], sr[:, -1])
@@ -343,8 +354,13 @@ def forgetting_quality(unlearned, retrained, **kw) -> tuple[float, np.ndarray]:
     return float(epsilon_points(eps, n_models).mean()), eps
 
 
-def final_score(quality: float, retain_mae_unlearned: float, retain_mae_retrained: float,
-                test_mae_unlearned: float, test_mae_retrained: float) -> float:
+def final_score(
+    quality: float,
+    retain_mae_unlearned: float,
+    retain_mae_retrained: float,
+    test_mae_unlearned: float,
+    test_mae_retrained: float,
+) -> float:
     """The challenge's final score with regression utility: F x (MAE_R/MAE_U)_retain x (MAE_R/MAE_U)_test.
 
     The challenge multiplies by accuracy ratios RA_U/RA_R and TA_U/TA_R; for errors the
@@ -385,7 +401,7 @@ def eps_histogram(eps, n_models: int) -> dict:
     """
     eps = _as_eps(eps).reshape(-1)
     cutoff = _cutoff(n_models)
-    n_bins = int(math.ceil(cutoff / BIN_WIDTH))
+    n_bins = math.ceil(cutoff / BIN_WIDTH)
     below = eps < cutoff
     counts = np.bincount(np.floor(eps[below] / BIN_WIDTH).astype(np.int64), minlength=n_bins)
     return {
@@ -394,6 +410,6 @@ def eps_histogram(eps, n_models: int) -> dict:
         "edges": [float(k * BIN_WIDTH) for k in range(n_bins)] + [cutoff],
         "counts": [int(c) for c in counts],
         "at_or_beyond_cutoff": int(np.count_nonzero(~below)),
-        "points_per_bin": [float(2.0 ** -k) for k in range(n_bins)],
+        "points_per_bin": [float(2.0**-k) for k in range(n_bins)],
         "n_examples": int(eps.size),
     }

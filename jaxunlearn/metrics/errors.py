@@ -3,6 +3,7 @@
 These run once per study on small arrays ([S, N] predictions), so they are plain NumPy /
 SciPy: simple, exact, and the reference the compiled code is checked against.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,7 +44,7 @@ def wasserstein_to_reference(pred: np.ndarray, reference: np.ndarray, mask: np.n
     pred, reference, mask = np.asarray(pred), np.asarray(reference), np.asarray(mask, bool)
     if pred.shape != reference.shape:
         raise ValueError(f"pred {pred.shape} and reference {reference.shape} differ in shape")
-    return np.array([_wasserstein(p[mask], r[mask]) * y_std for p, r in zip(pred, reference)])
+    return np.array([_wasserstein(p[mask], r[mask]) * y_std for p, r in zip(pred, reference, strict=True)])
 
 
 def _wasserstein(u: np.ndarray, v: np.ndarray) -> float:

@@ -16,13 +16,19 @@ Shapes: stats [M, F] (M models, F examples), is_in [M, F] bool (True = IN / memb
 Gaussian parameters [F] each. This module computes statistics only; training the shadow
 models is done elsewhere. NumPy float64 on the host; ROC curves from scikit-learn.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = [
-    "fit_gaussians", "likelihood_ratio_scores", "leave_group_out_scores",
-    "roc_auc", "tpr_at_fpr", "per_example_auc", "attack_summary",
+    "attack_summary",
+    "fit_gaussians",
+    "leave_group_out_scores",
+    "likelihood_ratio_scores",
+    "per_example_auc",
+    "roc_auc",
+    "tpr_at_fpr",
 ]
 
 

@@ -12,13 +12,11 @@ Everything here runs on the host with NumPy and scikit-learn.
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 
 __all__ = ["mia_member_rate", "mia_member_rates"]
 
-Gamma = Union[str, float]
+Gamma = str | float
 
 
 def _as_losses(x, name: str) -> np.ndarray:
@@ -35,9 +33,7 @@ def _as_losses(x, name: str) -> np.ndarray:
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
-        raise ValueError(
-            f"{name} must have shape [N] or [N, 1], got shape {arr.shape}"
-        )
+        raise ValueError(f"{name} must have shape [N] or [N, 1], got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} is empty")
     if not np.all(np.isfinite(arr)):
@@ -101,6 +97,7 @@ def mia_member_rate(
     labels = np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
 
     from sklearn.svm import SVC  # heavy import, only when the attack runs
+
     clf = SVC(kernel="rbf", C=C, gamma=gamma)
     clf.fit(features, labels)
     pred = clf.predict(target[:, None])
@@ -144,9 +141,7 @@ def mia_member_rates(
     }
     for name, arr in arrays.items():
         if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 1):
-            raise ValueError(
-                f"{name} must have shape [S, N] or [S, N, 1], got {arr.shape}"
-            )
+            raise ValueError(f"{name} must have shape [S, N] or [S, N, 1], got {arr.shape}")
     seeds = {arr.shape[0] for arr in arrays.values()}
     if len(seeds) != 1:
         shapes = {k: v.shape for k, v in arrays.items()}
@@ -156,11 +151,6 @@ def mia_member_rates(
         raise ValueError("member_losses is empty (S == 0)")
     m, nm, t = arrays.values()
     return np.array(
-        [
-            mia_member_rate(
-                m[i], nm[i], t[i], n_train=n_train, seed=seed + i, C=C, gamma=gamma
-            )
-            for i in range(s)
-        ],
+        [mia_member_rate(m[i], nm[i], t[i], n_train=n_train, seed=seed + i, C=C, gamma=gamma) for i in range(s)],
         dtype=np.float64,
     )

@@ -9,6 +9,7 @@ The whole count is one ``lax.while_loop`` on the device (the reference evaluates
 host after every step). A seed whose relearning diverges (its forget-validation loss turns
 NaN/inf, which would stop the count as if the threshold were reached) gets NaN steps.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -91,7 +92,8 @@ class Relearn:
             # A select instead of lax.cond: XLA:CPU runs conv steps inside conditionals as
             # slowly as inside while loops (measured 1.3 s vs 0.08 s per step).
             active = c[2] > threshold
-            stepped = self._train_step(c, *inputs, task)
+            idx_b, w_b, key_b = inputs
+            stepped = self._train_step(c, idx_b, w_b, key_b, task)
             return jax.tree_util.tree_map(lambda new, old: jnp.where(active, new, old), stepped, c), None
 
         unroll = self.fit.num_batches if self.plan.unroll is True else 1

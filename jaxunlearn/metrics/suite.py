@@ -1,4 +1,5 @@
 """Every per-seed metric of one model, computed from its predictions on the host."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,8 +57,15 @@ def prediction_metrics(
     return out
 
 
-def svc_attack(preds: dict[str, np.ndarray], targets: dict[str, np.ndarray], forget: dict[str, np.ndarray],
-               y_std: float, mia_samples: int, seed: int, units: str = "standardised") -> np.ndarray:
+def svc_attack(
+    preds: dict[str, np.ndarray],
+    targets: dict[str, np.ndarray],
+    forget: dict[str, np.ndarray],
+    y_std: float,
+    mia_samples: int,
+    seed: int,
+    units: str = "standardised",
+) -> np.ndarray:
     """The paper's membership attack per model: an RBF SVC trained on per-sample L1 losses
     of retain-train rows (members) against test rows (non-members), applied to the train
     forget rows; returns their member rate [S].
@@ -72,5 +80,6 @@ def svc_attack(preds: dict[str, np.ndarray], targets: dict[str, np.ndarray], for
     scale = y_std if units == "raw" else 1.0
     train_loss = np.abs(preds["train"] - targets["train"][None, :]) * scale
     test_loss = np.abs(preds["test"] - targets["test"][None, :]) * scale
-    return mia_member_rates(train_loss[:, ~forget["train"]], test_loss, train_loss[:, forget["train"]],
-                            n_train=mia_samples, seed=seed)
+    return mia_member_rates(
+        train_loss[:, ~forget["train"]], test_loss, train_loss[:, forget["train"]], n_train=mia_samples, seed=seed
+    )

@@ -18,7 +18,8 @@ from jaxunlearn.models.lstm import LSTMRegressor
 from jaxunlearn.models.mlp import MLP
 from jaxunlearn.models.resnet import BasicBlock, ResNet18
 
-MODELS: dict[str, type[nn.Module]] = {
+# (The annotation names the zoo's classes, so type checkers know their ``family``.)
+MODELS: dict[str, type[MLP | AllCNN | ResNet18 | LSTMRegressor]] = {
     "mlp": MLP,
     "allcnn": AllCNN,
     "resnet18": ResNet18,
@@ -26,7 +27,7 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 
-def _model_class(name: str) -> type[nn.Module]:
+def _model_class(name: str) -> type[MLP | AllCNN | ResNet18 | LSTMRegressor]:
     try:
         return MODELS[name]
     except KeyError:
@@ -66,8 +67,8 @@ def model_family(name: str) -> str:
 
 
 __all__ = [
-    "MODELS",
     "MLP",
+    "MODELS",
     "AllCNN",
     "BasicBlock",
     "LSTMRegressor",

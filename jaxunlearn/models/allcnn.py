@@ -40,8 +40,9 @@ class AllCNN(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False,
-                 mask: jax.Array | None = None) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    def __call__(
+        self, x: jax.Array, train: bool = False, mask: jax.Array | None = None
+    ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         """Runs the network.
 
         Args:

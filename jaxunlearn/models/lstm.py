@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -61,7 +62,9 @@ class _GateParams(nn.Module):
     @nn.compact
     def __call__(self, in_features: int) -> tuple[jax.Array, jax.Array | None]:
         kernel = self.param("kernel", self.kernel_init, (in_features, self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32) if self.use_bias else None
+        bias = (
+            self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32) if self.use_bias else None
+        )
         return kernel, bias
 
 
@@ -91,16 +94,24 @@ class LSTMLayer(nn.Module):
     def __call__(self, seqs: jax.Array) -> jax.Array:
         """seqs [N, T, E] -> outputs h_t [N, T, H] float32."""
         n, t, e = seqs.shape
-        w_in = [_GateParams(self.hidden, False, nn.initializers.lecun_normal(), name=f"i{g}")(e)[0] for g in GATES]
+        w_in_gates = [
+            _GateParams(self.hidden, False, nn.initializers.lecun_normal(), name=f"i{g}")(e)[0] for g in GATES
+        ]
         # Recurrent kernels: orthogonal, as flax's, but drawn in one batched QR (see orthogonal_blocks).
         blocks = orthogonal_blocks(self.make_rng("params"), len(GATES), self.hidden) if self.is_initializing() else None
         # (flax also evaluates an initialiser's shape when the parameter exists: hence the zeros)
-        rec = [_GateParams(self.hidden, True, lambda _key, shape, dtype, i=i: jnp.zeros(shape, dtype)
-                           if blocks is None else blocks[i], name=f"h{g}")(self.hidden)
-               for i, g in enumerate(GATES)]
-        w_in = jnp.concatenate(w_in, axis=-1).astype(self.dtype)  # [E, 4H]
+        rec = [
+            _GateParams(
+                self.hidden,
+                True,
+                lambda _key, shape, dtype, i=i: jnp.zeros(shape, dtype) if blocks is None else blocks[i],
+                name=f"h{g}",
+            )(self.hidden)
+            for i, g in enumerate(GATES)
+        ]
+        w_in = jnp.concatenate(w_in_gates, axis=-1).astype(self.dtype)  # [E, 4H]
         w_h = jnp.concatenate([k for k, _ in rec], axis=-1).astype(self.dtype)  # [H, 4H]
-        b_h = jnp.concatenate([b for _, b in rec]).astype(self.dtype)[None, :]  # [1, 4H]
+        b_h = jnp.concatenate([b for _, b in rec if b is not None]).astype(self.dtype)[None, :]  # [1, 4H]: all have one
         seqs = seqs.astype(self.dtype)
         inputs = jnp.dot(seqs, w_in) if self.hoist_input else seqs  # [N, T, 4H] or [N, T, E]
 

@@ -12,9 +12,7 @@ from jaxunlearn.models.common import row_mask
 
 
 def _bn(train: bool, dtype: Any, name: str) -> nn.BatchNorm:
-    return nn.BatchNorm(
-        use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name
-    )
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name)
 
 
 class BasicBlock(nn.Module):
@@ -69,8 +67,9 @@ class ResNet18(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False,
-                 mask: jax.Array | None = None) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    def __call__(
+        self, x: jax.Array, train: bool = False, mask: jax.Array | None = None
+    ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         """Runs the network.
 
         Args:
@@ -89,7 +88,7 @@ class ResNet18(nn.Module):
         h = nn.Conv(self.width, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype, name="stem_conv")(x)
         h = nn.relu(_bn(train, self.dtype, "stem_bn")(h, mask=bn_mask))
         feats = []
-        for stage, (mult, stride) in enumerate(zip((1, 2, 4, 8), (1, 2, 2, 2))):
+        for stage, (mult, stride) in enumerate(zip((1, 2, 4, 8), (1, 2, 2, 2), strict=True)):
             for j in range(2):
                 h = BasicBlock(
                     self.width * mult,

@@ -15,12 +15,13 @@ A model's identity (``describe_model``), its class's qualified name and fields o
 constructor arguments, stands for it in the study's configuration, so checkpoint keys
 change when the model does.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import enum
 import inspect
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -68,17 +69,21 @@ class NNXModelFns(ModelFns):
         from flax import nnx
 
         abstract = nnx.eval_shape(lambda: self.module.build(jax.random.key(0)))
-        graphdef, params, stats, rest = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)
+        graphdef, *states = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)
+        params, stats, rest = states
         if jax.tree_util.tree_leaves(rest):
-            raise ValueError(f"NNX model {self.module.cls.__qualname__} holds state other than parameters and "
-                             f"BatchNorm statistics ({sorted(nnx.to_pure_dict(rest))}); stochastic layers and stored "
-                             f"Rngs are not supported: pass rngs to the constructor only")
+            raise ValueError(
+                f"NNX model {self.module.cls.__qualname__} holds state other than parameters and "
+                f"BatchNorm statistics ({sorted(nnx.to_pure_dict(rest))}); stochastic layers and stored "
+                f"Rngs are not supported: pass rngs to the constructor only"
+            )
         return graphdef, params, stats
 
     def init(self, key: jax.Array) -> tuple[Any, Any]:
         from flax import nnx
 
-        _, params, stats, _ = nnx.split(self.module.build(key), nnx.Param, nnx.BatchStat, ...)
+        _, *states = nnx.split(self.module.build(key), nnx.Param, nnx.BatchStat, ...)
+        params, stats, _ = states
         return nnx.to_pure_dict(params), nnx.to_pure_dict(stats) if jax.tree_util.tree_leaves(stats) else {}
 
     def _merge(self, params, batch_stats, train: bool):
@@ -118,13 +123,17 @@ def model_fns(model: Any, input_shape: tuple[int, ...]) -> ModelFns:
             ``NNXModel`` so that each seed builds its own).
     """
     _check_kind(model)
-    return NNXModelFns(model, tuple(input_shape)) if isinstance(model, NNXModel) else ModelFns(model, tuple(input_shape))
+    return (
+        NNXModelFns(model, tuple(input_shape)) if isinstance(model, NNXModel) else ModelFns(model, tuple(input_shape))
+    )
 
 
 def _check_kind(model: Any) -> None:
     if not isinstance(model, (NNXModel, nn.Module)):
-        raise ValueError(f"model must be a Flax Linen module instance or NNXModel(NnxClass, **kwargs), got "
-                         f"{type(model).__name__} (an NNX module instance: give NNXModel(type(m), **its arguments))")
+        raise ValueError(
+            f"model must be a Flax Linen module instance or NNXModel(NnxClass, **kwargs), got "
+            f"{type(model).__name__} (an NNX module instance: give NNXModel(type(m), **its arguments))"
+        )
 
 
 def _describe_value(value: Any) -> Any:
@@ -141,11 +150,13 @@ def _describe_value(value: Any) -> Any:
         return str(jnp.dtype(value))
     except TypeError:
         pass
-    if isinstance(value, Callable) and hasattr(value, "__qualname__"):
+    if callable(value) and hasattr(value, "__qualname__"):
         return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
     if dataclasses.is_dataclass(value):
-        return (type(value).__qualname__, tuple((f.name, _describe_value(getattr(value, f.name)))
-                                               for f in dataclasses.fields(value)))
+        return (
+            type(value).__qualname__,
+            tuple((f.name, _describe_value(getattr(value, f.name))) for f in dataclasses.fields(value)),
+        )
     return repr(value)
 
 

@@ -7,10 +7,12 @@ from the epoch number, cut into a static [num_batches, batch_size] index matrix 
 batch padded with zero-weight rows), and the steps run in ``lax.scan``. Losses are masked
 means, so no shape depends on data.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Self
 
 import jax
 import jax.numpy as jnp
@@ -65,7 +67,7 @@ class FitConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.rows not in ROW_SETS:
             raise ValueError(f"rows must be one of {ROW_SETS}, got {self.rows!r}")
-        if self.validate_on not in ROW_SETS + (None,):
+        if self.validate_on not in (*ROW_SETS, None):
             raise ValueError(f"validate_on must be one of {ROW_SETS} or None, got {self.validate_on!r}")
         if (self.plateau or self.keep_best) and self.validate_on is None:
             raise ValueError("plateau / keep_best need validate_on")
@@ -88,6 +90,10 @@ class FitCarry:
     plateau: Any
     key: jax.Array
     diverged_at: jax.Array
+
+    if TYPE_CHECKING:  # struct.dataclass adds it at run time; declared for type checkers only
+
+        def replace(self, **changes: Any) -> Self: ...
 
 
 def row_weights(forget: jax.Array, which: str) -> jax.Array:
@@ -129,8 +135,11 @@ def augment_images(key: jax.Array, x: jax.Array, pad: int) -> jax.Array:
 
 def all_finite(tree: Any) -> jax.Array:
     """Scalar bool: every element of every floating leaf of ``tree`` is finite."""
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
-              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree_util.tree_leaves(tree)
+        if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)
+    ]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
@@ -218,10 +227,18 @@ class Fit:
         """Starts the phase from ``state`` at learning rate hp[lr_key]."""
         state = state.replace(opt_state=set_learning_rate(state.opt_state, hp[self.cfg.lr_key]))
         plateau = self.plateau.init(jnp.zeros((), jnp.float32))
-        return FitCarry(state, state.params, state.batch_stats, jnp.asarray(jnp.inf, jnp.float32), plateau, key,
-                        jnp.asarray(-1, jnp.int32))
+        return FitCarry(
+            state,
+            state.params,
+            state.batch_stats,
+            jnp.asarray(jnp.inf, jnp.float32),
+            plateau,
+            key,
+            jnp.asarray(-1, jnp.int32),
+        )
 
     def validation_loss(self, state: TrainState, task: Task) -> jax.Array:
+        assert self.cfg.validate_on is not None, "validation_loss needs FitConfig.validate_on"
         pred = predict(self.model, state.params, state.batch_stats, task.val.x, self.plan)
         return masked_mean(self.eval_loss(pred, task.val.y), row_weights(task.val.forget, self.cfg.validate_on))
 
@@ -255,8 +272,9 @@ class Fit:
 
         keys = jax.random.split(k_steps, self.num_batches)
         unroll = self.num_batches if self.plan.unroll is True else self.plan.unroll
-        (state, diverged_at), losses = jax.lax.scan(step, (carry.state, carry.diverged_at), (idx, w, keys),
-                                                    unroll=unroll)
+        (state, diverged_at), losses = jax.lax.scan(
+            step, (carry.state, carry.diverged_at), (idx, w, keys), unroll=unroll
+        )
         train_loss = jnp.sum(losses * w.sum(axis=1)) / w.sum()
         carry = carry.replace(state=state, diverged_at=diverged_at)
         val = jnp.asarray(jnp.nan, jnp.float32)
@@ -264,7 +282,10 @@ class Fit:
             val = self.validation_loss(state, task)
             if cfg.keep_best:
                 better = val < carry.best_val
-                pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), new, old)
+
+                def pick(new, old):
+                    return jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), new, old)
+
                 carry = carry.replace(
                     best_params=pick(state.params, carry.best_params),
                     best_batch_stats=pick(state.batch_stats, carry.best_batch_stats),
@@ -275,8 +296,12 @@ class Fit:
                 lr = hp[cfg.lr_key] * plateau.scale
                 state = state.replace(opt_state=set_learning_rate(state.opt_state, lr))
                 carry = carry.replace(state=state, plateau=plateau)
-        history = {"train_loss": train_loss, "val_loss": val, "lr": get_learning_rate(carry.state.opt_state),
-                   "diverged_at": carry.diverged_at}
+        history = {
+            "train_loss": train_loss,
+            "val_loss": val,
+            "lr": get_learning_rate(carry.state.opt_state),
+            "diverged_at": carry.diverged_at,
+        }
         return carry, history
 
     def run_epochs(self, carry: FitCarry, epochs: jax.Array, task: Task, hp: dict, aux: Any):

@@ -4,9 +4,10 @@ Losses are unreduced ([B, 1] in, [B, 1] out) with explicit shape checks, so a [B
 [B, 1] mix-up fails loudly instead of broadcasting to [B, B]. Reductions over a batch use
 float weights (masked means), never boolean indexing, so shapes stay static under jit.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -117,7 +118,7 @@ def attention_transfer_to_maps(
     if len(student_feats) != len(teacher_maps):
         raise ValueError(f"{len(student_feats)} student activations vs {len(teacher_maps)} teacher maps")
     total = jnp.zeros((), jnp.float32)
-    for s, t in zip(student_feats, teacher_maps):
+    for s, t in zip(student_feats, teacher_maps, strict=True):
         per_row = jnp.mean(jnp.square(attention_map(s) - t), axis=1)
         total = total + masked_mean(per_row, weights)
     return total

@@ -3,12 +3,12 @@
 A Flax Linen module is wrapped once into pure functions (``ModelFns``); the state that
 changes during training is a pytree (``TrainState``) that can be stacked over seeds.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -31,6 +31,10 @@ class TrainState:
     batch_stats: Any
     opt_state: Any
 
+    if TYPE_CHECKING:  # struct.dataclass adds it at run time; declared for type checkers only
+
+        def replace(self, **changes: Any) -> Self: ...
+
     @property
     def variables(self) -> dict:
         return {"params": self.params, "batch_stats": self.batch_stats}
@@ -42,7 +46,7 @@ def make_optimizer() -> optax.GradientTransformation:
     return optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
 
 
-def set_learning_rate(opt_state: Any, lr: jax.Array) -> Any:
+def set_learning_rate(opt_state: Any, lr: jax.typing.ArrayLike) -> Any:
     """Returns ``opt_state`` with its injected learning rate replaced by ``lr``."""
     hyper = dict(opt_state.hyperparams)
     hyper["learning_rate"] = jnp.asarray(lr, hyper["learning_rate"].dtype)
@@ -65,8 +69,10 @@ def as_prediction_and_features(out: Any, where: str = "the model") -> tuple[jax.
     else:
         pred, feats = out, ()
     if getattr(pred, "ndim", None) != 2 or pred.shape[1] != 1:
-        raise ValueError(f"{where} must return predictions of shape [B, 1] (or a pair (pred [B, 1], feats)), got "
-                         f"{getattr(pred, 'shape', type(pred).__name__)}")
+        raise ValueError(
+            f"{where} must return predictions of shape [B, 1] (or a pair (pred [B, 1], feats)), got "
+            f"{getattr(pred, 'shape', type(pred).__name__)}"
+        )
     return pred, tuple(feats) if isinstance(feats, (list, tuple)) else (feats,)
 
 
@@ -90,7 +96,7 @@ class ModelFns:
         input_shape: the shape of one input row (without the batch axis).
     """
 
-    module: nn.Module
+    module: Any  # an nn.Module (``NNXModelFns``, a subclass, keeps an ``NNXModel`` here)
     input_shape: tuple[int, ...]
 
     @property
@@ -127,13 +133,13 @@ class ModelFns:
         out = self.module.apply({"params": params, "batch_stats": batch_stats}, x, **self._mode(False))
         return as_prediction_and_features(out, type(self.module).__name__)
 
-    def fresh_state(self, key: jax.Array, lr: jax.Array) -> TrainState:
+    def fresh_state(self, key: jax.Array, lr: jax.typing.ArrayLike) -> TrainState:
         """A freshly initialised model with a new Adam state at learning rate ``lr``."""
         params, batch_stats = self.init(key)
         return new_optimizer_state(TrainState(jnp.zeros((), jnp.int32), params, batch_stats, None), lr)
 
 
-def new_optimizer_state(state: TrainState, lr: jax.Array) -> TrainState:
+def new_optimizer_state(state: TrainState, lr: jax.typing.ArrayLike) -> TrainState:
     """``state`` with a fresh Adam state (moments zero) at learning rate ``lr``.
 
     The unlearners fine-tune with a new optimizer, as the reference does.

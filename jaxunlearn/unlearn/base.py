@@ -6,10 +6,12 @@ is a pure single-seed function ``pipeline.run(key, original, task, hp) -> (state
 and can equally be driven over S seeds from the host (``jaxunlearn.runner``); both derive
 the same keys, so seed i of a multi-seed run equals a single run with key i.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +41,7 @@ class Phase:
 
     name: str
     start: Start
-    fit: Fit
+    fit: Fit | OneShot
     reads_hp: tuple[str, ...] | None = None
 
 
@@ -61,10 +63,12 @@ class Pipeline:
     needs_original: bool = True
 
     def hp(self, **overrides: float) -> dict[str, jax.Array]:
-        unknown = sorted(set(overrides) - set(self.default_hp))
+        default_hp = self.default_hp
+        assert default_hp is not None, f"{self.name}: no default hyperparameters (Unlearner.build fills them in)"
+        unknown = sorted(set(overrides) - set(default_hp))
         if unknown:
-            raise ValueError(f"{self.name}: unknown hyperparameter(s) {unknown}; known: {sorted(self.default_hp)}")
-        return {k: jnp.asarray(overrides.get(k, v), jnp.float32) for k, v in self.default_hp.items()}
+            raise ValueError(f"{self.name}: unknown hyperparameter(s) {unknown}; known: {sorted(default_hp)}")
+        return {k: jnp.asarray(overrides.get(k, v), jnp.float32) for k, v in default_hp.items()}
 
     def run(self, key: jax.Array, original: TrainState | None, task: Task, hp: dict):
         """The whole pipeline for one seed, in one trace. Returns (state, history of the last phase)."""

@@ -21,6 +21,7 @@ student phase starts (``proxy_cache``), instead of on every row of every batch: 
 student's epoch then costs what a training epoch costs. With augmentation the proxy sees
 each augmented batch, as in the reference.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -83,7 +84,8 @@ def blindspot_loss(model: ModelFns, loss_name: str, cache_slot: np.ndarray | Non
             slot = jnp.asarray(cache_slot)[batch["idx"]]
             proxy_pred, proxy_maps = jax.tree_util.tree_map(lambda a: a[slot], aux["cache"])
         else:
-            proxy_pred, proxy_feats = jax.lax.stop_gradient(model.apply_eval(*aux["proxy"], batch["x"]))
+            proxy_params, proxy_stats = aux["proxy"]
+            proxy_pred, proxy_feats = jax.lax.stop_gradient(model.apply_eval(proxy_params, proxy_stats, batch["x"]))
             proxy_maps = tuple(attention_map(f) for f in proxy_feats)
         forget_w = batch["forget"] * batch["w"]
         retain_w = (1.0 - batch["forget"]) * batch["w"]
@@ -99,14 +101,22 @@ def blindspot_loss(model: ModelFns, loss_name: str, cache_slot: np.ndarray | Non
 
 def proxy_cache_bytes(model: ModelFns, task: Task) -> int:
     """Device bytes of one seed's proxy cache: forget rows x (1 + attention map sizes) x 4."""
-    _, feats = jax.eval_shape(lambda p, s: model.apply_eval(p, s, jnp.zeros((1, *model.input_shape))),
-                              *jax.eval_shape(model.init, jax.random.key(0)))
+    _, feats = jax.eval_shape(
+        lambda p, s: model.apply_eval(p, s, jnp.zeros((1, *model.input_shape))),
+        *jax.eval_shape(model.init, jax.random.key(0)),
+    )
     per_row = 1 + sum(int(np.prod(f.shape[1:-1] if len(f.shape) >= 3 else f.shape[1:])) for f in feats)
     return int(task.train.host_indices("forget").size) * per_row * 4
 
 
-def make_blindspot(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan,
-                   settings: BlindspotSettings, proxy_cache: bool | None = None) -> Pipeline:
+def make_blindspot(
+    model: ModelFns,
+    task: Task,
+    cfg: StudyConfig,
+    plan: LoopPlan,
+    settings: BlindspotSettings,
+    proxy_cache: bool | None = None,
+) -> Pipeline:
     """Proxy: ``settings.proxy_epochs`` of the training recipe on D_r; student: original weights,
     Adam lr 1e-3, ``settings.epochs`` over D with the blindspot loss (beta = 50).
 
@@ -118,8 +128,9 @@ def make_blindspot(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan
     if proxy_cache is None:
         proxy_cache = cfg.augment_pad == 0 and proxy_cache_bytes(model, task) <= PROXY_CACHE_MAX_BYTES
     elif proxy_cache and cfg.augment_pad > 0:
-        raise ValueError("proxy_cache=True needs augment_pad == 0: with augmentation the proxy must see each "
-                         "augmented batch")
+        raise ValueError(
+            "proxy_cache=True needs augment_pad == 0: with augmentation the proxy must see each augmented batch"
+        )
     proxy_fit = recipe_fit(model, task, cfg, plan, rows="retain", epochs=settings.proxy_epochs, lr_key="proxy_lr")
     base = from_original()
     forget_rows = task.train.host_indices("forget").astype(np.int32)
@@ -134,8 +145,9 @@ def make_blindspot(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan
         x_forget = task.train.x[jnp.asarray(forget_rows)]
         return state, {"cache": proxy_outputs(model, proxy.params, proxy.batch_stats, x_forget, plan)}
 
-    student_cfg = FitConfig(epochs=settings.epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss,
-                            augment_pad=cfg.augment_pad)
+    student_cfg = FitConfig(
+        epochs=settings.epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss, augment_pad=cfg.augment_pad
+    )
     student_fit = Fit(model, student_cfg, blindspot_loss(model, cfg.loss, cache_slot), task, plan)
     phases = (
         Phase("proxy", fresh_start(model, "proxy_lr"), proxy_fit, reads_hp=("proxy_lr",)),
@@ -144,7 +156,17 @@ def make_blindspot(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan
     return Pipeline("blindspot", phases, DEFAULT_HP)
 
 
-BLINDSPOT = register(Unlearner(
-    "blindspot", make_blindspot, DEFAULT_HP, HP_BOUNDS, settings=BlindspotSettings, key_id=4, default=True,
-    claims_subject=True, aliases={"proxy_epochs": "proxy_epochs", "blindspot_epochs": "epochs"},
-    description="Blindspot (the paper): a proxy that never saw the forget rows guides the student there"))
+BLINDSPOT = register(
+    Unlearner(
+        "blindspot",
+        make_blindspot,
+        DEFAULT_HP,
+        HP_BOUNDS,
+        settings=BlindspotSettings,
+        key_id=4,
+        default=True,
+        claims_subject=True,
+        aliases={"proxy_epochs": "proxy_epochs", "blindspot_epochs": "epochs"},
+        description="Blindspot (the paper): a proxy that never saw the forget rows guides the student there",
+    )
+)

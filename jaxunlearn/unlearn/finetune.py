@@ -1,4 +1,5 @@
 """Fine-tuning baseline: continue training the original on the retain rows only."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,14 +25,25 @@ class FinetuneSettings:
         require_positive(self, "epochs")
 
 
-def make_finetune(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan,
-                  settings: FinetuneSettings) -> Pipeline:
+def make_finetune(
+    model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, settings: FinetuneSettings
+) -> Pipeline:
     """Original weights, Adam lr 1e-3, ``settings.epochs`` (paper: 5) epochs on D_r."""
-    fit_cfg = FitConfig(epochs=settings.epochs, batch_size=cfg.batch_size, rows="retain", loss=cfg.loss,
-                        augment_pad=cfg.augment_pad)
+    fit_cfg = FitConfig(
+        epochs=settings.epochs, batch_size=cfg.batch_size, rows="retain", loss=cfg.loss, augment_pad=cfg.augment_pad
+    )
     fit = Fit(model, fit_cfg, supervised_loss(model, cfg.loss), task, plan)
     return Pipeline("finetune", (Phase("finetune", from_original(), fit),), DEFAULT_HP)
 
 
-FINETUNE = register(Unlearner("finetune", make_finetune, DEFAULT_HP, settings=FinetuneSettings, key_id=2, default=True,
-                              description="fine-tune the original on the retain rows (the paper's baseline)"))
+FINETUNE = register(
+    Unlearner(
+        "finetune",
+        make_finetune,
+        DEFAULT_HP,
+        settings=FinetuneSettings,
+        key_id=2,
+        default=True,
+        description="fine-tune the original on the retain rows (the paper's baseline)",
+    )
+)

@@ -5,6 +5,7 @@ is replaced by an independent draw from N(m, s), m and s the mean and standard d
 of the training targets (all rows, as the reference; or retain rows only), and the
 original is fine-tuned on the whole relabelled training set.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,8 +56,9 @@ def gaussian_relabel(key: jax.Array, y: jax.Array, forget: jax.Array, stats_from
     return jnp.where(forget[:, None] > 0.5, draws, y)
 
 
-def make_gaussian(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan,
-                  settings: GaussianSettings) -> Pipeline:
+def make_gaussian(
+    model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, settings: GaussianSettings
+) -> Pipeline:
     """Original weights, Adam lr 1e-3, ``settings.epochs`` (paper: 1 AgeDB, 5 STS-B) on relabelled D."""
     base = from_original()
 
@@ -64,11 +66,21 @@ def make_gaussian(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan,
         state, _ = base(key, original, task, hp, earlier)
         return state, {"y": gaussian_relabel(key, task.train.y, task.train.forget, settings.stats)}
 
-    fit_cfg = FitConfig(epochs=settings.epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss,
-                        augment_pad=cfg.augment_pad)
+    fit_cfg = FitConfig(
+        epochs=settings.epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss, augment_pad=cfg.augment_pad
+    )
     fit = Fit(model, fit_cfg, supervised_loss(model, cfg.loss), task, plan)
     return Pipeline("gaussian", (Phase("relabel+fine-tune", start, fit),), DEFAULT_HP)
 
 
-GAUSSIAN = register(Unlearner("gaussian", make_gaussian, DEFAULT_HP, settings=GaussianSettings, key_id=3, default=True,
-                              description="Gaussian amnesiac: forget labels redrawn, then fine-tune (the paper)"))
+GAUSSIAN = register(
+    Unlearner(
+        "gaussian",
+        make_gaussian,
+        DEFAULT_HP,
+        settings=GaussianSettings,
+        key_id=3,
+        default=True,
+        description="Gaussian amnesiac: forget labels redrawn, then fine-tune (the paper)",
+    )
+)

@@ -13,6 +13,7 @@ how far it goes; a seed whose loss or weights become non-finite is frozen at its
 finite state and reported (``FitCarry.diverged_at``). With Adam only the ratio of the two
 weights matters, not the overall scale.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,14 +58,23 @@ def neggrad_loss(model: ModelFns, loss_name: str) -> BatchLoss:
     return batch_loss
 
 
-def make_neggrad(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan,
-                 settings: NegGradSettings) -> Pipeline:
+def make_neggrad(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, settings: NegGradSettings) -> Pipeline:
     """Original weights, Adam lr 1e-3, ``settings.epochs`` (default 5, as fine-tuning) over D."""
-    fit_cfg = FitConfig(epochs=settings.epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss,
-                        augment_pad=cfg.augment_pad)
+    fit_cfg = FitConfig(
+        epochs=settings.epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss, augment_pad=cfg.augment_pad
+    )
     fit = Fit(model, fit_cfg, neggrad_loss(model, cfg.loss), task, plan)
     return Pipeline("neggrad", (Phase("neggrad", from_original(), fit),), DEFAULT_HP)
 
 
-NEGGRAD = register(Unlearner("neggrad", make_neggrad, DEFAULT_HP, HP_BOUNDS, settings=NegGradSettings, key_id=5,
-                             description="NegGrad+: descend on retain rows, ascend on forget rows"))
+NEGGRAD = register(
+    Unlearner(
+        "neggrad",
+        make_neggrad,
+        DEFAULT_HP,
+        HP_BOUNDS,
+        settings=NegGradSettings,
+        key_id=5,
+        description="NegGrad+: descend on retain rows, ascend on forget rows",
+    )
+)

@@ -15,6 +15,7 @@ Third-party packages register through the entry-point group ``jaxunlearn.unlearn
 imports a user's module with ``--plugin`` (``load_plugin``). A bad plugin is rejected
 before anything compiles, with a ``PluginError`` naming the plugin and what is wrong.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,8 +27,9 @@ import sys
 import types
 import typing
 import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 ENTRY_POINT_GROUP = "jaxunlearn.unlearners"
 # Key ids below this are reserved for the library's own stages; a user's unlearner without
@@ -138,13 +140,16 @@ class Unlearner:
             settings = self.resolve_settings(cfg.settings_of(self.name))
         pipeline = self.make(model, task, cfg, plan, settings)
         if not isinstance(pipeline, Pipeline):
-            raise ValueError(f"unlearner {self.name!r}: make(...) must return a Pipeline, got "
-                             f"{type(pipeline).__name__}")
+            raise ValueError(
+                f"unlearner {self.name!r}: make(...) must return a Pipeline, got {type(pipeline).__name__}"
+            )
         if pipeline.default_hp is None:
             return dataclasses.replace(pipeline, default_hp=dict(self.hp))
         if set(pipeline.default_hp) != set(self.hp):
-            raise ValueError(f"unlearner {self.name!r}: its pipeline's hyperparameters {sorted(pipeline.default_hp)} "
-                             f"differ from the registered ones {sorted(self.hp)}")
+            raise ValueError(
+                f"unlearner {self.name!r}: its pipeline's hyperparameters {sorted(pipeline.default_hp)} "
+                f"differ from the registered ones {sorted(self.hp)}"
+            )
         return pipeline
 
 
@@ -186,14 +191,17 @@ def _check_definition(unlearner: Unlearner, source: str) -> None:
     if not isinstance(name, str) or not name.isidentifier() or not name[0].isalpha():
         raise PluginError(f"{source}: unlearner name {name!r} must be letters, digits and '_', starting with a letter")
     if not callable(unlearner.make):
-        raise PluginError(f"{where}: make must be a function make(model, task, cfg, plan, settings), "
-                          f"got {unlearner.make!r}")
+        raise PluginError(
+            f"{where}: make must be a function make(model, task, cfg, plan, settings), got {unlearner.make!r}"
+        )
     try:
         inspect.signature(unlearner.make).bind(*range(5))
     except TypeError as err:
-        raise PluginError(f"{where}: make must take (model, task, cfg, plan, settings), but "
-                          f"{getattr(unlearner.make, '__name__', unlearner.make)}{inspect.signature(unlearner.make)} "
-                          f"cannot ({err})") from None
+        raise PluginError(
+            f"{where}: make must take (model, task, cfg, plan, settings), but "
+            f"{getattr(unlearner.make, '__name__', unlearner.make)}{inspect.signature(unlearner.make)} "
+            f"cannot ({err})"
+        ) from None
     except ValueError:
         pass  # no signature to inspect (a builtin): accepted
     for hp_name, default in unlearner.hp.items():
@@ -203,22 +211,26 @@ def _check_definition(unlearner: Unlearner, source: str) -> None:
             raise PluginError(f"{where}: hyperparameter {hp_name!r} needs a finite float default, got {default!r}")
     for hp_name, bounds in unlearner.hp_bounds.items():
         if hp_name not in unlearner.hp:
-            raise PluginError(f"{where}: bounds for {hp_name!r}, which is not among its hyperparameters "
-                              f"{sorted(unlearner.hp)}")
+            raise PluginError(
+                f"{where}: bounds for {hp_name!r}, which is not among its hyperparameters {sorted(unlearner.hp)}"
+            )
         if not (isinstance(bounds, tuple) and len(bounds) == 2 and bounds[0] <= unlearner.hp[hp_name] <= bounds[1]):
             raise PluginError(f"{where}: bounds of {hp_name!r} must be (low, high) around its default, got {bounds!r}")
     if unlearner.settings is not None:
         if not (isinstance(unlearner.settings, type) and dataclasses.is_dataclass(unlearner.settings)):
             raise PluginError(f"{where}: settings must be a dataclass, got {unlearner.settings!r}")
-        missing = [f.name for f in dataclasses.fields(unlearner.settings)
-                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [
+            f.name
+            for f in dataclasses.fields(unlearner.settings)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         if missing:
             raise PluginError(f"{where}: settings field(s) {missing} have no default")
         try:
             unlearner.settings()
         except Exception as err:
             raise PluginError(f"{where}: its default settings are invalid: {err}") from err
-    for alias, field in unlearner.aliases.items():
+    for alias, field in _aliases(unlearner).items():
         if field not in unlearner.setting_fields():
             raise PluginError(f"{where}: alias {alias!r} names no setting ({field!r})")
 
@@ -239,16 +251,22 @@ def register(unlearner: Unlearner, *, source: str | None = None, replace: bool =
     _check_definition(unlearner, source)
     old = _REGISTRY.get(unlearner.name)
     if old is not None and old != unlearner and not replace:
-        raise PluginError(f"{source}: unlearner name {unlearner.name!r} is already registered (by "
-                          f"{getattr(old.make, '__module__', '?')}); choose another name")
+        raise PluginError(
+            f"{source}: unlearner name {unlearner.name!r} is already registered (by "
+            f"{getattr(old.make, '__module__', '?')}); choose another name"
+        )
     clash = [u.name for u in _REGISTRY.values() if u.key_id == unlearner.key_id and u.name != unlearner.name]
     if clash:
-        raise PluginError(f"{source}: unlearner {unlearner.name!r}: key id {unlearner.key_id} is already used by "
-                          f"{clash[0]!r}; choose another key_id")
-    taken = {alias for u in _REGISTRY.values() if u.name != unlearner.name for alias in u.aliases}
-    if set(unlearner.aliases) & taken:
-        raise PluginError(f"{source}: unlearner {unlearner.name!r}: alias(es) {sorted(set(unlearner.aliases) & taken)} "
-                          f"already belong to another unlearner")
+        raise PluginError(
+            f"{source}: unlearner {unlearner.name!r}: key id {unlearner.key_id} is already used by "
+            f"{clash[0]!r}; choose another key_id"
+        )
+    taken = {alias for u in _REGISTRY.values() if u.name != unlearner.name for alias in _aliases(u)}
+    if set(_aliases(unlearner)) & taken:
+        raise PluginError(
+            f"{source}: unlearner {unlearner.name!r}: alias(es) {sorted(set(_aliases(unlearner)) & taken)} "
+            f"already belong to another unlearner"
+        )
     _REGISTRY[unlearner.name] = unlearner
     return unlearner
 
@@ -314,8 +332,10 @@ def load_plugin(spec: str) -> types.ModuleType:
             module = sys.modules.get(name)
             if module is None:
                 loader_spec = importlib.util.spec_from_file_location(name, path)
+                if loader_spec is None or loader_spec.loader is None:  # e.g. a file not ending in .py
+                    raise PluginError(f"plugin {spec}: not a Python module (give a .py file or a module name)")
                 module = importlib.util.module_from_spec(loader_spec)
-                module.__jaxunlearn_plugin__ = spec  # names the plugin in register's messages
+                vars(module)["__jaxunlearn_plugin__"] = spec  # names the plugin in register's messages
                 sys.modules[name] = module
                 try:
                     loader_spec.loader.exec_module(module)
@@ -329,8 +349,9 @@ def load_plugin(spec: str) -> types.ModuleType:
     except ModuleNotFoundError as err:
         if not (err.name and (spec == err.name or spec.startswith(err.name + "."))):  # missing inside the plugin
             raise PluginError(f"plugin {spec}: importing it failed: {type(err).__name__}: {err}") from err
-        raise PluginError(f"plugin {spec}: cannot be imported: {err} (give an importable module name or a .py "
-                          f"file path)") from err
+        raise PluginError(
+            f"plugin {spec}: cannot be imported: {err} (give an importable module name or a .py file path)"
+        ) from err
     except Exception as err:
         raise PluginError(f"plugin {spec}: importing it failed: {type(err).__name__}: {err}") from err
     for value in list(vars(module).values()):
@@ -338,8 +359,9 @@ def load_plugin(spec: str) -> types.ModuleType:
             try:
                 register(value, source=f"plugin {spec}")
             except PluginError as err:
-                raise PluginError(str(err) if str(err).startswith(f"plugin {spec}") else f"plugin {spec}: {err}") \
-                    from None
+                raise PluginError(
+                    str(err) if str(err).startswith(f"plugin {spec}") else f"plugin {spec}: {err}"
+                ) from None
     return module
 
 
@@ -376,8 +398,12 @@ def default_unlearners() -> tuple[str, ...]:
 
 def alias_fields() -> dict[str, tuple[str, str]]:
     """Every unlearner's old option names: alias -> (unlearner, settings field)."""
-    return {alias: (u.name, field) for u in all_stages() for alias, field in u.aliases.items()}
+    return {alias: (u.name, field) for u in all_stages() for alias, field in _aliases(u).items()}
 
+
+def _aliases(unlearner: Unlearner) -> Mapping[str, str]:
+    assert unlearner.aliases is not None  # resolved by __post_init__
+    return unlearner.aliases
 
 
 def require_positive(settings: Any, *fields: str) -> None:

@@ -1,5 +1,6 @@
 """Training from scratch with the paper's recipe: the original model (all rows) and the
 retrained "gold" model (retain rows only)."""
+
 from __future__ import annotations
 
 from jaxunlearn.config import StudyConfig
@@ -14,12 +15,20 @@ RECIPE_LR = 0.01  # Adam lr of the reference training recipe
 DEFAULT_HP = {"lr": RECIPE_LR}  # the original and the retrained model
 
 
-def recipe_fit(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, rows: str, epochs: int,
-               lr_key: str = "lr") -> Fit:
+def recipe_fit(
+    model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, rows: str, epochs: int, lr_key: str = "lr"
+) -> Fit:
     """The reference recipe: Adam, reduce-on-plateau on validation loss, best weights kept."""
     fit_cfg = FitConfig(
-        epochs=epochs, batch_size=cfg.batch_size, rows=rows, loss=cfg.loss, validate_on=rows,
-        plateau=True, keep_best=True, augment_pad=cfg.augment_pad, lr_key=lr_key,
+        epochs=epochs,
+        batch_size=cfg.batch_size,
+        rows=rows,
+        loss=cfg.loss,
+        validate_on=rows,
+        plateau=True,
+        keep_best=True,
+        augment_pad=cfg.augment_pad,
+        lr_key=lr_key,
     )
     return Fit(model, fit_cfg, supervised_loss(model, cfg.loss), task, plan)
 
@@ -37,7 +46,23 @@ def make_retrain(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, 
 
 
 # The reference stages every study runs (``cfg.train_epochs`` epochs each).
-ORIGINAL = register(Unlearner("original", make_original, DEFAULT_HP, key_id=0, reference=True,
-                              description="the original model, trained on every training row"))
-RETRAIN = register(Unlearner("retrain", make_retrain, DEFAULT_HP, key_id=1, reference=True,
-                             description="retrained from scratch without the forget rows (the gold standard)"))
+ORIGINAL = register(
+    Unlearner(
+        "original",
+        make_original,
+        DEFAULT_HP,
+        key_id=0,
+        reference=True,
+        description="the original model, trained on every training row",
+    )
+)
+RETRAIN = register(
+    Unlearner(
+        "retrain",
+        make_retrain,
+        DEFAULT_HP,
+        key_id=1,
+        reference=True,
+        description="retrained from scratch without the forget rows (the gold standard)",
+    )
+)

@@ -26,6 +26,7 @@ retain rows takes it, and the max pass amplifies that difference.
 Without augmentation the teacher's predictions on the training rows are computed once
 per phase; with augmentation the teacher sees each augmented batch.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,7 +70,8 @@ def _teacher_pred(model: ModelFns, batch: dict, aux: dict) -> jax.Array:
     """The teacher's predictions [B, 1] on ``batch``: from the cache, or by running it."""
     if "teacher_pred" in aux:
         return aux["teacher_pred"][batch["idx"]]
-    return jax.lax.stop_gradient(model.apply_eval(*aux["teacher"], batch["x"])[0])
+    params, batch_stats = aux["teacher"]
+    return jax.lax.stop_gradient(model.apply_eval(params, batch_stats, batch["x"])[0])
 
 
 def scrub_loss(model: ModelFns, loss_name: str, maximise: bool) -> BatchLoss:
@@ -88,8 +90,7 @@ def scrub_loss(model: ModelFns, loss_name: str, maximise: bool) -> BatchLoss:
     return batch_loss
 
 
-def make_scrub(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan,
-               settings: ScrubSettings) -> Pipeline:
+def make_scrub(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, settings: ScrubSettings) -> Pipeline:
     """Student = original weights, Adam lr 1e-3, ``settings.epochs`` epochs (default 5) of
     which the first ``settings.max_epochs`` (default 1) end with a max pass. A max pass takes
     ``settings.forget_batch`` forget rows per step (default: the batch size, capped at the
@@ -98,8 +99,9 @@ def make_scrub(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan,
     if forget_rows == 0:
         raise ValueError("SCRUB needs forget rows: the forget set is empty")
     if settings.forget_batch is not None and settings.forget_batch > forget_rows:
-        raise ValueError(f"scrub.forget_batch ({settings.forget_batch}) must be <= the {forget_rows} forget "
-                         f"training rows")
+        raise ValueError(
+            f"scrub.forget_batch ({settings.forget_batch}) must be <= the {forget_rows} forget training rows"
+        )
     max_batch = settings.forget_batch or min(cfg.batch_size, forget_rows)
     first = from_original()
 
@@ -123,7 +125,14 @@ def make_scrub(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan,
     return Pipeline("scrub", tuple(phases), DEFAULT_HP)
 
 
-SCRUB = register(Unlearner("scrub", make_scrub, DEFAULT_HP, HP_BOUNDS, settings=ScrubSettings, key_id=6,
-                           description="SCRUB: student pushed from its teacher on forget rows, held on retain rows"))
-
-
+SCRUB = register(
+    Unlearner(
+        "scrub",
+        make_scrub,
+        DEFAULT_HP,
+        HP_BOUNDS,
+        settings=ScrubSettings,
+        key_id=6,
+        description="SCRUB: student pushed from its teacher on forget rows, held on retain rows",
+    )
+)

@@ -35,6 +35,7 @@ model's output, here the squared prediction [N, 1]: it reads no labels, so it ca
 rows whose targets are gone. Everything else (batches, selection, dampening, defaults) is
 SSD's.
 """
+
 from __future__ import annotations
 
 import jax
@@ -75,8 +76,17 @@ def output_norm(pred: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.square(pred)
 
 
-def batch_importance(model: ModelFns, objective, params, batch_stats, task: Task, rows: np.ndarray,
-                     batch_size: int, key: jax.Array, plan: LoopPlan) -> tuple[object, jax.Array]:
+def batch_importance(
+    model: ModelFns,
+    objective,
+    params,
+    batch_stats,
+    task: Task,
+    rows: np.ndarray,
+    batch_size: int,
+    key: jax.Array,
+    plan: LoopPlan,
+) -> tuple[object, jax.Array]:
     """Mean over the shuffled mini-batches of ``rows`` of the squared gradient of each
     batch's masked mean of ``objective(pred [B, 1], y [B, 1]) -> [B, 1]`` (a task loss, or
     ``output_norm``), the model in inference mode. Returns (pytree like ``params``, the
@@ -113,11 +123,12 @@ def dampen(params, importances: Importances, selection_weight: jax.Array, dampen
     new = tree_map(scale, params, chosen, importances.full, importances.forget)
     count = sum(jnp.sum(c) for c in jax.tree_util.tree_leaves(chosen))
     size = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
-    return new, count.astype(jnp.float32) / size
+    return new, jnp.asarray(count, jnp.float32) / size
 
 
-def make_ssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, settings: None = None,
-             label_free: bool = False) -> Pipeline:
+def make_ssd(
+    model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, settings: None = None, label_free: bool = False
+) -> Pipeline:
     """Phase "importance" (F_D and F_f of the original model), then phase "dampen".
     ``label_free``: LFSSD's importances (``output_norm``) instead of the task loss's."""
     objective = output_norm if label_free else get_loss(cfg.loss)
@@ -126,8 +137,10 @@ def make_ssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, sett
     if forget_rows.size == 0:
         raise ValueError("SSD needs forget rows: the forget set is empty")
     if cfg.batch_size > all_rows.size:
-        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {all_rows.size} training rows; "
-                         f"use batch_size <= {all_rows.size}")
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is larger than the {all_rows.size} training rows; "
+            f"use batch_size <= {all_rows.size}"
+        )
 
     def from_original(key, original, task, hp, earlier):
         if original is None:
@@ -136,10 +149,20 @@ def make_ssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, sett
 
     def importance(key, state: TrainState, task, hp, aux):
         k_full, k_forget = jax.random.split(key)
-        full, loss = batch_importance(model, objective, state.params, state.batch_stats, task, all_rows,
-                                      cfg.batch_size, k_full, plan)
-        forget, _ = batch_importance(model, objective, state.params, state.batch_stats, task, forget_rows,
-                                     min(cfg.batch_size, forget_rows.size), k_forget, plan)
+        full, loss = batch_importance(
+            model, objective, state.params, state.batch_stats, task, all_rows, cfg.batch_size, k_full, plan
+        )
+        forget, _ = batch_importance(
+            model,
+            objective,
+            state.params,
+            state.batch_stats,
+            task,
+            forget_rows,
+            min(cfg.batch_size, forget_rows.size),
+            k_forget,
+            plan,
+        )
         result = Importances(full, forget)
         return result, {"train_loss": loss, "diverged_at": jnp.where(all_finite(result), -1, 0)}
 
@@ -149,12 +172,19 @@ def make_ssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, sett
         # Importances that are not finite: keep the original weights and report the seed.
         finite = all_finite(importances)
         params = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), params, state.params)
-        return state.replace(params=params), {"dampened_fraction": jnp.where(finite, fraction, 0.0),
-                                              "diverged_at": jnp.where(finite, -1, 0)}
+        return state.replace(params=params), {
+            "dampened_fraction": jnp.where(finite, fraction, 0.0),
+            "diverged_at": jnp.where(finite, -1, 0),
+        }
 
-    return Pipeline("lfssd" if label_free else "ssd",
-                    (Phase("importance", from_original, OneShot(importance), reads_hp=()),
-                     Phase("dampen", from_original, OneShot(apply))), DEFAULT_HP)
+    return Pipeline(
+        "lfssd" if label_free else "ssd",
+        (
+            Phase("importance", from_original, OneShot(importance), reads_hp=()),
+            Phase("dampen", from_original, OneShot(apply)),
+        ),
+        DEFAULT_HP,
+    )
 
 
 def make_lfssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, settings: None = None) -> Pipeline:
@@ -162,7 +192,23 @@ def make_lfssd(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, se
     return make_ssd(model, task, cfg, plan, label_free=True)
 
 
-SSD = register(Unlearner("ssd", make_ssd, DEFAULT_HP, HP_BOUNDS, key_id=7,
-                         description="Selective Synaptic Dampening: retraining-free, from parameter importances"))
-LFSSD = register(Unlearner("lfssd", make_lfssd, DEFAULT_HP, HP_BOUNDS, key_id=8,
-                           description="Loss-Free SSD: SSD's importances from the output norm (no labels)"))
+SSD = register(
+    Unlearner(
+        "ssd",
+        make_ssd,
+        DEFAULT_HP,
+        HP_BOUNDS,
+        key_id=7,
+        description="Selective Synaptic Dampening: retraining-free, from parameter importances",
+    )
+)
+LFSSD = register(
+    Unlearner(
+        "lfssd",
+        make_lfssd,
+        DEFAULT_HP,
+        HP_BOUNDS,
+        key_id=8,
+        description="Loss-Free SSD: SSD's importances from the output norm (no labels)",
+    )
+)

@@ -3,6 +3,7 @@
 Collected only in a process started with four host devices (see ../test_multidevice.py,
 which runs this folder with XLA_FLAGS=--xla_force_host_platform_device_count=4).
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -87,8 +88,9 @@ def test_a_study_on_four_devices_matches_one_device_and_resumes_across_device_co
             if name in ("run_seconds", "time_vs_retrain"):
                 continue
             np.testing.assert_array_equal(again.per_seed[stage][name], values, err_msg=f"{stage} {name}")
-            np.testing.assert_allclose(one.per_seed[stage][name], values, rtol=1e-3, atol=1e-4,
-                                       err_msg=f"{stage} {name}")
+            np.testing.assert_allclose(
+                one.per_seed[stage][name], values, rtol=1e-3, atol=1e-4, err_msg=f"{stage} {name}"
+            )
 
 
 def test_cli_refuses_a_device_count_that_does_not_divide_the_seeds(capsys):

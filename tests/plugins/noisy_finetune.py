@@ -5,6 +5,7 @@ times each weight's own magnitude, then fine-tune on the retain rows. The tests 
 a plugin (``--plugin tests/plugins/noisy_finetune.py``) and run it everywhere a built-in
 runs: the CLI with a sweep and ``--resume``, the claims table and the conformance suite.
 """
+
 import dataclasses
 
 import jax
@@ -29,15 +30,26 @@ def make_noisy_finetune(model, task, cfg, plan, settings: NoisySettings) -> Pipe
         state, _ = base(key, original, task, hp, earlier)
         leaves, tree = jax.tree_util.tree_flatten(state.params)
         keys = jax.random.split(key, len(leaves))
-        noisy = [p + hp["noise"] * jnp.abs(p) * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)]
+        noisy = [
+            p + hp["noise"] * jnp.abs(p) * jax.random.normal(k, p.shape, p.dtype)
+            for p, k in zip(leaves, keys, strict=True)
+        ]
         return state.replace(params=jax.tree_util.tree_unflatten(tree, noisy)), None
 
-    fit_cfg = FitConfig(epochs=settings.epochs, batch_size=cfg.batch_size, rows="retain", loss=cfg.loss,
-                        augment_pad=cfg.augment_pad)
+    fit_cfg = FitConfig(
+        epochs=settings.epochs, batch_size=cfg.batch_size, rows="retain", loss=cfg.loss, augment_pad=cfg.augment_pad
+    )
     fit = Fit(model, fit_cfg, supervised_loss(model, cfg.loss), task, plan)
     return Pipeline("noisy_finetune", (Phase("noise+fine-tune", start, fit),), {"lr": 1e-3, "noise": 0.1})
 
 
-NOISY_FINETUNE = register(Unlearner(
-    "noisy_finetune", make_noisy_finetune, hp={"lr": 1e-3, "noise": 0.1}, hp_bounds={"noise": (0.0, 10.0)},
-    settings=NoisySettings, description="noise on the weights, then fine-tuning (a test plugin)"))
+NOISY_FINETUNE = register(
+    Unlearner(
+        "noisy_finetune",
+        make_noisy_finetune,
+        hp={"lr": 1e-3, "noise": 0.1},
+        hp_bounds={"noise": (0.0, 10.0)},
+        settings=NoisySettings,
+        description="noise on the weights, then fine-tuning (a test plugin)",
+    )
+)

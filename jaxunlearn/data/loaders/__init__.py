@@ -6,6 +6,7 @@ Loaders of user-provided files (``agedb``, ``stsb``, ``electricity``) raise
 ``mnist-rotation``, ``diabetes``) read real data shipped inside PyPI packages. Every loader
 returns ``RawData`` and is registered by name in ``jaxunlearn.data.sources.DATASETS``.
 """
+
 # sources first: it imports the loader modules, which refer back to it (RawData, errors).
 from jaxunlearn.data import sources as _sources  # noqa: F401  (import order matters)
 from jaxunlearn.data.loaders.agedb import load_agedb
@@ -15,6 +16,14 @@ from jaxunlearn.data.loaders.stsb import load_stsb
 from jaxunlearn.data.loaders.text import clean_tokens, embed_pairs, embed_sentences, glove_vectors
 
 __all__ = [
-    "load_agedb", "load_stsb", "load_electricity", "load_lee", "load_mnist_rotation", "load_diabetes",
-    "clean_tokens", "embed_sentences", "embed_pairs", "glove_vectors",
+    "clean_tokens",
+    "embed_pairs",
+    "embed_sentences",
+    "glove_vectors",
+    "load_agedb",
+    "load_diabetes",
+    "load_electricity",
+    "load_lee",
+    "load_mnist_rotation",
+    "load_stsb",
 ]

@@ -5,10 +5,12 @@ builder is prepared with ``file_format="array_record"`` and read back through
 ``as_data_source()``, which needs no TensorFlow. Images are stored already resized, as PNG
 bytes (tfds image features cannot encode raw arrays without TensorFlow).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -25,7 +27,7 @@ class JaxunlearnAgeImages(tfds.core.GeneratorBasedBuilder):
     """
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First version."}
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First version."}
 
     def __init__(self, *, rows: Mapping[str, Sequence[tuple[Path, float]]], size: int, **kwargs):
         self._rows = rows
@@ -34,11 +36,13 @@ class JaxunlearnAgeImages(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(self._size, self._size, 3), encoding_format="png"),
-                "age": tfds.features.Scalar(dtype=np.float32),
-                "path": tfds.features.Text(),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(self._size, self._size, 3), encoding_format="png"),
+                    "age": tfds.features.Scalar(dtype=np.float32),
+                    "path": tfds.features.Text(),
+                }
+            ),
             disable_shuffling=True,  # keep the CSV's row order
             description="Face images with ages, resized; cached by jaxunlearn's agedb loader.",
         )

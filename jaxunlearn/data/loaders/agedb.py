@@ -1,4 +1,5 @@
 """Face images with ages (AgeDB / UTKFace style: an image folder plus a CSV of path, age, split)."""
+
 from __future__ import annotations
 
 import csv
@@ -39,7 +40,9 @@ def _find_csv(data_dir: Path, csv_name: str | None) -> Path:
     if not found:
         raise _sources.MissingDataError(f"agedb: no .csv file in {data_dir}; {LAYOUT}")
     if len(found) > 1:
-        raise ValueError(f"agedb: {data_dir} holds several CSV files {[p.name for p in found]}; name one with csv_name=")
+        raise ValueError(
+            f"agedb: {data_dir} holds several CSV files {[p.name for p in found]}; name one with csv_name="
+        )
     return found[0]
 
 
@@ -86,7 +89,9 @@ def read_age_csv(csv_path: Path, seed: int = 0) -> tuple[dict[str, list[tuple[Pa
             if i_split is not None:
                 split = _SPLIT_NAMES.get(row[i_split].strip().lower())
                 if split is None:
-                    raise ValueError(f"agedb: {csv_path}, line {line}: split {row[i_split]!r} is not one of train/val/test")
+                    raise ValueError(
+                        f"agedb: {csv_path}, line {line}: split {row[i_split]!r} is not one of train/val/test"
+                    )
                 split_of.append(split)
             rows.append((root / row[i_path].strip(), age))
     if not rows:
@@ -98,7 +103,7 @@ def read_age_csv(csv_path: Path, seed: int = 0) -> tuple[dict[str, list[tuple[Pa
         for name, idx in (("train", order[:cut1]), ("val", order[cut1:cut2]), ("test", order[cut2:])):
             for i in idx:
                 split_of[i] = name
-    out = {name: [r for r, s in zip(rows, split_of) if s == name] for name in ("train", "val", "test")}
+    out = {name: [r for r, s in zip(rows, split_of, strict=True) if s == name] for name in ("train", "val", "test")}
     empty = [name for name, r in out.items() if not r]
     if empty:
         raise ValueError(f"agedb: {csv_path}: split(s) {empty} have no rows (need train, val and test rows)")
@@ -121,13 +126,19 @@ def _cache_key(csv_path: Path, rows: dict[str, list[tuple[Path, float]]], size: 
             digest.update(f"{name}|{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     if absent:
         raise _sources.MissingDataError(
-            f"agedb: {len(absent)} image file(s) listed in {csv_path} do not exist, e.g. {[str(p) for p in absent[:3]]}; {LAYOUT}"
+            f"agedb: {len(absent)} image file(s) listed in {csv_path} do not exist, "
+            f"e.g. {[str(p) for p in absent[:3]]}; {LAYOUT}"
         )
     return digest.hexdigest()[:20]
 
 
-def load_agedb(data_dir: str | os.PathLike, csv_name: str | None = None, size: int = 32, seed: int = 0,
-               cache_dir: str | os.PathLike | None = None) -> "_sources.RawData":
+def load_agedb(
+    data_dir: str | os.PathLike,
+    csv_name: str | None = None,
+    size: int = 32,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+) -> _sources.RawData:
     """Face images labelled with age: the paper's AgeDB (or UTKFace, IMDB-Wiki in the same layout).
 
     ``data_dir`` holds a CSV with columns path, age and optionally split (train/val/test;
@@ -168,7 +179,9 @@ def load_agedb(data_dir: str | os.PathLike, csv_name: str | None = None, size: i
 
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     builder = JaxunlearnAgeImages(
-        rows=rows, size=size, data_dir=str(cache),
+        rows=rows,
+        size=size,
+        data_dir=str(cache),
         config=tfds.core.BuilderConfig(name=f"s{size}_{key}", description=f"agedb: {csv_path}, {size}x{size}"),
     )
     if not builder.is_prepared():

@@ -1,9 +1,10 @@
 """UCI ElectricityLoadDiagrams2011-2014: 15-minute loads of 370 Portuguese clients (Trindade, 2015)."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from jaxunlearn.extras import require
 
 FILE_NAME = "LD2011_2014.txt"
 LAYOUT = (
-    f"expected the UCI file {FILE_NAME}: ';'-separated, a header row '\"\";\"MT_001\";...;\"MT_370\"', then "
+    f'expected the UCI file {FILE_NAME}: \';\'-separated, a header row \'"";"MT_001";...;"MT_370"\', then '
     "one row per 15 minutes: a timestamp 'YYYY-MM-DD hh:mm:ss' (the end of the quarter hour) and each "
     "client's load in kW with a decimal comma (e.g. '2011-01-01 00:15:00;0;14,22;...')"
 )
@@ -49,20 +50,35 @@ def read_load_diagrams(path: Path, clients: str | Sequence[str] = "all"):
         header = f.readline().rstrip("\r\n").split(";")
     names = [h.strip().strip('"') for h in header]
     if len(names) < 2 or not all(names[1:]):
-        raise ValueError(f"electricity: {path}, line 1: header {header[:4]}... is not a ';'-separated list of client names; {LAYOUT}")
+        raise ValueError(
+            f"electricity: {path}, line 1: header {header[:4]}... is not a ';'-separated list of client names; {LAYOUT}"
+        )
     if isinstance(clients, str):
         wanted = names[1:] if clients == "all" else [c.strip() for c in clients.split(",") if c.strip()]
     else:
         wanted = list(clients)
     unknown = [c for c in wanted if c not in names[1:]]
     if unknown or not wanted:
-        raise ValueError(f"electricity: {path}: client(s) {unknown or wanted} not in the header (it has {names[1:4]}...{names[-1:]})")
-    table = pd.read_csv(path, sep=";", decimal=",", header=0, names=names, usecols=[names[0]] + wanted,
-                        index_col=0, dtype={c: str for c in [names[0]]}, skip_blank_lines=True)
+        raise ValueError(
+            f"electricity: {path}: client(s) {unknown or wanted} not in the header (it has {names[1:4]}...{names[-1:]})"
+        )
+    table = pd.read_csv(
+        path,
+        sep=";",
+        decimal=",",
+        header=0,
+        names=names,
+        usecols=[names[0], *wanted],
+        index_col=0,
+        dtype=dict.fromkeys([names[0]], str),
+        skip_blank_lines=True,
+    )
     times = pd.to_datetime(table.index, format="%Y-%m-%d %H:%M:%S", errors="coerce")
     if times.isna().any():
         row = int(np.flatnonzero(times.isna())[0])
-        raise ValueError(f"electricity: {path}, line {row + 2}: timestamp {table.index[row]!r} is not 'YYYY-MM-DD hh:mm:ss'")
+        raise ValueError(
+            f"electricity: {path}, line {row + 2}: timestamp {table.index[row]!r} is not 'YYYY-MM-DD hh:mm:ss'"
+        )
     loads = np.empty((len(table), len(wanted)), np.float64)
     for j, name in enumerate(wanted):
         column = table[name]
@@ -74,16 +90,20 @@ def read_load_diagrams(path: Path, clients: str | Sequence[str] = "all"):
             row = int(np.flatnonzero(bad)[0])
             cell = table[name].iloc[row]
             what = "is empty" if pd.isna(cell) else f"{str(cell)!r} is not a number"
-            raise ValueError(f"electricity: {path}, line {row + 2}, client {name}: value {what} "
-                             "(loads are kW with a decimal comma, e.g. 14,22)")
+            raise ValueError(
+                f"electricity: {path}, line {row + 2}, client {name}: value {what} "
+                "(loads are kW with a decimal comma, e.g. 14,22)"
+            )
         loads[:, j] = values
     if len(times) < 8:
         raise ValueError(f"electricity: {path}: only {len(times)} readings; need at least two hours of quarter-hours")
     steps = np.diff(times.values).astype("timedelta64[m]").astype(np.int64)
     if np.any(steps != 15):
         row = int(np.flatnonzero(steps != 15)[0]) + 1
-        raise ValueError(f"electricity: {path}, line {row + 2}: timestamp {table.index[row]} is {steps[row - 1]} minutes after the "
-                         "previous one; readings must be 15 minutes apart, in order")
+        raise ValueError(
+            f"electricity: {path}, line {row + 2}: timestamp {table.index[row]} is {steps[row - 1]} minutes after the "
+            "previous one; readings must be 15 minutes apart, in order"
+        )
     return times.values, loads, wanted
 
 
@@ -109,10 +129,16 @@ def hourly(times: np.ndarray, loads: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return hours[starts][full], sums[full] / 4.0
 
 
-def load_electricity(data_dir: str | os.PathLike | None = None, clients: str | Sequence[str] = "all",
-                     window: int = 168, horizon: int = 24, start: str | None = None, end: str | None = None,
-                     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
-                     path: str | os.PathLike | None = None) -> "_sources.RawData":
+def load_electricity(
+    data_dir: str | os.PathLike | None = None,
+    clients: str | Sequence[str] = "all",
+    window: int = 168,
+    horizon: int = 24,
+    start: str | None = None,
+    end: str | None = None,
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    path: str | os.PathLike | None = None,
+) -> _sources.RawData:
     """Hourly electricity load of Portuguese clients, 2011-2014 (UCI ElectricityLoadDiagrams).
 
     Reads ``LD2011_2014.txt`` (``data_dir`` is its folder or the file itself; ``path``, the
@@ -141,9 +167,12 @@ def load_electricity(data_dir: str | os.PathLike | None = None, clients: str | S
         ValueError: a malformed file (naming file, line and field) or too few hours.
     """
     if (data_dir is None) == (path is None):
-        raise ValueError("electricity: give exactly one of data_dir (the folder of LD2011_2014.txt, or the file) "
-                         "and path (the file)")
-    path = _resolve(Path(data_dir if path is None else path).expanduser())
+        raise ValueError(
+            "electricity: give exactly one of data_dir (the folder of LD2011_2014.txt, or the file) and path (the file)"
+        )
+    given = data_dir if path is None else path
+    assert given is not None  # exactly one of them (checked above)
+    path = _resolve(Path(given).expanduser())
     times, loads, names = read_load_diagrams(path, clients)
     hours, per_hour = hourly(times, loads.sum(axis=1))
     keep = np.ones(hours.size, bool)
@@ -163,8 +192,10 @@ def load_electricity(data_dir: str | os.PathLike | None = None, clients: str | S
     return _sources.RawData(
         splits=splits,
         default_rule=rule,
-        description=(f"UCI electricity load diagrams ({who}, {hours[0]} to {hours[-1]}), hourly kW; "
-                     f"{window} hours in, load {horizon} hours ahead out; forget: weekend targets"),
+        description=(
+            f"UCI electricity load diagrams ({who}, {hours[0]} to {hours[-1]}), hourly kW; "
+            f"{window} hours in, load {horizon} hours ahead out; forget: weekend targets"
+        ),
         per_feature_inputs=False,
         target_units="kW",
     )

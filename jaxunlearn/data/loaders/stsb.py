@@ -1,4 +1,5 @@
 """STS-B sentence-pair similarity (the paper's NLP task), from GLUE TSV files or tfds glue/stsb."""
+
 from __future__ import annotations
 
 import csv
@@ -74,12 +75,15 @@ def _carve_val(pairs, val_fraction: float, seed: int):
     """Splits (s1, s2, y) into a seeded (rest, val) pair, each in the original order."""
     s1, s2, y = pairs
     n = len(s1)
-    n_val = int(round(val_fraction * n))
+    n_val = round(val_fraction * n)
     if not 0 < n_val < n:
         raise ValueError(f"stsb: val_fraction {val_fraction} of {n} training pairs leaves an empty split")
     val = np.zeros(n, bool)
     val[np.random.default_rng(seed).choice(n, size=n_val, replace=False)] = True
-    pick = lambda mask: ([s for s, m in zip(s1, mask) if m], [s for s, m in zip(s2, mask) if m], y[mask])  # noqa: E731
+
+    def pick(mask):
+        return [s for s, m in zip(s1, mask, strict=True) if m], [s for s, m in zip(s2, mask, strict=True) if m], y[mask]
+
     return pick(~val), pick(val)
 
 
@@ -100,30 +104,38 @@ def _from_tsv(data_dir: Path, val_fraction: float, seed: int):
 
 def _from_tfds(data_dir: Path, val_fraction: float, seed: int):
     import tensorflow_datasets as tfds
-    import tensorflow_datasets.text  # noqa: F401  (registers the glue builders)
+    import tensorflow_datasets.text  # registers the glue builders
 
     def read(split: str):
         try:
             ds = tfds.data_source("glue/stsb", split=split, data_dir=str(data_dir), download=False)
-        except Exception as err:  # not prepared there, or prepared as tfrecord (needs TensorFlow)
+        except Exception as err:  # noqa: BLE001 (not prepared there, or prepared as tfrecord: needs TensorFlow)
             if tfds.builder("glue/stsb", data_dir=str(data_dir)).is_prepared():
-                raise ValueError(f"stsb: glue/stsb in {data_dir} is not readable without TensorFlow ({err}); "
-                                 "prepare it with file_format='array_record'") from None
+                raise ValueError(
+                    f"stsb: glue/stsb in {data_dir} is not readable without TensorFlow ({err}); "
+                    "prepare it with file_format='array_record'"
+                ) from None
             raise _sources.MissingDataError(f"stsb: glue/stsb is not prepared in {data_dir}; {LAYOUT}") from None
         items = [ds[i] for i in range(len(ds))]
-        return ([it["sentence1"] for it in items], [it["sentence2"] for it in items],
-                np.asarray([it["label"] for it in items], np.float32))
+        return (
+            [it["sentence1"] for it in items],
+            [it["sentence2"] for it in items],
+            np.asarray([it["label"] for it in items], np.float32),
+        )
 
     train, dev, test = read("train"), read("validation"), read("test")
     if len(test[2]) and np.all(test[2] >= 0):
         return {"train": train, "val": dev, "test": test}, "tfds glue/stsb train/validation/test"
     rest, val = _carve_val(train, val_fraction, seed)  # GLUE's test labels are hidden (-1)
-    return ({"train": rest, "val": val, "test": dev},
-            f"tfds glue/stsb train less {val_fraction:.0%} for val; validation as test")
+    return (
+        {"train": rest, "val": val, "test": dev},
+        f"tfds glue/stsb train less {val_fraction:.0%} for val; validation as test",
+    )
 
 
-def load_stsb(data_dir: str | os.PathLike, source: str = "auto", max_tokens: int = 10, val_fraction: float = 0.1,
-              seed: int = 0) -> "_sources.RawData":
+def load_stsb(
+    data_dir: str | os.PathLike, source: str = "auto", max_tokens: int = 10, val_fraction: float = 0.1, seed: int = 0
+) -> _sources.RawData:
     """STS-B: sentence pairs with human similarity scores 0-5 (Cer et al., 2017; GLUE).
 
     Reads GLUE's TSV files from ``data_dir`` (``source="tsv"``) or tfds ``glue/stsb``

