@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
-from jaxunlearn import numerics, unlearn
+from jaxunlearn import compile_cache, numerics, unlearn
 from jaxunlearn.config import StudyConfig
 
 
@@ -416,15 +415,6 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     return StudyConfig(**fields, model_kwargs=_as_pairs(model_kwargs), dataset_kwargs=_as_pairs(dataset_kwargs))
 
 
-def enable_compilation_cache() -> None:
-    """Persist compiled XLA programs between runs (JAXUNLEARN_CACHE_DIR; 'off' disables)."""
-    import jax
-
-    cache = os.environ.get("JAXUNLEARN_CACHE_DIR", str(Path.home() / ".cache" / "jaxunlearn" / "xla"))
-    if cache != "off":
-        jax.config.update("jax_compilation_cache_dir", cache)
-
-
 def start_distributed(args: argparse.Namespace) -> None:
     """Joins a multi-process run when asked to (before any JAX backend starts)."""
     given = (args.coordinator, args.num_processes, args.process_id)
@@ -458,7 +448,7 @@ def command_run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     checkpoint_dir = None if args.no_checkpoints else Path(args.checkpoint_dir or out / "checkpoints").expanduser()
     main_process = is_main_process()
-    enable_compilation_cache()
+    compile_cache.enable()
     environment = environment_info()  # now: the commit whose code runs, even if the tree changes meanwhile
     try:
         result = run_study(
@@ -533,7 +523,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--resume needs checkpoints; drop --no-checkpoints")
     out = Path(args.out).expanduser()
     checkpoint_dir = None if args.no_checkpoints else Path(args.checkpoint_dir or out / "checkpoints").expanduser()
-    enable_compilation_cache()
+    compile_cache.enable()
     environment = environment_info()  # now: the commit whose code runs, even if the tree changes meanwhile
     try:
         result, run = run_evaluation(

@@ -20,6 +20,7 @@ from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in notebooks
 
 from jaxunlearn import unlearn
 from jaxunlearn.checkpoints import REUSED_STAGES, CheckpointStore, data_fingerprint
+from jaxunlearn.compile_cache import enable as enable_compile_cache
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.data.sources import MissingDataError, build_task, load_dataset
@@ -243,6 +244,7 @@ def run_study(
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = False,
     model: Any = None,
+    compile_cache: bool = True,
 ) -> StudyResult:
     """Runs the whole study over ``cfg.seeds`` seeds and returns per-seed metrics and a table.
 
@@ -261,9 +263,14 @@ def run_study(
             None: no checkpoints.
         resume: also reuse the unlearners' finished stages: continue a killed study.
             Needs ``checkpoint_dir`` holding a study of this configuration.
+        compile_cache: keep compiled programs in the persistent XLA cache
+            (``jaxunlearn.compile_cache``: ``~/.cache/jaxunlearn/xla`` unless the process or
+            ``JAXUNLEARN_CACHE_DIR`` chose another folder); False leaves JAX's setting alone.
     """
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs a checkpoint directory (--checkpoint-dir)")
+    if compile_cache:
+        enable_compile_cache()
     cfg, task, model, own, dataset_used = prepare_study(cfg, task, model, log)
     store = None
     if checkpoint_dir is not None:

@@ -106,6 +106,9 @@ def test_statistical_level_checks_the_claims_verdicts():
     flipped = study(base - 0.02, base + 0.02)
     check = agreement.statistical_agreement(committed, flipped)
     assert not check.ok and check.claims_changed
+    # without the claims (a two-seed check), the means alone agree here
+    means_only = agreement.statistical_agreement(committed, flipped, claims=False)
+    assert means_only.ok and not means_only.claims_changed
 
 
 def test_welch_p_value_edge_cases():

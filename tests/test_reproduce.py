@@ -74,7 +74,10 @@ def test_the_default_study_reproduces_at_the_strongest_level_this_machine_can_ch
         reproduce.compare_args(reproduce.STUDIES["default"], tmp_path, 2, reproduce.committed_numerics("default"))
     )
     rerun = json.loads((tmp_path / "default" / "results.json").read_text())
-    level = strongest_level(first_seeds(committed, 2), rerun)
+    # Two seeds: the means are compared, not the claims' verdicts, which one seed more or less
+    # moves (on 1 of the 2 cores, one verdict went from holds to inconclusive while every mean
+    # agreed; docs/REPRODUCIBILITY.md).
+    level = strongest_level(first_seeds(committed, 2), rerun, claims=False)
     report = "\n".join(
         level.detail + tuple(reproduce.machine_differences(committed["environment"], rerun["environment"]))
     )

@@ -45,6 +45,7 @@ def run_evaluation(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    compile_cache: bool = True,
 ) -> tuple[EvaluationResult, dict[str, Any]]:
     """Runs the protocol ``ecfg.protocol`` on the study ``cfg`` describes (dataset, model,
     unlearners and their settings; ``cfg.seeds`` is unused: ``ecfg.models`` counts).
@@ -53,13 +54,17 @@ def run_evaluation(
         task, model: your own task and model, as for ``jaxunlearn.study.run_study``.
         checkpoint_dir: save every finished block of models there; resume: reuse them
             (a killed evaluation loses at most the block that was running).
+        compile_cache: keep compiled programs in the persistent XLA cache, as ``run_study``.
 
     Returns:
         (the result, a description of the run: dataset, task, plan, model).
     """
+    from jaxunlearn.compile_cache import enable as enable_compile_cache
     from jaxunlearn.study import prepare_study, resolve_plan
 
     check_evaluation(cfg, ecfg)
+    if compile_cache:
+        enable_compile_cache()
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs a checkpoint directory (--checkpoint-dir)")
     cfg, task, model_fns, _, dataset_used = prepare_study(cfg, task, model, log)
