@@ -5,7 +5,11 @@ TrainState stacked over seeds, under ``<root>/<row>-<key>/`` (a row is a stage, 
 value of a swept stage: ``jaxunlearn.hparams``): an orbax ``state/`` folder and a
 ``meta.json`` (timings, per-epoch history, divergence). The key hashes everything the
 row's result depends on: the settings that shape its training (not those only another
-unlearner reads), its float hyperparameters, and a fingerprint of the task's arrays. A
+unlearner reads), its float hyperparameters, a fingerprint of the task's arrays, and the
+user's own code: a user's model is named in the configuration with a digest of its class's
+source (``jaxunlearn.models.user.describe_model``) and a plug-in unlearner's rows carry a
+digest of its factory's (``CheckpointStore.stage_code``; ``jaxunlearn.identity``), so
+editing either retrains instead of reusing stale weights. A
 stage is written into a hidden temporary folder and renamed into place only when
 complete, so a folder with the final name is always whole and a killed write leaves only
 a temporary folder, which is never read and is removed later.
@@ -22,9 +26,10 @@ barriers.
 that used the folder, so ``--resume`` can refuse checkpoints of another configuration.
 
 Each stage's ``meta.json`` also records a fingerprint of the library code that trains
-models (``training_code_fingerprint``). It is not part of the key: checkpoints stay usable
-across versions that train the same way, but loading one written by other training code
-logs a warning naming the folder to delete (``CheckpointStore.code_warning``).
+models (``training_code_fingerprint``: jaxunlearn's own code, not the user's). It is not
+part of the key: checkpoints stay usable across versions that train the same way, but
+loading one written by other training code logs a warning naming the folder to delete
+(``CheckpointStore.code_warning``).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxunlearn import unlearn
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.distributed import barrier, is_main_process, same_on_every_process
@@ -152,6 +158,22 @@ class CheckpointStore:
         self.root = Path(root).expanduser()
         self.cfg, self.fingerprint = cfg, fingerprint
         self.rows = {v.row: v for v in study_variants(cfg)}
+        # Each stage's code identity, read once (a plug-in edited during the study does not
+        # change the keys its rows are saved under) and before anything trains.
+        self.code: dict[str, Any] = {}
+        for variant in self.rows.values():
+            self.stage_code(variant.stage)
+
+    def stage_code(self, stage: str) -> dict[str, Any]:
+        """``{"code": identity}`` of a plug-in stage's factory (``Unlearner.code_identity``),
+        part of its rows' keys; ``{}`` for the library's own stages.
+
+        Raises:
+            IdentityError: the factory holds a value that cannot be described.
+        """
+        if stage not in self.code:
+            self.code[stage] = unlearn.get(stage).code_identity()
+        return {} if self.code[stage] is None else {"code": self.code[stage]}
 
     # ---------------------------------------------------------------- study manifest
     def _manifest(self) -> dict[str, Any]:
@@ -204,11 +226,16 @@ class CheckpointStore:
 
     # ---------------------------------------------------------------- stages
     def settings(self, row: str) -> dict[str, Any]:
-        """What the row's weights depend on: its stage's settings and hyperparameters."""
+        """What the row's weights depend on: its stage's settings and hyperparameters, and a
+        plug-in's code (``stage_code``)."""
         if row not in self.rows:
             raise ValueError(f"no row {row!r} in this study; its rows: {list(self.rows)}")
         variant = self.rows[row]
-        return {"settings": training_settings(self.cfg, variant.stage), "hp": variant.resolved_hp()}
+        return {
+            "settings": training_settings(self.cfg, variant.stage),
+            "hp": variant.resolved_hp(),
+            **self.stage_code(variant.stage),
+        }
 
     def key(self, row: str) -> str:
         blob = json.dumps(

@@ -12,7 +12,9 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -98,6 +100,39 @@ def _other_study(folder: Path) -> None:
         dataset="synthetic", model_kwargs=(("hidden", (16, 16)),), seeds=3, train_epochs=2, batch_size=64
     )
     CheckpointStore(folder / "ckpt", other, data_fingerprint(task)).begin(resume=False)
+
+
+class OwnNet(nn.Module):
+    """A user's own model, whose field names it in checkpoint keys."""
+
+    scale: Any = 1.0
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(1)(x)
+
+
+class Opaque:
+    """An object with the default repr, which holds its memory address."""
+
+    __module__ = "my_model"
+
+
+class Tensor:
+    """Another framework's array, whose repr leaves elements out."""
+
+    __module__ = "other_framework"
+
+    def __repr__(self):
+        return "tensor([0.0000, 0.0010, 0.0020,  ..., 4.9970, 4.9980, 4.9990])"
+
+
+def _own_model(scale: Any) -> None:
+    """``run_study`` of a user's model with the field ``scale``, up to where it is named."""
+    from jaxunlearn.config import StudyConfig
+    from jaxunlearn.study import run_study
+
+    run_study(StudyConfig(dataset="synthetic", seeds=2), progress=False, log=lambda m: None, model=OwnNet(scale))
 
 
 def _evaluate(protocol: str, sweep: dict | None = None, **evaluation) -> None:
@@ -333,6 +368,18 @@ CASES = [
         cli=("--model", "lstm", "--model-arg", "hidden=8"),
     ),
     Case(
+        "own model field without a stable name",
+        "run_study(model=OwnNet(scale=Opaque()))",
+        "its repr holds a memory address",
+        call=lambda _: _own_model(Opaque()),
+    ),
+    Case(
+        "own model field with an abbreviated repr",
+        "run_study(model=OwnNet(scale=Tensor(...)))",
+        "its repr is abbreviated ('...')",
+        call=lambda _: _own_model(Tensor()),
+    ),
+    Case(
         "unknown forget rule",
         "--forget age<30",
         "unknown forget rule 'age<30'; accepted forms:",
@@ -555,6 +602,7 @@ def test_docs_table_is_current(tmp_path_factory, capsys):
     for i, case in enumerate(CASES, 1):
         message = _run(case, tmp_path_factory.mktemp("case"), capsys)
         message = re.sub(re.escape(str(tmp_path_factory.getbasetemp())) + r"/case\d*", "<tmp>", message)
+        message = re.sub(r"\bat 0x[0-9a-fA-F]+", "at 0x...", message)  # a memory address, in a repr
         message = message.replace("|", "\\|")
         message = " ".join(message.split())
         rows.append(f"| {i} | {case.name} | `{case.given}` | {message} |")

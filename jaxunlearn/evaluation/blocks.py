@@ -36,7 +36,8 @@ from jaxunlearn.train.state import ModelFns
 
 class BlockStore(CheckpointStore):
     """A ``CheckpointStore`` whose rows are blocks: each block's key adds its description
-    (protocol, stage, first seed, count, the rows it trained on) to the stage's settings."""
+    (protocol, stage, first seed, count, the rows it trained on) to the stage's settings
+    (and a plug-in's code identity)."""
 
     def __init__(self, root: str | os.PathLike, cfg: StudyConfig, fingerprint: str):
         super().__init__(root, cfg, fingerprint)
@@ -50,7 +51,12 @@ class BlockStore(CheckpointStore):
             raise ValueError(f"no block {row!r} was declared in this evaluation")
         block = self.blocks[row]
         (variant,) = stage_variants(self.cfg, block["stage"])
-        return {"settings": training_settings(self.cfg, block["stage"]), "hp": variant.resolved_hp(), "block": block}
+        return {
+            "settings": training_settings(self.cfg, block["stage"]),
+            "hp": variant.resolved_hp(),
+            **self.stage_code(block["stage"]),
+            "block": block,
+        }
 
 
 class BlockRunner:

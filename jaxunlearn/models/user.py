@@ -11,22 +11,24 @@
   through NNX's functional split/merge, so the unlearners see plain pytrees (parameters
   and BatchNorm statistics as nested dicts).
 
-A model's identity (``describe_model``), its class's qualified name and fields or
-constructor arguments, stands for it in the study's configuration, so checkpoint keys
-change when the model does.
+A model's identity (``describe_model``) stands for it in the study's configuration, so
+checkpoint keys change when the model does: its class's module and qualified name with a
+digest of the class's source (and of the user's code it uses), and its fields or
+constructor arguments as stable values (``jaxunlearn.identity``: arrays by a SHA-256 of
+their bytes, the user's functions by their source; a value whose repr holds a memory
+address or is abbreviated is refused).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import inspect
 from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
+from jaxunlearn.identity import code_name, describe_value
 from jaxunlearn.train.state import ModelFns, as_prediction_and_features
 
 
@@ -136,38 +138,28 @@ def _check_kind(model: Any) -> None:
         )
 
 
-def _describe_value(value: Any) -> Any:
-    """A stable, JSON-friendly stand-in for a model field's value (no memory addresses)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return tuple(_describe_value(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((str(k), _describe_value(v)) for k, v in value.items()))
-    if isinstance(value, enum.Enum):
-        return f"{type(value).__qualname__}.{value.name}"
-    try:
-        return str(jnp.dtype(value))
-    except TypeError:
-        pass
-    if callable(value) and hasattr(value, "__qualname__"):
-        return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
-    if dataclasses.is_dataclass(value):
-        return (
-            type(value).__qualname__,
-            tuple((f.name, _describe_value(getattr(value, f.name))) for f in dataclasses.fields(value)),
-        )
-    return repr(value)
-
-
 def describe_model(model: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
-    """(qualified class name, its fields or constructor arguments) of a user's model: what
-    defines it, as stable values (functions by name, dtypes by name)."""
+    """What defines a user's model, as values that are the same in every process
+    (``jaxunlearn.identity``).
+
+    Returns:
+        (name, fields): the class's module and qualified name, followed by `` [code
+        DIGEST]``, a digest of its source and of the user's code it uses (``code_name``),
+        for any class but jaxunlearn's own; and its fields (Linen) or constructor arguments
+        (NNX) as sorted (name, ``describe_value``) pairs.
+
+    Raises:
+        ValueError: not a Linen module instance or ``NNXModel``.
+        IdentityError: a field's value cannot name the model (its repr holds a memory
+            address or is abbreviated); the message says what to give instead.
+    """
     _check_kind(model)
     if isinstance(model, NNXModel):
-        cls, fields = model.cls, dict(model.kwargs)
+        cls, fields, kind = model.cls, dict(model.kwargs), "argument"
     else:
-        cls = type(model)
+        cls, kind = type(model), "field"
         fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name not in ("parent", "name")}
-    name = f"{cls.__module__}.{cls.__qualname__}"
-    return name, tuple((k, _describe_value(v)) for k, v in sorted(fields.items()))
+    described = tuple(
+        (k, describe_value(v, f"model {cls.__qualname__}, {kind} {k!r}")) for k, v in sorted(fields.items())
+    )
+    return code_name(cls, root=True), described

@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from jaxunlearn.identity import code_name, describe_value, is_library_module
+
 ENTRY_POINT_GROUP = "jaxunlearn.unlearners"
 # Key ids below this are reserved for the library's own stages; a user's unlearner without
 # an explicit id gets one derived from its name above it.
@@ -124,6 +126,26 @@ class Unlearner:
             return self.settings(**values)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{self.name} settings: {err}") from err
+
+    def code_identity(self) -> Any:
+        """What identifies the factory's code in checkpoint keys (``jaxunlearn.identity``).
+
+        Returns:
+            None for a library factory (a plain jaxunlearn function that closes over nothing:
+            ``checkpoints.training_code_fingerprint`` covers it; one that closes over values:
+            its name and those values); a plug-in's function by its name and a digest of its source and of the user's
+            code it uses (``code_name``, even from an installed package), anything else
+            (a ``functools.partial``: its function and arguments) by ``describe_value``.
+
+        Raises:
+            IdentityError: the factory holds a value that cannot be described (its repr holds
+                a memory address or is abbreviated).
+        """
+        make = inspect.unwrap(self.make)
+        where = f"unlearner {self.name!r}: its factory"
+        if inspect.isfunction(make) and is_library_module(make.__module__):
+            return describe_value(make, where) if make.__closure__ else None
+        return code_name(make, root=True) if inspect.isfunction(make) else describe_value(self.make, where)
 
     def build(self, model, task, cfg, plan, settings: Any = None):
         """The stage's ``Pipeline`` for this study (``settings``: default ``cfg``'s).
