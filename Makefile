@@ -9,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= results
 # Test processes (pytest-xdist): 2 uses both cores of the 2-core CI machine (a clean clone on
-# such a machine: 389-506 s in all, as its speed varies, docs/DEVELOPMENT.md); 0 runs
+# such a machine: 301-506 s in all, by machine and hour, docs/DEVELOPMENT.md); 0 runs
 # everything in one process.
 TEST_WORKERS ?= 2
 
