@@ -148,7 +148,9 @@ class PipelineRunner:
         self, keys: jax.Array, original: TrainState | None, task: Task, hp: dict | None = None, progress: bool = True
     ) -> StageResult:
         seeds = int(keys.shape[0])
-        hp = broadcast_hp(hp if hp is not None else self.pipeline.hp(), seeds)
+        # The pipeline's defaults for the hyperparameters ``hp`` leaves out (an unknown one is
+        # a ValueError here, not a KeyError inside the trace).
+        hp = broadcast_hp(self.pipeline.hp(**(hp or {})), seeds)
         if self.pipeline.needs_original and original is None:
             raise ValueError(f"{self.pipeline.name} needs the original model's states")
         bar = self._bar(f"x{seeds} seeds", progress)

@@ -76,6 +76,36 @@ def test_scrub_loss_matches_numpy_with_cached_or_live_teacher(setup, maximise):
     np.testing.assert_allclose([float(a), float(b)], [want, want], rtol=1e-5)
 
 
+def test_scrub_phases_count_steps_from_zero(setup):
+    """Each SCRUB phase continues from the previous phase's model but counts its steps from 0,
+    as every other phase does, so a divergence is reported at its step within its phase."""
+    task, model, original = setup
+    pipeline = build("scrub", model, task, TINY, PLAN, epochs=2, max_epochs=1)
+    earlier = tree_index(original, 0)
+    earlier = earlier.replace(step=earlier.step + 7)
+    state, _ = pipeline.phases[1].start(jax.random.key(0), tree_index(original, 0), task, pipeline.hp(), [earlier])
+    assert int(state.step) == 0
+    assert all(
+        jnp.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(earlier.params), strict=True)
+    )
+
+
+def test_runner_fills_in_the_hyperparameters_a_call_leaves_out(setup):
+    """``PipelineRunner(...)(hp={...})`` with some hyperparameters takes the pipeline's defaults
+    for the rest (it used to fail with a KeyError inside the trace) and refuses unknown ones."""
+    task, model, original = setup
+    pipeline = build("scrub", model, task, with_(TINY, seeds=1), PLAN, epochs=1, max_epochs=1)
+    runner = PipelineRunner(pipeline, PLAN)
+    keys = seed_keys(0, 1, "scrub")
+    partial = runner(keys, original, task, hp={"distill_weight": 2.0}, progress=False)
+    full = runner(keys, original, task, hp=pipeline.hp(distill_weight=2.0), progress=False)
+    for a, b in zip(jax.tree.leaves(partial.state.params), jax.tree.leaves(full.state.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) \['nope'\]"):
+        runner(keys, original, task, hp={"nope": 1.0}, progress=False)
+
+
 def test_scrub_phase_layout():
     task = tiny_task()
     pipeline = build("scrub", tiny_model(task), task, TINY, PLAN, epochs=3, max_epochs=2)

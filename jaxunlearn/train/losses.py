@@ -55,20 +55,24 @@ def get_loss(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
 
 
 def masked_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
-    """sum(values * weights) / max(sum(weights), 1).
+    """The weighted mean sum(values * weights) / sum(weights), and 0 when every weight is 0.
 
     Args:
         values: [B] or [B, 1] per-row values.
-        weights: [B] row weights (0/1 masks or general non-negative weights).
+        weights: [B] row weights (0/1 masks or general non-negative weights, e.g. fractions
+            summing to less than 1).
 
     Returns:
-        A scalar; 0 when every weight is 0.
+        A scalar.
     """
     values = values.reshape(values.shape[0], -1)
     if values.shape[1] != 1 or weights.shape != (values.shape[0],):
         raise ValueError(f"masked_mean needs values [B] or [B, 1] and weights [B]; got {values.shape}, {weights.shape}")
     w = weights.astype(jnp.float32)
-    return jnp.sum(values[:, 0].astype(jnp.float32) * w) / jnp.maximum(jnp.sum(w), 1.0)
+    total = jnp.sum(w)
+    # Divides by the total itself (dividing by max(total, 1), as before, shrank the mean of
+    # fractional weights that sum below 1; with 0/1 masks both give the same bits).
+    return jnp.where(total > 0, jnp.sum(values[:, 0].astype(jnp.float32) * w) / jnp.where(total > 0, total, 1.0), 0.0)
 
 
 def attention_map(activation: jax.Array) -> jax.Array:

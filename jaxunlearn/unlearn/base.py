@@ -4,7 +4,10 @@ Each phase has a ``start`` (build the phase's initial state and per-seed extras 
 original model, the task and earlier phases) and a ``Fit`` (the compiled loop). A pipeline
 is a pure single-seed function ``pipeline.run(key, original, task, hp) -> (state, history)``
 and can equally be driven over S seeds from the host (``jaxunlearn.runner``); both derive
-the same keys, so seed i of a multi-seed run equals a single run with key i.
+the same keys, so seed i of a multi-seed run is a single run with key i: bitwise under the
+sequential seed strategies on the CPU, and to rounding otherwise (vmap batches the matrix
+products; per-epoch programs fuse differently from one program: the conformance tests measure
+6e-8 on the CPU).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
@@ -106,7 +107,13 @@ def make_scrub(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, se
     first = from_original()
 
     def start(key, original, task, hp, earlier):
-        state = earlier[-1] if earlier else first(key, original, task, hp, earlier)[0]
+        # Each phase continues from the previous phase's model with its step count at 0, as
+        # every other phase starts: a divergence is reported as (phase, step within it).
+        state = (
+            earlier[-1].replace(step=jnp.zeros_like(earlier[-1].step))
+            if earlier
+            else first(key, original, task, hp, earlier)[0]
+        )
         if cfg.augment_pad > 0:
             return state, {"teacher": (original.params, original.batch_stats)}
         return state, {"teacher_pred": predict(model, original.params, original.batch_stats, task.train.x, plan)}
