@@ -114,15 +114,9 @@ def same_machine(key: str) -> bool:
         from jaxunlearn import numerics
 
         here["machine"]["xla"]["flags"] = numerics.flags_for(
-            recorded.get("numerics", "native"), _strip_portable(here["machine"]["xla"]["flags"])
+            recorded.get("numerics", "native"), numerics.flags_for("native", here["machine"]["xla"]["flags"])
         )
     return not machine_differences(recorded, here)
-
-
-def _strip_portable(flags: str) -> str:
-    from jaxunlearn.numerics import PORTABLE_XLA_FLAGS
-
-    return " ".join(part for part in flags.split() if part not in PORTABLE_XLA_FLAGS)
 
 
 def reproduce(

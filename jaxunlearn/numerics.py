@@ -43,11 +43,12 @@ PORTABLE_XLA_FLAGS: tuple[str, ...] = (
 
 def flags_for(mode: str, existing: str = "") -> str:
     """The XLA_FLAGS string for ``mode``: ``existing`` plus the portable flags it lacks (a flag
-    given explicitly in ``existing`` is kept as given); ``existing`` alone for native."""
+    given explicitly in ``existing`` is kept as given); for native, ``existing`` without the
+    portable flags (any other flag, explicit ones included, is kept)."""
     if mode not in MODES:
         raise ValueError(f"numerics must be one of {MODES}, got {mode!r}")
     if mode == "native":
-        return existing
+        return " ".join(part for part in existing.split() if part not in PORTABLE_XLA_FLAGS)
     given = {part.split("=", 1)[0] for part in existing.split()}
     extra = [flag for flag in PORTABLE_XLA_FLAGS if flag.split("=", 1)[0] not in given]
     return " ".join([existing.strip(), *extra]).strip()
@@ -83,7 +84,7 @@ def use(mode: str) -> None:
             ``XLA_FLAGS="$(python -m jaxunlearn.numerics portable)" python ...``.
     """
     wanted = flags_for(mode, os.environ.get("XLA_FLAGS", ""))
-    if mode == current() or wanted == os.environ.get("XLA_FLAGS", ""):
+    if wanted.split() == os.environ.get("XLA_FLAGS", "").split():
         return
     if _backend_started():
         raise RuntimeError(

@@ -165,6 +165,7 @@ def test_machine_differences_name_blas_xla_and_packages():
 
 def test_numerics_flags_and_modes(monkeypatch):
     assert numerics.flags_for("native", "--a=1") == "--a=1"
+    assert numerics.flags_for("native", numerics.flags_for("portable", "--a=1")) == "--a=1"  # native strips them
     portable = numerics.flags_for("portable", "--a=1 --xla_cpu_max_isa=AVX")
     assert portable.startswith("--a=1 --xla_cpu_max_isa=AVX ")  # an explicit flag wins
     assert portable.count("xla_cpu_max_isa") == 1
