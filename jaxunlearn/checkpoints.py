@@ -56,7 +56,9 @@ from jaxunlearn.hparams import study_variants
 from jaxunlearn.report import atomic_write_text
 from jaxunlearn.runner import StageResult
 
-FORMAT_VERSION = 1
+# 2: a stage's state is saved without its optimizer state (``train.state.finished``); a
+# checkpoint of format 1 has another key, so it is never found, and the stage retrains.
+FORMAT_VERSION = 2
 # Stages reused whenever a study with the same settings runs again; the unlearners' are
 # reused only by --resume (and kept after the study only on request).
 REUSED_STAGES = ("original", "retrain")

@@ -20,7 +20,7 @@ from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in notebooks
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.seeds import LoopPlan, SeedExecutor, abstract_seeds, num_seeds, place_seeds, take_seeds, to_host
 from jaxunlearn.timing import Stopwatch
-from jaxunlearn.train.state import TrainState
+from jaxunlearn.train.state import TrainState, finished
 from jaxunlearn.unlearn.base import Phase, Pipeline, phase_keys
 
 
@@ -207,7 +207,7 @@ class PipelineRunner:
 
     def _result(self, state, history, diverged: list[np.ndarray], sw: Stopwatch) -> StageResult:
         return StageResult(
-            state,
+            finished(state),  # the optimizer state is dropped (and so freed) here
             history,
             sw.wall,
             sw.compile,

@@ -35,7 +35,7 @@ from jaxunlearn.runner import PipelineRunner, StageResult, run_in_chunks, seeds_
 from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, replicate, seed_split, to_host
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
-from jaxunlearn.train.state import ModelFns
+from jaxunlearn.train.state import ModelFns, finished
 
 # The key id of the metrics' relearning (the AIN); each stage's own is in the registry
 # (``Unlearner.key_id``): no two share randomness (the rows of a swept stage share their
@@ -303,9 +303,11 @@ def run_study(
 
     stages: dict[str, StageResult] = {}  # by row
     loaded: set[str] = set()
-    abstract_state = seed_split(
-        jax.eval_shape(
-            jax.vmap(lambda k: model.fresh_state(k, jnp.float32(0.0))), seed_keys(cfg.seed, cfg.seeds, "original")
+    abstract_state = seed_split(  # a finished stage's state: no optimizer state (``finished``)
+        finished(
+            jax.eval_shape(
+                jax.vmap(lambda k: model.fresh_state(k, jnp.float32(0.0))), seed_keys(cfg.seed, cfg.seeds, "original")
+            )
         ),
         plan,
     )

@@ -75,9 +75,15 @@ def test_restored_state_is_bitwise_equal(first_run, tmp_path):
     store = CheckpointStore(root, CFG, data_fingerprint(tiny_task()))
     from jaxunlearn.study import build_model, seed_keys
 
+    from jaxunlearn.train.state import finished
+
     model = build_model(CFG, tiny_task())
-    abstract = jax.eval_shape(jax.vmap(lambda k: model.fresh_state(k, 0.0)), seed_keys(0, CFG.seeds, "original"))
+    full = jax.eval_shape(jax.vmap(lambda k: model.fresh_state(k, 0.0)), seed_keys(0, CFG.seeds, "original"))
+    abstract = finished(full)  # a stage is saved without its optimizer state
     loaded = store.load("retrain", abstract)
+    assert loaded.state.opt_state is None
+    with pytest.raises(ValueError, match="does not match this study's model"):
+        store.load("retrain", full)  # asking for Adam's moments: they were never saved
     fresh = run_study(CFG, progress=False, log=lambda m: None, task=tiny_task(), checkpoint_dir=tmp_path)
     del fresh
     store_b = CheckpointStore(tmp_path, CFG, data_fingerprint(tiny_task()))

@@ -99,6 +99,7 @@ def test_runner_fills_in_the_hyperparameters_a_call_leaves_out(setup):
     runner = PipelineRunner(pipeline, PLAN)
     keys = seed_keys(0, 1, "scrub")
     partial = runner(keys, original, task, hp={"distill_weight": 2.0}, progress=False)
+    assert partial.state.opt_state is None, "a finished stage keeps no optimizer state"
     full = runner(keys, original, task, hp=pipeline.hp(distill_weight=2.0), progress=False)
     for a, b in zip(jax.tree.leaves(partial.state.params), jax.tree.leaves(full.state.params), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -31,7 +31,7 @@ from jaxunlearn.runner import PipelineRunner, StageResult, run_in_chunks
 from jaxunlearn.seeds import LoopPlan, SeedExecutor, devices_for, num_seeds, take_seeds, to_host
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
-from jaxunlearn.train.state import ModelFns
+from jaxunlearn.train.state import ModelFns, finished
 
 
 class BlockStore(CheckpointStore):
@@ -152,8 +152,10 @@ class BlockRunner:
 
         if self.store is not None:
             self.store.declare(name, stage, {"first": first, "count": count, **(description or {})})
-            abstract = jax.eval_shape(
-                jax.vmap(lambda k: self.model.fresh_state(k, np.float32(0.0))), seed_keys(0, count, "original")
+            abstract = finished(
+                jax.eval_shape(
+                    jax.vmap(lambda k: self.model.fresh_state(k, np.float32(0.0))), seed_keys(0, count, "original")
+                )
             )
             restored = self.store.load(name, abstract) if self.resume else None
             if restored is not None:

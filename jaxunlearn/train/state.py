@@ -139,6 +139,15 @@ class ModelFns:
         return new_optimizer_state(TrainState(jnp.zeros((), jnp.int32), params, batch_stats, None), lr)
 
 
+def finished(state: TrainState) -> TrainState:
+    """What a finished stage keeps: its step count, parameters and batch statistics, without
+    the optimizer state. No later stage reads it (unlearners and relearning start a fresh Adam:
+    ``new_optimizer_state``), and Adam's two moments are twice the parameters: an AllCNN seed
+    is 15.7 MiB with them and about 5 MiB without. Works on arrays and on
+    ``jax.ShapeDtypeStruct`` trees alike."""
+    return state.replace(opt_state=None)
+
+
 def new_optimizer_state(state: TrainState, lr: jax.typing.ArrayLike) -> TrainState:
     """``state`` with a fresh Adam state (moments zero) at learning rate ``lr``.
 
