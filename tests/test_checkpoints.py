@@ -74,7 +74,6 @@ def test_restored_state_is_bitwise_equal(first_run, tmp_path):
     root, _result, _ = first_run
     store = CheckpointStore(root, CFG, data_fingerprint(tiny_task()))
     from jaxunlearn.study import build_model, seed_keys
-
     from jaxunlearn.train.state import finished
 
     model = build_model(CFG, tiny_task())

@@ -144,8 +144,9 @@ def finished(state: TrainState) -> TrainState:
     the optimizer state. No later stage reads it (unlearners and relearning start a fresh Adam:
     ``new_optimizer_state``), and Adam's two moments are twice the parameters: an AllCNN seed
     is 15.7 MiB with them and about 5 MiB without. Works on arrays and on
-    ``jax.ShapeDtypeStruct`` trees alike."""
-    return state.replace(opt_state=None)
+    ``jax.ShapeDtypeStruct`` trees alike. Anything else a pipeline ends with (a partial
+    pipeline's intermediate result, e.g. SSD's importances) is returned as it is."""
+    return state.replace(opt_state=None) if isinstance(state, TrainState) else state
 
 
 def new_optimizer_state(state: TrainState, lr: jax.typing.ArrayLike) -> TrainState:
