@@ -84,6 +84,10 @@ def with_(cfg: StudyConfig, **changes) -> StudyConfig:
     return dataclasses.replace(cfg, **changes)
 
 
+# The smallest `jaxunlearn run` the command-line tests share (each adds its own options).
+TINY_RUN_ARGS = ["run", "--dataset", "synthetic", "--model-arg", "hidden=16,16", "--seeds", "2", "--epochs", "2"]
+
+
 def build(name: str, model: ModelFns, task, cfg: StudyConfig, plan, **settings):
     """The registered stage ``name``'s pipeline, with ``cfg``'s settings for it and then
     ``settings`` (field=value) over them."""

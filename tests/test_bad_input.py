@@ -22,22 +22,10 @@ import pytest
 from jaxunlearn.cli import main
 from jaxunlearn.data.forget_rules import Indices, Mask
 from jaxunlearn.data.sources import RawData, build_task, load_dataset, make_synthetic
+from tests.helpers import TINY_RUN_ARGS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "BAD_INPUT.md"
-TINY = [
-    "run",
-    "--dataset",
-    "synthetic",
-    "--model-arg",
-    "hidden=16,16",
-    "--seeds",
-    "2",
-    "--epochs",
-    "2",
-    "--batch-size",
-    "64",
-    "--no-progress",
-]
+TINY = [*TINY_RUN_ARGS, "--batch-size", "64", "--no-progress"]
 
 _compiles = [0]
 

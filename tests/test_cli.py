@@ -7,28 +7,12 @@ import json
 import pytest
 
 from jaxunlearn.cli import main, parse_model_args
+from tests.helpers import TINY_RUN_ARGS
 
 # The module-scoped study is run once: these tests share one worker (make test: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("cli")
 
-TINY_ARGS = [
-    "run",
-    "--dataset",
-    "synthetic",
-    "--model-arg",
-    "hidden=16,16",
-    "--seeds",
-    "2",
-    "--epochs",
-    "2",
-    "--batch-size",
-    "64",
-    "--finetune-epochs",
-    "1",
-    "--proxy-epochs",
-    "1",
-    "--no-progress",
-]
+TINY_ARGS = [*TINY_RUN_ARGS, "--batch-size", "64", "--finetune-epochs", "1", "--proxy-epochs", "1", "--no-progress"]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from jaxunlearn.cli import main
-from tests.helpers import cached_child_env
+from tests.helpers import TINY_RUN_ARGS, cached_child_env
 
 pytestmark = pytest.mark.xdist_group("multiprocess")  # see tests/test_multidevice.py
 
@@ -51,15 +51,7 @@ STUDY = [
 HOST_STUDY = [
     "-m",
     "jaxunlearn.cli",
-    "run",
-    "--dataset",
-    "synthetic",
-    "--model-arg",
-    "hidden=16,16",
-    "--seeds",
-    "2",
-    "--epochs",
-    "2",
+    *TINY_RUN_ARGS,
     "--batch-size",
     "32",
     "--unlearners",

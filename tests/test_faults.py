@@ -20,30 +20,13 @@ import pytest
 
 from jaxunlearn.checkpoints import KILL_BEFORE_COMMIT_ENV
 from jaxunlearn.cli import main
-from tests.helpers import cached_child_env
+from tests.helpers import TINY_RUN_ARGS, cached_child_env
 
 # Its tests share module-scoped fixtures: one worker runs them all (make test: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("faults")
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = [
-    "run",
-    "--dataset",
-    "synthetic",
-    "--model-arg",
-    "hidden=16,16",
-    "--seeds",
-    "2",
-    "--epochs",
-    "2",
-    "--batch-size",
-    "64",
-    "--finetune-epochs",
-    "2",
-    "--unlearners",
-    "finetune",
-    "--no-progress",
-]
+ARGS = [*TINY_RUN_ARGS, "--batch-size", "64", "--finetune-epochs", "2", "--unlearners", "finetune", "--no-progress"]
 # Studies killed at random points, twice each (the run resumed after the first kill is
 # killed too), then resumed to the end. A kill is placed by the study's progress, not by
 # the clock: after a random number of newly committed stages (0 to all that are left) and a
