@@ -147,6 +147,7 @@ class PipelineRunner:
     def __call__(
         self, keys: jax.Array, original: TrainState | None, task: Task, hp: dict | None = None, progress: bool = True
     ) -> StageResult:
+        self.pipeline.check_task(task)
         seeds = int(keys.shape[0])
         # The pipeline's defaults for the hyperparameters ``hp`` leaves out (an unknown one is
         # a ValueError here, not a KeyError inside the trace).
@@ -239,6 +240,7 @@ class PipelineRunner:
         hps = [self.pipeline.hp(**h) for h in hps]  # unknown names raise here
         if len(hps) == 1:
             return [self(keys, original, task, hp=hps[0], progress=progress)]
+        self.pipeline.check_task(task)
         if self.pipeline.needs_original and original is None:
             raise ValueError(f"{self.pipeline.name} needs the original model's states")
         seeds, values = int(keys.shape[0]), len(hps)

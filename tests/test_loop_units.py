@@ -201,8 +201,53 @@ def test_fit_rejects_bad_row_sets():
     fit = Fit(
         fns, FitConfig(epochs=1, batch_size=n_forget, rows="forget"), supervised_loss(fns, "l1"), task, LoopPlan()
     )
-    np.testing.assert_array_equal(fit.rows, np.flatnonzero(np.asarray(task.train.forget) > 0.5))
-    assert fit.num_batches == 1
+    np.testing.assert_array_equal(fit.row_indices(task), np.flatnonzero(np.asarray(task.train.forget) > 0.5))
+    assert fit.row_count == n_forget and fit.num_batches == 1
+
+
+def test_row_sets_are_read_at_run_time_so_equal_sizes_share_one_program():
+    """Row sets are data: one jitted epoch serves two forget sets of the same size, and each
+    call's batches hold exactly its own set's rows (traced indices == host indices)."""
+    task, fns, _, state, _ = _fit()
+    n, n_forget = task.train.size, int(np.asarray(task.train.forget).sum())
+    other_mask = np.zeros(n, np.float32)
+    other_mask[np.random.default_rng(5).choice(n, n_forget, replace=False)] = 1.0
+    other = task.replace(train=task.train.replace(forget=jnp.asarray(other_mask)))
+    assert not np.array_equal(other_mask, np.asarray(task.train.forget)) and other.layout() == task.layout()
+    for which in ("all", "retain", "forget"):
+        for t in (task, other):
+            count = t.train.host_indices(which).size
+            np.testing.assert_array_equal(
+                jax.jit(lambda t, w=which, c=count: t.train.indices(w, c))(t), t.train.host_indices(which)
+            )
+    fit = Fit(fns, FitConfig(epochs=1, batch_size=8, rows="retain"), supervised_loss(fns, "l1"), task, LoopPlan())
+    seen = []
+
+    def batches(t):
+        seen.append(None)  # one entry per trace
+        return epoch_batches(jax.random.key(0), fit.row_indices(t), 8)
+
+    run = jax.jit(batches)
+    for t in (task, other):
+        idx, w = run(t)
+        np.testing.assert_array_equal(np.sort(np.asarray(idx)[np.asarray(w) > 0]), t.train.host_indices("retain"))
+    assert len(seen) == 1
+
+
+def test_a_pipeline_refuses_a_task_of_another_layout():
+    from jaxunlearn import unlearn
+    from jaxunlearn.config import StudyConfig
+    from jaxunlearn.runner import PipelineRunner
+
+    task, fns, _, _, _ = _fit()
+    plan = LoopPlan(seed_strategy="map")
+    pipeline = unlearn.get("finetune").build(fns, task, StudyConfig(batch_size=8, train_epochs=1), plan)
+    assert pipeline.layout == task.layout()
+    forget = np.asarray(task.train.forget).copy()
+    forget[np.flatnonzero(forget < 0.5)[0]] = 1.0  # one more forget row: another layout
+    bigger = task.replace(train=task.train.replace(forget=jnp.asarray(forget)))
+    with pytest.raises(ValueError, match="layout"):
+        PipelineRunner(pipeline, plan)(jax.random.split(jax.random.key(0), 1), None, bigger, progress=False)
 
 
 def test_plateau_reduces_lr_after_eleven_bad_epochs():

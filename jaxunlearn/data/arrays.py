@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Self
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
@@ -44,6 +45,19 @@ class Split:
             return np.arange(mask.shape[0], dtype=np.int32)
         raise ValueError(f"which must be 'forget', 'retain' or 'all', got {which!r}")
 
+    def indices(self, which: str, count: int) -> jax.Array:
+        """The same row indices as ``host_indices(which)``, read from the forget mask when
+        the program runs: int32 [count], in increasing order. Only the set's size ``count``
+        (static) is part of the compiled program, so tasks whose row sets differ but have
+        the same sizes share their programs. Traceable; ``count`` must be the set's size.
+        """
+        if which == "all":
+            return jnp.arange(self.size, dtype=jnp.int32)
+        if which not in ("forget", "retain"):
+            raise ValueError(f"which must be 'forget', 'retain' or 'all', got {which!r}")
+        member = self.forget > 0.5 if which == "forget" else ~(self.forget > 0.5)
+        return jnp.nonzero(member, size=count, fill_value=0)[0].astype(jnp.int32)
+
 
 @struct.dataclass
 class Task:
@@ -70,6 +84,15 @@ class Task:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
+
+    def layout(self) -> tuple:
+        """What a compiled program may depend on: the input shape and each split's row and
+        forget-row counts (never which rows). Tasks with equal layouts share programs."""
+        counts = tuple(
+            (name, split.size, int(np.count_nonzero(np.asarray(split.forget) > 0.5)))
+            for name, split in (("train", self.train), ("val", self.val), ("test", self.test))
+        )
+        return (self.input_shape, counts)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "input_shape": list(self.input_shape)}

@@ -46,14 +46,14 @@ class Relearn:
         self.model, self.cfg, self.plan = model, cfg, plan
         fit_cfg = FitConfig(epochs=cfg.max_epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss)
         self.fit = Fit(model, fit_cfg, supervised_loss(model, cfg.loss), task, plan)
-        self.forget_val_rows = task.val.host_indices("forget")
-        if self.forget_val_rows.size == 0:
+        self.forget_val_count = int(task.val.host_indices("forget").size)  # which rows: read at run time
+        if self.forget_val_count == 0:
             raise ValueError("the validation split has no forget rows: the anamnesis index cannot be measured")
         self.max_steps = cfg.max_epochs * self.fit.num_batches
         self.loss_fn = get_loss(cfg.loss)
 
     def forget_val_loss(self, state: TrainState, task: Task) -> jax.Array:
-        rows = jnp.asarray(self.forget_val_rows)
+        rows = task.val.indices("forget", self.forget_val_count)
         pred = predict(self.model, state.params, state.batch_stats, task.val.x[rows], self.plan)
         return jnp.mean(self.loss_fn(pred, task.val.y[rows]))
 
@@ -66,7 +66,7 @@ class Relearn:
             return (loss > threshold) & (step < self.max_steps)
 
         # Every epoch's batches and step keys, drawn once (not re-sorted at every step).
-        idx, w, step_keys = jax.vmap(lambda e: self._epoch_inputs(key, e))(jnp.arange(self.cfg.max_epochs))
+        idx, w, step_keys = jax.vmap(lambda e: self._epoch_inputs(key, e, task))(jnp.arange(self.cfg.max_epochs))
 
         def body(c):
             epoch, b = c[0] // nb, c[0] % nb
@@ -86,7 +86,7 @@ class Relearn:
         A step's update is kept only while the loss is above ``threshold``; the keys and
         batches are those of ``steps``, so both count the same steps.
         """
-        idx, w, step_keys = self._epoch_inputs(key, epoch)
+        idx, w, step_keys = self._epoch_inputs(key, epoch, task)
 
         def body(c, inputs):
             # A select instead of lax.cond: XLA:CPU runs conv steps inside conditionals as
@@ -106,10 +106,10 @@ class Relearn:
         state, _ = self.fit.step(state, self.fit.gather(task, None, idx, w), key, {}, None)
         return step + 1, state, self.forget_val_loss(state, task)
 
-    def _epoch_inputs(self, key: jax.Array, epoch: jax.Array):
+    def _epoch_inputs(self, key: jax.Array, epoch: jax.Array, task: Task):
         """Batches [nb, B], weights [nb, B] and step keys [nb] of one relearning epoch."""
         k_perm, k_steps = jax.random.split(jax.random.fold_in(key, epoch))
-        idx, w = epoch_batches(k_perm, jnp.asarray(self.fit.rows), self.cfg.batch_size)
+        idx, w = epoch_batches(k_perm, self.fit.row_indices(task), self.cfg.batch_size)
         return idx, w, jax.random.split(k_steps, self.fit.num_batches)
 
 

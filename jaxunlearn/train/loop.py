@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
@@ -108,6 +107,7 @@ def epoch_batches(key: jax.Array, rows: jax.Array, batch_size: int) -> tuple[jax
 
     The last batch is padded with row ``rows[0]`` at weight 0.
     """
+    rows = jnp.asarray(rows)
     m = rows.shape[0]
     nb = -(-m // batch_size)
     pad = nb * batch_size - m
@@ -216,12 +216,16 @@ class Fit:
                 f"batch_size {cfg.batch_size} is larger than the {rows.size} training {cfg.rows!r} rows; "
                 f"use batch_size <= {rows.size}"
             )
-        self.rows = np.asarray(rows, np.int32)
+        self.row_count = int(rows.size)  # static; which rows is read from the task at run time
         self.num_batches = -(-rows.size // cfg.batch_size)
         self.optimizer = make_optimizer()
         # PyTorch's ReduceLROnPlateau(patience=10) cuts after the 11th bad epoch; optax's after the patience-th.
         self.plateau = optax.contrib.reduce_on_plateau(patience=11)
         self.eval_loss = get_loss(cfg.loss)
+
+    def row_indices(self, task: Task) -> jax.Array:
+        """The phase's training rows of ``task`` (traced): int32 [row_count]."""
+        return task.train.indices(self.cfg.rows, self.row_count)
 
     def init_carry(self, key: jax.Array, state: TrainState, hp: dict) -> FitCarry:
         """Starts the phase from ``state`` at learning rate hp[lr_key]."""
@@ -262,7 +266,7 @@ class Fit:
     def _epoch(self, carry: FitCarry, epoch: jax.Array, task: Task, hp: dict, aux: Any):
         cfg = self.cfg
         k_perm, k_steps = jax.random.split(jax.random.fold_in(carry.key, epoch))
-        idx, w = epoch_batches(k_perm, jnp.asarray(self.rows), cfg.batch_size)
+        idx, w = epoch_batches(k_perm, self.row_indices(task), cfg.batch_size)
 
         def step(state_and_flag, inputs):
             state, diverged_at = state_and_flag

@@ -58,12 +58,24 @@ class Pipeline:
         default_hp: float hyperparameters (learning rates, beta, ...) as a dict; None: the
             registered unlearner's (``Unlearner.build`` fills them in).
         needs_original: False for pipelines that start from scratch (original, retrain).
+        layout: ``Task.layout()`` of the task it was built for (``Unlearner.build`` fills it
+            in): the runner refuses a task with another layout, since the phases read the
+            row-set sizes at build time and the rows themselves at run time.
     """
 
     name: str
     phases: tuple[Phase, ...]
     default_hp: dict[str, float] | None = None
     needs_original: bool = True
+    layout: tuple | None = None
+
+    def check_task(self, task: Task) -> None:
+        """Raises ValueError if ``task`` has another layout than the pipeline was built for."""
+        if self.layout is not None and task.layout() != self.layout:
+            raise ValueError(
+                f"{self.name}: built for a task with layout {self.layout} (input shape; rows and forget rows "
+                f"per split), called with {task.layout()}: build the stage for this task"
+            )
 
     def hp(self, **overrides: float) -> dict[str, jax.Array]:
         default_hp = self.default_hp

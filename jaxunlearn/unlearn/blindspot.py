@@ -69,19 +69,19 @@ def proxy_outputs(model: ModelFns, params, batch_stats, x: jax.Array, plan: Loop
     return jax.lax.stop_gradient(map_chunks(targets, x, plan))
 
 
-def blindspot_loss(model: ModelFns, loss_name: str, cache_slot: np.ndarray | None = None) -> BatchLoss:
+def blindspot_loss(model: ModelFns, loss_name: str) -> BatchLoss:
     """The student's objective.
 
     ``aux`` holds either "proxy" = (params, batch_stats), run on each batch, or "cache" =
-    (pred [F, 1], maps ([F, P_l], ...)) of the F forget rows, with ``cache_slot`` [N] int32
-    giving each training row's position in it (retain rows: any valid slot, weight 0).
+    (pred [F, 1], maps ([F, P_l], ...)) of the F forget rows with "cache_slot" [N] int32,
+    each training row's position in it (retain rows: slot 0, weight 0).
     """
     loss_fn = get_loss(loss_name)
 
     def batch_loss(params, batch_stats, batch, key, hp, aux):
         pred, feats, new_stats = model.apply_train(params, batch_stats, batch["x"], batch["w"])
         if "cache" in aux:
-            slot = jnp.asarray(cache_slot)[batch["idx"]]
+            slot = aux["cache_slot"][batch["idx"]]
             proxy_pred, proxy_maps = jax.tree_util.tree_map(lambda a: a[slot], aux["cache"])
         else:
             proxy_params, proxy_stats = aux["proxy"]
@@ -133,22 +133,25 @@ def make_blindspot(
         )
     proxy_fit = recipe_fit(model, task, cfg, plan, rows="retain", epochs=settings.proxy_epochs, lr_key="proxy_lr")
     base = from_original()
-    forget_rows = task.train.host_indices("forget").astype(np.int32)
-    cache_slot = np.zeros(task.train.size, np.int32)
-    cache_slot[forget_rows] = np.arange(forget_rows.size, dtype=np.int32)
+    forget_count = int(task.train.host_indices("forget").size)  # which rows: read from the task at run time
 
     def student_start(key, original, task, hp, earlier):
         state, _ = base(key, original, task, hp, earlier)
         proxy = earlier[0]
         if not proxy_cache:
             return state, {"proxy": (proxy.params, proxy.batch_stats)}
-        x_forget = task.train.x[jnp.asarray(forget_rows)]
-        return state, {"cache": proxy_outputs(model, proxy.params, proxy.batch_stats, x_forget, plan)}
+        forget_rows = task.train.indices("forget", forget_count)
+        cache_slot = (
+            jnp.zeros(task.train.size, jnp.int32).at[forget_rows].set(jnp.arange(forget_count, dtype=jnp.int32))
+        )
+        x_forget = task.train.x[forget_rows]
+        cache = proxy_outputs(model, proxy.params, proxy.batch_stats, x_forget, plan)
+        return state, {"cache": cache, "cache_slot": cache_slot}
 
     student_cfg = FitConfig(
         epochs=settings.epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss, augment_pad=cfg.augment_pad
     )
-    student_fit = Fit(model, student_cfg, blindspot_loss(model, cfg.loss, cache_slot), task, plan)
+    student_fit = Fit(model, student_cfg, blindspot_loss(model, cfg.loss), task, plan)
     phases = (
         Phase("proxy", fresh_start(model, "proxy_lr"), proxy_fit, reads_hp=("proxy_lr",)),
         Phase("student", student_start, student_fit),

@@ -166,13 +166,13 @@ class Unlearner:
                 f"unlearner {self.name!r}: make(...) must return a Pipeline, got {type(pipeline).__name__}"
             )
         if pipeline.default_hp is None:
-            return dataclasses.replace(pipeline, default_hp=dict(self.hp))
+            pipeline = dataclasses.replace(pipeline, default_hp=dict(self.hp))
         if set(pipeline.default_hp) != set(self.hp):
             raise ValueError(
                 f"unlearner {self.name!r}: its pipeline's hyperparameters {sorted(pipeline.default_hp)} "
                 f"differ from the registered ones {sorted(self.hp)}"
             )
-        return pipeline
+        return dataclasses.replace(pipeline, layout=task.layout())
 
 
 def derived_key_id(name: str) -> int:

@@ -82,7 +82,7 @@ def batch_importance(
     params,
     batch_stats,
     task: Task,
-    rows: np.ndarray,
+    rows: jax.Array,
     batch_size: int,
     key: jax.Array,
     plan: LoopPlan,
@@ -91,7 +91,7 @@ def batch_importance(
     batch's masked mean of ``objective(pred [B, 1], y [B, 1]) -> [B, 1]`` (a task loss, or
     ``output_norm``), the model in inference mode. Returns (pytree like ``params``, the
     objective's mean over the batches)."""
-    idx, w = epoch_batches(key, jnp.asarray(rows), batch_size)
+    idx, w = epoch_batches(key, rows, batch_size)
 
     def batch_loss(p, batch):
         pred = model.apply_eval(p, batch_stats, batch["x"])[0]
@@ -132,14 +132,13 @@ def make_ssd(
     """Phase "importance" (F_D and F_f of the original model), then phase "dampen".
     ``label_free``: LFSSD's importances (``output_norm``) instead of the task loss's."""
     objective = output_norm if label_free else get_loss(cfg.loss)
-    all_rows = np.asarray(task.train.host_indices("all"), np.int32)
-    forget_rows = np.asarray(task.train.host_indices("forget"), np.int32)
-    if forget_rows.size == 0:
+    # Only the sets' sizes are fixed here; which rows is read from the task at run time.
+    all_count, forget_count = task.train.size, int(task.train.host_indices("forget").size)
+    if forget_count == 0:
         raise ValueError("SSD needs forget rows: the forget set is empty")
-    if cfg.batch_size > all_rows.size:
+    if cfg.batch_size > all_count:
         raise ValueError(
-            f"batch_size {cfg.batch_size} is larger than the {all_rows.size} training rows; "
-            f"use batch_size <= {all_rows.size}"
+            f"batch_size {cfg.batch_size} is larger than the {all_count} training rows; use batch_size <= {all_count}"
         )
 
     def from_original(key, original, task, hp, earlier):
@@ -150,7 +149,15 @@ def make_ssd(
     def importance(key, state: TrainState, task, hp, aux):
         k_full, k_forget = jax.random.split(key)
         full, loss = batch_importance(
-            model, objective, state.params, state.batch_stats, task, all_rows, cfg.batch_size, k_full, plan
+            model,
+            objective,
+            state.params,
+            state.batch_stats,
+            task,
+            task.train.indices("all", all_count),
+            cfg.batch_size,
+            k_full,
+            plan,
         )
         forget, _ = batch_importance(
             model,
@@ -158,8 +165,8 @@ def make_ssd(
             state.params,
             state.batch_stats,
             task,
-            forget_rows,
-            min(cfg.batch_size, forget_rows.size),
+            task.train.indices("forget", forget_count),
+            min(cfg.batch_size, forget_count),
             k_forget,
             plan,
         )
