@@ -74,6 +74,7 @@ _NOT_TRAINING = (
     "relearn_max_epochs",
     "relearn_alpha",
     "mia_samples",
+    "mia_models",
     "mia_units",
     "stand_in",
     "devices",

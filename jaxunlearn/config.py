@@ -43,6 +43,10 @@ class StudyConfig:
             Given as a dict or as (key, value) pairs; stored as sorted pairs of floats.
         relearn_lr, relearn_max_epochs, relearn_alpha: the anamnesis index (AIN) settings.
         mia_samples: samples per class for the membership-inference attack (paper: 2000).
+        mia_models: attack only the first this many seeds' models of each row (the
+            attack costs ~1 s of CPU per model; at hundreds of seeds it can outlast the
+            training): their mean is the table's "MIA forget", whose header then says
+            "k of S models". None: every seed's model.
         mia_units: the attack's loss features: "standardised" (default; scale-free) or
             "raw" (the target's own units, exactly as the reference computes them, for
             comparing with the paper's numbers; ``jaxunlearn.metrics.suite.svc_attack``).
@@ -74,6 +78,7 @@ class StudyConfig:
     relearn_max_epochs: int = 10
     relearn_alpha: float = 0.05
     mia_samples: int = 2000
+    mia_models: int | None = None
     mia_units: str = "standardised"
     seed_strategy: str = "auto"
     epochs_per_call: int | None = None
@@ -86,6 +91,10 @@ class StudyConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.mia_models is not None and (
+            isinstance(self.mia_models, bool) or not isinstance(self.mia_models, int) or self.mia_models < 1
+        ):
+            raise ValueError(f"mia_models must be a positive integer or None (every seed), got {self.mia_models!r}")
         if self.devices is not None and (not isinstance(self.devices, int) or self.devices < 1):
             raise ValueError(f"devices must be a positive integer or None (all devices), got {self.devices!r}")
         if self.augment_pad < 0:

@@ -387,7 +387,7 @@ def run_study(
     mask_diverged(per_seed, divergence)
     summary = summarise(per_seed)
     table = format_table(
-        summary, rows, TABLE_COLUMNS, digits=3, plain=("run_seconds", "time_vs_retrain"), spread="ci95"
+        summary, rows, study_columns(cfg), digits=3, plain=("run_seconds", "time_vs_retrain"), spread="ci95"
     )
     y_mean, y_std = float(task.y_mean), float(task.y_std)
     splits = ("train", "test")
@@ -410,6 +410,17 @@ def run_study(
             name: [prediction_digest([p[s][i] for s in splits]) for i in range(cfg.seeds)] for name, p in preds.items()
         },
     )
+
+
+def study_columns(cfg: StudyConfig) -> list[tuple[str, str]]:
+    """The study table's (metric, header) columns; the attack's header says when it ran
+    on fewer models than the study has seeds (``cfg.mia_models``)."""
+    if cfg.mia_models is None or cfg.mia_models >= cfg.seeds:
+        return TABLE_COLUMNS
+    return [
+        (key, f"{header} ({cfg.mia_models} of {cfg.seeds} models)" if key == "mia" else header)
+        for key, header in TABLE_COLUMNS
+    ]
 
 
 def mask_diverged(per_seed: dict[str, dict[str, np.ndarray]], divergence: list[dict]) -> None:
@@ -470,7 +481,15 @@ def measure(
     per_seed = {}
     for name in stages:
         metrics = prediction_metrics(
-            preds[name], preds["retrain"], targets, forget, y_std, cfg.mia_samples, cfg.seed, cfg.mia_units
+            preds[name],
+            preds["retrain"],
+            targets,
+            forget,
+            y_std,
+            cfg.mia_samples,
+            cfg.seed,
+            cfg.mia_units,
+            cfg.mia_models,
         )
         metrics["relearn_steps"] = steps[name].astype(np.float64)
         metrics["ain"] = anamnesis_index(steps[name], steps["retrain"])

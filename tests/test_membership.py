@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.svm import SVC
 
-from jaxunlearn.metrics.membership import mia_member_rate, mia_member_rates
+from jaxunlearn.metrics.membership import WORKERS_ENV, attack_workers, mia_member_rate, mia_member_rates
 
 
 def _losses(seed=0, nm=500, nn=500, nt=300):
@@ -113,6 +113,29 @@ def test_batched_rates_use_seed_plus_i():
     assert rates.shape == (s,) and rates.dtype == np.float64
     expected = [mia_member_rate(member[i], nonmember[i], target[i], n_train=50, seed=10 + i) for i in range(s)]
     np.testing.assert_array_equal(rates, expected)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 5])
+def test_batched_rates_are_the_same_for_any_thread_count(workers, monkeypatch):
+    rng = np.random.default_rng(4)
+    s = 5
+    member = rng.normal(1.0, 1.0, (s, 300)) ** 2
+    nonmember = rng.normal(1.4, 1.0, (s, 300)) ** 2
+    target = rng.normal(1.2, 1.0, (s, 80)) ** 2
+    serial = [mia_member_rate(member[i], nonmember[i], target[i], n_train=100, seed=3 + i) for i in range(s)]
+    np.testing.assert_array_equal(
+        mia_member_rates(member, nonmember, target, n_train=100, seed=3, workers=workers), serial
+    )
+    monkeypatch.setenv(WORKERS_ENV, str(workers))  # the default thread count comes from the environment
+    assert attack_workers() == workers
+    np.testing.assert_array_equal(mia_member_rates(member, nonmember, target, n_train=100, seed=3), serial)
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_worker_count_is_refused(value, monkeypatch):
+    monkeypatch.setenv(WORKERS_ENV, value)
+    with pytest.raises(ValueError, match=WORKERS_ENV):
+        attack_workers()
 
 
 def test_batched_rejects_mismatched_seeds_and_bad_rank():

@@ -125,3 +125,30 @@ def test_wasserstein_equals_scipy_without_its_blas_dot():
         assert _wasserstein(rng.permutation(u), rng.permutation(v)) == _wasserstein(u, v)
     with pytest.raises(ValueError, match="non-empty"):
         _wasserstein(np.array([]), np.array([1.0]))
+
+
+def test_the_attack_cap_attacks_the_first_models_only_and_the_table_says_so():
+    from jaxunlearn.cli import build_parser, config_from_args
+    from jaxunlearn.config import StudyConfig
+    from jaxunlearn.metrics.suite import prediction_metrics
+    from jaxunlearn.study import study_columns
+
+    rng = np.random.default_rng(0)
+    n_train, n_test, seeds = 120, 60, 3
+    targets = {"train": rng.normal(size=n_train), "test": rng.normal(size=n_test)}
+    forget = {"train": np.arange(n_train) < 30, "test": np.arange(n_test) < 15}
+    preds = {s: targets[s][None] + rng.normal(0, 0.3, (seeds, t.size)) for s, t in targets.items()}
+    full = prediction_metrics(preds, preds, targets, forget, 1.0, 50, 0)
+    capped = prediction_metrics(preds, preds, targets, forget, 1.0, 50, 0, mia_models=2)
+    np.testing.assert_array_equal(capped["mia"][:2], full["mia"][:2])
+    assert np.isnan(capped["mia"][2]) and np.all(np.isfinite(full["mia"]))
+    for key in full.keys() - {"mia"}:
+        np.testing.assert_array_equal(capped[key], full[key])
+
+    headers = dict(study_columns(StudyConfig(seeds=8, mia_models=2)))
+    assert headers["mia"] == "MIA forget (2 of 8 models)"
+    assert dict(study_columns(StudyConfig(seeds=8, mia_models=8)))["mia"] == "MIA forget"
+    assert config_from_args(build_parser().parse_args(["run", "--attack-models", "4"])).mia_models == 4
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="mia_models"):
+            StudyConfig(mia_models=bad)

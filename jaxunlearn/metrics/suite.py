@@ -34,6 +34,7 @@ def prediction_metrics(
     mia_samples: int,
     seed: int,
     mia_units: str = "standardised",
+    mia_models: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Errors, Wasserstein distance and membership attack for one model, per seed.
 
@@ -43,6 +44,8 @@ def prediction_metrics(
         y_std: target std (errors are reported in target units).
         mia_samples: samples per class for the attack; seed: its sampling seed;
         mia_units: the attack's loss units (``svc_attack``).
+        mia_models: attack only the first this many seeds' models (the others' "mia" is
+            NaN); None: every seed's.
 
     Returns:
         {metric: [S]}: {train,test}_{retain,forget}_{mae,mse}, wasserstein, mia.
@@ -53,7 +56,12 @@ def prediction_metrics(
             for name, value in masked_errors(preds[split], targets[split], mask, y_std).items():
                 out[f"{split}_{part}_{name}"] = value
     out["wasserstein"] = wasserstein_to_reference(preds["train"], retrain_preds["train"], forget["train"], y_std)
-    out["mia"] = svc_attack(preds, targets, forget, y_std, mia_samples, seed, mia_units)
+    seeds = preds["train"].shape[0]
+    attacked = seeds if mia_models is None else min(mia_models, seeds)
+    out["mia"] = np.full(seeds, np.nan)
+    out["mia"][:attacked] = svc_attack(
+        {s: p[:attacked] for s, p in preds.items()}, targets, forget, y_std, mia_samples, seed, mia_units
+    )
     return out
 
 
