@@ -154,6 +154,12 @@ CASES = [
     Case("unknown loss", "--loss huber", "unknown loss 'huber'; known losses:", cli=("--loss", "huber")),
     Case("unknown stand-in", "--stand-in nope", "unknown stand_in 'nope'; known datasets:", cli=("--stand-in", "nope")),
     Case("zero seeds", "--seeds 0", "seeds must be a positive integer, got 0", cli=("--seeds", "0")),
+    Case(
+        "no model to attack",
+        "--attack-models 0",
+        "mia_models must be a positive integer or None (every seed), got 0",
+        cli=("--attack-models", "0"),
+    ),
     Case("negative epochs", "--epochs -1", "train_epochs must be a positive integer, got -1", cli=("--epochs", "-1")),
     Case(
         "zero batch size", "--batch-size 0", "batch_size must be a positive integer, got 0", cli=("--batch-size", "0")
