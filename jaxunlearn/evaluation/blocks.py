@@ -98,8 +98,8 @@ class BlockRunner:
 
     def runner(self, stage: str, task: Task, seeds: int) -> PipelineRunner:
         """The stage's runner for chunks of ``seeds`` seeds, built once per stage and chunk
-        size. Every task given for one stage must have the same shapes and row sets
-        (forget/retain indices): a pipeline may read those at build time, never the values."""
+        size. Every task given for one stage must have the same layout (``Task.layout``: shapes
+        and row-set sizes); which rows are forget rows may differ (the runner checks)."""
         key = (stage, seeds)
         if key not in self.runners:
             plan = self._plan(seeds)
