@@ -10,6 +10,9 @@
 #      512 more retrained for the noise floor, 512 unlearned, metrics) on a forecasting-sized
 #      task: the synthetic dataset at the Taylor task's shape (pmdarima, which holds the
 #      Taylor series, is not installed on the GPU machine).
+#   4. issue 28: the SVC attack's seconds per model at the paper's size, 1 thread against
+#      the host's cores (benchmarks/attack.py --paper-size), and a second forget draw's
+#      compiles with row sets as data (benchmarks/row_sets.py, synthetic data).
 # Records: $OUT/scaling.jsonl, $OUT/cmdbuf.jsonl; summary: $OUT/summary.md; evaluation: $OUT/eval/.
 # Usage (repo root, on the GPU machine): OUT=/some/dir bash benchmarks/gpu_scaling.sh
 set -u
@@ -29,6 +32,9 @@ XLA_FLAGS="--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL ${XLA_FLAGS:-}" \
 timeout -k 5 150 $PY -m jaxunlearn.cli evaluate --protocol neurips23 --models 512 --unlearners finetune \
   --dataset synthetic --dataset-arg n=3900 --dataset-arg dim=96 --no-checkpoints --no-progress \
   --attack-models 8 --out "$OUT/eval" 2>&1 | tee "$OUT/eval.log"
+
+timeout -k 5 40 $PY -m benchmarks.attack --paper-size --seeds 64 2>&1 | tee "$OUT/attack.jsonl"
+timeout -k 5 90 $PY -m benchmarks.row_sets --dataset synthetic 2>&1 | tee "$OUT/row_sets.jsonl"
 
 $PY -m benchmarks.suite summarise "$OUT/scaling.jsonl" "$OUT/cmdbuf.jsonl" --out "$OUT/summary.md"
 echo "gpu_scaling.sh: ${SECONDS} s in all"
