@@ -337,7 +337,7 @@ class Bench:
         self.start_s.setdefault(group, {})[phase] = start_s
         flops = self.epoch_flops(wl, dtype, phase, fit, begun["state"] if one_shot else carry.state, hp, aux)
         # A one-shot phase counts the rows of SSD's importance passes (all rows, then the forget rows).
-        rows = task.train.size + int(task.train.host_indices("forget").size) if one_shot else int(fit.rows.size)
+        rows = task.train.size + int(task.train.host_indices("forget").size) if one_shot else fit.row_count
         out = {
             "pipeline": pipe_name,
             "phase_index": index,
@@ -417,7 +417,7 @@ class Bench:
             )
             return flops_record(xla, loops, "of the whole one-shot pass")
         b = fit.cfg.batch_size
-        idx, w = jnp.asarray(fit.rows[:b]), jnp.ones((b,), jnp.float32)
+        idx, w = jnp.asarray(task.train.host_indices(fit.cfg.rows)[:b]), jnp.ones((b,), jnp.float32)
 
         def one_step(state, idx, w, key, hp, aux, task):
             return fit.step(state, fit.gather(task, aux, idx, w), key, hp, aux)

@@ -78,7 +78,7 @@ def step_parts(bench, wl, dtype: str) -> tuple[dict[str, tuple], Any]:
     fit, hp = runner.drivers[0].phase.fit, runner.pipeline.hp()
     state = model.fresh_state(jax.random.key(0), hp["lr"])
     b = fit.cfg.batch_size
-    batch = fit.gather(task, None, jnp.asarray(fit.rows[:b]), jnp.ones((b,), jnp.float32))
+    batch = fit.gather(task, None, jnp.asarray(task.train.host_indices(fit.cfg.rows)[:b]), jnp.ones((b,), jnp.float32))
     key = jax.random.key(1)
 
     def grad(s, bt, k):

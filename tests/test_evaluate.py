@@ -70,22 +70,25 @@ def test_neurips23_rows_controls_and_shapes(neurips, task):
 
 def test_chunks_of_any_size_give_the_same_models(neurips, task):
     """6 models in calls of 4 (the last padded) == in the calls a tiny memory limit forces:
-    bitwise, seed for seed (the "map" strategy runs seeds one after another). (The study
-    test below compares chunks with one call.)"""
+    bitwise, seed for seed (the "map" strategy runs seeds one after another), for calls of
+    2 or more models; a one-model call (a loop of one step, which XLA may fuse otherwise:
+    ``run_in_chunks``) to float rounding. Here (2-core Zen 4, jax 0.10.2) the limit gives 3
+    per call. (The study test below compares chunks with one call.)"""
     result, _, _ = neurips
     messages = []
     squeezed, run = run_evaluation(
         CFG,
-        EvaluationConfig("neurips23", models=MODELS, attack_models=2, memory_limit=parse_bytes("60KB")),
+        EvaluationConfig("neurips23", models=MODELS, attack_models=2, memory_limit=parse_bytes("65KB")),
         task=task,
         progress=False,
         log=messages.append,
     )
     assert 1 <= run["chunks"]["retrain"] < MODELS, run["chunks"]
     assert any("per call" in m for m in messages)
+    rtol = 0.0 if min(run["chunks"]["retrain"], run["chunks"]["finetune"]) >= 2 else 1e-6
     for row in result.rows:
-        assert squeezed.per_example[row]["eps"] == result.per_example[row]["eps"], row
-        assert squeezed.metrics[row]["retain_mae"] == result.metrics[row]["retain_mae"], row
+        np.testing.assert_allclose(squeezed.per_example[row]["eps"], result.per_example[row]["eps"], rtol=rtol)
+        np.testing.assert_allclose(squeezed.metrics[row]["retain_mae"], result.metrics[row]["retain_mae"], rtol=rtol)
 
 
 def test_a_killed_evaluation_resumes_losing_one_block(neurips, task, tmp_path, monkeypatch):
