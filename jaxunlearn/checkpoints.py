@@ -84,6 +84,16 @@ _NOT_TRAINING = (
 )
 # The package's modules whose code shapes a stage's trained weights (paths in jaxunlearn/).
 TRAINING_CODE = ("config.py", "data", "models", "runner.py", "seeds.py", "train", "unlearn")
+# A stage run in several calls of seeds saves each call's seeds as "ROW#seedsA-B" (seeds
+# A..B-1), so a kill loses at most one call; the parts are deleted once the row is saved.
+CHUNK_MARK = "#seeds"
+
+
+def chunk_name(row: str, start: int, stop: int) -> str:
+    """The checkpoint name of seeds ``start .. stop - 1`` of ``row`` (a part of a stage)."""
+    return f"{row}{CHUNK_MARK}{start}-{stop}"
+
+
 # Testing hook: kill the process after a stage's files are written but before the rename
 # that commits them (the fault tests set it in a child process).
 KILL_BEFORE_COMMIT_ENV = "JAXUNLEARN_TEST_KILL_BEFORE_COMMIT"
@@ -230,7 +240,8 @@ class CheckpointStore:
     # ---------------------------------------------------------------- stages
     def settings(self, row: str) -> dict[str, Any]:
         """What the row's weights depend on: its stage's settings and hyperparameters, and a
-        plug-in's code (``stage_code``)."""
+        plug-in's code (``stage_code``); for a part of a row (``chunk_name``), also its seeds."""
+        row, mark, seeds = row.partition(CHUNK_MARK)
         if row not in self.rows:
             raise ValueError(f"no row {row!r} in this study; its rows: {list(self.rows)}")
         variant = self.rows[row]
@@ -238,6 +249,7 @@ class CheckpointStore:
             "settings": training_settings(self.cfg, variant.stage),
             "hp": variant.resolved_hp(),
             **self.stage_code(variant.stage),
+            **({"seeds": seeds} if mark else {}),
         }
 
     def key(self, row: str) -> str:
@@ -369,6 +381,62 @@ class CheckpointStore:
             except PermissionError:
                 continue
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+class StageParts:
+    """The checkpoints of a stage's calls of seeds (``chunk_name``): each call's seeds are
+    saved as it ends, loaded again by a rerun that may reuse them, and deleted once every
+    row of the stage is saved whole. ``load``/``save`` are ``run_in_chunks``'s hooks.
+
+    Args:
+        store: the checkpoint store, or None (then nothing is saved or loaded).
+        label: the stage's name in log lines; rows: the rows the stage's calls compute
+            (one per hyperparameter value), in order.
+        reuse: whether saved parts may be loaded (reused stages, or ``--resume``).
+        abstract: seeds -> the restore target of that many seeds' states, or None for
+            the default placement.
+        total: the stage's seed count (for log lines); log: one-line messages.
+    """
+
+    def __init__(
+        self,
+        store: CheckpointStore | None,
+        label: str,
+        rows: list[str],
+        reuse: bool,
+        abstract: Any,
+        total: int,
+        log: Any,
+    ):
+        self.store, self.label, self.rows, self.reuse = store, label, rows, reuse
+        self.abstract, self.total, self.log = abstract, total, log
+        self.ranges: list[tuple[int, int]] = []
+
+    def load(self, start: int, stop: int) -> list[StageResult] | None:
+        self.ranges.append((start, stop))
+        if self.store is None or not self.reuse:
+            return None
+        target = self.abstract(stop - start)  # None: restored as saved, placed by the next call
+        found = [self.store.load(chunk_name(row, start, stop), target) for row in self.rows]
+        if any(r is None for r in found):
+            return None
+        self.log(f"{self.label}: seeds {start}-{stop - 1} loaded from {self.store.root} (saved by an earlier run)")
+        return found  # type: ignore[return-value]
+
+    def save(self, start: int, stop: int, results: list[StageResult]) -> None:
+        if self.store is None:
+            return
+        for row, result in zip(self.rows, results, strict=True):
+            self.store.save(chunk_name(row, start, stop), result)
+        self.log(f"{self.label}: seeds {start}-{stop - 1} of {self.total} done and saved")
+
+    def discard(self) -> None:
+        """Deletes the parts (call it once the rows are saved whole)."""
+        if self.store is None:
+            return
+        for start, stop in self.ranges:
+            for row in self.rows:
+                discard_checkpoint(self.store.path(chunk_name(row, start, stop)))
 
 
 def discard_checkpoint(folder: str | os.PathLike[str]) -> None:

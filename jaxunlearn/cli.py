@@ -264,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_options(run, DEFAULTS, seeds=True)
     _add_output_options(run, "results")
     run.add_argument(
+        "--chunk",
+        type=int,
+        metavar="N",
+        help="at most N seeds per compiled call (default: all that fit the device's memory); each call's "
+        "seeds are checkpointed as it ends, so a kill loses at most one call",
+    )
+    run.add_argument(
         "--attack-models",
         type=int,
         dest="mia_models",
@@ -466,6 +473,7 @@ def command_run(args: argparse.Namespace) -> int:
             log=(lambda m: print(m, flush=True)) if main_process else (lambda m: None),
             checkpoint_dir=checkpoint_dir,
             resume=args.resume,
+            chunk=args.chunk,
         )
     except KeyboardInterrupt:
         where = (

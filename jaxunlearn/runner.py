@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -310,6 +311,8 @@ def run_in_chunks(
     hps: list[dict],
     chunk: int,
     progress: bool = True,
+    saved: Callable[[int, int], list[StageResult] | None] | None = None,
+    save: Callable[[int, int, list[StageResult]], None] | None = None,
 ) -> list[StageResult]:
     """``runner.run_values`` over the seeds ``keys`` [S] in calls of ``chunk`` seeds each:
     the same results, seed for seed, as one call over all S, in less memory ("host":
@@ -321,6 +324,11 @@ def run_in_chunks(
     Args:
         original: the original states: one seed (every seed starts from it) or S seeds.
         hps: as for ``run_values``.
+        saved: ``saved(start, stop)``: the results (one per ``hps`` entry) of seeds
+            ``start .. stop - 1`` saved by an earlier run, or None to compute them; asked
+            before each call when there are several.
+        save: ``save(start, stop, results)``: called after each call when there are several
+            (e.g. to checkpoint it, so a kill loses at most one call).
     """
     seeds = int(keys.shape[0])
     if original is not None and num_seeds(original) == 1 and seeds > 1:  # every seed starts from the one
@@ -329,10 +337,17 @@ def run_in_chunks(
         return runner.run_values(keys, original, task, hps, progress=progress)
     parts: list[list[StageResult]] = []
     for start in range(0, seeds, chunk):
+        stop = min(start + chunk, seeds)
+        loaded = saved(start, stop) if saved is not None else None
+        if loaded is not None:
+            parts.append(loaded)
+            continue
         slots = np.minimum(np.arange(start, start + chunk), seeds - 1)
         starts = None if original is None else take_seeds(original, slots)
         results = runner.run_values(take_seeds(keys, slots), starts, task, hps, progress=progress)
-        parts.append([first_seeds(r, min(chunk, seeds - start), runner.plan) for r in results])
+        parts.append([first_seeds(r, stop - start, runner.plan) for r in results])
+        if save is not None:
+            save(start, stop, parts[-1])
     return [concat_results([p[i] for p in parts], runner.plan) for i in range(len(hps))]
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in notebooks
 
 from jaxunlearn import unlearn
-from jaxunlearn.checkpoints import REUSED_STAGES, CheckpointStore, data_fingerprint
+from jaxunlearn.checkpoints import REUSED_STAGES, CheckpointStore, StageParts, data_fingerprint
 from jaxunlearn.compile_cache import enable as enable_compile_cache
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
@@ -245,6 +245,7 @@ def run_study(
     resume: bool = False,
     model: Any = None,
     compile_cache: bool = True,
+    chunk: int | None = None,
 ) -> StudyResult:
     """Runs the whole study over ``cfg.seeds`` seeds and returns per-seed metrics and a table.
 
@@ -266,9 +267,14 @@ def run_study(
         compile_cache: keep compiled programs in the persistent XLA cache
             (``jaxunlearn.compile_cache``: ``~/.cache/jaxunlearn/xla`` unless the process or
             ``JAXUNLEARN_CACHE_DIR`` chose another folder); False leaves JAX's setting alone.
+        chunk: at most this many seeds per compiled call (default: all that fit the
+            device's memory). With checkpoints, each call's seeds are saved as it ends, so
+            a kill loses at most one call of a long stage (``--resume`` continues from there).
     """
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs a checkpoint directory (--checkpoint-dir)")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"chunk must be a positive integer (seeds per call) or None, got {chunk!r}")
     if compile_cache:
         enable_compile_cache()
     cfg, task, model, own, dataset_used = prepare_study(cfg, task, model, log)
@@ -278,6 +284,8 @@ def run_study(
         if not store.begin(resume) and resume:
             log(f"resume: no study in {checkpoint_dir} yet; starting from the beginning")
     plan = resolve_plan(cfg, model.family)
+    if chunk is not None and chunk % plan.devices:
+        raise ValueError(f"chunk {chunk} must be a multiple of the {plan.devices} devices the seeds are split across")
     task = replicate(task, plan)  # once, not per call: every device keeps its copy of the data
     assert cfg.unlearners is not None  # resolved by __post_init__
     pipelines = {
@@ -303,14 +311,11 @@ def run_study(
 
     stages: dict[str, StageResult] = {}  # by row
     loaded: set[str] = set()
-    abstract_state = seed_split(  # a finished stage's state: no optimizer state (``finished``)
-        finished(
-            jax.eval_shape(
-                jax.vmap(lambda k: model.fresh_state(k, jnp.float32(0.0))), seed_keys(cfg.seed, cfg.seeds, "original")
-            )
-        ),
-        plan,
-    )
+    abstract_state = seed_split(abstract_states(model, cfg.seeds), plan)  # no optimizer state (``finished``)
+
+    def part_target(seeds: int) -> Any:  # the restore target of a call's seeds
+        return seed_split(abstract_states(model, seeds), plan) if seeds % plan.devices == 0 else None
+
     for name, pipeline in pipelines.items():
         to_run = []
         for variant in stage_variants(cfg, name):
@@ -334,20 +339,32 @@ def run_study(
         original = stages["original"].state if pipeline.needs_original else None
         runner = PipelineRunner(pipeline, plan)
         with Stopwatch() as planning:  # compiles (only) the programs the run then reuses
-            chunk, planned = seeds_per_call(runner, cfg.seeds, len(to_run), original, task, to_run[0].hp)
-        if chunk < cfg.seeds:
+            fits, planned = seeds_per_call(runner, cfg.seeds, len(to_run), original, task, to_run[0].hp)
+        if fits < cfg.seeds:
             log(
-                f"{name}: {cfg.seeds} seeds do not fit the device's memory together; running {chunk} per call "
+                f"{name}: {cfg.seeds} seeds do not fit the device's memory together; running {fits} per call "
                 f"({format_bytes(planned)} planned per call)"
             )
+        per_call = min(fits, chunk or fits)
+        parts = StageParts(
+            store,
+            name,
+            [v.row for v in to_run],
+            resume or name in REUSED_STAGES,
+            part_target,
+            cfg.seeds,
+            log,
+        )
         results = run_in_chunks(
             runner,
             seed_keys(cfg.seed, cfg.seeds, name),
             original,
             task,
             [v.hp for v in to_run],
-            chunk,
+            per_call,
             progress=progress,
+            saved=parts.load,
+            save=parts.save,
         )
         share = planning.wall / len(results)
         results = [dataclasses.replace(r, wall=r.wall + share, compile=r.compile + share) for r in results]
@@ -358,6 +375,7 @@ def run_study(
             stages[variant.row] = result
             if store is not None:
                 store.save(variant.row, result)
+        parts.discard()
 
     rows = [v.row for v in study_variants(cfg)]
     stages = {row: stages[row] for row in rows}  # table order, also in results.json
@@ -409,6 +427,14 @@ def run_study(
         prediction_digests={
             name: [prediction_digest([p[s][i] for s in splits]) for i in range(cfg.seeds)] for name, p in preds.items()
         },
+    )
+
+
+def abstract_states(model: ModelFns, seeds: int) -> Any:
+    """The abstract finished state (no optimizer state) of ``seeds`` stacked seeds: a
+    checkpoint's restore target."""
+    return finished(
+        jax.eval_shape(jax.vmap(lambda k: model.fresh_state(k, jnp.float32(0.0))), seed_keys(0, seeds, "original"))
     )
 
 

@@ -9,7 +9,13 @@ import jax
 import numpy as np
 import pytest
 
-from jaxunlearn.checkpoints import CheckpointStore, data_fingerprint, discard_checkpoint, training_settings
+from jaxunlearn.checkpoints import (
+    CheckpointStore,
+    chunk_name,
+    data_fingerprint,
+    discard_checkpoint,
+    training_settings,
+)
 from jaxunlearn.study import run_study
 from tests.helpers import TINY, tiny_task
 
@@ -192,3 +198,43 @@ def test_a_checkpoint_of_other_training_code_is_reused_with_a_warning(first_run,
     assert len(warnings) == 2 and all(str(root) in line for line in warnings)  # original and retrain
     assert "training code 0123456789abcdef" in warnings[0] and meta["library"]["training_code"] in warnings[0]
     _assert_same_metrics(result, again)  # reused, not retrained
+
+
+def test_a_stage_run_in_calls_saves_each_call_and_a_kill_loses_one(tmp_path, monkeypatch):
+    """chunk=1: each seed is its own call. Killed while committing finetune's second call,
+    the resumed study loads the first call's seed, runs the second, scores exactly what an
+    uninterrupted chunked study scores, and leaves only whole stages behind."""
+    part = chunk_name("finetune", 1, 2)
+    real_commit = CheckpointStore._commit
+
+    def commit_or_die(self, stage, *args):
+        if stage == part:
+            raise KeyboardInterrupt(f"killed while committing {part}")
+        return real_commit(self, stage, *args)
+
+    killed = tmp_path / "killed"
+    monkeypatch.setattr(CheckpointStore, "_commit", commit_or_die)
+    logs: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_study(CFG, progress=False, log=logs.append, task=tiny_task(), checkpoint_dir=killed, chunk=1)
+    monkeypatch.setattr(CheckpointStore, "_commit", real_commit)
+    assert "finetune: seeds 0-0 of 2 done and saved" in logs
+    assert len(list(killed.glob("finetune_seeds0-1-*"))) == 1 and not list(killed.glob("original_seeds*"))
+
+    logs = []
+    resumed = run_study(
+        CFG, progress=False, log=logs.append, task=tiny_task(), checkpoint_dir=killed, resume=True, chunk=1
+    )
+    assert any(line.startswith("finetune: seeds 0-0 loaded from") for line in logs), logs
+    assert "finetune: seeds 1-1 of 2 done and saved" in logs
+    assert not list(killed.glob("*_seeds*")), "the parts are deleted once the stage is saved whole"
+    whole = run_study(
+        CFG, progress=False, log=lambda m: None, task=tiny_task(), checkpoint_dir=tmp_path / "whole", chunk=1
+    )
+    _assert_same_metrics(resumed, whole)
+
+
+def test_bad_chunk_is_refused():
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="chunk"):
+            run_study(CFG, progress=False, log=lambda m: None, task=tiny_task(), chunk=bad)

@@ -114,7 +114,12 @@ def test_a_killed_evaluation_resumes_losing_one_block(neurips, task, tmp_path, m
     )
     loaded = {name for name, t in resumed.timings.items() if t["loaded"]}
     assert loaded == {"original", "retrain", "retrain-floor"}
+    # finetune's two calls (4 + 2 models) were saved before the kill: both load, none reruns
+    assert any(m.startswith("finetune: seeds 0-3 loaded from") for m in messages), messages
+    assert any(m.startswith("finetune: seeds 4-5 loaded from") for m in messages), messages
+    assert not any("done and saved" in m for m in messages), messages
     assert not list(folder.glob(".tmp-*")), "the interrupted block's temporary folder was not cleared"
+    assert not list(folder.glob("*_seeds*")), "a block's parts are deleted once it is saved whole"
     for row in result.rows:
         assert resumed.per_example[row]["eps"] == result.per_example[row]["eps"], row
 

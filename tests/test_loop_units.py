@@ -208,7 +208,7 @@ def test_fit_rejects_bad_row_sets():
 def test_row_sets_are_read_at_run_time_so_equal_sizes_share_one_program():
     """Row sets are data: one jitted epoch serves two forget sets of the same size, and each
     call's batches hold exactly its own set's rows (traced indices == host indices)."""
-    task, fns, _, state, _ = _fit()
+    task, fns, _, _, _ = _fit()
     n, n_forget = task.train.size, int(np.asarray(task.train.forget).sum())
     other_mask = np.zeros(n, np.float32)
     other_mask[np.random.default_rng(5).choice(n, n_forget, replace=False)] = 1.0

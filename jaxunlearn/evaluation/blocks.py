@@ -7,8 +7,9 @@ pipeline for seeds ``first .. first + count - 1`` of that stage's key stream
 chunk size comes from the compiled programs' memory analysis before anything runs
 (``jaxunlearn.memory``); the last chunk is padded, so every chunk reuses one program
 (``jaxunlearn.runner.run_in_chunks``). A finished block is saved (orbax)
-under a key that holds everything it depends on, so a killed evaluation loses at most the
-block that was running.
+under a key that holds everything it depends on, and so is each chunk of a block that runs
+in several (``checkpoints.StageParts``), so a killed evaluation loses at most the chunk that
+was running.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import jax
 import numpy as np
 
 from jaxunlearn import unlearn
-from jaxunlearn.checkpoints import CheckpointStore, training_settings
+from jaxunlearn.checkpoints import CHUNK_MARK, CheckpointStore, StageParts, training_settings
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.hparams import stage_variants
@@ -31,7 +31,7 @@ from jaxunlearn.runner import PipelineRunner, StageResult, run_in_chunks
 from jaxunlearn.seeds import LoopPlan, SeedExecutor, devices_for, num_seeds, take_seeds, to_host
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
-from jaxunlearn.train.state import ModelFns, finished
+from jaxunlearn.train.state import ModelFns
 
 
 class BlockStore(CheckpointStore):
@@ -47,6 +47,7 @@ class BlockStore(CheckpointStore):
         self.blocks[name] = {"stage": stage, **description}
 
     def settings(self, row: str) -> dict[str, Any]:
+        row, mark, seeds = row.partition(CHUNK_MARK)  # a part of a block: its seeds too
         if row not in self.blocks:
             raise ValueError(f"no block {row!r} was declared in this evaluation")
         block = self.blocks[row]
@@ -56,6 +57,7 @@ class BlockStore(CheckpointStore):
             "hp": variant.resolved_hp(),
             **self.stage_code(block["stage"]),
             "block": block,
+            **({"seeds": seeds} if mark else {}),
         }
 
 
@@ -148,16 +150,11 @@ class BlockRunner:
             description: what else the block depends on (e.g. the rows it trained on), for
                 its checkpoint key.
         """
-        from jaxunlearn.study import seed_keys
+        from jaxunlearn.study import abstract_states, seed_keys
 
         if self.store is not None:
             self.store.declare(name, stage, {"first": first, "count": count, **(description or {})})
-            abstract = finished(
-                jax.eval_shape(
-                    jax.vmap(lambda k: self.model.fresh_state(k, np.float32(0.0))), seed_keys(0, count, "original")
-                )
-            )
-            restored = self.store.load(name, abstract) if self.resume else None
+            restored = self.store.load(name, abstract_states(self.model, count)) if self.resume else None
             if restored is not None:
                 self.log(f"{name}: loaded from {self.store.path(name)}")
                 self.timings[name] = {
@@ -172,6 +169,9 @@ class BlockRunner:
         chunk = self.chunk_for(stage, task, count, original)
         runner = self.runner(stage, task, chunk)
         keys = seed_keys(self.cfg.seed, count, stage, first=first)
+        parts = StageParts(
+            self.store, name, [name], self.resume, lambda n: abstract_states(self.model, n), count, self.log
+        )
         (result,) = run_in_chunks(
             runner,
             keys,
@@ -180,6 +180,8 @@ class BlockRunner:
             [variant.hp],
             chunk,
             progress=self.progress,
+            saved=parts.load,
+            save=parts.save,
         )
         planning = self.planning.pop(stage, 0.0)  # sizing the chunks compiled the programs this block reused
         result = dataclasses.replace(result, wall=result.wall + planning, compile=result.compile + planning)
@@ -197,6 +199,7 @@ class BlockRunner:
         )
         if self.store is not None:
             self.store.save(name, result)
+            parts.discard()
         return result
 
     def predictions(self, result: StageResult, task: Task) -> dict[str, np.ndarray]:

@@ -165,14 +165,13 @@ class Unlearner:
             raise ValueError(
                 f"unlearner {self.name!r}: make(...) must return a Pipeline, got {type(pipeline).__name__}"
             )
-        if pipeline.default_hp is None:
-            pipeline = dataclasses.replace(pipeline, default_hp=dict(self.hp))
-        if set(pipeline.default_hp) != set(self.hp):
+        default_hp = dict(self.hp) if pipeline.default_hp is None else pipeline.default_hp
+        if set(default_hp) != set(self.hp):
             raise ValueError(
-                f"unlearner {self.name!r}: its pipeline's hyperparameters {sorted(pipeline.default_hp)} "
+                f"unlearner {self.name!r}: its pipeline's hyperparameters {sorted(default_hp)} "
                 f"differ from the registered ones {sorted(self.hp)}"
             )
-        return dataclasses.replace(pipeline, layout=task.layout())
+        return dataclasses.replace(pipeline, default_hp=default_hp, layout=task.layout())
 
 
 def derived_key_id(name: str) -> int:
