@@ -155,6 +155,12 @@ CASES = [
     Case("unknown stand-in", "--stand-in nope", "unknown stand_in 'nope'; known datasets:", cli=("--stand-in", "nope")),
     Case("zero seeds", "--seeds 0", "seeds must be a positive integer, got 0", cli=("--seeds", "0")),
     Case(
+        "zero seeds per call",
+        "--chunk 0",
+        "chunk must be a positive integer (seeds per call) or None, got 0",
+        cli=("--chunk", "0"),
+    ),
+    Case(
         "no model to attack",
         "--attack-models 0",
         "mia_models must be a positive integer or None (every seed), got 0",
