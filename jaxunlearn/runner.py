@@ -119,7 +119,7 @@ class _PhaseDriver:
 
     def __call__(self, keys, original, hp, earlier, task, bar) -> tuple[TrainState, dict]:
         total = self.phase.fit.cfg.epochs
-        per_call = self.plan.epochs_per_call or total
+        per_call = self.plan.calls_of(total)
         carry, aux = self.begin((keys, original, hp, earlier), (task,))
         chunks = []
         for first in range(0, total, per_call):
@@ -182,7 +182,7 @@ class PipelineRunner:
         peak: int | None = 0
         for driver in self.drivers:
             used_begin, (carry, aux) = driver.begin.planned((keys, original, hp, tuple(earlier)), (task,))
-            per_call = min(self.plan.epochs_per_call or driver.phase.fit.cfg.epochs, driver.phase.fit.cfg.epochs)
+            per_call = self.plan.calls_of(driver.phase.fit.cfg.epochs)
             ids = jax.ShapeDtypeStruct((per_call,), jnp.int32)
             used_epochs, (carry, _) = driver.epochs.planned((carry, hp, aux), (ids, task))
             earlier.append(jax.eval_shape(jax.vmap(driver.phase.fit.finish), carry))

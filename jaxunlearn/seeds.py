@@ -50,7 +50,9 @@ class LoopPlan:
     Attributes:
         seed_strategy: "vmap", "map" or "host" (see module docstring).
         map_batch_size: with "map", run this many seeds vmapped per map step (None = 1).
-        epochs_per_call: epochs per compiled call (None = all epochs in one call).
+        epochs_per_call: at most this many epochs per compiled call (None = all epochs
+            in one call). A phase of E epochs runs ``calls_of(E)`` epochs per call: the
+            largest divisor of E up to this, so every call of a phase is one program.
         unroll: unroll factor of the scan over batches (True = fully unrolled).
         eval_chunk: rows per forward pass when predicting a whole split.
         devices: split the seed axis across the first ``devices`` devices (1 = the
@@ -63,6 +65,15 @@ class LoopPlan:
     unroll: int | bool = 1
     eval_chunk: int = 1024
     devices: int = 1
+
+    def calls_of(self, epochs: int) -> int:
+        """Epochs per call for a phase of ``epochs`` epochs: all of them when
+        ``epochs_per_call`` is None, else the largest divisor of ``epochs`` that is at most
+        ``epochs_per_call`` (so no call runs fewer epochs than the others, which would
+        compile a second program)."""
+        if self.epochs_per_call is None or self.epochs_per_call >= epochs:
+            return epochs
+        return max(d for d in range(1, self.epochs_per_call + 1) if epochs % d == 0)
 
     def __post_init__(self):
         if self.seed_strategy not in SEED_STRATEGIES:

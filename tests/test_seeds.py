@@ -86,3 +86,23 @@ def test_a_plan_with_more_devices_than_exist_is_refused_when_it_runs():
 
 # Plans spanning several devices are tested in tests/multidevice/ (run by test_multidevice.py
 # in a process with four CPU devices).
+
+
+def test_epochs_per_call_takes_the_largest_divisor_so_a_phase_is_one_program():
+    from jaxunlearn.runner import PipelineRunner
+    from jaxunlearn.unlearn import make_original
+    from tests.helpers import TINY, tiny_model, tiny_task, with_
+
+    assert [LoopPlan(epochs_per_call=4).calls_of(e) for e in (1, 3, 4, 8, 10, 7)] == [1, 3, 4, 4, 2, 1]
+    assert LoopPlan().calls_of(10) == 10
+    task = tiny_task()
+    model, cfg = tiny_model(task), with_(TINY, seeds=2, train_epochs=10)
+    results = {}
+    for per_call in (None, 4):  # 4 -> 5 calls of 2 epochs (not 4 + 4 + 2: two programs)
+        plan = LoopPlan("map", epochs_per_call=per_call)
+        runner = PipelineRunner(make_original(model, task, cfg, plan), plan)
+        results[per_call] = runner(seed_keys(cfg.seed, cfg.seeds, "original"), None, task, progress=False)
+        assert runner.drivers[0].epochs._program._cache_size() == 1
+        assert results[per_call].history["train_loss"].shape == (2, 10)
+    for a, b in zip(jax.tree_util.tree_leaves(results[None].state), jax.tree_util.tree_leaves(results[4].state)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
