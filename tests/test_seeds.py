@@ -104,5 +104,6 @@ def test_epochs_per_call_takes_the_largest_divisor_so_a_phase_is_one_program():
         results[per_call] = runner(seed_keys(cfg.seed, cfg.seeds, "original"), None, task, progress=False)
         assert runner.drivers[0].epochs._program._cache_size() == 1
         assert results[per_call].history["train_loss"].shape == (2, 10)
-    for a, b in zip(jax.tree_util.tree_leaves(results[None].state), jax.tree_util.tree_leaves(results[4].state)):
+    whole, in_calls = (jax.tree_util.tree_leaves(results[k].state) for k in (None, 4))
+    for a, b in zip(whole, in_calls, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
