@@ -17,7 +17,6 @@ versions. Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         task = build_task(data, RandomFraction(args.fraction, seed=draw))
         before = dict(counts)
         with Stopwatch() as sw:
-            run_study(dataclasses.replace(cfg), progress=False, log=lambda _: None, task=task)
+            run_study(cfg, progress=False, log=lambda _: None, task=task)
         print(
             json.dumps(
                 {

@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from jaxunlearn.machine import cpu_cores
+
 __all__ = ["WORKERS_ENV", "attack_workers", "mia_member_rate", "mia_member_rates"]
 
 # How many models are attacked at once (default: the cores this process may use).
@@ -120,7 +122,7 @@ def attack_workers() -> int:
         if not given.isdigit() or int(given) < 1:
             raise ValueError(f"{WORKERS_ENV} must be a positive integer, got {given!r}")
         return int(given)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cpu_cores()
 
 
 def mia_member_rates(
