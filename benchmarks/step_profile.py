@@ -87,7 +87,7 @@ def step_parts(bench, wl, dtype: str) -> tuple[dict[str, tuple], Any]:
     parts = {
         "forward_eval": (lambda s, x: model.apply_eval(s.params, s.batch_stats, x)[0], (state, batch["x"])),
         "forward_train": (
-            lambda s, bt: model.apply_train(s.params, s.batch_stats, bt["x"], bt["w"])[0],
+            lambda s, bt: model.apply_train(s.params, s.batch_stats, bt["x"], bt["w"] > 0)[0],
             (state, batch),
         ),
         "grad": (grad, (state, batch, key)),

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import flax.errors
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,6 +35,7 @@ from jaxunlearn.report import format_table, prediction_digest, summarise
 from jaxunlearn.runner import PipelineRunner, StageResult, run_in_chunks, seeds_per_call
 from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, replicate, seed_split, to_host
 from jaxunlearn.timing import Stopwatch
+from jaxunlearn.train.contract import ModelContractError
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns, finished
 
@@ -193,10 +195,21 @@ def build_model(cfg: StudyConfig, task: Task, own: Any = None) -> ModelFns:
     else:
         model = ModelFns(make_model(cfg.model, dtype=jnp.dtype(cfg.dtype), **kwargs), task.input_shape)
     try:
-        params, stats = jax.eval_shape(lambda: model.init(jax.random.key(0)))  # traces only: no compilation
+        key = jax.random.key(0)
+        params, stats = jax.eval_shape(lambda: model.init(key))  # traces only: no compilation
         jax.eval_shape(
-            lambda p, s: model.apply_train(p, s, jnp.zeros((2, *task.input_shape)), jnp.ones(2)), params, stats
+            lambda p, s: model.apply_train(p, s, jnp.zeros((2, *task.input_shape)), jnp.ones(2, bool), key),
+            params,
+            stats,
         )
+    except ModelContractError:
+        raise
+    except flax.errors.InvalidRngError as err:
+        raise ModelContractError(
+            f"model {cfg.model!r} draws random numbers from a stream it is not given: {str(err).splitlines()[0]}; "
+            f"in training a Linen model gets a key for each stream named in its class attribute rng_streams "
+            f"(default ('dropout',)): list the stream there"
+        ) from err
     except Exception as err:  # flax raises many kinds of shape errors
         raise ValueError(
             f"model {cfg.model!r} cannot take inputs of shape {list(task.input_shape)} from dataset "

@@ -36,12 +36,63 @@ class WrongShape(nn.Module):
 
 
 class WithDropout(nnx.Module):
+    """Stores its Rngs in the Dropout layer: refused (state beyond parameters), with the route."""
+
     def __init__(self, *, rngs):
         self.lin = nnx.Linear(4, 1, rngs=rngs)
         self.drop = nnx.Dropout(0.5, rngs=rngs)
 
     def __call__(self, x):
         return self.drop(self.lin(x))
+
+
+class NNXDropout(nnx.Module):
+    """Dropout keyed per call: jaxunlearn passes rngs=nnx.Rngs(dropout=key) in training."""
+
+    def __init__(self, *, rngs):
+        self.lin, self.out = nnx.Linear(4, 16, rngs=rngs), nnx.Linear(16, 1, rngs=rngs)
+        self.drop = nnx.Dropout(0.5)
+
+    def __call__(self, x, rngs=None):
+        return self.out(self.drop(nnx.relu(self.lin(x)), rngs=rngs))
+
+
+class LinenDropout(nn.Module):
+    """Mode through ``deterministic`` (False in training), as nn.Dropout takes it."""
+
+    @nn.compact
+    def __call__(self, x, deterministic: bool = True):
+        return nn.Dense(1)(nn.Dropout(0.5, deterministic=deterministic)(nn.relu(nn.Dense(16)(x))))
+
+
+class BatchNormNoMask(nn.Module):
+    """BatchNorm without a row-mask argument: the padding would enter its statistics."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        return nn.Dense(1)(nn.BatchNorm(use_running_average=not train)(x))
+
+
+class BatchNormSeesPadding(BatchNormNoMask):
+    batch_norm_sees_padding = True  # the explicit opt-out
+
+
+class NoisyStream(nn.Module):
+    """Draws from an rng stream it does not declare in ``rng_streams``."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        h = nn.Dense(1)(x)
+        return h + jax.random.normal(self.make_rng("noise"), h.shape) if train else h
+
+
+class AttentionMaskNoBatchNorm(nn.Module):
+    """A ``mask`` argument that is not a row mask; no BatchNorm, so it is never passed."""
+
+    @nn.compact
+    def __call__(self, x, mask=None):
+        assert mask is None, "the row mask reached a module without BatchNorm"
+        return nn.Dense(1)(x)
 
 
 def arrays_task():
@@ -87,7 +138,9 @@ def test_checkpoint_keys_follow_the_models_class_and_fields():
     "model, message",
     [
         (WrongShape(), "must return predictions of shape [B, 1]"),
-        (NNXModel(WithDropout), "stochastic layers and stored Rngs are not supported"),
+        (NNXModel(WithDropout), "take `rngs` in __call__"),
+        (BatchNormNoMask(), "takes no row_mask (or mask) argument"),
+        (NoisyStream(), "list the stream there"),
         (WithDropout(rngs=nnx.Rngs(0)), "give NNXModel(type(m), **its arguments)"),
     ],
 )
@@ -100,3 +153,50 @@ def test_unsupported_models_are_refused_before_anything_compiles(model, message)
         run_study(with_(TINY, seeds=2), progress=False, log=lambda m: None, task=arrays_task(), model=model)
     assert message in str(info.value)
     assert not compiled
+
+
+@pytest.mark.parametrize("model", [LinenDropout(), NNXModel(NNXDropout)], ids=["linen-deterministic", "nnx-rngs"])
+def test_dropout_draws_from_the_step_key_in_training_and_is_off_in_inference(model):
+    from jaxunlearn.models.user import model_fns
+    from jaxunlearn.train.loop import supervised_loss
+
+    fns = model_fns(model, (4,))
+    params, stats = fns.init(jax.random.key(0))
+    x, rows = jax.numpy.ones((6, 4)), jax.numpy.ones(6, bool)
+    train = [np.asarray(fns.apply_train(params, stats, x, rows, jax.random.key(k))[0]) for k in (1, 2, 1)]
+    assert not np.allclose(train[0], train[1])  # another key, other units dropped
+    np.testing.assert_array_equal(train[0], train[2])  # the same key, the same draw
+    evals = [np.asarray(fns.apply_eval(params, stats, x)[0]) for _ in range(2)]
+    np.testing.assert_array_equal(evals[0], evals[1])
+    assert not np.allclose(evals[0], train[0])  # inference runs without dropout
+    # the training loss hands each step's key on to the model
+    batch = {"x": x, "y": jax.numpy.zeros((6, 1)), "w": jax.numpy.ones(6)}
+    loss = supervised_loss(fns, "l1")
+    losses = [float(loss(params, stats, batch, jax.random.key(k), {}, None)[0]) for k in (3, 4)]
+    assert losses[0] != losses[1]
+
+
+def test_the_contract_reads_the_mode_mask_and_key_from_the_signature():
+    from jaxunlearn.models.user import model_fns
+
+    assert model_fns(LinenDropout(), (4,)).convention.mode == "deterministic"
+    assert model_fns(PredOnly(), (4,)).convention.mode is None
+    assert model_fns(NNXModel(NNXDropout), (4,)).convention.rngs
+    # BatchNorm without a mask is refused; the class's explicit opt-out lets it run
+    opted_out = model_fns(BatchNormSeesPadding(), (4,))
+    params, stats = opted_out.init(jax.random.key(0))
+    assert stats
+    assert opted_out.apply_train(params, stats, jax.numpy.ones((3, 4)), jax.numpy.ones(3, bool))[0].shape == (3, 1)
+    # an attention-style mask argument of a module without BatchNorm never receives the row mask
+    fns = model_fns(AttentionMaskNoBatchNorm(), (4,))
+    params, stats = fns.init(jax.random.key(0))
+    assert fns.apply_train(params, stats, jax.numpy.ones((3, 4)), jax.numpy.ones(3, bool))[0].shape == (3, 1)
+
+
+def test_an_nnx_model_with_dropout_runs_a_whole_study(tmp_path):
+    cfg = with_(TINY, seeds=2, unlearners=("finetune",))
+    result = run_study(
+        cfg, progress=False, log=lambda m: None, task=arrays_task(), model=NNXModel(NNXDropout), checkpoint_dir=tmp_path
+    )
+    for row in ("original", "retrain", "finetune"):
+        assert np.all(np.isfinite(result.per_seed[row]["test_forget_mae"])), row

@@ -5,6 +5,7 @@ Every model is a Flax Linen module with ``__call__(x, train=False)``, a
 class attribute ("conv", "dense" or "recurrent"). A model with BatchNorm (a
 'batch_stats' collection) also takes ``mask`` [B] bool in training mode: only the
 rows where it is True enter the batch statistics (padding rows of a last batch do not).
+The contract every model follows, the zoo's and a user's: ``jaxunlearn.train.contract``.
 """
 
 from __future__ import annotations

@@ -4,12 +4,14 @@
 
 - a Linen module instance, e.g. ``MyNet(hidden=32)``, whose ``__call__(x, train=False)``
   returns ``(pred [B, 1], feats)`` (the zoo's contract; ``feats``, the activations an
-  attention-transfer loss compares, may be ``()``) or the prediction [B, 1] alone; a
-  ``train`` argument and, with BatchNorm, a ``mask`` [B] argument are optional;
+  attention-transfer loss compares, may be ``()``) or the prediction [B, 1] alone;
 - ``NNXModel(MyNNXNet, din=8, hidden=32)``: an NNX module class and its constructor's
   arguments; it is built as ``MyNNXNet(**kwargs, rngs=nnx.Rngs(key))`` once per seed and run
   through NNX's functional split/merge, so the unlearners see plain pytrees (parameters
   and BatchNorm statistics as nested dicts).
+
+Mode arguments (``train`` or ``deterministic``), the BatchNorm row mask (``row_mask`` or
+``mask``) and Dropout's key follow one contract: ``jaxunlearn.train.contract``.
 
 A model's identity (``describe_model``) stands for it in the study's configuration, so
 checkpoint keys change when the model does: its class's module and qualified name with a
@@ -22,13 +24,14 @@ address or is abbreviated is refused).
 from __future__ import annotations
 
 import dataclasses
-import inspect
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 
 from jaxunlearn.identity import code_name, describe_value
+from jaxunlearn.train.contract import CallConvention, ModelContractError
 from jaxunlearn.train.state import ModelFns, as_prediction_and_features
 
 
@@ -38,10 +41,11 @@ class NNXModel:
 
     Attributes:
         cls: an ``nnx.Module`` subclass whose ``__call__(x)`` returns ``(pred [B, 1],
-            feats)`` or the prediction alone; it may take ``mask`` [B] (rows that count in
-            BatchNorm's batch statistics). Train/eval mode is set with ``.train()`` /
+            feats)`` or the prediction alone; with BatchNorm it takes ``row_mask`` or
+            ``mask`` [B] (rows that count in the batch statistics); it may take ``rngs``
+            (Dropout's key in training). Train/eval mode is set with ``.train()`` /
             ``.eval()``. Its state must be parameters and BatchNorm statistics only
-            (no stored ``Rngs``: stochastic layers such as Dropout are not supported).
+            (no stored ``Rngs``: build ``nnx.Dropout(rate)`` without them).
         kwargs: constructor arguments as (name, value) pairs (hashable).
     """
 
@@ -66,6 +70,10 @@ class NNXModelFns(ModelFns):
     def family(self) -> str:
         return getattr(self.module.cls, "family", "dense")
 
+    @functools.cached_property
+    def convention(self) -> CallConvention:
+        return CallConvention.of(self.module.cls.__call__)
+
     def _template(self):
         """(graphdef, abstract parameter state, abstract BatchNorm state) of the model."""
         from flax import nnx
@@ -74,19 +82,24 @@ class NNXModelFns(ModelFns):
         graphdef, *states = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)
         params, stats, rest = states
         if jax.tree_util.tree_leaves(rest):
-            raise ValueError(
-                f"NNX model {self.module.cls.__qualname__} holds state other than parameters and "
-                f"BatchNorm statistics ({sorted(nnx.to_pure_dict(rest))}); stochastic layers and stored "
-                f"Rngs are not supported: pass rngs to the constructor only"
+            raise ModelContractError(
+                f"NNX model {self.module.cls.__qualname__} holds state other than parameters and BatchNorm "
+                f"statistics ({sorted(nnx.to_pure_dict(rest))}), e.g. an nnx.Dropout built with rngs: build "
+                f"stochastic layers without rngs (nnx.Dropout(rate)) and take `rngs` in __call__, passing it "
+                f"on (self.drop(h, rngs=rngs)); in training jaxunlearn calls the model with "
+                f"rngs=nnx.Rngs(dropout=key), a new key every step"
             )
         return graphdef, params, stats
 
     def init(self, key: jax.Array) -> tuple[Any, Any]:
         from flax import nnx
 
+        self._template()  # refuses unsupported state with its reason
         _, *states = nnx.split(self.module.build(key), nnx.Param, nnx.BatchStat, ...)
         params, stats, _ = states
-        return nnx.to_pure_dict(params), nnx.to_pure_dict(stats) if jax.tree_util.tree_leaves(stats) else {}
+        has_stats = bool(jax.tree_util.tree_leaves(stats))
+        self.convention.check_batch_norm(self.module.cls, has_stats)
+        return nnx.to_pure_dict(params), nnx.to_pure_dict(stats) if has_stats else {}
 
     def _merge(self, params, batch_stats, train: bool):
         from flax import nnx
@@ -99,22 +112,28 @@ class NNXModelFns(ModelFns):
         module.train() if train else module.eval()
         return module
 
-    def _call(self, module, x, mask=None):
-        takes_mask = "mask" in inspect.signature(type(module).__call__).parameters
-        out = module(x, mask=mask) if takes_mask and mask is not None else module(x)
-        return as_prediction_and_features(out, self.module.cls.__qualname__)
+    def _call(self, module, x, train: bool, row_mask=None, key=None):
+        from flax import nnx
 
-    def apply_train(self, params, batch_stats, x, w):
+        conv = self.convention
+        kwargs = conv.mode_kwargs(train)
+        if train and conv.mask is not None and row_mask is not None:
+            kwargs[conv.mask] = row_mask
+        if train and conv.rngs:
+            kwargs["rngs"] = nnx.Rngs(dropout=jax.random.key(0) if key is None else key)
+        return as_prediction_and_features(module(x, **kwargs), self.module.cls.__qualname__)
+
+    def apply_train(self, params, batch_stats, x, row_mask, key=None):
         from flax import nnx
 
         module = self._merge(params, batch_stats, train=True)
-        pred, feats = self._call(module, x, mask=w > 0)
+        pred, feats = self._call(module, x, True, row_mask if batch_stats else None, key)
         if not batch_stats:
             return pred, feats, batch_stats
         return pred, feats, nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
 
     def apply_eval(self, params, batch_stats, x):
-        return self._call(self._merge(params, batch_stats, train=False), x)
+        return self._call(self._merge(params, batch_stats, train=False), x, False)
 
 
 def model_fns(model: Any, input_shape: tuple[int, ...]) -> ModelFns:

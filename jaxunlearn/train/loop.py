@@ -21,6 +21,7 @@ from flax import struct
 
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.seeds import LoopPlan
+from jaxunlearn.train.contract import model_key
 from jaxunlearn.train.losses import get_loss, masked_mean
 from jaxunlearn.train.state import ModelFns, TrainState, get_learning_rate, make_optimizer, set_learning_rate
 
@@ -185,8 +186,8 @@ def supervised_loss(model: ModelFns, loss_name: str) -> BatchLoss:
     loss_fn = get_loss(loss_name)
 
     def batch_loss(params, batch_stats, batch, key, hp, aux):
-        del key, hp, aux
-        pred, _, new_stats = model.apply_train(params, batch_stats, batch["x"], batch["w"])
+        del hp, aux
+        pred, _, new_stats = model.apply_train(params, batch_stats, batch["x"], batch["w"] > 0, model_key(key))
         return masked_mean(loss_fn(pred, batch["y"]), batch["w"]), new_stats
 
     return batch_loss

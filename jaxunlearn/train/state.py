@@ -7,12 +7,15 @@ changes during training is a pytree (``TrainState``) that can be stacked over se
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any, Self
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+
+from jaxunlearn.train.contract import CallConvention, linen_rngs
 
 
 @struct.dataclass
@@ -76,23 +79,15 @@ def as_prediction_and_features(out: Any, where: str = "the model") -> tuple[jax.
     return pred, tuple(feats) if isinstance(feats, (list, tuple)) else (feats,)
 
 
-def _accepts(fn: Any, name: str) -> bool:
-    """Whether ``fn`` takes a keyword ``name`` (or **kwargs)."""
-    import inspect
-
-    params = inspect.signature(fn).parameters.values()
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelFns:
-    """Pure functions of one Flax Linen module (a static value: closed over, never traced).
+    """Pure functions of one Flax Linen module (a static value: closed over, never traced),
+    following the model contract (``jaxunlearn.train.contract``).
 
     Attributes:
-        module: a model following the jaxunlearn.models contract
-            (``__call__(x, train) -> (pred [B, 1], feats)``). A user's module may also
-            return the prediction [B, 1] alone (no features), and may leave out the
-            ``train`` argument (no batch statistics then).
+        module: a model following the contract: ``__call__(x, train)`` (or ``deterministic``,
+            or no mode argument) returning ``(pred [B, 1], feats)`` or the prediction [B, 1]
+            alone; with BatchNorm, also a ``row_mask`` (or ``mask``) argument [B] bool.
         input_shape: the shape of one input row (without the batch axis).
     """
 
@@ -103,34 +98,46 @@ class ModelFns:
     def family(self) -> str:
         return getattr(self.module, "family", "dense")
 
-    def _mode(self, train: bool) -> dict:
-        return {"train": train} if _accepts(type(self.module).__call__, "train") else {}
+    @functools.cached_property
+    def convention(self) -> CallConvention:
+        """What the module's ``__call__`` understands, read once from its signature."""
+        return CallConvention.of(type(self.module).__call__)
 
     def init(self, key: jax.Array) -> tuple[Any, Any]:
-        """Fresh (params, batch_stats) for ``key``."""
-        variables = self.module.init(key, jnp.zeros((1, *self.input_shape), jnp.float32), **self._mode(False))
-        return variables["params"], variables.get("batch_stats", {})
+        """Fresh (params, batch_stats) for ``key``.
 
-    def apply_train(self, params, batch_stats, x, w):
-        """Training-mode forward. x: [B, ...] -> (pred [B, 1], feats, new batch_stats).
+        Raises:
+            ModelContractError: BatchNorm statistics without a row-mask argument.
+        """
+        x = jnp.zeros((1, *self.input_shape), jnp.float32)
+        variables = self.module.init(key, x, **self.convention.mode_kwargs(False))
+        batch_stats = variables.get("batch_stats", {})
+        self.convention.check_batch_norm(type(self.module), bool(batch_stats))
+        return variables["params"], batch_stats
 
-        ``w`` [B] are the batch's row weights: rows of weight 0 (the padding of an epoch's
-        last batch) are left out of BatchNorm's batch statistics, so they change neither
-        the other rows' outputs nor the running averages. Models with BatchNorm take it as
-        ``mask``; it is not passed to models without batch statistics.
+    def apply_train(self, params, batch_stats, x, row_mask, key=None):
+        """Training-mode forward (``contract.TrainApply``). x: [B, ...], row_mask: [B] bool
+        -> (pred [B, 1], feats, new batch_stats).
+
+        Rows outside ``row_mask`` (the padding of an epoch's last batch) are left out of
+        BatchNorm's batch statistics, so they change neither the other rows' outputs nor the
+        running averages. ``key`` feeds stochastic layers (None: a fixed key).
         """
         variables = {"params": params, "batch_stats": batch_stats}
         name = type(self.module).__name__
+        conv = self.convention
+        kwargs = {**conv.mode_kwargs(True), **linen_rngs(self.module, jax.random.key(0) if key is None else key)}
         if batch_stats:
-            mask = {"mask": w > 0} if _accepts(type(self.module).__call__, "mask") else {}
-            out, updates = self.module.apply(variables, x, **self._mode(True), **mask, mutable=["batch_stats"])
+            if conv.mask is not None:
+                kwargs[conv.mask] = row_mask
+            out, updates = self.module.apply(variables, x, **kwargs, mutable=["batch_stats"])
             return (*as_prediction_and_features(out, name), updates["batch_stats"])
-        pred, feats = as_prediction_and_features(self.module.apply(variables, x, **self._mode(True)), name)
+        pred, feats = as_prediction_and_features(self.module.apply(variables, x, **kwargs), name)
         return pred, feats, batch_stats
 
     def apply_eval(self, params, batch_stats, x):
         """Inference-mode forward (running statistics). x: [B, ...] -> (pred [B, 1], feats)."""
-        out = self.module.apply({"params": params, "batch_stats": batch_stats}, x, **self._mode(False))
+        out = self.module.apply({"params": params, "batch_stats": batch_stats}, x, **self.convention.mode_kwargs(False))
         return as_prediction_and_features(out, type(self.module).__name__)
 
     def fresh_state(self, key: jax.Array, lr: jax.typing.ArrayLike) -> TrainState:

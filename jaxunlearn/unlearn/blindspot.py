@@ -33,6 +33,7 @@ import numpy as np
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.seeds import LoopPlan
+from jaxunlearn.train.contract import model_key
 from jaxunlearn.train.loop import BatchLoss, Fit, FitConfig, map_chunks
 from jaxunlearn.train.losses import attention_map, attention_transfer_to_maps, get_loss, masked_mean
 from jaxunlearn.train.state import ModelFns
@@ -79,7 +80,7 @@ def blindspot_loss(model: ModelFns, loss_name: str) -> BatchLoss:
     loss_fn = get_loss(loss_name)
 
     def batch_loss(params, batch_stats, batch, key, hp, aux):
-        pred, feats, new_stats = model.apply_train(params, batch_stats, batch["x"], batch["w"])
+        pred, feats, new_stats = model.apply_train(params, batch_stats, batch["x"], batch["w"] > 0, model_key(key))
         if "cache" in aux:
             slot = aux["cache_slot"][batch["idx"]]
             proxy_pred, proxy_maps = jax.tree_util.tree_map(lambda a: a[slot], aux["cache"])

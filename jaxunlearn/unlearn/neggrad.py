@@ -21,6 +21,7 @@ import dataclasses
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.seeds import LoopPlan
+from jaxunlearn.train.contract import model_key
 from jaxunlearn.train.loop import BatchLoss, Fit, FitConfig
 from jaxunlearn.train.losses import get_loss, masked_mean
 from jaxunlearn.train.state import ModelFns
@@ -47,8 +48,8 @@ def neggrad_loss(model: ModelFns, loss_name: str) -> BatchLoss:
     loss_fn = get_loss(loss_name)
 
     def batch_loss(params, batch_stats, batch, key, hp, aux):
-        del key, aux
-        pred, _, new_stats = model.apply_train(params, batch_stats, batch["x"], batch["w"])
+        del aux
+        pred, _, new_stats = model.apply_train(params, batch_stats, batch["x"], batch["w"] > 0, model_key(key))
         per_row = loss_fn(pred, batch["y"])
         retain = masked_mean(per_row, (1.0 - batch["forget"]) * batch["w"])
         forget = masked_mean(per_row, batch["forget"] * batch["w"])

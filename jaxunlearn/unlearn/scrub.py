@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.seeds import LoopPlan
+from jaxunlearn.train.contract import model_key
 from jaxunlearn.train.loop import BatchLoss, Fit, FitConfig, predict
 from jaxunlearn.train.losses import get_loss, masked_mean
 from jaxunlearn.train.state import ModelFns
@@ -81,8 +82,7 @@ def scrub_loss(model: ModelFns, loss_name: str, maximise: bool) -> BatchLoss:
     loss_fn = get_loss(loss_name)
 
     def batch_loss(params, batch_stats, batch, key, hp, aux):
-        del key
-        pred, _, new_stats = model.apply_train(params, batch_stats, batch["x"], batch["w"])
+        pred, _, new_stats = model.apply_train(params, batch_stats, batch["x"], batch["w"] > 0, model_key(key))
         distance = masked_mean(loss_fn(pred, _teacher_pred(model, batch, aux)), batch["w"])
         if maximise:
             return -distance, new_stats
