@@ -50,7 +50,10 @@ class StudyConfig:
         mia_units: the attack's loss features: "standardised" (default; scale-free) or
             "raw" (the target's own units, exactly as the reference computes them, for
             comparing with the paper's numbers; ``jaxunlearn.metrics.suite.svc_attack``).
-        seed_strategy: "auto", "vmap", "map" or "host"; epochs_per_call: None = plan default.
+        seed_strategy: "auto", "vmap", "map" or "host".
+        epochs_per_call: epochs per compiled call: a positive integer, "all" (a phase's every
+            epoch in one call), or None (the plan's choice: one per call for conv nets on
+            XLA:CPU, else all). ``LoopPlan.epochs_per_call`` spells "all" as None.
         devices: how many devices the seeds are split across (None = all of the backend's
             devices; under ``jax.distributed``, every process's). See ``jaxunlearn.seeds``.
         dtype: compute dtype of training and unlearning, "float32" or "bfloat16"
@@ -81,7 +84,7 @@ class StudyConfig:
     mia_models: int | None = None
     mia_units: str = "standardised"
     seed_strategy: str = "auto"
-    epochs_per_call: int | None = None
+    epochs_per_call: int | str | None = None
     devices: int | None = None
     dtype: str = "float32"
 
@@ -97,6 +100,14 @@ class StudyConfig:
             raise ValueError(f"mia_models must be a positive integer or None (every seed), got {self.mia_models!r}")
         if self.devices is not None and (not isinstance(self.devices, int) or self.devices < 1):
             raise ValueError(f"devices must be a positive integer or None (all devices), got {self.devices!r}")
+        if self.epochs_per_call is not None and self.epochs_per_call != "all":
+            if isinstance(self.epochs_per_call, bool) or not isinstance(self.epochs_per_call, int):
+                raise ValueError(
+                    f"epochs_per_call must be a positive integer, 'all' or None (the plan's choice), "
+                    f"got {self.epochs_per_call!r}"
+                )
+            if self.epochs_per_call < 1:
+                raise ValueError(f"epochs_per_call must be >= 1, 'all' or None, got {self.epochs_per_call}")
         if self.augment_pad < 0:
             raise ValueError(f"augment_pad must be >= 0, got {self.augment_pad}")
         if self.seed_strategy not in ("auto", *SEED_STRATEGIES):

@@ -107,3 +107,16 @@ def test_epochs_per_call_takes_the_largest_divisor_so_a_phase_is_one_program():
     whole, in_calls = (jax.tree_util.tree_leaves(results[k].state) for k in (None, 4))
     for a, b in zip(whole, in_calls, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_a_study_spells_all_epochs_in_one_call_as_all_and_leaves_none_to_the_plan():
+    from jaxunlearn.study import resolve_plan
+    from tests.helpers import TINY, with_
+
+    plan_default = auto_plan("conv")  # host-driven on XLA:CPU: one epoch per call
+    assert resolve_plan(with_(TINY, epochs_per_call=None), "conv").epochs_per_call == plan_default.epochs_per_call
+    assert resolve_plan(with_(TINY, epochs_per_call="all"), "conv").epochs_per_call is None  # LoopPlan: all
+    assert resolve_plan(with_(TINY, epochs_per_call=3), "conv").epochs_per_call == 3
+    for bad in (0, "some", 2.5, True):
+        with pytest.raises(ValueError, match="epochs_per_call must be"):
+            with_(TINY, epochs_per_call=bad)
