@@ -116,8 +116,10 @@ def resolve_plan(cfg: StudyConfig, family: str) -> LoopPlan:
     plan = auto_plan(family)
     if cfg.seed_strategy != "auto":
         plan = dataclasses.replace(plan, seed_strategy=cfg.seed_strategy)
-    if cfg.epochs_per_call is not None:  # None: the plan's choice; "all": LoopPlan's None
-        plan = dataclasses.replace(plan, epochs_per_call=None if cfg.epochs_per_call == "all" else cfg.epochs_per_call)
+    if cfg.epochs_per_call == "all":  # LoopPlan's None; the config's None leaves the plan's choice
+        plan = dataclasses.replace(plan, epochs_per_call=None)
+    elif isinstance(cfg.epochs_per_call, int):
+        plan = dataclasses.replace(plan, epochs_per_call=cfg.epochs_per_call)
     plan = dataclasses.replace(plan, devices=cfg.devices or devices_for(cfg.seeds))
     processes = jax.process_count()
     if processes > 1 and plan.devices % processes:
