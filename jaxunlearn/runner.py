@@ -107,7 +107,9 @@ class _PhaseDriver:
         def begin(key, original, hp, earlier, task):
             k_start, k_fit = phase_keys(key, index)
             state, aux = phase.start(k_start, original, task, hp, earlier)
-            return phase.fit.init_carry(k_fit, state, hp), aux
+            # A copy: the carry is donated to the epoch loop, and a state taken unchanged from
+            # ``original`` or ``earlier`` would otherwise be those arrays themselves.
+            return jax.tree_util.tree_map(jnp.copy, phase.fit.init_carry(k_fit, state, hp)), aux
 
         def epochs(carry, hp, aux, epoch_ids, task):
             return phase.fit.run_epochs(carry, epoch_ids, task, hp, aux)
@@ -115,7 +117,9 @@ class _PhaseDriver:
         label = re.sub(r"\W", "_", phase.name)
         begin.__name__, epochs.__name__ = f"{label}_begin", f"{label}_epochs"  # names in compile logs and profiles
         self.begin = SeedExecutor(begin, plan, n_per_seed=4)
-        self.epochs = shared_epochs or SeedExecutor(epochs, plan, n_per_seed=3)
+        # A Fit's carry is donated: one copy of the models and their Adam moments per call, not two.
+        donate = 1 if getattr(phase.fit, "donates_carry", False) else 0
+        self.epochs = shared_epochs or SeedExecutor(epochs, plan, n_per_seed=3, donate=donate)
 
     def __call__(self, keys, original, hp, earlier, task, bar) -> tuple[TrainState, dict]:
         total = self.phase.fit.cfg.epochs

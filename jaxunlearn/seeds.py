@@ -209,12 +209,19 @@ def to_global(tree: Any, sharding: NamedSharding) -> Any:
 
 
 def take_seeds(tree: Any, slots: np.ndarray) -> Any:
-    """Seed slots ``slots`` [T] of every leaf [S, ...] -> [T, ...], taken on the host (so
-    no cross-device program runs; typed PRNG keys stay keys). The result is placed by
-    ``place_seeds`` or by the ``SeedExecutor`` it is passed to."""
+    """Seed slots ``slots`` [T] of every leaf [S, ...] -> [T, ...]: on the device for a leaf
+    held by one device (no host round trip), on the host for a leaf split across devices
+    (so no cross-device program runs) or already on the host. Typed PRNG keys stay keys. The
+    result is placed by ``place_seeds`` or by the ``SeedExecutor`` it is passed to."""
     slots = np.asarray(slots)
+    on_device = None
 
     def take(leaf):
+        nonlocal on_device
+        if isinstance(leaf, jax.Array) and len(leaf.sharding.device_set) == 1:
+            if on_device is None:
+                on_device = jnp.asarray(slots)
+            return leaf[on_device]
         if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             return jax.random.wrap_key_data(
                 jnp.asarray(take(jax.random.key_data(leaf))), impl=jax.random.key_impl(leaf)
@@ -265,6 +272,40 @@ def _over_local_seeds(fn: Callable, plan: LoopPlan) -> Callable:
     return over_seeds
 
 
+def _map_in_place(fn: Callable, donated: tuple, kept: tuple, shared: tuple) -> Any:
+    """``fn`` over the seeds in sequence (as "map"), writing each seed's first ``len(donated)``
+    outputs over its donated inputs, so a donated carry exists once. (``lax.map`` stacks its
+    outputs into new buffers, so the carry would exist twice however it is donated.)
+
+    ``fn``'s output is a tuple whose first ``len(donated)`` elements have the donated
+    arguments' structure, shapes and dtypes; the rest are stacked into fresh buffers.
+    """
+    first = tree_index((donated, kept), 0)
+    out_one = jax.eval_shape(lambda d, k: fn(*d, *k, *shared), *first)
+    k = len(donated)
+    if jax.tree_util.tree_structure(out_one[:k]) != jax.tree_util.tree_structure(donated) or any(
+        (o.shape, o.dtype) != (d.shape[1:], d.dtype)
+        for o, d in zip(jax.tree_util.tree_leaves(out_one[:k]), jax.tree_util.tree_leaves(donated), strict=True)
+    ):
+        raise ValueError("a donated argument must come back as the same leading output (structure, shapes, dtypes)")
+    seeds = num_seeds(donated)
+    rest = jax.tree_util.tree_map(lambda o: jnp.zeros((seeds, *o.shape), o.dtype), tuple(out_one[k:]))
+
+    def body(i, bufs):
+        carried, stacked = bufs
+        out = fn(*tree_index(carried, i), *tree_index(kept, i), *shared)
+
+        def put(buf, value):
+            return jax.lax.dynamic_update_index_in_dim(buf, value, i, 0)
+
+        return jax.tree_util.tree_map(put, carried, tuple(out[:k])), jax.tree_util.tree_map(
+            put, stacked, tuple(out[k:])
+        )
+
+    carried, stacked = jax.lax.fori_loop(0, seeds, body, (donated, rest))
+    return (*carried, *stacked)
+
+
 def _local_blocks(tree: Any) -> dict[Any, Any]:
     """{device: ``tree`` with each leaf's block on that device}, for this process's devices."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
@@ -290,30 +331,46 @@ class SeedExecutor:
     (asynchronously, so the devices run at once): every seed runs exactly the program it
     runs on one device, so "host" results are bitwise those of ``devices=1``.
 
+    ``donate``: the first this many per-seed arguments are donated to the call (their
+    buffers may hold its outputs, e.g. an epoch loop's carry), so they exist once, not twice,
+    while it runs; the caller must not read them afterwards, nor pass arrays another value
+    still holds (a jitted function may return an unchanged input as it is: copy such a carry
+    first, as ``runner._PhaseDriver``'s begin does).
+
     Example:
         >>> run = SeedExecutor(lambda k, x: jax.random.normal(k) + x, LoopPlan("vmap"), 1)
         >>> run((jax.random.split(jax.random.key(0), 4),), (jnp.ones(()),)).shape
         (4,)
     """
 
-    def __init__(self, fn: Callable, plan: LoopPlan, n_per_seed: int):
-        self.fn, self.plan, self.n_per_seed = fn, plan, n_per_seed
+    def __init__(self, fn: Callable, plan: LoopPlan, n_per_seed: int, donate: int = 0):
+        if not 0 <= donate <= n_per_seed:
+            raise ValueError(f"donate must be between 0 and n_per_seed={n_per_seed}, got {donate}")
+        self.fn, self.plan, self.n_per_seed, self.donate = fn, plan, n_per_seed, donate
         self.host = plan.seed_strategy == "host"
         self.mesh = seed_mesh(plan.devices) if plan.devices > 1 else None
         if self.host:  # the single-seed program itself, once per seed (on the seed's device)
-            self._program = jax.jit(fn)
-        elif self.mesh is None:
-            self._program = jax.jit(_over_local_seeds(fn, plan))
+            self._program = jax.jit(fn, donate_argnums=tuple(range(donate)))
+            return
+        over_seeds = _over_local_seeds(fn, plan)
+        in_place = donate and plan.seed_strategy == "map" and plan.map_batch_size is None
+
+        def program(donated, kept, shared):  # the donated per-seed arguments come apart
+            if in_place:
+                return _map_in_place(fn, donated, kept, shared)
+            return over_seeds(donated + kept, shared)
+
+        program.__name__ = program.__qualname__ = over_seeds.__name__
+        self._local = jax.jit(program, donate_argnums=(0,) if donate else ())
+        if self.mesh is None:
+            self._program = self._local
         else:
             split = PartitionSpec(SEED_AXIS)
             self._program = jax.jit(
                 jax.shard_map(
-                    _over_local_seeds(fn, plan),
-                    mesh=self.mesh,
-                    in_specs=(split, PartitionSpec()),
-                    out_specs=split,
-                    check_vma=False,
-                )
+                    program, mesh=self.mesh, in_specs=(split, split, PartitionSpec()), out_specs=split, check_vma=False
+                ),
+                donate_argnums=(0,) if donate else (),
             )
 
     def place_shared(self, shared: tuple) -> tuple:
@@ -344,7 +401,11 @@ class SeedExecutor:
         per_seed, shared = tuple(per_seed), tuple(shared)
         if self.host:
             return self._program.lower(*tree_index(per_seed, 0), *shared)
-        return self._program.lower(self.place_per_seed(per_seed), self.place_shared(shared))
+        return self._program.lower(*self._split(self.place_per_seed(per_seed)), self.place_shared(shared))
+
+    def _split(self, per_seed: tuple) -> tuple[tuple, tuple]:
+        """(donated, kept) per-seed arguments: the first ``donate`` of them, the rest."""
+        return tuple(per_seed[: self.donate]), tuple(per_seed[self.donate :])
 
     def planned(self, per_seed: tuple, shared: tuple = ()) -> tuple[int | None, Any]:
         """(peak bytes XLA plans for one device's call, the outputs' abstract values) for
@@ -361,16 +422,15 @@ class SeedExecutor:
             seeds = num_seeds(per_seed)
             stacked = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((seeds, *a.shape), a.dtype), out)
             return (None if used is None else used + (seeds - 1) * tree_bytes(out)), stacked
-        program = self._program if self.mesh is None else jax.jit(_over_local_seeds(self.fn, self.plan))
-        out = jax.eval_shape(program, per_seed, shared)
-        return compiled_bytes(program.lower(per_seed, shared).compile()), out
+        out = jax.eval_shape(self._local, *self._split(per_seed), shared)
+        return compiled_bytes(self._local.lower(*self._split(per_seed), shared).compile()), out
 
     def __call__(self, per_seed: tuple, shared: tuple = ()) -> Any:
         if len(per_seed) != self.n_per_seed:
             raise ValueError(f"expected {self.n_per_seed} per-seed arguments, got {len(per_seed)}")
         per_seed, shared = tuple(per_seed), tuple(shared)
         if not self.host:
-            return self._program(self.place_per_seed(per_seed), self.place_shared(shared))
+            return self._program(*self._split(self.place_per_seed(per_seed)), self.place_shared(shared))
         if self.mesh is None:
             return tree_stack([self._program(*tree_index(per_seed, i), *shared) for i in range(num_seeds(per_seed))])
         return self._host_on_mesh(per_seed, shared)

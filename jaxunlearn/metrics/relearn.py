@@ -124,8 +124,15 @@ class RelearnRunner:
     def __init__(self, relearn: Relearn, plan: LoopPlan):
         self.relearn, self.plan = relearn, plan
         self._whole = SeedExecutor(relearn.steps, plan, n_per_seed=4)
-        self._start = SeedExecutor(relearn.start, plan, n_per_seed=2)
-        self._epoch = SeedExecutor(relearn.epoch, plan, n_per_seed=3)
+
+        def relearn_start(state, lr, task):  # a copy: the carry is donated, the states are the caller's
+            return jax.tree_util.tree_map(jnp.copy, relearn.start(state, lr, task))
+
+        def relearn_epoch(carry, key, threshold, epoch, task):  # the carry first and back first: donated
+            return (relearn.epoch(key, carry, threshold, epoch, task),)
+
+        self._start = SeedExecutor(relearn_start, plan, n_per_seed=2)
+        self._epoch = SeedExecutor(relearn_epoch, plan, n_per_seed=3, donate=1)
 
     def __call__(self, keys, states, threshold, lr, task: Task) -> np.ndarray:
         """Returns the [S] step counts (float; NaN where relearning diverged)."""
@@ -137,7 +144,7 @@ class RelearnRunner:
                 # on the host: a reduction over seeds split across devices would be a collective
                 if not np.any(to_host(carry[2]) > to_host(threshold)):  # all done (NaN counts as done)
                     break
-                carry = self._epoch((keys, carry, threshold), (jnp.asarray(epoch, jnp.int32), task))
+                (carry,) = self._epoch((carry, keys, threshold), (jnp.asarray(epoch, jnp.int32), task))
             steps, loss = carry[0], carry[2]
         return np.where(np.isfinite(to_host(loss)), to_host(steps).astype(np.float64), np.nan)
 

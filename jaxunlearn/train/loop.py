@@ -207,6 +207,10 @@ class Fit:
     Gaussian relabelling) and anything the batch loss needs (e.g. a proxy model).
     """
 
+    # run_epochs returns its carry in the same structure, so the runner donates it (one copy
+    # of the model and its Adam moments per call, not two)
+    donates_carry = True
+
     def __init__(self, model: ModelFns, cfg: FitConfig, batch_loss: BatchLoss, task: Task, plan: LoopPlan):
         self.model, self.cfg, self.batch_loss, self.plan = model, cfg, batch_loss, plan
         rows = task.train.host_indices(cfg.rows)

@@ -35,7 +35,8 @@ class Phase:
         name: e.g. "proxy".
         start: builds the phase's initial state (see ``Start``); fit: its compiled loop, a
             ``Fit`` or a ``OneShot`` (same methods: ``cfg.epochs``, ``init_carry``,
-            ``run_epochs``, ``finish``, ``run``).
+            ``run_epochs``, ``finish``, ``run``; ``donates_carry``: True when ``run_epochs``
+            returns its carry in the same structure, which the runner then donates).
         reads_hp: the float hyperparameters the phase reads, when declared (None: any).
             A sweep whose swept values this phase never reads runs it once per seed
             instead of once per value (``PipelineRunner.run_values``); a conformance test
@@ -121,6 +122,7 @@ class OneShot:
     """
 
     cfg = OneShotConfig()
+    donates_carry = False  # run_epochs turns its carry into the result (another structure)
 
     def __init__(self, compute: Compute):
         self.compute = compute
