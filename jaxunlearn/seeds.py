@@ -283,11 +283,17 @@ def _map_in_place(fn: Callable, donated: tuple, kept: tuple, shared: tuple) -> A
     first = tree_index((donated, kept), 0)
     out_one = jax.eval_shape(lambda d, k: fn(*d, *k, *shared), *first)
     k = len(donated)
-    if jax.tree_util.tree_structure(out_one[:k]) != jax.tree_util.tree_structure(donated) or any(
-        (o.shape, o.dtype) != (d.shape[1:], d.dtype)
-        for o, d in zip(jax.tree_util.tree_leaves(out_one[:k]), jax.tree_util.tree_leaves(donated), strict=True)
-    ):
-        raise ValueError("a donated argument must come back as the same leading output (structure, shapes, dtypes)")
+    message = "a donated argument must come back as the same leading output (structure, shapes, dtypes)"
+    if not isinstance(out_one, tuple):
+        raise ValueError(message)
+    try:
+        same = jax.tree_util.tree_map(
+            lambda o, d: (o.shape, o.dtype) == (d.shape[1:], d.dtype), tuple(out_one[:k]), donated
+        )
+    except ValueError as err:  # another tree structure
+        raise ValueError(message) from err
+    if not all(jax.tree_util.tree_leaves(same)):
+        raise ValueError(message)
     seeds = num_seeds(donated)
     rest = jax.tree_util.tree_map(lambda o: jnp.zeros((seeds, *o.shape), o.dtype), tuple(out_one[k:]))
 
