@@ -364,3 +364,12 @@ def test_sweep_benchmark_times_three_modes_that_agree(tmp_path):
         assert r["max_state_diff_vs_separate"] == 0.0  # map plan: every mode computes the same states
         assert _finite(r["run_s_median"]) and r["run_s_median"] > 0 and len(r["final_train_loss"]) == 2
     assert "swept+shared" in (tmp_path / "sweep.md").read_text()
+
+
+def test_stage_memory_plans_less_per_seed_with_the_carry_donated(capsys):
+    from benchmarks.stage_memory import measure
+
+    (row,) = measure("mlp", ["finetune"], lambda line: None)
+    assert 0 < row["after_per_seed_bytes"] < row["before_per_seed_bytes"]
+    assert row["after_seeds_per_h200"] > row["before_seeds_per_h200"]
+    assert row["kept_per_seed_bytes_with_adam"] > 2.99 * row["kept_per_seed_bytes"]  # Adam: two moments (+ scalars)
