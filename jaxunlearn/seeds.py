@@ -30,6 +30,7 @@ conv nets). ``auto_plan`` picks these per model family and backend, on all its d
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -278,37 +279,29 @@ def _map_in_place(fn: Callable, donated: tuple, kept: tuple, shared: tuple) -> A
     outputs into new buffers, so the carry would exist twice however it is donated.)
 
     ``fn``'s output is a tuple whose first ``len(donated)`` elements have the donated
-    arguments' structure, shapes and dtypes; the rest are stacked into fresh buffers.
+    arguments' structure, shapes and dtypes; the rest are stacked, as ``lax.map`` stacks them.
     """
-    first = tree_index((donated, kept), 0)
-    out_one = jax.eval_shape(lambda d, k: fn(*d, *k, *shared), *first)
     k = len(donated)
-    message = "a donated argument must come back as the same leading output (structure, shapes, dtypes)"
-    if not isinstance(out_one, tuple):
-        raise ValueError(message)
-    try:
-        same = jax.tree_util.tree_map(
-            lambda o, d: (o.shape, o.dtype) == (d.shape[1:], d.dtype), tuple(out_one[:k]), donated
-        )
-    except ValueError as err:  # another tree structure
-        raise ValueError(message) from err
-    if not all(jax.tree_util.tree_leaves(same)):
-        raise ValueError(message)
-    seeds = num_seeds(donated)
-    rest = jax.tree_util.tree_map(lambda o: jnp.zeros((seeds, *o.shape), o.dtype), tuple(out_one[k:]))
 
-    def body(i, bufs):
-        carried, stacked = bufs
-        out = fn(*tree_index(carried, i), *tree_index(kept, i), *shared)
+    def body(carried, inputs):
+        i, kept_i = inputs
+        mine = tree_index(carried, i)
+        out = fn(*mine, *kept_i, *shared)
+        message = "a donated argument must come back as the same leading output (structure, shapes, dtypes)"
+        try:
+            same = isinstance(out, tuple) and all(
+                jax.tree_util.tree_leaves(
+                    jax.tree_util.tree_map(lambda o, m: (o.shape, o.dtype) == (m.shape, m.dtype), tuple(out[:k]), mine)
+                )
+            )
+        except ValueError as err:  # another tree structure
+            raise ValueError(message) from err
+        if not same:
+            raise ValueError(message)
+        put = functools.partial(jax.lax.dynamic_update_index_in_dim, index=i, axis=0)
+        return jax.tree_util.tree_map(put, carried, tuple(out[:k])), tuple(out[k:])
 
-        def put(buf, value):
-            return jax.lax.dynamic_update_index_in_dim(buf, value, i, 0)
-
-        return jax.tree_util.tree_map(put, carried, tuple(out[:k])), jax.tree_util.tree_map(
-            put, stacked, tuple(out[k:])
-        )
-
-    carried, stacked = jax.lax.fori_loop(0, seeds, body, (donated, rest))
+    carried, stacked = jax.lax.scan(body, donated, (jnp.arange(num_seeds(donated)), kept))
     return (*carried, *stacked)
 
 
