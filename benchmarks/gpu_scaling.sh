@@ -14,7 +14,9 @@
 #      the host's cores (benchmarks/attack.py --paper-size), and a second forget draw's
 #      compiles with row sets as data (benchmarks/row_sets.py, synthetic data), and every
 #      default stage's planned bytes per seed and seeds per H200, before and after the
-#      donated carry and the dropped Adam moments (benchmarks/stage_memory.py).
+#      donated carry and the dropped Adam moments (benchmarks/stage_memory.py), and a
+#      256-shadow U-LiRA's blocks, calls and compiles with per-shadow training rows
+#      (benchmarks/ulira_calls.py, synthetic data).
 # Records: $OUT/scaling.jsonl, $OUT/cmdbuf.jsonl; summary: $OUT/summary.md; evaluation: $OUT/eval/.
 # Usage (repo root, on the GPU machine): OUT=/some/dir bash benchmarks/gpu_scaling.sh
 set -u
@@ -37,6 +39,7 @@ timeout -k 5 150 $PY -m jaxunlearn.cli evaluate --protocol neurips23 --models 51
 
 timeout -k 5 40 $PY -m benchmarks.attack --paper-size --seeds 64 2>&1 | tee "$OUT/attack.jsonl"
 timeout -k 5 90 $PY -m benchmarks.row_sets --dataset synthetic 2>&1 | tee "$OUT/row_sets.jsonl"
+timeout -k 5 150 $PY -m benchmarks.ulira_calls --shadows 256 --groups 16 --dataset synthetic 2>&1 | tee "$OUT/ulira_calls.jsonl"
 timeout -k 5 240 $PY -m benchmarks.stage_memory --out "$OUT/stage_memory.json" 2>&1 | tee "$OUT/stage_memory.md"
 
 $PY -m benchmarks.suite summarise "$OUT/scaling.jsonl" "$OUT/cmdbuf.jsonl" --out "$OUT/summary.md"

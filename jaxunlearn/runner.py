@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in notebooks
 
-from jaxunlearn.data.arrays import Task
+from jaxunlearn.data.arrays import Task, check_train_rows
 from jaxunlearn.seeds import LoopPlan, SeedExecutor, abstract_seeds, num_seeds, place_seeds, take_seeds, to_host
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.state import TrainState, finished
@@ -104,31 +104,32 @@ class _PhaseDriver:
     def __init__(self, phase: Phase, index: int, plan: LoopPlan, shared_epochs: SeedExecutor | None = None):
         self.phase, self.plan = phase, plan
 
-        def begin(key, original, hp, earlier, task):
+        def begin(key, original, hp, earlier, rows, task):
+            task = task.with_train_rows(rows)
             k_start, k_fit = phase_keys(key, index)
             state, aux = phase.start(k_start, original, task, hp, earlier)
             # A copy: the carry is donated to the epoch loop, and a state taken unchanged from
             # ``original`` or ``earlier`` would otherwise be those arrays themselves.
             return jax.tree_util.tree_map(jnp.copy, phase.fit.init_carry(k_fit, state, hp)), aux
 
-        def epochs(carry, hp, aux, epoch_ids, task):
-            return phase.fit.run_epochs(carry, epoch_ids, task, hp, aux)
+        def epochs(carry, hp, aux, rows, epoch_ids, task):
+            return phase.fit.run_epochs(carry, epoch_ids, task.with_train_rows(rows), hp, aux)
 
         label = re.sub(r"\W", "_", phase.name)
         begin.__name__, epochs.__name__ = f"{label}_begin", f"{label}_epochs"  # names in compile logs and profiles
-        self.begin = SeedExecutor(begin, plan, n_per_seed=4)
+        self.begin = SeedExecutor(begin, plan, n_per_seed=5)
         # A Fit's carry is donated: one copy of the models and their Adam moments per call, not two.
         donate = 1 if getattr(phase.fit, "donates_carry", False) else 0
-        self.epochs = shared_epochs or SeedExecutor(epochs, plan, n_per_seed=3, donate=donate)
+        self.epochs = shared_epochs or SeedExecutor(epochs, plan, n_per_seed=4, donate=donate)
 
-    def __call__(self, keys, original, hp, earlier, task, bar) -> tuple[TrainState, dict]:
+    def __call__(self, keys, original, hp, earlier, rows, task, bar) -> tuple[TrainState, dict]:
         total = self.phase.fit.cfg.epochs
         per_call = self.plan.calls_of(total)
-        carry, aux = self.begin((keys, original, hp, earlier), (task,))
+        carry, aux = self.begin((keys, original, hp, earlier, rows), (task,))
         chunks = []
         for first in range(0, total, per_call):
             ids = jnp.arange(first, min(first + per_call, total), dtype=jnp.int32)
-            carry, hist = self.epochs((carry, hp, aux), (ids, task))
+            carry, hist = self.epochs((carry, hp, aux, rows), (ids, task))
             chunks.append(hist)
             if bar is not None:
                 jax.block_until_ready(carry)
@@ -150,9 +151,26 @@ class PipelineRunner:
             self.drivers.append(driver)
 
     def __call__(
-        self, keys: jax.Array, original: TrainState | None, task: Task, hp: dict | None = None, progress: bool = True
+        self,
+        keys: jax.Array,
+        original: TrainState | None,
+        task: Task,
+        hp: dict | None = None,
+        progress: bool = True,
+        rows: Any = None,
     ) -> StageResult:
-        self.pipeline.check_task(task)
+        """The pipeline over the seeds ``keys`` [S].
+
+        Args:
+            original: the original models' states [S, ...], or None for a pipeline that
+                starts from scratch.
+            hp: float hyperparameters that differ from the pipeline's defaults (scalars or [S]).
+            rows: None (every seed uses the task's training rows), or int [S, M]: seed s
+                trains on ``task.train.x[rows[s]]`` in that order, its forget rows being the
+                ones marked in the task (``Split.rows``); one program serves every row set
+                with the layout the pipeline was built for (U-LiRA's shadows, SISA's shards).
+        """
+        rows = self.check(task, rows, int(keys.shape[0]))
         seeds = int(keys.shape[0])
         # The pipeline's defaults for the hyperparameters ``hp`` leaves out (an unknown one is
         # a ValueError here, not a KeyError inside the trace).
@@ -162,12 +180,26 @@ class PipelineRunner:
         bar = self._bar(f"x{seeds} seeds", progress)
         earlier: list[TrainState] = []
         with Stopwatch() as sw:
-            history, diverged = self._run_phases(self.drivers, keys, original, task, hp, earlier, bar)
+            history, diverged = self._run_phases(self.drivers, keys, original, task, hp, rows, earlier, bar)
             jax.block_until_ready(earlier[-1])
         bar.close()
         return self._result(earlier[-1], history, diverged, sw)
 
-    def planned_bytes(self, seeds: int, original: TrainState | None, task: Task, hp: dict | None = None) -> int | None:
+    def check(self, task: Task, rows: Any, seeds: int) -> jax.Array | None:
+        """Raises ValueError unless ``task`` (restricted to each seed's ``rows``) has the
+        layout the pipeline was built for; returns ``rows`` as int32 on the device."""
+        if rows is None:
+            self.pipeline.check_task(task)
+            return None
+        host = check_train_rows(task, rows)
+        if host.shape[0] != seeds:
+            raise ValueError(f"training rows are given for {host.shape[0]} models, the call runs {seeds} seeds")
+        self.pipeline.check_task(task.with_train_rows(host[0]))
+        return rows if isinstance(rows, jax.Array) and rows.dtype == jnp.int32 else jnp.asarray(host)
+
+    def planned_bytes(
+        self, seeds: int, original: TrainState | None, task: Task, hp: dict | None = None, rows: Any = None
+    ) -> int | None:
         """Peak bytes XLA plans for the largest of this pipeline's programs when a call runs
         ``seeds`` seeds (on each device, its share), from the compiled programs' memory
         analyses: compiles, runs nothing (``jaxunlearn.memory``). None when the backend
@@ -176,19 +208,21 @@ class PipelineRunner:
         Args:
             seeds: seeds per call; original: the original model's states (any seed count:
                 only their shapes are read), or None; task: the task; hp: float
-                hyperparameters that differ from the pipeline's defaults.
+                hyperparameters that differ from the pipeline's defaults; rows: per-seed
+                training rows [any, M] (only their shape is read), or None.
         """
         per_device = -(-seeds // self.plan.devices)
         keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), per_device))
         hp = abstract_seeds(broadcast_hp(self.pipeline.hp(**(hp or {})), 1), per_device)
         original = None if original is None else abstract_seeds(original, per_device)
+        rows = None if rows is None else jax.ShapeDtypeStruct((per_device, np.shape(rows)[1]), jnp.int32)
         earlier: list[Any] = []
         peak: int | None = 0
         for driver in self.drivers:
-            used_begin, (carry, aux) = driver.begin.planned((keys, original, hp, tuple(earlier)), (task,))
+            used_begin, (carry, aux) = driver.begin.planned((keys, original, hp, tuple(earlier), rows), (task,))
             per_call = self.plan.calls_of(driver.phase.fit.cfg.epochs)
             ids = jax.ShapeDtypeStruct((per_call,), jnp.int32)
-            used_epochs, (carry, _) = driver.epochs.planned((carry, hp, aux), (ids, task))
+            used_epochs, (carry, _) = driver.epochs.planned((carry, hp, aux, rows), (ids, task))
             earlier.append(jax.eval_shape(jax.vmap(driver.phase.fit.finish), carry))
             for used in (used_begin, used_epochs):
                 peak = None if used is None or peak is None else max(peak, used)
@@ -201,12 +235,12 @@ class PipelineRunner:
         )
 
     @staticmethod
-    def _run_phases(drivers, keys, original, task, hp, earlier: list, bar) -> tuple[dict, list[np.ndarray]]:
+    def _run_phases(drivers, keys, original, task, hp, rows, earlier: list, bar) -> tuple[dict, list[np.ndarray]]:
         """Runs ``drivers`` in order, appending each phase's state to ``earlier``.
         Returns (the last phase's history, each phase's divergence step per seed [S])."""
         history, diverged = {}, []
         for driver in drivers:
-            state, history = driver(keys, original, hp, tuple(earlier), task, bar)
+            state, history = driver(keys, original, hp, tuple(earlier), rows, task, bar)
             earlier.append(state)
             diverged.append(history["diverged_at"][:, -1])
         return history, diverged
@@ -230,6 +264,7 @@ class PipelineRunner:
         hps: list[dict],
         progress: bool = True,
         share_phases: bool = True,
+        rows: Any = None,
     ) -> list[StageResult]:
         """The pipeline for each set of hyperparameter overrides in ``hps`` (the pipeline's
         defaults fill in the rest) on the same seeds ``keys`` [S], in one call per phase
@@ -238,14 +273,15 @@ class PipelineRunner:
         With ``share_phases``, leading phases that read none of the swept hyperparameters
         (``Phase.reads_hp``; e.g. Blindspot's proxy when only ``beta`` or ``lr`` is swept)
         run once over the S seeds, and their states are copied to every value's slots.
+        ``rows``: per-seed training rows [S, M] or None, as for ``__call__``.
 
         Returns one StageResult of S seeds per value, in order. Slot i*S + s computes what
         seed s computes alone with ``hps[i]``: bitwise under "map" and "host", to float
         rounding under "vmap" (a wider batch may be fused differently)."""
         hps = [self.pipeline.hp(**h) for h in hps]  # unknown names raise here
         if len(hps) == 1:
-            return [self(keys, original, task, hp=hps[0], progress=progress)]
-        self.pipeline.check_task(task)
+            return [self(keys, original, task, hp=hps[0], progress=progress, rows=rows)]
+        rows = self.check(task, rows, int(keys.shape[0]))
         if self.pipeline.needs_original and original is None:
             raise ValueError(f"{self.pipeline.name} needs the original model's states")
         seeds, values = int(keys.shape[0]), len(hps)
@@ -261,7 +297,9 @@ class PipelineRunner:
         bar = self._bar(f"x{values} values x{seeds} seeds", progress)
         earlier: list[TrainState] = []
         with Stopwatch() as sw:
-            _, diverged = self._run_phases(self.drivers[:shared], keys, original, task, per_value[0], earlier, bar)
+            _, diverged = self._run_phases(
+                self.drivers[:shared], keys, original, task, per_value[0], rows, earlier, bar
+            )
             earlier = [take_seeds(state, slots) for state in earlier]
             diverged = [d[slots] for d in diverged]
             history, more = self._run_phases(
@@ -270,6 +308,7 @@ class PipelineRunner:
                 None if original is None else take_seeds(original, slots),
                 task,
                 wide_hp,
+                None if rows is None else take_seeds(rows, slots),
                 earlier,
                 bar,
             )
@@ -317,6 +356,7 @@ def run_in_chunks(
     progress: bool = True,
     saved: Callable[[int, int], list[StageResult] | None] | None = None,
     save: Callable[[int, int, list[StageResult]], None] | None = None,
+    rows: Any = None,
 ) -> list[StageResult]:
     """``runner.run_values`` over the seeds ``keys`` [S] in calls of ``chunk`` seeds each:
     the same results, seed for seed, as one call over all S, in less memory ("host":
@@ -333,12 +373,13 @@ def run_in_chunks(
             before each call when there are several.
         save: ``save(start, stop, results)``: called after each call when there are several
             (e.g. to checkpoint it, so a kill loses at most one call).
+        rows: per-seed training rows [S, M], or None (``PipelineRunner.__call__``).
     """
     seeds = int(keys.shape[0])
     if original is not None and num_seeds(original) == 1 and seeds > 1:  # every seed starts from the one
         original = take_seeds(original, np.zeros(seeds, np.int64))
     if chunk >= seeds:
-        return runner.run_values(keys, original, task, hps, progress=progress)
+        return runner.run_values(keys, original, task, hps, progress=progress, rows=rows)
     parts: list[list[StageResult]] = []
     for start in range(0, seeds, chunk):
         stop = min(start + chunk, seeds)
@@ -348,7 +389,14 @@ def run_in_chunks(
             continue
         slots = np.minimum(np.arange(start, start + chunk), seeds - 1)
         starts = None if original is None else take_seeds(original, slots)
-        results = runner.run_values(take_seeds(keys, slots), starts, task, hps, progress=progress)
+        results = runner.run_values(
+            take_seeds(keys, slots),
+            starts,
+            task,
+            hps,
+            progress=progress,
+            rows=None if rows is None else take_seeds(rows, slots),
+        )
         parts.append([first_seeds(r, stop - start, runner.plan) for r in results])
         if save is not None:
             save(start, stop, parts[-1])
@@ -363,6 +411,7 @@ def seeds_per_call(
     task: Task,
     hp: dict | None = None,
     limit: str | int | None = None,
+    rows: Any = None,
 ) -> tuple[int, int | None]:
     """The most of ``seeds`` seeds (a multiple of the plan's devices) whose call over
     ``values`` hyperparameter values fits the device's memory, from the compiled programs'
@@ -380,6 +429,6 @@ def seeds_per_call(
     devices = runner.plan.devices
     budget = device_budget(limit)
     size, planned = chunk_size(
-        seeds // devices, lambda n: runner.planned_bytes(n * devices * values, original, task, hp), budget
+        seeds // devices, lambda n: runner.planned_bytes(n * devices * values, original, task, hp, rows), budget
     )
     return size * devices, planned

@@ -14,7 +14,7 @@ from helpers import TINY, tiny_task, with_
 from jaxunlearn.checkpoints import CheckpointStore
 from jaxunlearn.evaluation import EvaluationConfig, run_evaluation
 from jaxunlearn.evaluation.neurips23 import FLOOR_ROW, ORIGINAL_ROW
-from jaxunlearn.evaluation.ulira import candidate_masks, group_task
+from jaxunlearn.evaluation.ulira import candidate_masks, shadow_rows
 from jaxunlearn.memory import chunk_size, device_budget, parse_bytes
 
 # The tests below share module-scoped runs: one worker runs them all (make test: --dist loadgroup).
@@ -134,16 +134,15 @@ def test_candidate_masks_are_balanced_complementary_halves():
     assert np.array_equal(masks, candidate_masks(10, 6, seed=3))
 
 
-def test_group_task_puts_retain_rows_first_then_the_groups_candidates(task):
+def test_shadow_rows_are_the_retain_rows_then_the_groups_candidates(task):
     forget = np.asarray(task.train.forget) > 0.5
-    retain, candidates = np.flatnonzero(~forget), np.flatnonzero(forget)
-    g = group_task(task, retain, candidates[::2])
-    x = np.asarray(task.train.x)
-    assert np.array_equal(np.asarray(g.train.x), np.concatenate([x[retain], x[candidates[::2]]]))
-    assert np.array_equal(
-        np.asarray(g.train.forget) > 0.5, np.r_[np.zeros(retain.size, bool), np.ones(candidates[::2].size, bool)]
-    )
-    assert np.array_equal(np.asarray(g.test.x), np.asarray(task.test.x))
+    retain, candidates = np.flatnonzero(~forget), np.flatnonzero(forget)[:4]
+    masks = candidate_masks(4, 2, seed=0)
+    rows = shadow_rows(retain, candidates, masks, per_group=3)
+    assert rows.shape == (6, retain.size + 2) and rows.dtype == np.int32
+    for shadow in range(6):
+        group = shadow // 3
+        assert np.array_equal(rows[shadow], np.r_[retain, candidates[masks[group]]])
 
 
 def test_ulira_end_to_end_with_controls(task):
@@ -157,7 +156,9 @@ def test_ulira_end_to_end_with_controls(task):
         assert len(result.per_example[row]["auc"]) == candidates
     # "exposed" is measured against the retrain control's largest per-row AUC: it has none.
     assert result.metrics["retrain"]["exposed_rows"] == 0
-    assert {f"g{g:02d}-{s}" for g in range(4) for s in ("original", "retrain", "finetune")} == set(result.timings)
+    # every stage trains its 8 shadows of 4 groups in one block
+    assert {f"shadows-{s}" for s in ("original", "retrain", "finetune")} == set(result.timings)
+    assert all(t["models"] == 8 for t in result.timings.values())
 
 
 def test_evaluate_command_writes_the_report_and_resumes(tmp_path, capsys):

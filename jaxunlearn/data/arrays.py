@@ -24,39 +24,66 @@ class Split:
         x: inputs, [N, *feature_shape], standardised.
         y: targets, [N, 1] float32, standardised.
         forget: [N] float32, 1.0 for rows in the forget set, 0.0 for retain rows.
+        rows: None (a model uses every row, in order), or int32 [M]: the rows of ``x`` a
+            model uses, in this order (distinct). A per-model training set over shared
+            arrays: U-LiRA's shadow sets and SISA's shards give each model its own ``rows``
+            (``with_rows``) while ``x`` and ``y`` stay one copy. The forget rows are then
+            the listed rows marked in ``forget``, the retain rows the other listed rows.
     """
 
     x: jax.Array
     y: jax.Array
     forget: jax.Array
+    rows: jax.Array | None = None
+
+    if TYPE_CHECKING:  # struct.dataclass adds it at run time; declared for type checkers only
+
+        def replace(self, **changes: Any) -> Self: ...
 
     @property
     def size(self) -> int:
+        """N, the rows of the arrays (not ``rows``' count)."""
         return int(self.y.shape[0])
 
+    @property
+    def used(self) -> int:
+        """M, how many rows a model uses: N, or the length of ``rows``."""
+        return self.size if self.rows is None else int(self.rows.shape[0])
+
+    def with_rows(self, rows: jax.Array | np.ndarray | None) -> Split:
+        """This split restricted to ``rows`` (int32 [M], in order); traceable."""
+        return self.replace(rows=None if rows is None else jnp.asarray(rows, jnp.int32))
+
     def host_indices(self, which: str) -> np.ndarray:
-        """Row indices of the forget or retain rows, as a host int32 array (static size)."""
-        mask = np.asarray(self.forget) > 0.5
-        if which == "forget":
-            return np.flatnonzero(mask).astype(np.int32)
-        if which == "retain":
-            return np.flatnonzero(~mask).astype(np.int32)
+        """Row indices of the forget, retain or all used rows, as a host int32 array (static
+        size), in the order of ``rows`` (increasing when ``rows`` is None)."""
+        if which not in ("forget", "retain", "all"):
+            raise ValueError(f"which must be 'forget', 'retain' or 'all', got {which!r}")
+        order = np.arange(self.size) if self.rows is None else np.asarray(self.rows).astype(np.int64)
         if which == "all":
-            return np.arange(mask.shape[0], dtype=np.int32)
-        raise ValueError(f"which must be 'forget', 'retain' or 'all', got {which!r}")
+            return order.astype(np.int32)
+        marked = np.asarray(self.forget)[order] > 0.5
+        return order[marked if which == "forget" else ~marked].astype(np.int32)
 
     def indices(self, which: str, count: int) -> jax.Array:
-        """The same row indices as ``host_indices(which)``, read from the forget mask when
-        the program runs: int32 [count], in increasing order. Only the set's size ``count``
+        """The same row indices as ``host_indices(which)``, read from the forget mask (and
+        ``rows``) when the program runs: int32 [count]. Only the set's size ``count``
         (static) is part of the compiled program, so tasks whose row sets differ but have
         the same sizes share their programs. Traceable; ``count`` must be the set's size.
         """
-        if which == "all":
-            return jnp.arange(self.size, dtype=jnp.int32)
-        if which not in ("forget", "retain"):
+        if which not in ("forget", "retain", "all"):
             raise ValueError(f"which must be 'forget', 'retain' or 'all', got {which!r}")
-        member = self.forget > 0.5 if which == "forget" else ~(self.forget > 0.5)
-        return jnp.nonzero(member, size=count, fill_value=0)[0].astype(jnp.int32)
+        if which == "all":
+            return jnp.arange(self.size, dtype=jnp.int32) if self.rows is None else self.rows
+        marked = self.forget > 0.5 if self.rows is None else self.forget[self.rows] > 0.5
+        positions = jnp.nonzero(marked if which == "forget" else ~marked, size=count, fill_value=0)[0]
+        return (positions if self.rows is None else self.rows[positions]).astype(jnp.int32)
+
+    def used_mask(self) -> jax.Array:
+        """[N] float32: 1.0 for the rows a model uses (every row when ``rows`` is None)."""
+        if self.rows is None:
+            return jnp.ones_like(self.forget)
+        return jnp.zeros_like(self.forget).at[self.rows].set(1.0)
 
 
 @struct.dataclass
@@ -86,13 +113,19 @@ class Task:
         return tuple(self.train.x.shape[1:])
 
     def layout(self) -> tuple:
-        """What a compiled program may depend on: the input shape and each split's row and
-        forget-row counts (never which rows). Tasks with equal layouts share programs."""
+        """What a compiled program may depend on: the input shape and, per split, its rows,
+        the rows a model uses and their forget rows (counts, never which rows). Tasks with
+        equal layouts share programs."""
         counts = tuple(
-            (name, split.size, int(np.count_nonzero(np.asarray(split.forget) > 0.5)))
+            (name, split.size, split.used, int(split.host_indices("forget").size))
             for name, split in (("train", self.train), ("val", self.val), ("test", self.test))
         )
         return (self.input_shape, counts)
+
+    def with_train_rows(self, rows: jax.Array | np.ndarray | None) -> Task:
+        """This task with its training split restricted to ``rows`` (int32 [M]; see
+        ``Split.rows``); None leaves it as it is. Traceable."""
+        return self if rows is None else self.replace(train=self.train.with_rows(rows))
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "input_shape": list(self.input_shape)}
@@ -101,6 +134,35 @@ class Task:
             n_forget = int(np.asarray(split.forget).sum())
             out[split_name] = {"rows": split.size, "forget": n_forget, "retain": split.size - n_forget}
         return out
+
+
+def check_train_rows(task: Task, rows: Any) -> np.ndarray:
+    """Checks per-model training rows for ``task``: int [S, M], each row of ``rows`` M
+    distinct indices into the training split, and the same number of forget rows among
+    every model's rows (the counts are compiled in). Returns them as a host int32 array.
+
+    Raises:
+        ValueError: naming what is wrong.
+    """
+    host = np.asarray(rows)
+    if host.ndim != 2 or host.shape[1] == 0:
+        raise ValueError(f"training rows must have shape [models, rows] with rows >= 1, got {host.shape}")
+    if not np.issubdtype(host.dtype, np.integer):
+        raise ValueError(f"training rows must be integer indices, got dtype {host.dtype}")
+    size = task.train.size
+    if host.min() < 0 or host.max() >= size:
+        raise ValueError(f"training rows must lie in [0, {size}), got indices from {host.min()} to {host.max()}")
+    ordered = np.sort(host, axis=1)
+    if np.any(ordered[:, 1:] == ordered[:, :-1]):
+        bad = int(np.flatnonzero(np.any(ordered[:, 1:] == ordered[:, :-1], axis=1))[0])
+        raise ValueError(f"training rows of model {bad} repeat an index: each model's rows must be distinct")
+    forget = np.count_nonzero(np.asarray(task.train.forget)[host] > 0.5, axis=1)
+    if np.any(forget != forget[0]):
+        raise ValueError(
+            f"every model's training rows must hold the same number of forget rows (it is compiled in); "
+            f"got counts from {forget.min()} to {forget.max()}"
+        )
+    return host.astype(np.int32)
 
 
 def standardise(

@@ -24,7 +24,7 @@ import numpy as np
 from jaxunlearn import unlearn
 from jaxunlearn.checkpoints import CHUNK_MARK, CheckpointStore, StageParts, training_settings
 from jaxunlearn.config import StudyConfig
-from jaxunlearn.data.arrays import Task
+from jaxunlearn.data.arrays import Task, check_train_rows
 from jaxunlearn.hparams import stage_variants
 from jaxunlearn.memory import chunk_size, device_budget, format_bytes
 from jaxunlearn.runner import PipelineRunner, StageResult, run_in_chunks
@@ -98,18 +98,23 @@ class BlockRunner:
     def _plan(self, seeds: int) -> LoopPlan:
         return dataclasses.replace(self.plan, devices=devices_for(seeds, self.plan.devices))
 
-    def runner(self, stage: str, task: Task, seeds: int) -> PipelineRunner:
+    def runner(self, stage: str, task: Task, seeds: int, rows: np.ndarray | None = None) -> PipelineRunner:
         """The stage's runner for chunks of ``seeds`` seeds, built once per stage and chunk
-        size. Every task given for one stage must have the same layout (``Task.layout``: shapes
-        and row-set sizes); which rows are forget rows may differ (the runner checks)."""
+        size, for ``task`` restricted to one model's ``rows`` (any: they all have the same
+        sizes). Every task given for one stage must have the same layout (``Task.layout``:
+        shapes and row-set sizes); which rows are forget rows may differ (the runner checks)."""
         key = (stage, seeds)
         if key not in self.runners:
             plan = self._plan(seeds)
-            self.runners[key] = PipelineRunner(unlearn.get(stage).build(self.model, task, self.cfg, plan), plan)
+            seen = task if rows is None else task.with_train_rows(rows[0])
+            self.runners[key] = PipelineRunner(unlearn.get(stage).build(self.model, seen, self.cfg, plan), plan)
         return self.runners[key]
 
-    def chunk_for(self, stage: str, task: Task, count: int, original: StageResult | None) -> int:
-        """Seeds per call for a block of ``count`` seeds of ``stage`` (decided once per stage)."""
+    def chunk_for(
+        self, stage: str, task: Task, count: int, original: StageResult | None, rows: np.ndarray | None = None
+    ) -> int:
+        """Seeds per call for a block of ``count`` seeds of ``stage`` (decided once per stage),
+        whose models train on ``rows`` [count, M] of ``task`` (None: all its rows)."""
         if self.chunk is not None:
             self.chunks.setdefault(stage, min(self.chunk, count))
             return min(self.chunk, count)
@@ -120,7 +125,9 @@ class BlockRunner:
         state = None if original is None else original.state
         with Stopwatch() as sw:  # compiles the programs the run then reuses: their compile time
             size, planned = chunk_size(
-                count, lambda n: self.runner(stage, task, n).planned_bytes(n, state, task, variant.hp), budget
+                count,
+                lambda n: self.runner(stage, task, n, rows).planned_bytes(n, state, task, variant.hp, rows),
+                budget,
             )
         self.planning[stage] = sw.wall
         if size < count:
@@ -140,6 +147,7 @@ class BlockRunner:
         count: int,
         original: StageResult | None = None,
         description: dict[str, Any] | None = None,
+        rows: np.ndarray | None = None,
     ) -> StageResult:
         """Block ``name``: ``stage`` over seeds ``first .. first + count - 1``.
 
@@ -149,6 +157,9 @@ class BlockRunner:
                 stages trained from scratch.
             description: what else the block depends on (e.g. the rows it trained on), for
                 its checkpoint key.
+            rows: None (every model trains on the task's rows), or int [count, M]: model
+                i's training rows (``Split.rows``); every model's must hold as many forget
+                rows, so one program serves them all.
         """
         from jaxunlearn.study import abstract_states, seed_keys
 
@@ -166,8 +177,12 @@ class BlockRunner:
                 }
                 return restored
         (variant,) = stage_variants(self.cfg, stage)
-        chunk = self.chunk_for(stage, task, count, original)
-        runner = self.runner(stage, task, chunk)
+        if rows is not None:
+            rows = check_train_rows(task, rows)
+            if rows.shape[0] != count:
+                raise ValueError(f"{name}: training rows are given for {rows.shape[0]} models, the block has {count}")
+        chunk = self.chunk_for(stage, task, count, original, rows)
+        runner = self.runner(stage, task, chunk, rows)
         keys = seed_keys(self.cfg.seed, count, stage, first=first)
         parts = StageParts(
             self.store, name, [name], self.resume, lambda n: abstract_states(self.model, n), count, self.log
@@ -182,6 +197,7 @@ class BlockRunner:
             progress=self.progress,
             saved=parts.load,
             save=parts.save,
+            rows=rows,
         )
         planning = self.planning.pop(stage, 0.0)  # sizing the chunks compiled the programs this block reused
         result = dataclasses.replace(result, wall=result.wall + planning, compile=result.compile + planning)

@@ -22,7 +22,9 @@ called exposed when its AUC exceeds the largest per-candidate AUC the retrain co
 reached.
 
 Every group has the same row sets at the same positions (retain rows first, then the
-group's C/2 candidates), so each stage compiles once for all groups.
+group's C/2 candidates), given to each shadow as its training rows over the one task
+(``Split.rows``): each stage trains all its shadows in one compiled call (chunked only
+by memory) and compiles once.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import jax
 import numpy as np
 
 from jaxunlearn.config import StudyConfig
-from jaxunlearn.data.arrays import Split, Task
+from jaxunlearn.data.arrays import Task
 from jaxunlearn.evaluation.blocks import BlockRunner
 from jaxunlearn.evaluation.protocol import EvaluationConfig, EvaluationResult, register_protocol
 from jaxunlearn.evaluation.table import markdown_table
@@ -68,14 +70,13 @@ def candidate_masks(candidates: int, groups: int, seed: int) -> np.ndarray:
     return masks
 
 
-def group_task(task: Task, retain_rows: np.ndarray, in_rows: np.ndarray) -> Task:
-    """``task`` whose training split is the retain rows followed by ``in_rows`` (the
-    group's candidates, marked forget); validation and test are unchanged."""
-    rows = np.concatenate([retain_rows, in_rows])
-    forget = np.concatenate([np.zeros(retain_rows.size, np.float32), np.ones(in_rows.size, np.float32)])
-    x, y = np.asarray(task.train.x)[rows], np.asarray(task.train.y)[rows]
-    train = Split(x=jax.device_put(x), y=jax.device_put(y), forget=jax.device_put(forget))
-    return task.replace(train=train)
+def shadow_rows(retain_rows: np.ndarray, candidates: np.ndarray, masks: np.ndarray, per_group: int) -> np.ndarray:
+    """[G * per_group, R + C/2] int32: every shadow's training rows (``Split.rows``), the
+    retain rows followed by its group's IN candidates; shadow i is in group i // per_group.
+    Every group's set has the same sizes at the same positions, so one compiled program
+    trains all shadows of a stage."""
+    groups = np.stack([np.concatenate([retain_rows, candidates[m]]) for m in masks])
+    return np.repeat(groups, per_group, axis=0).astype(np.int32)
 
 
 def run_ulira(
@@ -93,34 +94,35 @@ def run_ulira(
     masks = candidate_masks(candidates.size, groups, cfg.seed)
     assert cfg.unlearners is not None  # resolved by __post_init__
     stages = ["original", "retrain", *cfg.unlearners]
-    stats = {s: np.zeros((ecfg.models, candidates.size)) for s in stages}
-    run_seconds = dict.fromkeys(stages, 0.0)
-    for g in range(groups):
-        gtask = group_task(task, retain_rows, candidates[masks[g]])
-        description = {
-            "protocol": "ulira",
-            "group": g,
-            "groups": groups,
-            "in_rows": [int(i) for i in candidates[masks[g]]],
-        }
-        first = FIRST_SEED + g * per_group
-        slots = slice(g * per_group, (g + 1) * per_group)
-        original = None
-        for stage in stages:
-            result = blocks.run(
-                f"g{g:02d}-{stage}",
-                stage,
-                gtask,
-                first,
-                per_group,
-                original=original if stage not in ("original", "retrain") else None,
-                description=description,
-            )
-            if stage == "original":
-                original = result
-            stats[stage][slots] = blocks.predictions(result, task)["train"][:, candidates]
-            run_seconds[stage] += result.run
-        log(f"U-LiRA: group {g + 1}/{groups} done")
+    # The candidates are the forget rows (an odd one out is a retain row); each shadow
+    # trains on its own rows of this one task, so x and y are never copied per shadow.
+    marked = np.zeros(task.train.size, np.float32)
+    marked[candidates] = 1.0
+    shared_task = task.replace(train=task.train.replace(forget=jax.device_put(marked)))
+    training_rows = shadow_rows(retain_rows, candidates, masks, per_group)
+    description = {
+        "protocol": "ulira",
+        "groups": groups,
+        "in_rows": [[int(i) for i in candidates[m]] for m in masks],
+    }
+    stats, run_seconds = {}, {}
+    original = None
+    for stage in stages:
+        result = blocks.run(
+            f"shadows-{stage}",
+            stage,
+            shared_task,
+            FIRST_SEED,
+            ecfg.models,
+            original=original if stage not in ("original", "retrain") else None,
+            description=description,
+            rows=training_rows,
+        )
+        if stage == "original":
+            original = result
+        stats[stage] = blocks.predictions(result, task)["train"][:, candidates]
+        run_seconds[stage] = result.run
+        log(f"U-LiRA: {stage} done ({ecfg.models} shadows)")
 
     is_in = np.repeat(masks, per_group, axis=0)
     group_of = np.repeat(np.arange(groups), per_group)

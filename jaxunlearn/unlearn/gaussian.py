@@ -38,17 +38,24 @@ class GaussianSettings:
             raise ValueError(f"stats must be 'all' or 'retain', got {self.stats!r}")
 
 
-def gaussian_relabel(key: jax.Array, y: jax.Array, forget: jax.Array, stats_from: str = "all") -> jax.Array:
+def gaussian_relabel(
+    key: jax.Array, y: jax.Array, forget: jax.Array, stats_from: str = "all", rows: jax.Array | None = None
+) -> jax.Array:
     """Replaces forget targets by draws from N(mean, std) of the chosen rows' targets.
 
     Args:
         key: randomness for the draws.
         y: [N, 1] targets; forget: [N] float mask.
         stats_from: "all" rows or "retain" rows for the mean and std.
+        rows: None (every row), or int32 [M]: the rows the model uses (``Split.rows``).
+            Only they are read and relabelled, exactly as if ``y`` and ``forget`` held just
+            them, in that order.
 
     Returns:
-        [N, 1] targets; retain rows unchanged.
+        [N, 1] targets; retain rows (and rows not in ``rows``) unchanged.
     """
+    if rows is not None:
+        return y.at[rows].set(gaussian_relabel(key, y[rows], forget[rows], stats_from))
     w = jnp.ones_like(forget) if stats_from == "all" else 1.0 - forget
     mean = jnp.sum(y[:, 0] * w) / jnp.sum(w)
     std = jnp.sqrt(jnp.sum(jnp.square(y[:, 0] - mean) * w) / jnp.sum(w))
@@ -64,7 +71,7 @@ def make_gaussian(
 
     def start(key, original, task, hp, earlier):
         state, _ = base(key, original, task, hp, earlier)
-        return state, {"y": gaussian_relabel(key, task.train.y, task.train.forget, settings.stats)}
+        return state, {"y": gaussian_relabel(key, task.train.y, task.train.forget, settings.stats, task.train.rows)}
 
     fit_cfg = FitConfig(
         epochs=settings.epochs, batch_size=cfg.batch_size, rows="all", loss=cfg.loss, augment_pad=cfg.augment_pad

@@ -133,7 +133,7 @@ def make_ssd(
     ``label_free``: LFSSD's importances (``output_norm``) instead of the task loss's."""
     objective = output_norm if label_free else get_loss(cfg.loss)
     # Only the sets' sizes are fixed here; which rows is read from the task at run time.
-    all_count, forget_count = task.train.size, int(task.train.host_indices("forget").size)
+    all_count, forget_count = task.train.used, int(task.train.host_indices("forget").size)
     if forget_count == 0:
         raise ValueError("SSD needs forget rows: the forget set is empty")
     if cfg.batch_size > all_count:
