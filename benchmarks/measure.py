@@ -313,20 +313,20 @@ class Bench:
         one_shot = isinstance(fit, OneShot)  # its pass is repeated from the same start
         t0 = time.perf_counter()
         with Stopwatch() as sw:
-            begun, aux = driver.begin((keys, original, hp, earlier), (task,))
-            carry, hist = driver.epochs((begun, hp, aux), (jnp.zeros((1,), jnp.int32), task))
+            begun, aux = driver.begin((keys, original, hp, earlier, None), (task,))
+            carry, hist = driver.epochs((begun, hp, aux, None), (jnp.zeros((1,), jnp.int32), task))
             jax.block_until_ready((carry, hist))
         first_call = time.perf_counter() - t0
         times = []
         for epoch in range(1, repeats + 1):
             ids = jnp.full((1,), 0 if one_shot else epoch, jnp.int32)
             t0 = time.perf_counter()
-            carry, hist = driver.epochs((begun if one_shot else carry, hp, aux), (ids, task))
+            carry, hist = driver.epochs((begun if one_shot else carry, hp, aux, None), (ids, task))
             jax.block_until_ready((carry, hist))
             times.append(time.perf_counter() - t0)
         # The phase's start (initial state, e.g. the blindspot proxy cache) once more, now compiled.
         t0 = time.perf_counter()
-        jax.block_until_ready(driver.begin((keys, original, hp, earlier), (task,)))
+        jax.block_until_ready(driver.begin((keys, original, hp, earlier, None), (task,)))
         start_s = time.perf_counter() - t0
         state = fit.finish(carry)
         self.states.setdefault(group, {})[phase] = state
@@ -362,7 +362,7 @@ class Bench:
             if flops["flops_per_seed_epoch"] is None
             else flops["flops_per_seed_epoch"] * seeds / median / 1e12,
             "program_bytes": self.program_bytes(
-                driver.epochs, (begun if one_shot else carry, hp, aux), (jnp.zeros((1,), jnp.int32), task)
+                driver.epochs, (begun if one_shot else carry, hp, aux, None), (jnp.zeros((1,), jnp.int32), task)
             ),
             **device_memory(),
             "paper_epochs": paper_epochs(self.config(wl, dtype), phase),
