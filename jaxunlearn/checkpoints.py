@@ -87,6 +87,9 @@ TRAINING_CODE = ("config.py", "data", "models", "runner.py", "seeds.py", "train"
 # A stage run in several calls of seeds saves each call's seeds as "ROW#seedsA-B" (seeds
 # A..B-1), so a kill loses at most one call; the parts are deleted once the row is saved.
 CHUNK_MARK = "#seeds"
+# A stage run as several programs (a sharded stage's slice stages) saves each as
+# "ROW#PART", so a kill loses at most the part that was running.
+PART_MARK = "#"
 
 
 def chunk_name(row: str, start: int, stop: int) -> str:
@@ -242,6 +245,7 @@ class CheckpointStore:
         """What the row's weights depend on: its stage's settings and hyperparameters, and a
         plug-in's code (``stage_code``); for a part of a row (``chunk_name``), also its seeds."""
         row, mark, seeds = row.partition(CHUNK_MARK)
+        row, step, part = row.partition(PART_MARK)
         if row not in self.rows:
             raise ValueError(f"no row {row!r} in this study; its rows: {list(self.rows)}")
         variant = self.rows[row]
@@ -249,6 +253,7 @@ class CheckpointStore:
             "settings": training_settings(self.cfg, variant.stage),
             "hp": variant.resolved_hp(),
             **self.stage_code(variant.stage),
+            **({"part": part} if step else {}),
             **({"seeds": seeds} if mark else {}),
         }
 
@@ -299,6 +304,8 @@ class CheckpointStore:
             run=meta["run"],
             diverged_at=np.asarray(meta["diverged_at"], np.int64),
             phase_names=tuple(meta["phase_names"]),
+            members=int(meta.get("members", 1)),
+            aggregate=meta.get("aggregate", "mean"),
         )
 
     def code_warning(self, row: str) -> str | None:
@@ -358,6 +365,8 @@ class CheckpointStore:
             "history": {k: np.asarray(v).tolist() for k, v in result.history.items()},
             "diverged_at": np.asarray(result.diverged_at).tolist(),
             "phase_names": list(result.phase_names),
+            "members": result.members,
+            "aggregate": result.aggregate,
             "library": {"version": _library_version(), "training_code": training_code_fingerprint()},
         }
         atomic_write_text(tmp / "meta.json", json.dumps(meta) + "\n")

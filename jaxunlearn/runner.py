@@ -37,6 +37,10 @@ class StageResult:
             the step of the phase at which its loss or parameters first became NaN/inf
             (that seed's state then stays at its last finite value).
         phase_names: the pipeline's phase names, in order.
+        members: models per seed: 1, or a sharded stage's S shard models per seed (slot
+            k * S + s holds seed k's shard s: ``jaxunlearn.shards``); the history and
+            ``diverged_at`` are then per seed.
+        aggregate: how a sharded stage's members' predictions combine ("mean", "median").
     """
 
     state: TrainState
@@ -46,6 +50,8 @@ class StageResult:
     run: float
     diverged_at: np.ndarray | None = None
     phase_names: tuple[str, ...] = ()
+    members: int = 1
+    aggregate: str = "mean"
 
     def divergence(self, stage: str) -> list[dict]:
         """One record {seed, stage, phase, step} per seed that diverged (its first phase)."""

@@ -20,7 +20,14 @@ import numpy as np
 from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in notebooks
 
 from jaxunlearn import unlearn
-from jaxunlearn.checkpoints import REUSED_STAGES, CheckpointStore, StageParts, data_fingerprint
+from jaxunlearn.checkpoints import (
+    PART_MARK,
+    REUSED_STAGES,
+    CheckpointStore,
+    StageParts,
+    data_fingerprint,
+    discard_checkpoint,
+)
 from jaxunlearn.compile_cache import enable as enable_compile_cache
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
@@ -34,6 +41,7 @@ from jaxunlearn.models.user import describe_model, model_fns
 from jaxunlearn.report import format_table, prediction_digest, summarise
 from jaxunlearn.runner import PipelineRunner, StageResult, run_in_chunks, seeds_per_call
 from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, replicate, seed_split, to_host
+from jaxunlearn.shards import aggregate_predictions, run_sharded
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.contract import ModelContractError
 from jaxunlearn.train.loop import predict
@@ -326,16 +334,80 @@ def run_study(
 
     stages: dict[str, StageResult] = {}  # by row
     loaded: set[str] = set()
-    abstract_state = seed_split(abstract_states(model, cfg.seeds), plan)  # no optimizer state (``finished``)
 
-    def part_target(seeds: int) -> Any:  # the restore target of a call's seeds
+    def target(seeds: int) -> Any:  # the restore target of that many models' states
         return seed_split(abstract_states(model, seeds), plan) if seeds % plan.devices == 0 else None
 
+    def run_calls(pipeline, keys, original, hps, label, rows, reuse, on=None, train_rows=None):
+        """``pipeline`` over the models ``keys`` [T] for each of ``hps`` on the task ``on``
+        (default: the study's), in calls that fit the device, each call saved as it ends
+        (``rows``: the checkpoint rows, one per hp). Returns (results, their parts)."""
+        on = task if on is None else on
+        runner = PipelineRunner(pipeline, plan)
+        count = int(keys.shape[0])
+        with Stopwatch() as planning:  # compiles (only) the programs the run then reuses
+            fits, planned = seeds_per_call(runner, count, len(hps), original, on, hps[0], rows=train_rows)
+        if fits < count:
+            log(
+                f"{label}: {count} models do not fit the device's memory together; running {fits} per call "
+                f"({format_bytes(planned)} planned per call)"
+            )
+        per_call = min(fits, chunk or fits)
+        parts = StageParts(store, label, rows, reuse, target, count, log)
+        results = run_in_chunks(
+            runner,
+            keys,
+            original,
+            on,
+            hps,
+            per_call,
+            progress=progress,
+            saved=parts.load,
+            save=parts.save,
+            rows=train_rows,
+        )
+        share = planning.wall / len(results)
+        results = [dataclasses.replace(r, wall=r.wall + share, compile=r.compile + share) for r in results]
+        return results, parts
+
+    def run_sharded_row(spec, variant) -> StageResult:
+        """A sharded stage's row (SISA): the ensembles trained, then unlearned
+        (``jaxunlearn.shards``); each of its programs' runs is saved as a part of the row
+        (``ROW#PART``), reloaded by ``--resume``, and deleted once the row is saved."""
+        row, done = variant.row, []
+
+        def run(pipeline, keys, original, on, train_rows, part) -> StageResult:
+            label = f"{row}{PART_MARK}{part}"
+            done.append(label)
+            count = int(keys.shape[0])
+            found = store.load(label, target(count)) if store is not None and resume else None
+            if found is not None:
+                log(f"{label}: loaded (saved by an earlier run)")
+                return found
+            (result,), parts = run_calls(pipeline, keys, original, [variant.hp], label, [label], resume, on, train_rows)
+            if store is not None:
+                store.save(label, result)
+            parts.discard()
+            return result
+
+        keys = seed_keys(cfg.seed, cfg.seeds * spec.count, variant.stage)
+        result, trained = run_sharded(spec, task, cfg.seeds, cfg.seed, keys, run, plan, log)
+        log(
+            f"{row}: {cfg.seeds} x {spec.count} shard models trained in {trained.wall:.1f} s; unlearning retrained "
+            f"for {result.wall:.1f} s ({result.compile:.1f} s compiling)"
+        )
+        if store is not None:
+            store.save(row, result)
+            for label in done:
+                discard_checkpoint(store.path(label))
+        return result
+
     for name, pipeline in pipelines.items():
+        models = cfg.seeds * (1 if pipeline.shards is None else pipeline.shards.count)
         to_run = []
         for variant in stage_variants(cfg, name):
             restored = (
-                store.load(variant.row, abstract_state)
+                store.load(variant.row, target(models))
                 if store is not None and (resume or name in REUSED_STAGES)
                 else None
             )
@@ -351,38 +423,20 @@ def run_study(
                 log(f"WARNING: {warning}")
         if not to_run:
             continue
+        if pipeline.shards is not None:
+            for variant in to_run:
+                stages[variant.row] = run_sharded_row(pipeline.shards, variant)
+            continue
         original = stages["original"].state if pipeline.needs_original else None
-        runner = PipelineRunner(pipeline, plan)
-        with Stopwatch() as planning:  # compiles (only) the programs the run then reuses
-            fits, planned = seeds_per_call(runner, cfg.seeds, len(to_run), original, task, to_run[0].hp)
-        if fits < cfg.seeds:
-            log(
-                f"{name}: {cfg.seeds} seeds do not fit the device's memory together; running {fits} per call "
-                f"({format_bytes(planned)} planned per call)"
-            )
-        per_call = min(fits, chunk or fits)
-        parts = StageParts(
-            store,
+        results, parts = run_calls(
+            pipeline,
+            seed_keys(cfg.seed, cfg.seeds, name),
+            original,
+            [v.hp for v in to_run],
             name,
             [v.row for v in to_run],
             resume or name in REUSED_STAGES,
-            part_target,
-            cfg.seeds,
-            log,
         )
-        results = run_in_chunks(
-            runner,
-            seed_keys(cfg.seed, cfg.seeds, name),
-            original,
-            task,
-            [v.hp for v in to_run],
-            per_call,
-            progress=progress,
-            saved=parts.load,
-            save=parts.save,
-        )
-        share = planning.wall / len(results)
-        results = [dataclasses.replace(r, wall=r.wall + share, compile=r.compile + share) for r in results]
         wall, compile_s = sum(r.wall for r in results), sum(r.compile for r in results)
         what = f"{len(to_run)} hyperparameter values x {cfg.seeds} seeds together, " if len(to_run) > 1 else ""
         log(f"{name}: {what}{wall:.1f} s ({compile_s:.1f} s compiling)")
@@ -398,6 +452,8 @@ def run_study(
         per_seed, preds = measure(stages, task, metric_model, plan, relearn, cfg, progress)
     log(f"metrics: {sw.wall:.1f} s")
     for name, metrics in per_seed.items():
+        if stages[name].members > 1:  # an ensemble has no AIN (see measure)
+            continue
         for seed in np.flatnonzero(np.isnan(metrics["relearn_steps"])):
             log(f"WARNING: seed {seed}: relearning {name} for the AIN diverged (NaN/inf); its AIN is NaN")
     timings = {
@@ -506,9 +562,11 @@ def measure(
     forget = {s: np.asarray(getattr(task, s).forget) > 0.5 for s in ("train", "test")}
     y_std = float(task.y_std)
     preds = {}
-    for name, stage in stages.items():
+    for name, stage in stages.items():  # a sharded stage's members' predictions are aggregated
         out = predict_all((stage.state,), (task,))
-        preds[name] = {s: to_host(v)[..., 0] for s, v in out.items()}
+        preds[name] = {
+            s: aggregate_predictions(to_host(v)[..., 0], stage.members, stage.aggregate) for s, v in out.items()
+        }
         bar.update()
 
     threshold = (1.0 + cfg.relearn_alpha) * forget_loss((stages["original"].state,), (task,))
@@ -516,7 +574,10 @@ def measure(
     lr = jnp.full((cfg.seeds,), cfg.relearn_lr, jnp.float32)
     steps = {}
     for name, stage in stages.items():  # relearning to the threshold: the slowest metric
-        steps[name] = relearn_steps(keys, stage.state, threshold, lr, task)
+        if stage.members > 1:  # an ensemble is not one model to relearn: no AIN
+            steps[name] = np.full(cfg.seeds, np.nan)
+        else:
+            steps[name] = relearn_steps(keys, stage.state, threshold, lr, task)
         bar.update()
 
     per_seed = {}

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from jaxunlearn import unlearn
+from jaxunlearn.data.sharding import shard_rows, shard_task
 from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan, tree_index
 from jaxunlearn.study import seed_keys
@@ -69,6 +70,16 @@ def build(name, model, task, plan=PLAN):
     return unlearn.get(name).build(model, task, TINY, plan)
 
 
+def task_for(pipeline, task):
+    """The task a pipeline's models train on: ``task``, or for a sharded stage's
+    pipeline (SISA's), its first shard's rows of the task without forget marks
+    (``jaxunlearn.shards`` gives each shard model its own rows)."""
+    if pipeline.shards is None:
+        return task
+    spec = pipeline.shards
+    return shard_task(task).with_train_rows(shard_rows(task.train.size, spec.count, spec.slices, 0, 0)[0])
+
+
 def max_abs_diff(a, b) -> float:
     diffs = jax.tree_util.tree_map(lambda x, y: float(jnp.max(jnp.abs(x - y))), a, b)
     return max(jax.tree_util.tree_leaves(diffs))
@@ -77,6 +88,7 @@ def max_abs_diff(a, b) -> float:
 def test_single_seed_contract(setup, name):
     task, model, originals = setup
     pipeline = build(name, model, task)
+    task = task_for(pipeline, task)
     original = tree_index(originals, 0) if pipeline.needs_original else None
     traces = []
 
@@ -112,7 +124,7 @@ def single_run(name, model, task, originals, keys, i):
     if name not in _SINGLE_RUNS:
         pipeline = build(name, model, task)
         original = tree_index(originals, i) if pipeline.needs_original else None
-        _SINGLE_RUNS[name] = jax.jit(pipeline.run)(keys[i], original, task, pipeline.hp())[0]
+        _SINGLE_RUNS[name] = jax.jit(pipeline.run)(keys[i], original, task_for(pipeline, task), pipeline.hp())[0]
     return _SINGLE_RUNS[name]
 
 
@@ -122,7 +134,8 @@ def test_seed_i_equals_single_run(setup, name, strategy, tol):
     plan = LoopPlan(seed_strategy=strategy, epochs_per_call=1 if strategy == "host" else None)
     pipeline = build(name, model, task, plan)
     keys = seed_keys(0, TINY.seeds, name)
-    batched = PipelineRunner(pipeline, plan)(keys, originals if pipeline.needs_original else None, task, progress=False)
+    original = originals if pipeline.needs_original else None
+    batched = PipelineRunner(pipeline, plan)(keys, original, task_for(pipeline, task), progress=False)
     i = 1
     single = single_run(name, model, task, originals, keys, i)
     diff = max_abs_diff(tree_index(batched.state.params, i), single.params)
@@ -160,6 +173,7 @@ def test_phases_read_only_the_hyperparameters_they_declare(setup, name):
     hyperparameter must leave the phase's result bitwise unchanged."""
     task, model, originals = setup
     pipeline = build(name, model, task)
+    task = task_for(pipeline, task)
     keys = seed_keys(0, 1, name)
     original = jax.tree_util.tree_map(lambda a: a[:1], originals) if pipeline.needs_original else None
     declared = [i for i, phase in enumerate(pipeline.phases) if phase.reads_hp is not None]

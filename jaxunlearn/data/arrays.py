@@ -29,6 +29,10 @@ class Split:
             arrays: U-LiRA's shadow sets and SISA's shards give each model its own ``rows``
             (``with_rows``) while ``x`` and ``y`` stay one copy. The forget rows are then
             the listed rows marked in ``forget``, the retain rows the other listed rows.
+            An entry -1 is a hole, a slot holding no row, so that sets of unequal sizes
+            share one length (SISA's shards): holes count in "all" and a training loop
+            gives them weight 0; they are in neither "forget" nor "retain". Only training
+            loops (``Fit``) understand holes; other phases expect lists without them.
     """
 
     x: jax.Array
@@ -62,6 +66,7 @@ class Split:
         order = np.arange(self.size) if self.rows is None else np.asarray(self.rows).astype(np.int64)
         if which == "all":
             return order.astype(np.int32)
+        order = order[order >= 0]  # holes hold no row
         marked = np.asarray(self.forget)[order] > 0.5
         return order[marked if which == "forget" else ~marked].astype(np.int32)
 
@@ -75,15 +80,14 @@ class Split:
             raise ValueError(f"which must be 'forget', 'retain' or 'all', got {which!r}")
         if which == "all":
             return jnp.arange(self.size, dtype=jnp.int32) if self.rows is None else self.rows
-        marked = self.forget > 0.5 if self.rows is None else self.forget[self.rows] > 0.5
-        positions = jnp.nonzero(marked if which == "forget" else ~marked, size=count, fill_value=0)[0]
-        return (positions if self.rows is None else self.rows[positions]).astype(jnp.int32)
-
-    def used_mask(self) -> jax.Array:
-        """[N] float32: 1.0 for the rows a model uses (every row when ``rows`` is None)."""
         if self.rows is None:
-            return jnp.ones_like(self.forget)
-        return jnp.zeros_like(self.forget).at[self.rows].set(1.0)
+            marked = self.forget > 0.5
+            chosen = marked if which == "forget" else ~marked
+        else:  # a hole (-1) is neither
+            marked = self.forget[jnp.maximum(self.rows, 0)] > 0.5
+            chosen = (marked if which == "forget" else ~marked) & (self.rows >= 0)
+        positions = jnp.nonzero(chosen, size=count, fill_value=0)[0]
+        return (positions if self.rows is None else self.rows[positions]).astype(jnp.int32)
 
 
 @struct.dataclass
@@ -138,8 +142,9 @@ class Task:
 
 def check_train_rows(task: Task, rows: Any) -> np.ndarray:
     """Checks per-model training rows for ``task``: int [S, M], each row of ``rows`` M
-    distinct indices into the training split, and the same number of forget rows among
-    every model's rows (the counts are compiled in). Returns them as a host int32 array.
+    distinct indices into the training split or holes (-1, ``Split.rows``), and the same
+    number of forget rows among every model's rows (the counts are compiled in). Returns
+    them as a host int32 array.
 
     Raises:
         ValueError: naming what is wrong.
@@ -150,13 +155,16 @@ def check_train_rows(task: Task, rows: Any) -> np.ndarray:
     if not np.issubdtype(host.dtype, np.integer):
         raise ValueError(f"training rows must be integer indices, got dtype {host.dtype}")
     size = task.train.size
-    if host.min() < 0 or host.max() >= size:
-        raise ValueError(f"training rows must lie in [0, {size}), got indices from {host.min()} to {host.max()}")
+    if host.min() < -1 or host.max() >= size:
+        raise ValueError(
+            f"training rows must lie in [0, {size}) (or be -1, a hole), got indices from {host.min()} to {host.max()}"
+        )
     ordered = np.sort(host, axis=1)
-    if np.any(ordered[:, 1:] == ordered[:, :-1]):
-        bad = int(np.flatnonzero(np.any(ordered[:, 1:] == ordered[:, :-1], axis=1))[0])
+    repeats = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+    if np.any(repeats):
+        bad = int(np.flatnonzero(np.any(repeats, axis=1))[0])
         raise ValueError(f"training rows of model {bad} repeat an index: each model's rows must be distinct")
-    forget = np.count_nonzero(np.asarray(task.train.forget)[host] > 0.5, axis=1)
+    forget = np.count_nonzero((np.asarray(task.train.forget)[host] > 0.5) & (host >= 0), axis=1)
     if np.any(forget != forget[0]):
         raise ValueError(
             f"every model's training rows must hold the same number of forget rows (it is compiled in); "

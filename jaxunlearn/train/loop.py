@@ -272,6 +272,8 @@ class Fit:
         cfg = self.cfg
         k_perm, k_steps = jax.random.split(jax.random.fold_in(carry.key, epoch))
         idx, w = epoch_batches(k_perm, self.row_indices(task), cfg.batch_size)
+        if task.train.rows is not None:  # holes (-1) in a model's row list train at weight 0
+            w, idx = jnp.where(idx >= 0, w, 0.0), jnp.maximum(idx, 0)
 
         def step(state_and_flag, inputs):
             state, diverged_at = state_and_flag

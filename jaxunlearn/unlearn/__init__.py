@@ -10,7 +10,7 @@ from __future__ import annotations
 
 # The built-ins, in table order (each module registers itself when imported): not sorted.
 # isort: off
-from jaxunlearn.unlearn import retrain, finetune, gaussian, blindspot, neggrad, scrub, ssd  # noqa: F401 (imported to register)
+from jaxunlearn.unlearn import retrain, finetune, gaussian, blindspot, neggrad, scrub, ssd, sisa  # noqa: F401 (imported to register)
 
 # isort: on
 from jaxunlearn.unlearn.base import OneShot, Phase, Pipeline, fresh_start, from_original

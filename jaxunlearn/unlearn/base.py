@@ -50,6 +50,27 @@ class Phase:
 
 
 @dataclasses.dataclass(frozen=True)
+class Shards:
+    """A stage whose model, per seed, is an ensemble of ``count`` members trained on
+    disjoint shards of the training rows (the SISA unlearner), run by
+    ``jaxunlearn.shards.run_sharded`` instead of the plain runner.
+
+    Attributes:
+        count: shards S (members per seed); slices: R incremental slices per shard;
+        aggregate: how members' predictions combine ("mean" or "median");
+        slice_length: L rows per slice (a shard's row list is R * L long, holes included);
+        stages: R pipelines, stage r training on slices 1..r (stage 0 from scratch, the
+            others from the previous stage's states).
+    """
+
+    count: int
+    slices: int
+    aggregate: str
+    slice_length: int
+    stages: tuple[Pipeline, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Pipeline:
     """A named sequence of phases with its default float hyperparameters.
 
@@ -60,8 +81,10 @@ class Pipeline:
             registered unlearner's (``Unlearner.build`` fills them in).
         needs_original: False for pipelines that start from scratch (original, retrain).
         layout: ``Task.layout()`` of the task it was built for (``Unlearner.build`` fills it
-            in): the runner refuses a task with another layout, since the phases read the
-            row-set sizes at build time and the rows themselves at run time.
+            in unless the factory did): the runner refuses a task with another layout,
+            since the phases read the row-set sizes at build time and the rows themselves
+            at run time.
+        shards: None, or how the stage's ensemble of shard models runs (``Shards``).
     """
 
     name: str
@@ -69,6 +92,7 @@ class Pipeline:
     default_hp: dict[str, float] | None = None
     needs_original: bool = True
     layout: tuple | None = None
+    shards: Shards | None = None
 
     def check_task(self, task: Task) -> None:
         """Raises ValueError if ``task`` has another layout than the pipeline was built for."""

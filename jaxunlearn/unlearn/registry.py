@@ -171,7 +171,8 @@ class Unlearner:
                 f"unlearner {self.name!r}: its pipeline's hyperparameters {sorted(default_hp)} "
                 f"differ from the registered ones {sorted(self.hp)}"
             )
-        return dataclasses.replace(pipeline, default_hp=default_hp, layout=task.layout())
+        layout = task.layout() if pipeline.layout is None else pipeline.layout
+        return dataclasses.replace(pipeline, default_hp=default_hp, layout=layout)
 
 
 def derived_key_id(name: str) -> int:
