@@ -34,10 +34,12 @@ def fold(keys: jax.Array, tag: int) -> jax.Array:
     return jax.vmap(lambda k: jax.random.fold_in(k, tag))(keys)
 
 
-def assignment(spec: Shards, train_rows: int, seeds: int, seed: int) -> np.ndarray:
-    """int32 [K * S, R * L]: every slot's shard rows (seed k's assignment drawn from
-    (``seed``, k)), slot k * S + s holding seed k's shard s."""
-    return np.concatenate([shard_rows(train_rows, spec.count, spec.slices, seed, k) for k in range(seeds)])
+def assignment(spec: Shards, train_rows: int, seeds: int, seed: int, first: int = 0) -> np.ndarray:
+    """int32 [K * S, R * L]: every slot's shard rows, slot k * S + s holding seed
+    ``first`` + k's shard s (that seed's assignment is drawn from (``seed``, its index))."""
+    return np.concatenate(
+        [shard_rows(train_rows, spec.count, spec.slices, seed, k) for k in range(first, first + seeds)]
+    )
 
 
 def first_forget_slice(rows: np.ndarray, forget: np.ndarray, spec: Shards) -> np.ndarray:
@@ -48,7 +50,15 @@ def first_forget_slice(rows: np.ndarray, forget: np.ndarray, spec: Shards) -> np
 
 
 def run_sharded(
-    spec: Shards, task: Task, seeds: int, seed: int, keys: jax.Array, run: RunCalls, plan: LoopPlan, log: Any = print
+    spec: Shards,
+    task: Task,
+    seeds: int,
+    seed: int,
+    keys: jax.Array,
+    run: RunCalls,
+    plan: LoopPlan,
+    log: Any = print,
+    first: int = 0,
 ) -> tuple[StageResult, StageResult]:
     """Trains the SISA ensembles of ``seeds`` seeds, then unlearns ``task``'s forget rows.
 
@@ -56,7 +66,8 @@ def run_sharded(
         spec: the stage's ``Pipeline.shards``; task: the task (its forget rows are the
             deletion request); seeds: K; seed: the study's root seed (the assignment's);
         keys: [K * S] keys, one per shard model; run: runs one pipeline over some slots
-            (the study's chunked, checkpointed runner); plan: how the slots are laid out.
+            (the study's chunked, checkpointed runner); plan: how the slots are laid out;
+        first: the index of the first seed (an evaluation's block of seeds).
 
     Returns:
         (the ensembles after unlearning, as trained): StageResults over K * S slots with
@@ -66,7 +77,7 @@ def run_sharded(
         shard diverged (-1: none).
     """
     base = shard_task(task)
-    rows = assignment(spec, task.train.size, seeds, seed)
+    rows = assignment(spec, task.train.size, seeds, seed, first)
     forget = np.asarray(task.train.forget)
     length = spec.slice_length
     # The ensembles as trained: slice stage r on slices 1..r, from stage r - 1's states.
@@ -78,13 +89,13 @@ def run_sharded(
     original = _combine(trained, spec)
     # Unlearning: forget rows become holes; a shard whose first such slice is r0 trains
     # stages r0..R again from stage r0 - 1's state (from scratch when r0 = 1).
-    first = first_forget_slice(rows, forget, spec)
+    first_slice = first_forget_slice(rows, forget, spec)
     holed = np.where((forget[np.maximum(rows, 0)] > 0.5) & (rows >= 0), -1, rows).astype(np.int32)
     final = take_seeds(trained[-1].state, np.arange(seeds * spec.count))  # a copy to overwrite
     retrained: list[StageResult] = []
     diverged = np.full(seeds * spec.count, -1, np.int64)
     for r0 in range(1, spec.slices + 1):
-        slots = np.flatnonzero(first == r0)
+        slots = np.flatnonzero(first_slice == r0)
         if slots.size == 0:
             continue
         state = None if r0 == 1 else take_seeds(trained[r0 - 2].state, slots)
@@ -97,8 +108,8 @@ def run_sharded(
             hit = (np.asarray(result.diverged_at)[:, 0] >= 0) & (diverged[slots] < 0)
             diverged[slots[hit]] = np.asarray(result.diverged_at)[hit, 0]
         final = _put(final, slots, state)
-    per_seed = (first > 0).reshape(seeds, spec.count)
-    slices_again = np.where(first > 0, spec.slices - first + 1, 0).reshape(seeds, spec.count)
+    per_seed = (first_slice > 0).reshape(seeds, spec.count)
+    slices_again = np.where(first_slice > 0, spec.slices - first_slice + 1, 0).reshape(seeds, spec.count)
     seeds_diverged = diverged.reshape(seeds, spec.count)
     worst = np.where(
         (seeds_diverged >= 0).any(axis=1), np.where(seeds_diverged >= 0, seeds_diverged, 2**62).min(axis=1), -1

@@ -152,7 +152,8 @@ def _as_ensemble(result, spec):
         ({"shards": 100_000}, "only 720 training rows"),
         ({"shards": 2, "slices": 400}, "a shard holds 360 rows"),
         ({"shards": 2, "slices": 4}, "need at least as many training epochs"),
-        ({"shards": 30}, "fewer than batch_size"),
+        ({"shards": 30, "batch_size": 32}, "fewer than sisa.batch_size 32"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
     ],
 )
 def test_bad_sisa_settings_are_refused_before_anything_compiles(settings, message):
@@ -184,3 +185,16 @@ def test_sisa_study_row_resumes_and_chunks(tmp_path):
     np.testing.assert_allclose(
         chunked.per_seed["sisa"]["test_retain_mae"], first.per_seed["sisa"]["test_retain_mae"], rtol=1e-6
     )
+
+
+def test_sisa_in_the_neurips23_evaluation_and_refused_by_ulira():
+    from jaxunlearn.evaluation import EvaluationConfig, run_evaluation
+
+    cfg = with_(TINY, unlearners=("sisa",), settings={"sisa": {"shards": 2}})
+    result, _ = run_evaluation(
+        cfg, EvaluationConfig("neurips23", models=4, attack_models=2), progress=False, log=lambda _: None
+    )
+    assert result.rows[-1] == "sisa" and 0.0 <= result.metrics["sisa"]["forgetting_quality"] <= 1.0
+    assert len(result.per_example["sisa"]["eps"]) == len(result.example_rows)
+    with pytest.raises(ValueError, match="sharded stages \\(sisa\\)"):
+        run_evaluation(cfg, EvaluationConfig("ulira", models=8, groups=4), progress=False, log=lambda _: None)

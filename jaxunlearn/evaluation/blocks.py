@@ -22,13 +22,21 @@ from typing import Any
 import numpy as np
 
 from jaxunlearn import unlearn
-from jaxunlearn.checkpoints import CHUNK_MARK, CheckpointStore, StageParts, training_settings
+from jaxunlearn.checkpoints import (
+    CHUNK_MARK,
+    PART_MARK,
+    CheckpointStore,
+    StageParts,
+    discard_checkpoint,
+    training_settings,
+)
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task, check_train_rows
 from jaxunlearn.hparams import stage_variants
 from jaxunlearn.memory import chunk_size, device_budget, format_bytes
 from jaxunlearn.runner import PipelineRunner, StageResult, run_in_chunks
 from jaxunlearn.seeds import LoopPlan, SeedExecutor, devices_for, num_seeds, take_seeds, to_host
+from jaxunlearn.shards import aggregate_predictions
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
@@ -48,6 +56,7 @@ class BlockStore(CheckpointStore):
 
     def settings(self, row: str) -> dict[str, Any]:
         row, mark, seeds = row.partition(CHUNK_MARK)  # a part of a block: its seeds too
+        row, step, part = row.partition(PART_MARK)  # a sharded block's program: its name too
         if row not in self.blocks:
             raise ValueError(f"no block {row!r} was declared in this evaluation")
         block = self.blocks[row]
@@ -57,6 +66,7 @@ class BlockStore(CheckpointStore):
             "hp": variant.resolved_hp(),
             **self.stage_code(block["stage"]),
             "block": block,
+            **({"part": part} if step else {}),
             **({"seeds": seeds} if mark else {}),
         }
 
@@ -109,6 +119,10 @@ class BlockRunner:
             seen = task if rows is None else task.with_train_rows(rows[0])
             self.runners[key] = PipelineRunner(unlearn.get(stage).build(self.model, seen, self.cfg, plan), plan)
         return self.runners[key]
+
+    def shards(self, stage: str, task: Task) -> Any:
+        """The stage's ``Pipeline.shards`` (SISA's ensembles), or None for a plain stage."""
+        return unlearn.get(stage).build(self.model, task, self.cfg, self._plan(1)).shards
 
     def chunk_for(
         self, stage: str, task: Task, count: int, original: StageResult | None, rows: np.ndarray | None = None
@@ -163,9 +177,13 @@ class BlockRunner:
         """
         from jaxunlearn.study import abstract_states, seed_keys
 
+        shards = self.shards(stage, task)
+        if shards is not None and rows is not None:
+            raise ValueError(f"{name}: {stage} trains on shards of the task's rows; per-model rows are not supported")
+        models = count * (1 if shards is None else shards.count)
         if self.store is not None:
             self.store.declare(name, stage, {"first": first, "count": count, **(description or {})})
-            restored = self.store.load(name, abstract_states(self.model, count)) if self.resume else None
+            restored = self.store.load(name, abstract_states(self.model, models)) if self.resume else None
             if restored is not None:
                 self.log(f"{name}: loaded from {self.store.path(name)}")
                 self.timings[name] = {
@@ -177,6 +195,10 @@ class BlockRunner:
                 }
                 return restored
         (variant,) = stage_variants(self.cfg, stage)
+        if shards is not None:
+            return self._finish(
+                name, count, self._run_sharded(name, stage, shards, task, first, count, variant.hp), None
+            )
         if rows is not None:
             rows = check_train_rows(task, rows)
             if rows.shape[0] != count:
@@ -201,13 +223,19 @@ class BlockRunner:
         )
         planning = self.planning.pop(stage, 0.0)  # sizing the chunks compiled the programs this block reused
         result = dataclasses.replace(result, wall=result.wall + planning, compile=result.compile + planning)
+        result = self._finish(name, count, result, chunk)
+        parts.discard()
+        return result
+
+    def _finish(self, name: str, count: int, result: StageResult, chunk: int | None) -> StageResult:
+        """Records the block's times, says them, and saves it."""
         self.timings[name] = {
             "wall": result.wall,
             "compile": result.compile,
             "run": result.run,
             "models": count,
             "loaded": False,
-            "chunk": chunk,
+            **({"chunk": chunk} if chunk is not None else {}),
         }
         self.log(
             f"{name}: {count} models in {result.wall:.1f} s ({result.compile:.1f} s compiling, "
@@ -215,7 +243,39 @@ class BlockRunner:
         )
         if self.store is not None:
             self.store.save(name, result)
-            parts.discard()
+        return result
+
+    def _run_sharded(self, name: str, stage: str, spec: Any, task: Task, first: int, count: int, hp: dict):
+        """A sharded stage's block (SISA): ``count`` ensembles of ``spec.count`` shard
+        models, trained then unlearned (``jaxunlearn.shards``); each of its programs runs
+        in calls of at most ``chunk`` models and is saved as a part of the block."""
+        from jaxunlearn.shards import run_sharded
+        from jaxunlearn.study import abstract_states, seed_keys
+
+        done: list[str] = []
+
+        def run(pipeline, keys, original, on, train_rows, part) -> StageResult:
+            label = f"{name}{PART_MARK}{part}"
+            done.append(label)
+            models = int(keys.shape[0])
+            if self.store is not None and self.resume:
+                found = self.store.load(label, abstract_states(self.model, models))
+                if found is not None:
+                    self.log(f"{label}: loaded (saved by an earlier run)")
+                    return found
+            chunk = min(self.chunk or models, models)
+            plan = self._plan(chunk)
+            runner = PipelineRunner(pipeline, plan)
+            (result,) = run_in_chunks(runner, keys, original, on, [hp], chunk, progress=self.progress, rows=train_rows)
+            if self.store is not None:
+                self.store.save(label, result)
+            return result
+
+        keys = seed_keys(self.cfg.seed, count * spec.count, stage, first=first * spec.count)
+        result, _ = run_sharded(spec, task, count, self.cfg.seed, keys, run, self._plan(1), self.log, first=first)
+        if self.store is not None:
+            for label in done:
+                discard_checkpoint(self.store.path(label))
         return result
 
     def predictions(self, result: StageResult, task: Task) -> dict[str, np.ndarray]:
@@ -240,4 +300,7 @@ class BlockRunner:
             preds = run((take_seeds(result.state, slots),), (task,))
             for split in out:
                 out[split].append(to_host(preds[split])[: min(chunk, seeds - start)].astype(np.float64))
-        return {split: np.concatenate(parts) for split, parts in out.items()}
+        return {  # a sharded block's members are aggregated per model
+            split: aggregate_predictions(np.concatenate(parts), result.members, result.aggregate)
+            for split, parts in out.items()
+        }

@@ -43,14 +43,18 @@ AGGREGATES = ("mean", "median")
 class SisaSettings:
     """shards: S disjoint shards (1 = one model on every row, trained in R slices);
     slices: R incremental slices per shard (1 = none); aggregate: "mean" (fits MSE-trained
-    shards) or "median" (fits L1) of the shards' predictions."""
+    shards) or "median" (fits L1) of the shards' predictions; batch_size: the shards'
+    batch size (None: the study's, or a slice's rows when a slice holds fewer)."""
 
     shards: int = 4
     slices: int = 1
     aggregate: str = "mean"
+    batch_size: int | None = None
 
     def __post_init__(self):
         require_positive(self, "shards", "slices")
+        if self.batch_size is not None:
+            require_positive(self, "batch_size")
         if self.aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {AGGREGATES}, got {self.aggregate!r}")
 
@@ -73,10 +77,11 @@ def make_sisa(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, set
             f"{cfg.train_epochs}); use slices <= {cfg.train_epochs}"
         )
     length = slice_length(rows, settings.shards, settings.slices)
-    if cfg.batch_size > length:
+    batch_size = min(cfg.batch_size, length) if settings.batch_size is None else settings.batch_size
+    if batch_size > length:
         raise ValueError(
-            f"sisa: a slice holds {length} rows, fewer than batch_size {cfg.batch_size}; use fewer shards or "
-            f"slices, or batch_size <= {length}"
+            f"sisa: a slice holds {length} rows, fewer than sisa.batch_size {batch_size}; use fewer shards or "
+            f"slices, or sisa.batch_size <= {length}"
         )
     base = shard_task(task)
     stages = []
@@ -84,7 +89,7 @@ def make_sisa(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, set
         seen = base.with_train_rows(np.arange((r + 1) * length))  # only the count is compiled in
         fit_cfg = FitConfig(
             epochs=epochs,
-            batch_size=cfg.batch_size,
+            batch_size=batch_size,
             rows="all",
             loss=cfg.loss,
             validate_on="all",
