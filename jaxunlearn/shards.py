@@ -72,8 +72,10 @@ def run_sharded(
     Returns:
         (the ensembles after unlearning, as trained): StageResults over K * S slots with
         ``members`` = S. The first's times are the retraining's only; its history holds,
-        per seed [K, 1], "shards_retrained" and "slices_retrained" (shard-slices trained
-        again), and its ``diverged_at`` [K, 1] the first step at which any retrained
+        per seed [K, 1], "shards_retrained", "slices_retrained" (shard-slices trained
+        again) and "ensemble_training_s" (the ensembles' training, all seeds, after
+        compiling: what SISA paid before any request), and its
+        ``diverged_at`` [K, 1] the first step at which any retrained
         shard diverged (-1: none).
     """
     base = shard_task(task)
@@ -123,6 +125,7 @@ def run_sharded(
         history={
             "shards_retrained": per_seed.sum(axis=1, keepdims=True).astype(np.float64),
             "slices_retrained": slices_again.sum(axis=1, keepdims=True).astype(np.float64),
+            "ensemble_training_s": np.full((seeds, 1), original.run),
         },
         wall=sum(r.wall for r in retrained),
         compile=sum(r.compile for r in retrained),

@@ -205,10 +205,12 @@ def build_model(cfg: StudyConfig, task: Task, own: Any = None) -> ModelFns:
     else:
         model = ModelFns(make_model(cfg.model, dtype=jnp.dtype(cfg.dtype), **kwargs), task.input_shape)
     try:
-        key = jax.random.key(0)
-        params, stats = jax.eval_shape(lambda: model.init(key))  # traces only: no compilation
+        # Traces only: no compilation (the keys too are made inside the traces).
+        params, stats = jax.eval_shape(lambda: model.init(jax.random.key(0)))
         jax.eval_shape(
-            lambda p, s: model.apply_train(p, s, jnp.zeros((2, *task.input_shape)), jnp.ones(2, bool), key),
+            lambda p, s: model.apply_train(
+                p, s, jnp.zeros((2, *task.input_shape)), jnp.ones(2, bool), jax.random.key(0)
+            ),
             params,
             stats,
         )

@@ -338,6 +338,30 @@ CASES = [
         cli=("--unlearners", "scrub", "--set", "scrub.epochs=2", "--set", "scrub.max_epochs=3"),
     ),
     Case(
+        "SISA shards above the training rows",
+        "--unlearners sisa --set sisa.shards=100000",
+        "sisa: 100000 shards but only",
+        cli=("--unlearners", "sisa", "--set", "sisa.shards=100000"),
+    ),
+    Case(
+        "SISA slices above a shard's rows",
+        "--unlearners sisa --set sisa.shards=2 --set sisa.slices=1000",
+        "sisa: 1000 slices but a shard holds",
+        cli=("--unlearners", "sisa", "--set", "sisa.shards=2", "--set", "sisa.slices=1000"),
+    ),
+    Case(
+        "unknown SISA aggregate",
+        "--unlearners sisa --set sisa.aggregate=mode",
+        "aggregate must be one of ('mean', 'median'), got 'mode'",
+        cli=("--unlearners", "sisa", "--set", "sisa.aggregate=mode"),
+    ),
+    Case(
+        "zero SISA shards",
+        "--unlearners sisa --set sisa.shards=0",
+        "shards must be a positive integer, got 0",
+        cli=("--unlearners", "sisa", "--set", "sisa.shards=0"),
+    ),
+    Case(
         "SCRUB forget batch above the forget rows",
         "--unlearners scrub --scrub-forget-batch 100000",
         "scrub.forget_batch (100000) must be <= the",

@@ -177,6 +177,7 @@ def test_sisa_study_row_resumes_and_chunks(tmp_path):
         np.isfinite(first.per_seed["sisa"]["wasserstein"])
     )
     assert first.stage_stats["sisa"]["shards_retrained"] == [2.0, 2.0]
+    assert first.stage_stats["sisa"]["ensemble_training_s"][0] > 0
     messages: list[str] = []
     again = run_study(cfg, progress=False, log=messages.append, checkpoint_dir=tmp_path, resume=True)
     assert any(m.startswith("sisa: loaded from") for m in messages), messages

@@ -4,7 +4,7 @@ a shard or slice is one row short), cut into slices trained incrementally."""
 
 from __future__ import annotations
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 
 from jaxunlearn.data.arrays import Task
@@ -42,5 +42,5 @@ def slice_epochs(epochs: int, slices: int) -> list[int]:
 def shard_task(task: Task) -> Task:
     """``task`` with no training row marked forget: a shard model trains on its rows
     whatever the forget rule (the unlearning step turns forget rows into holes)."""
-    train = task.train
-    return task.replace(train=train.replace(forget=jnp.zeros_like(train.forget), rows=None))
+    train = task.train  # zeros copied in, not computed: building a stage compiles nothing
+    return task.replace(train=train.replace(forget=jax.device_put(np.zeros(train.forget.shape, np.float32)), rows=None))
