@@ -186,6 +186,7 @@ def test_every_stage_has_its_own_key_id_and_the_built_ins_keep_theirs():
         "scrub": 6,
         "ssd": 7,
         "lfssd": 8,
+        "sisa": 9,
     }
 
 
