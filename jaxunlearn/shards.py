@@ -42,6 +42,15 @@ def assignment(spec: Shards, train_rows: int, seeds: int, seed: int, first: int 
     )
 
 
+def own_shards(spec: Shards, rows: np.ndarray, seed: int, first: int = 0) -> np.ndarray:
+    """int32 [K * S, R * L]: ``assignment`` of each seed's own rows ``rows`` [K, M]: the
+    shards partition seed k's M rows (positions drawn as ``assignment`` draws rows)."""
+    positions = assignment(spec, rows.shape[1], rows.shape[0], seed, first)
+    owner = np.repeat(np.asarray(rows), spec.count, axis=0)
+    picked = np.take_along_axis(owner, np.maximum(positions, 0), axis=1)
+    return np.where(positions >= 0, picked, -1).astype(np.int32)
+
+
 def first_forget_slice(rows: np.ndarray, forget: np.ndarray, spec: Shards) -> np.ndarray:
     """int [T]: per slot, the first slice (1-based) holding a forget row, 0 for none."""
     marked = (forget[np.maximum(rows, 0)] > 0.5) & (rows >= 0)
@@ -59,6 +68,7 @@ def run_sharded(
     plan: LoopPlan,
     log: Any = print,
     first: int = 0,
+    rows: np.ndarray | None = None,
 ) -> tuple[StageResult, StageResult]:
     """Trains the SISA ensembles of ``seeds`` seeds, then unlearns ``task``'s forget rows.
 
@@ -67,7 +77,9 @@ def run_sharded(
             deletion request); seeds: K; seed: the study's root seed (the assignment's);
         keys: [K * S] keys, one per shard model; run: runs one pipeline over some slots
             (the study's chunked, checkpointed runner); plan: how the slots are laid out;
-        first: the index of the first seed (an evaluation's block of seeds).
+        first: the index of the first seed (an evaluation's block of seeds);
+        rows: None (every seed shards the task's training rows), or int [K, M]: seed k
+            shards its own rows ``rows[k]`` (``Split.rows``; U-LiRA's shadows).
 
     Returns:
         (the ensembles after unlearning, as trained): StageResults over K * S slots with
@@ -79,7 +91,9 @@ def run_sharded(
         shard diverged (-1: none).
     """
     base = shard_task(task)
-    rows = assignment(spec, task.train.size, seeds, seed, first)
+    rows = (
+        assignment(spec, task.train.size, seeds, seed, first) if rows is None else own_shards(spec, rows, seed, first)
+    )
     forget = np.asarray(task.train.forget)
     length = spec.slice_length
     # The ensembles as trained: slice stage r on slices 1..r, from stage r - 1's states.

@@ -42,6 +42,20 @@ def test_shards_partition_every_row_once_into_equal_lengths():
     assert slice_epochs(10, 3) == [3, 3, 4] and sum(slice_epochs(7, 7)) == 7
 
 
+def test_models_with_their_own_rows_shard_those_rows():
+    """U-LiRA's shadows each shard their own row list: seed k's shards partition rows[k]."""
+    from jaxunlearn.shards import own_shards
+    from jaxunlearn.unlearn.base import Shards
+
+    spec = Shards(count=3, slices=2, aggregate="mean", slice_length=3, stages=())
+    rows = np.stack([np.arange(100, 116), np.arange(200, 232, 2)])  # two seeds, 16 rows each
+    shards = own_shards(spec, rows, seed=0)
+    assert shards.shape == (6, 6)
+    for k in range(2):
+        mine = shards[3 * k : 3 * k + 3]
+        assert np.array_equal(np.sort(mine[mine >= 0]), rows[k])
+
+
 def one_at_a_time(spec, task, seeds, seed, keys):
     """The reference: each shard model alone (``Pipeline.run``, one seed, no batching),
     trained as SISA would train it without the forget rows: its stages from scratch on its
@@ -188,7 +202,7 @@ def test_sisa_study_row_resumes_and_chunks(tmp_path):
     )
 
 
-def test_sisa_in_the_neurips23_evaluation_and_refused_by_ulira():
+def test_sisa_in_the_neurips23_and_ulira_evaluations():
     from jaxunlearn.evaluation import EvaluationConfig, run_evaluation
 
     cfg = with_(TINY, unlearners=("sisa",), settings={"sisa": {"shards": 2}})
@@ -197,5 +211,8 @@ def test_sisa_in_the_neurips23_evaluation_and_refused_by_ulira():
     )
     assert result.rows[-1] == "sisa" and 0.0 <= result.metrics["sisa"]["forgetting_quality"] <= 1.0
     assert len(result.per_example["sisa"]["eps"]) == len(result.example_rows)
-    with pytest.raises(ValueError, match="sharded stages \\(sisa\\)"):
-        run_evaluation(cfg, EvaluationConfig("ulira", models=8, groups=4), progress=False, log=lambda _: None)
+    # U-LiRA: every shadow's ensemble shards its own rows (its group's IN candidates and the
+    # retain rows), and unlearning retrains the shards holding its candidates.
+    result, _ = run_evaluation(cfg, EvaluationConfig("ulira", models=8, groups=4), progress=False, log=lambda _: None)
+    assert result.rows[-1] == "sisa" and 0.0 <= result.metrics["sisa"]["auc"] <= 1.0
+    assert result.timings["shadows-sisa"]["models"] == 8

@@ -121,7 +121,8 @@ class BlockRunner:
         return self.runners[key]
 
     def shards(self, stage: str, task: Task) -> Any:
-        """The stage's ``Pipeline.shards`` (SISA's ensembles), or None for a plain stage."""
+        """The stage's ``Pipeline.shards`` (SISA's ensembles) for ``task`` (restricted to
+        one model's rows when models have their own), or None for a plain stage."""
         return unlearn.get(stage).build(self.model, task, self.cfg, self._plan(1)).shards
 
     def chunk_for(
@@ -177,9 +178,11 @@ class BlockRunner:
         """
         from jaxunlearn.study import abstract_states, seed_keys
 
-        shards = self.shards(stage, task)
-        if shards is not None and rows is not None:
-            raise ValueError(f"{name}: {stage} trains on shards of the task's rows; per-model rows are not supported")
+        if rows is not None:
+            rows = check_train_rows(task, rows)
+            if rows.shape[0] != count:
+                raise ValueError(f"{name}: training rows are given for {rows.shape[0]} models, the block has {count}")
+        shards = self.shards(stage, task if rows is None else task.with_train_rows(rows[0]))
         models = count * (1 if shards is None else shards.count)
         if self.store is not None:
             self.store.declare(name, stage, {"first": first, "count": count, **(description or {})})
@@ -196,13 +199,8 @@ class BlockRunner:
                 return restored
         (variant,) = stage_variants(self.cfg, stage)
         if shards is not None:
-            return self._finish(
-                name, count, self._run_sharded(name, stage, shards, task, first, count, variant.hp), None
-            )
-        if rows is not None:
-            rows = check_train_rows(task, rows)
-            if rows.shape[0] != count:
-                raise ValueError(f"{name}: training rows are given for {rows.shape[0]} models, the block has {count}")
+            sharded = self._run_sharded(name, stage, shards, task, first, count, variant.hp, rows)
+            return self._finish(name, count, sharded, None)
         chunk = self.chunk_for(stage, task, count, original, rows)
         runner = self.runner(stage, task, chunk, rows)
         keys = seed_keys(self.cfg.seed, count, stage, first=first)
@@ -245,10 +243,13 @@ class BlockRunner:
             self.store.save(name, result)
         return result
 
-    def _run_sharded(self, name: str, stage: str, spec: Any, task: Task, first: int, count: int, hp: dict):
+    def _run_sharded(
+        self, name: str, stage: str, spec: Any, task: Task, first: int, count: int, hp: dict, rows: Any = None
+    ):
         """A sharded stage's block (SISA): ``count`` ensembles of ``spec.count`` shard
-        models, trained then unlearned (``jaxunlearn.shards``); each of its programs runs
-        in calls of at most ``chunk`` models and is saved as a part of the block."""
+        models, each sharding the task's rows or its own ``rows``, trained then unlearned
+        (``jaxunlearn.shards``); each of its programs runs in calls of at most ``chunk``
+        models and is saved as a part of the block."""
         from jaxunlearn.shards import run_sharded
         from jaxunlearn.study import abstract_states, seed_keys
 
@@ -272,7 +273,9 @@ class BlockRunner:
             return result
 
         keys = seed_keys(self.cfg.seed, count * spec.count, stage, first=first * spec.count)
-        result, _ = run_sharded(spec, task, count, self.cfg.seed, keys, run, self._plan(1), self.log, first=first)
+        result, _ = run_sharded(
+            spec, task, count, self.cfg.seed, keys, run, self._plan(1), self.log, first=first, rows=rows
+        )
         if self.store is not None:
             for label in done:
                 discard_checkpoint(self.store.path(label))

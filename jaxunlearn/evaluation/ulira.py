@@ -94,12 +94,6 @@ def run_ulira(
     masks = candidate_masks(candidates.size, groups, cfg.seed)
     assert cfg.unlearners is not None  # resolved by __post_init__
     stages = ["original", "retrain", *cfg.unlearners]
-    sharded = [s for s in cfg.unlearners if blocks.shards(s, task) is not None]
-    if sharded:
-        raise ValueError(
-            f"U-LiRA trains every shadow on its own rows; sharded stages ({', '.join(sharded)}) shard the task's "
-            f"rows and cannot run in it yet: use --protocol neurips23 for them"
-        )
     # The candidates are the forget rows (an odd one out is a retain row); each shadow
     # trains on its own rows of this one task, so x and y are never copied per shadow.
     marked = np.zeros(task.train.size, np.float32)

@@ -63,7 +63,7 @@ def make_sisa(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, set
     """The pipeline of one shard model's last slice stage; ``Pipeline.shards`` holds the
     settings and every slice stage's pipeline (stage r on slices 1..r), which
     ``jaxunlearn.shards.run_sharded`` runs."""
-    rows = task.train.size
+    rows = task.train.used  # a model's rows: all, or its own (U-LiRA's shadows)
     if settings.shards > rows:
         raise ValueError(f"sisa: {settings.shards} shards but only {rows} training rows; use shards <= {rows}")
     shard_size = -(-rows // settings.shards)
