@@ -206,9 +206,14 @@ def test_sisa_in_the_neurips23_and_ulira_evaluations():
     from jaxunlearn.evaluation import EvaluationConfig, run_evaluation
 
     cfg = with_(TINY, unlearners=("sisa",), settings={"sisa": {"shards": 2}})
-    result, _ = run_evaluation(
-        cfg, EvaluationConfig("neurips23", models=4, attack_models=2), progress=False, log=lambda _: None
+    messages: list[str] = []
+    result, _ = run_evaluation(  # a memory limit that fits one shard model per call: chunks
+        cfg,
+        EvaluationConfig("neurips23", models=4, attack_models=2, memory_limit="60KB"),
+        progress=False,
+        log=messages.append,
     )
+    assert any(m.startswith("sisa#shards-slice1: 8 shard models per call need more than") for m in messages)
     assert result.rows[-1] == "sisa" and 0.0 <= result.metrics["sisa"]["forgetting_quality"] <= 1.0
     assert len(result.per_example["sisa"]["eps"]) == len(result.example_rows)
     # U-LiRA: every shadow's ensemble shards its own rows (its group's IN candidates and the

@@ -264,10 +264,26 @@ class BlockRunner:
                 if found is not None:
                     self.log(f"{label}: loaded (saved by an earlier run)")
                     return found
-            chunk = min(self.chunk or models, models)
-            plan = self._plan(chunk)
-            runner = PipelineRunner(pipeline, plan)
-            (result,) = run_in_chunks(runner, keys, original, on, [hp], chunk, progress=self.progress, rows=train_rows)
+            runners: dict[int, PipelineRunner] = {}
+
+            def runner(n: int) -> PipelineRunner:  # one per call size: planning compiles what the run reuses
+                return runners.setdefault(n, PipelineRunner(pipeline, self._plan(n)))
+
+            if self.chunk is not None:
+                chunk = min(self.chunk, models)
+            else:  # the most models per call that fit the device (``chunk_for``)
+                budget = device_budget(self.memory_limit)
+                chunk, planned = chunk_size(
+                    models, lambda n: runner(n).planned_bytes(n, original, on, hp, train_rows), budget
+                )
+                if chunk < models:
+                    self.log(
+                        f"{label}: {models} shard models per call need more than {format_bytes(budget)}; "
+                        f"running {chunk} per call ({format_bytes(planned)} planned)"
+                    )
+            (result,) = run_in_chunks(
+                runner(chunk), keys, original, on, [hp], chunk, progress=self.progress, rows=train_rows
+            )
             if self.store is not None:
                 self.store.save(label, result)
             return result
