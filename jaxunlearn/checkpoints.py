@@ -448,6 +448,45 @@ class StageParts:
                 discard_checkpoint(self.store.path(chunk_name(row, start, stop)))
 
 
+class RowParts:
+    """The whole-program parts of a row computed as several programs (a sharded stage's
+    slice stages, ``jaxunlearn.shards``): each is saved as ``ROW#PART`` as it ends, loaded
+    again by a rerun that may reuse it, and deleted once the row is saved whole.
+
+    Args:
+        store: a ``CheckpointStore`` (or an evaluation's), or None (nothing saved or loaded).
+        row: the row; reuse: whether saved parts may be loaded (``--resume``).
+        target: models -> the restore target of that many models' states.
+        log: one-line messages.
+    """
+
+    def __init__(self, store: CheckpointStore | None, row: str, reuse: bool, target: Any, log: Any):
+        self.store, self.row, self.reuse, self.target, self.log = store, row, reuse, target, log
+        self.labels: list[str] = []
+
+    def run(self, part: str, models: int, compute: Any) -> StageResult:
+        """Part ``part`` of ``models`` models: loaded when saved and reusable, else
+        ``compute(label)`` (label: the part's checkpoint name), then saved."""
+        label = f"{self.row}{PART_MARK}{part}"
+        self.labels.append(label)
+        if self.store is not None and self.reuse:
+            found = self.store.load(label, self.target(models))
+            if found is not None:
+                self.log(f"{label}: loaded (saved by an earlier run)")
+                return found
+        result = compute(label)
+        if self.store is not None:
+            self.store.save(label, result)
+        return result
+
+    def discard(self) -> None:
+        """Deletes the parts (call it once the row is saved whole)."""
+        if self.store is None:
+            return
+        for label in self.labels:
+            discard_checkpoint(self.store.path(label))
+
+
 def discard_checkpoint(folder: str | os.PathLike[str]) -> None:
     """Deletes a committed stage folder (e.g. an unlearned model not asked to be kept) so
     that a kill at any moment leaves it whole or gone: it is first renamed, atomically, to

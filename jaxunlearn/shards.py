@@ -19,10 +19,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxunlearn.data.arrays import Task
+from jaxunlearn.data.arrays import Task, marked_rows
 from jaxunlearn.data.sharding import shard_rows, shard_task
 from jaxunlearn.runner import StageResult
-from jaxunlearn.seeds import LoopPlan, num_seeds, place_seeds, take_seeds
+from jaxunlearn.seeds import LoopPlan, place_seeds, take_seeds
 from jaxunlearn.unlearn.base import Pipeline, Shards
 
 # run(pipeline, keys [T], original states [T] or None, task, rows [T, M], part name) -> StageResult
@@ -53,9 +53,8 @@ def own_shards(spec: Shards, rows: np.ndarray, seed: int, first: int = 0) -> np.
 
 def first_forget_slice(rows: np.ndarray, forget: np.ndarray, spec: Shards) -> np.ndarray:
     """int [T]: per slot, the first slice (1-based) holding a forget row, 0 for none."""
-    marked = (forget[np.maximum(rows, 0)] > 0.5) & (rows >= 0)
-    per_slice = marked.reshape(rows.shape[0], spec.slices, spec.slice_length).any(axis=2)
-    return np.where(per_slice.any(axis=1), per_slice.argmax(axis=1) + 1, 0)
+    per_slice = np.any(marked_rows(forget, rows).reshape(rows.shape[0], spec.slices, spec.slice_length), axis=2)
+    return np.where(np.any(per_slice, axis=1), np.argmax(per_slice, axis=1) + 1, 0)
 
 
 def run_sharded(
@@ -106,8 +105,8 @@ def run_sharded(
     # Unlearning: forget rows become holes; a shard whose first such slice is r0 trains
     # stages r0..R again from stage r0 - 1's state (from scratch when r0 = 1).
     first_slice = first_forget_slice(rows, forget, spec)
-    holed = np.where((forget[np.maximum(rows, 0)] > 0.5) & (rows >= 0), -1, rows).astype(np.int32)
-    final = take_seeds(trained[-1].state, np.arange(seeds * spec.count))  # a copy to overwrite
+    holed = np.where(marked_rows(forget, rows), -1, rows).astype(np.int32)
+    final = trained[-1].state  # retrained slots replaced below (functionally: nothing is overwritten)
     retrained: list[StageResult] = []
     diverged = np.full(seeds * spec.count, -1, np.int64)
     for r0 in range(1, spec.slices + 1):
@@ -177,8 +176,3 @@ def aggregate_predictions(preds: np.ndarray, members: int, aggregate: str) -> np
         return preds
     grouped = preds.reshape(preds.shape[0] // members, members, *preds.shape[1:])
     return np.median(grouped, axis=1) if aggregate == "median" else grouped.mean(axis=1)
-
-
-def ensemble_seeds(result: StageResult) -> int:
-    """K, the seeds of a (possibly sharded) stage result."""
-    return num_seeds(result.state) // result.members

@@ -20,14 +20,7 @@ import numpy as np
 from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in notebooks
 
 from jaxunlearn import unlearn
-from jaxunlearn.checkpoints import (
-    PART_MARK,
-    REUSED_STAGES,
-    CheckpointStore,
-    StageParts,
-    data_fingerprint,
-    discard_checkpoint,
-)
+from jaxunlearn.checkpoints import REUSED_STAGES, CheckpointStore, RowParts, StageParts, data_fingerprint
 from jaxunlearn.compile_cache import enable as enable_compile_cache
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
@@ -375,33 +368,33 @@ def run_study(
     def run_sharded_row(spec, variant) -> StageResult:
         """A sharded stage's row (SISA): the ensembles trained, then unlearned
         (``jaxunlearn.shards``); each of its programs' runs is saved as a part of the row
-        (``ROW#PART``), reloaded by ``--resume``, and deleted once the row is saved."""
-        row, done = variant.row, []
+        (``RowParts``), reloaded by ``--resume``, and deleted once the row is saved."""
+        parts = RowParts(store, variant.row, resume, target, log)
 
         def run(pipeline, keys, original, on, train_rows, part) -> StageResult:
-            label = f"{row}{PART_MARK}{part}"
-            done.append(label)
-            count = int(keys.shape[0])
-            found = store.load(label, target(count)) if store is not None and resume else None
-            if found is not None:
-                log(f"{label}: loaded (saved by an earlier run)")
-                return found
-            (result,), parts = run_calls(pipeline, keys, original, [variant.hp], label, [label], resume, on, train_rows)
-            if store is not None:
-                store.save(label, result)
-            parts.discard()
+            calls = []
+
+            def compute(label: str) -> StageResult:
+                (result,), chunks = run_calls(
+                    pipeline, keys, original, [variant.hp], label, [label], resume, on, train_rows
+                )
+                calls.append(chunks)
+                return result
+
+            result = parts.run(part, int(keys.shape[0]), compute)
+            for chunks in calls:  # the part is saved whole: its calls' checkpoints go
+                chunks.discard()
             return result
 
         keys = seed_keys(cfg.seed, cfg.seeds * spec.count, variant.stage)
         result, trained = run_sharded(spec, task, cfg.seeds, cfg.seed, keys, run, plan, log)
         log(
-            f"{row}: {cfg.seeds} x {spec.count} shard models trained in {trained.wall:.1f} s; unlearning retrained "
-            f"for {result.wall:.1f} s ({result.compile:.1f} s compiling)"
+            f"{variant.row}: {cfg.seeds} x {spec.count} shard models trained in {trained.wall:.1f} s; unlearning "
+            f"retrained for {result.wall:.1f} s ({result.compile:.1f} s compiling)"
         )
         if store is not None:
-            store.save(row, result)
-            for label in done:
-                discard_checkpoint(store.path(label))
+            store.save(variant.row, result)
+        parts.discard()
         return result
 
     for name, pipeline in pipelines.items():

@@ -140,6 +140,13 @@ class Task:
         return out
 
 
+def marked_rows(forget: Any, rows: np.ndarray) -> np.ndarray:
+    """bool [..., M]: which entries of the row lists ``rows`` [..., M] (``Split.rows``,
+    holes -1 included) are rows marked in the forget mask ``forget`` [N]; a hole is not."""
+    rows = np.asarray(rows)
+    return np.asarray((np.asarray(forget)[np.maximum(rows, 0)] > 0.5) & (rows >= 0), dtype=bool)
+
+
 def check_train_rows(task: Task, rows: Any) -> np.ndarray:
     """Checks per-model training rows for ``task``: int [S, M], each row of ``rows`` M
     distinct indices into the training split or holes (-1, ``Split.rows``), and the same
@@ -164,7 +171,7 @@ def check_train_rows(task: Task, rows: Any) -> np.ndarray:
     if np.any(repeats):
         bad = int(np.flatnonzero(np.any(repeats, axis=1))[0])
         raise ValueError(f"training rows of model {bad} repeat an index: each model's rows must be distinct")
-    forget = np.count_nonzero((np.asarray(task.train.forget)[host] > 0.5) & (host >= 0), axis=1)
+    forget = np.count_nonzero(marked_rows(task.train.forget, host), axis=1)
     if np.any(forget != forget[0]):
         raise ValueError(
             f"every model's training rows must hold the same number of forget rows (it is compiled in); "

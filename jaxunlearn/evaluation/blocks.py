@@ -22,21 +22,14 @@ from typing import Any
 import numpy as np
 
 from jaxunlearn import unlearn
-from jaxunlearn.checkpoints import (
-    CHUNK_MARK,
-    PART_MARK,
-    CheckpointStore,
-    StageParts,
-    discard_checkpoint,
-    training_settings,
-)
+from jaxunlearn.checkpoints import CHUNK_MARK, PART_MARK, CheckpointStore, RowParts, StageParts, training_settings
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task, check_train_rows
 from jaxunlearn.hparams import stage_variants
 from jaxunlearn.memory import chunk_size, device_budget, format_bytes
 from jaxunlearn.runner import PipelineRunner, StageResult, run_in_chunks
 from jaxunlearn.seeds import LoopPlan, SeedExecutor, devices_for, num_seeds, take_seeds, to_host
-from jaxunlearn.shards import aggregate_predictions
+from jaxunlearn.shards import aggregate_predictions, run_sharded
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns
@@ -120,10 +113,10 @@ class BlockRunner:
             self.runners[key] = PipelineRunner(unlearn.get(stage).build(self.model, seen, self.cfg, plan), plan)
         return self.runners[key]
 
-    def shards(self, stage: str, task: Task) -> Any:
-        """The stage's ``Pipeline.shards`` (SISA's ensembles) for ``task`` (restricted to
-        one model's rows when models have their own), or None for a plain stage."""
-        return unlearn.get(stage).build(self.model, task, self.cfg, self._plan(1)).shards
+    def shards(self, stage: str, task: Task, rows: np.ndarray | None = None) -> Any:
+        """The stage's ``Pipeline.shards`` (SISA's ensembles) for ``task`` with the models'
+        ``rows`` [count, M] (None: all its rows), or None for a plain stage."""
+        return self.runner(stage, task, 1, rows).pipeline.shards
 
     def chunk_for(
         self, stage: str, task: Task, count: int, original: StageResult | None, rows: np.ndarray | None = None
@@ -182,7 +175,7 @@ class BlockRunner:
             rows = check_train_rows(task, rows)
             if rows.shape[0] != count:
                 raise ValueError(f"{name}: training rows are given for {rows.shape[0]} models, the block has {count}")
-        shards = self.shards(stage, task if rows is None else task.with_train_rows(rows[0]))
+        shards = self.shards(stage, task, rows)
         models = count * (1 if shards is None else shards.count)
         if self.store is not None:
             self.store.declare(name, stage, {"first": first, "count": count, **(description or {})})
@@ -198,9 +191,13 @@ class BlockRunner:
                 }
                 return restored
         (variant,) = stage_variants(self.cfg, stage)
-        if shards is not None:
-            sharded = self._run_sharded(name, stage, shards, task, first, count, variant.hp, rows)
-            return self._finish(name, count, sharded, None)
+        if shards is not None:  # its programs' runs are saved as parts until the block is saved whole
+            programs = RowParts(self.store, name, self.resume, lambda n: abstract_states(self.model, n), self.log)
+            result = self._finish(
+                name, count, self._run_sharded(stage, shards, task, first, count, variant.hp, rows, programs), None
+            )
+            programs.discard()
+            return result
         chunk = self.chunk_for(stage, task, count, original, rows)
         runner = self.runner(stage, task, chunk, rows)
         keys = seed_keys(self.cfg.seed, count, stage, first=first)
@@ -244,57 +241,45 @@ class BlockRunner:
         return result
 
     def _run_sharded(
-        self, name: str, stage: str, spec: Any, task: Task, first: int, count: int, hp: dict, rows: Any = None
-    ):
+        self, stage: str, spec: Any, task: Task, first: int, count: int, hp: dict, rows: Any, parts: RowParts
+    ) -> StageResult:
         """A sharded stage's block (SISA): ``count`` ensembles of ``spec.count`` shard
         models, each sharding the task's rows or its own ``rows``, trained then unlearned
         (``jaxunlearn.shards``); each of its programs runs in calls of at most ``chunk``
         models and is saved as a part of the block."""
-        from jaxunlearn.shards import run_sharded
-        from jaxunlearn.study import abstract_states, seed_keys
-
-        done: list[str] = []
+        from jaxunlearn.study import seed_keys
 
         def run(pipeline, keys, original, on, train_rows, part) -> StageResult:
-            label = f"{name}{PART_MARK}{part}"
-            done.append(label)
             models = int(keys.shape[0])
-            if self.store is not None and self.resume:
-                found = self.store.load(label, abstract_states(self.model, models))
-                if found is not None:
-                    self.log(f"{label}: loaded (saved by an earlier run)")
-                    return found
             runners: dict[int, PipelineRunner] = {}
 
             def runner(n: int) -> PipelineRunner:  # one per call size: planning compiles what the run reuses
                 return runners.setdefault(n, PipelineRunner(pipeline, self._plan(n)))
 
-            if self.chunk is not None:
-                chunk = min(self.chunk, models)
-            else:  # the most models per call that fit the device (``chunk_for``)
-                budget = device_budget(self.memory_limit)
-                chunk, planned = chunk_size(
-                    models, lambda n: runner(n).planned_bytes(n, original, on, hp, train_rows), budget
-                )
-                if chunk < models:
-                    self.log(
-                        f"{label}: {models} shard models per call need more than {format_bytes(budget)}; "
-                        f"running {chunk} per call ({format_bytes(planned)} planned)"
+            def compute(label: str) -> StageResult:
+                if self.chunk is not None:
+                    chunk = min(self.chunk, models)
+                else:  # the most models per call that fit the device (``chunk_for``)
+                    budget = device_budget(self.memory_limit)
+                    chunk, planned = chunk_size(
+                        models, lambda n: runner(n).planned_bytes(n, original, on, hp, train_rows), budget
                     )
-            (result,) = run_in_chunks(
-                runner(chunk), keys, original, on, [hp], chunk, progress=self.progress, rows=train_rows
-            )
-            if self.store is not None:
-                self.store.save(label, result)
-            return result
+                    if chunk < models:
+                        self.log(
+                            f"{label}: {models} shard models per call need more than {format_bytes(budget)}; "
+                            f"running {chunk} per call ({format_bytes(planned)} planned)"
+                        )
+                (result,) = run_in_chunks(
+                    runner(chunk), keys, original, on, [hp], chunk, progress=self.progress, rows=train_rows
+                )
+                return result
+
+            return parts.run(part, models, compute)
 
         keys = seed_keys(self.cfg.seed, count * spec.count, stage, first=first * spec.count)
         result, _ = run_sharded(
             spec, task, count, self.cfg.seed, keys, run, self._plan(1), self.log, first=first, rows=rows
         )
-        if self.store is not None:
-            for label in done:
-                discard_checkpoint(self.store.path(label))
         return result
 
     def predictions(self, result: StageResult, task: Task) -> dict[str, np.ndarray]:
