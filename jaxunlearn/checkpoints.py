@@ -65,7 +65,7 @@ REUSED_STAGES = ("original", "retrain")
 # Settings that change no stage's trained weights (only the metrics or which stages run).
 # "devices" only says where the seeds run: each seed's arithmetic is the same (weights agree
 # to float rounding), so a study can resume on a machine with another device count.
-# "hp" and "sweep" enter each row's key as that row's own hyperparameters, and "settings"
+# "hp", "sweep" and "trials" enter each row's key as that row's own hyperparameters, and "settings"
 # as the row's own unlearner's settings only (so e.g. a new ``--set NAME.epochs`` of one
 # unlearner reuses the original and retrained models and every other unlearner's rows).
 _NOT_TRAINING = (
@@ -80,6 +80,7 @@ _NOT_TRAINING = (
     "devices",
     "hp",
     "sweep",
+    "trials",
     "settings",
 )
 # The package's modules whose code shapes a stage's trained weights (paths in jaxunlearn/).
@@ -149,7 +150,7 @@ def training_settings(cfg: StudyConfig, stage: str | None = None) -> dict[str, A
 
 # Settings that only choose which rows a study has: --resume may change them (a wider sweep,
 # another unlearner), since every row's checkpoint key says exactly what it holds.
-_ROW_SELECTION = ("unlearners", "hp", "sweep", "settings")
+_ROW_SELECTION = ("unlearners", "hp", "sweep", "trials", "settings")
 
 
 def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -41,6 +41,10 @@ class StudyConfig:
             ``{"NAME.lr": (1e-4, 1e-3)}``): every combination of a stage's swept
             values becomes a row, all run together on the same seeds.
             Given as a dict or as (key, value) pairs; stored as sorted pairs of floats.
+        trials: explicit points instead of a grid, per unlearner: ``{"NAME": [{"lr": 1e-4,
+            "beta": 3.0}, {"lr": 2e-3, "beta": 40.0}]}``; each point is a row run together
+            with the others on the same seeds, like a sweep's (equal-budget tuning draws
+            them: ``jaxunlearn.tuning``). Stored as (unlearner, (((name, value), ...), ...)).
         relearn_lr, relearn_max_epochs, relearn_alpha: the anamnesis index (AIN) settings.
         mia_samples: samples per class for the membership-inference attack (paper: 2000).
         mia_models: attack only the first this many seeds' models of each row (the
@@ -77,6 +81,7 @@ class StudyConfig:
     settings: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     hp: tuple[tuple[str, float], ...] = ()
     sweep: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    trials: tuple[tuple[str, tuple[tuple[tuple[str, float], ...], ...]], ...] = ()
     relearn_lr: float = 0.01
     relearn_max_epochs: int = 10
     relearn_alpha: float = 0.05
@@ -126,6 +131,7 @@ class StudyConfig:
         object.__setattr__(
             self, "sweep", tuple(sorted((key, _numbers(key, values)) for key, values in _pairs("sweep", self.sweep)))
         )
+        object.__setattr__(self, "trials", _normalise_trials(self.trials))
         from jaxunlearn import unlearn  # the registry (imported here: the unlearners import this module)
 
         unlearners = unlearn.default_unlearners() if self.unlearners is None else self.unlearners
@@ -153,6 +159,7 @@ class StudyConfig:
         out["hp"] = dict(self.hp)
         out["sweep"] = {key: list(values) for key, values in self.sweep}
         out["settings"] = {stage: dict(fields) for stage, fields in self.settings}
+        out["trials"] = {stage: [dict(point) for point in points] for stage, points in self.trials}
         return out
 
 
@@ -187,6 +194,24 @@ def _normalise_settings(entries: Any) -> tuple[tuple[str, tuple[tuple[str, Any],
         hashable = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
         out.append((stage, tuple(sorted(hashable.items()))))
     return tuple(out)
+
+
+def _normalise_trials(entries: Any) -> tuple[tuple[str, tuple[tuple[tuple[str, float], ...], ...]], ...]:
+    """{"NAME": [{"lr": 1e-3}, ...]} or its pairs -> sorted (stage, (((name, value), ...), ...))."""
+    out = []
+    for stage, points in _pairs("trials", entries):
+        if isinstance(points, dict) or not isinstance(points, (tuple, list)) or not points:
+            raise ValueError(
+                f"trials {stage}: give a non-empty list of points ({{name: value}} tables), got {points!r}"
+            )
+        normalised = []
+        for point in points:
+            pairs = _pairs(f"trials {stage}", point)
+            if not pairs:
+                raise ValueError(f"trials {stage}: a point sets no hyperparameter")
+            normalised.append(tuple(sorted((name, _number("trials", f"{stage}.{name}", v)) for name, v in pairs)))
+        out.append((stage, tuple(normalised)))
+    return tuple(sorted(out))
 
 
 def _pairs(field: str, entries: Any) -> list[tuple[str, Any]]:

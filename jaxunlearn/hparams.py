@@ -124,13 +124,41 @@ def check_hyperparameters(cfg: StudyConfig) -> None:
     both = sorted(set(dict(cfg.hp)) & set(dict(cfg.sweep)))
     if both:
         raise ValueError(f"{both[0]} is given both a fixed value (hp) and swept values (sweep); keep one")
+    swept_stages = {split_key(key)[0] for key, _ in cfg.sweep}
+    for stage, points in cfg.trials:
+        if stage not in cfg.unlearners:
+            raise ValueError(
+                f"trials {stage}: not among the unlearners this study runs {list(cfg.unlearners)} (the reference "
+                f"stages cannot be tried: every row is measured against one original and one retrained model)"
+            )
+        if stage in swept_stages:
+            raise ValueError(
+                f"trials {stage}: {stage} is also swept; give its values as a sweep or as trials, not both"
+            )
+        for point in points:
+            for name, value in point:
+                key = f"{stage}.{name}"
+                split_key(key)
+                if key in dict(cfg.hp):
+                    raise ValueError(f"trials {key}: also given a fixed value (hp); keep one")
+                _check_value("trials", key, value)
+        rows = [v.row for v in stage_variants(cfg, stage)]
+        if len(set(rows)) != len(rows):
+            raise ValueError(f"trials {stage}: points must differ (as printed to 6 digits), got rows {rows}")
 
 
 def stage_variants(cfg: StudyConfig, stage: str) -> list[Variant]:
-    """The rows ``stage`` contributes: one without a sweep, else one per combination of its
-    swept values (the first key varies slowest), in the order the values were given."""
+    """The rows ``stage`` contributes: one per point of its trials (``StudyConfig.trials``),
+    else one without a sweep, else one per combination of its swept values (the first key
+    varies slowest), in the order the values were given."""
     fixed = {split_key(k)[1]: v for k, v in cfg.hp if split_key(k)[0] == stage}
     swept = [(split_key(k)[1], values) for k, values in cfg.sweep if split_key(k)[0] == stage]
+    points = dict(cfg.trials).get(stage)
+    if points is not None:
+        return [
+            Variant(f"{stage}[{','.join(f'{n}={format_value(v)}' for n, v in p)}]", stage, dict(fixed, **dict(p)))
+            for p in points
+        ]
     if not swept:
         return [Variant(stage, stage, fixed)]
     names = [name for name, _ in swept]

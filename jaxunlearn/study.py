@@ -254,7 +254,32 @@ def prepare_study(
     return cfg, task, build_model(cfg, task, model), model, dataset_used
 
 
-def run_study(
+@dataclasses.dataclass
+class TrainedStudy:
+    """A study's rows trained (or loaded from checkpoints), before any metric.
+
+    Attributes:
+        cfg: the settings (a user's model named in ``model``); plan: the loop plan.
+        task: the task, placed on the plan's devices; model: the model's functions;
+        metric_model: the same model computing in float32 (what metrics run).
+        relearn: the AIN's relearning; stages: {row: StageResult} in table order.
+        loaded: the rows loaded from checkpoints; store: the checkpoint store or None;
+        dataset_used: the dataset actually loaded (a stand-in, or "(given task)").
+    """
+
+    cfg: StudyConfig
+    plan: LoopPlan
+    task: Task
+    model: ModelFns
+    metric_model: ModelFns
+    relearn: Relearn
+    stages: dict[str, StageResult]
+    loaded: set[str]
+    store: CheckpointStore | None
+    dataset_used: str
+
+
+def train_study(
     cfg: StudyConfig,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -264,8 +289,9 @@ def run_study(
     model: Any = None,
     compile_cache: bool = True,
     chunk: int | None = None,
-) -> StudyResult:
-    """Runs the whole study over ``cfg.seeds`` seeds and returns per-seed metrics and a table.
+) -> TrainedStudy:
+    """Trains (or loads) every row of the study over ``cfg.seeds`` seeds, before any metric
+    (``run_study`` then measures them; ``jaxunlearn.tuning`` reads their predictions).
 
     Args:
         cfg: the study's settings.
@@ -442,9 +468,51 @@ def run_study(
         parts.discard()
 
     rows = [v.row for v in study_variants(cfg)]
-    stages = {row: stages[row] for row in rows}  # table order, also in results.json
+    return TrainedStudy(
+        cfg, plan, task, model, metric_model, relearn, {row: stages[row] for row in rows}, loaded, store, dataset_used
+    )
+
+
+def run_study(
+    cfg: StudyConfig,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    task: Task | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    model: Any = None,
+    compile_cache: bool = True,
+    chunk: int | None = None,
+) -> StudyResult:
+    """Runs the whole study over ``cfg.seeds`` seeds and returns per-seed metrics and a table.
+
+    Args:
+        cfg: the study's settings.
+        progress: show progress bars.
+        log: where one-line stage messages go.
+        task: a prepared task, e.g. your own arrays (``jaxunlearn.data.task_from_arrays``);
+            default: ``cfg.dataset`` with ``cfg.forget``.
+        model: your own model instead of ``cfg.model``: a Flax Linen module instance, or
+            ``NNXModel(NnxClass, **kwargs)`` (``jaxunlearn.models.user``). Its class and
+            fields replace ``cfg.model``/``model_kwargs`` in the result and the checkpoint
+            keys. It computes in its own dtype (``cfg.dtype`` must stay "float32").
+        checkpoint_dir: save every finished stage there (orbax) and reuse the original
+            and retrained models of an earlier study with the same settings and data.
+            None: no checkpoints.
+        resume: also reuse the unlearners' finished stages: continue a killed study.
+            Needs ``checkpoint_dir`` holding a study of this configuration.
+        compile_cache: keep compiled programs in the persistent XLA cache
+            (``jaxunlearn.compile_cache``: ``~/.cache/jaxunlearn/xla`` unless the process or
+            ``JAXUNLEARN_CACHE_DIR`` chose another folder); False leaves JAX's setting alone.
+        chunk: at most this many seeds per compiled call (default: all that fit the
+            device's memory). With checkpoints, each call's seeds are saved as it ends, so
+            a kill loses at most one call of a long stage (``--resume`` continues from there).
+    """
+    trained = train_study(cfg, progress, log, task, checkpoint_dir, resume, model, compile_cache, chunk)
+    cfg, task, stages, plan = trained.cfg, trained.task, trained.stages, trained.plan
+    rows = list(stages)
     with Stopwatch() as sw:
-        per_seed, preds = measure(stages, task, metric_model, plan, relearn, cfg, progress)
+        per_seed, preds = measure(stages, task, trained.metric_model, plan, trained.relearn, cfg, progress)
     log(f"metrics: {sw.wall:.1f} s")
     for name, metrics in per_seed.items():
         if stages[name].members > 1:  # an ensemble has no AIN (see measure)
@@ -452,7 +520,7 @@ def run_study(
         for seed in np.flatnonzero(np.isnan(metrics["relearn_steps"])):
             log(f"WARNING: seed {seed}: relearning {name} for the AIN diverged (NaN/inf); its AIN is NaN")
     timings = {
-        name: {"wall": s.wall, "compile": s.compile, "run": s.run, "loaded": name in loaded}
+        name: {"wall": s.wall, "compile": s.compile, "run": s.run, "loaded": name in trained.loaded}
         for name, s in stages.items()
     }
     for name, t in timings.items():
@@ -478,7 +546,7 @@ def run_study(
     return StudyResult(
         cfg,
         plan,
-        {"dataset": dataset_used, **task.describe()},
+        {"dataset": trained.dataset_used, **task.describe()},
         per_seed,
         timings,
         summary,
@@ -486,7 +554,7 @@ def run_study(
         rows,
         divergence=divergence,
         stage_stats=stage_stats,
-        checkpoints={name: str(store.path(name)) for name in stages} if store else {},
+        checkpoints={name: str(trained.store.path(name)) for name in stages} if trained.store else {},
         predictions={name: {s: p[s] * y_std + y_mean for s in splits} for name, p in preds.items()},
         targets={s: np.asarray(getattr(task, s).y, np.float64)[:, 0] * y_std + y_mean for s in splits},
         forget={s: np.asarray(getattr(task, s).forget) > 0.5 for s in splits},
@@ -529,6 +597,37 @@ def mask_diverged(per_seed: dict[str, dict[str, np.ndarray]], divergence: list[d
                     values[event["seed"]] = np.nan
 
 
+def predict_rows(
+    stages: dict[str, StageResult],
+    task: Task,
+    model: ModelFns,
+    plan: LoopPlan,
+    splits: tuple[str, ...],
+    on_row: Callable[[], Any] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Every row's models' predictions on ``splits``, in standardised units.
+
+    A sharded stage's members' predictions are aggregated (``aggregate_predictions``).
+
+    Returns:
+        {row: {split: [S, N] float64}}; ``on_row`` is called after each row.
+    """
+
+    def split_preds(state, task):
+        return {s: predict(model, state.params, state.batch_stats, getattr(task, s).x, plan) for s in splits}
+
+    predict_all = SeedExecutor(split_preds, plan, n_per_seed=1)
+    preds = {}
+    for name, stage in stages.items():
+        out = predict_all((stage.state,), (task,))
+        preds[name] = {
+            s: aggregate_predictions(to_host(v)[..., 0], stage.members, stage.aggregate) for s, v in out.items()
+        }
+        if on_row is not None:
+            on_row()
+    return preds
+
+
 def measure(
     stages: dict[str, StageResult],
     task: Task,
@@ -545,24 +644,13 @@ def measure(
         standardised units).
     """
     bar = tqdm(total=3 * len(stages), desc="metrics", unit="step", leave=False, disable=not progress)
-
-    def split_preds(state, task):
-        return {s: predict(model, state.params, state.batch_stats, getattr(task, s).x, plan) for s in ("train", "test")}
-
-    predict_all = SeedExecutor(split_preds, plan, n_per_seed=1)
+    preds = predict_rows(stages, task, model, plan, ("train", "test"), on_row=bar.update)
     forget_loss = SeedExecutor(relearn.forget_val_loss, plan, n_per_seed=1)
     relearn_steps = RelearnRunner(relearn, plan)
 
     targets = {s: np.asarray(getattr(task, s).y)[:, 0] for s in ("train", "test")}
     forget = {s: np.asarray(getattr(task, s).forget) > 0.5 for s in ("train", "test")}
     y_std = float(task.y_std)
-    preds = {}
-    for name, stage in stages.items():  # a sharded stage's members' predictions are aggregated
-        out = predict_all((stage.state,), (task,))
-        preds[name] = {
-            s: aggregate_predictions(to_host(v)[..., 0], stage.members, stage.aggregate) for s, v in out.items()
-        }
-        bar.update()
 
     threshold = (1.0 + cfg.relearn_alpha) * forget_loss((stages["original"].state,), (task,))
     keys = seed_keys(cfg.seed, cfg.seeds, "relearn")

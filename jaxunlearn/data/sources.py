@@ -42,6 +42,10 @@ class RawData:
         per_feature_inputs: standardise inputs per feature (tabular) or with one scalar
             (a time series window, where every feature has the same units).
         target_units: the unit errors are reported in.
+        subpopulation: a forget rule on the inputs or the rows' order that picks a
+            subpopulation (a time window, a category, a block of groups), with what it picks:
+            (rule, description); the "subpopulation" scenario runs it
+            (``jaxunlearn.data.scenarios``). None: the dataset declares none.
     """
 
     splits: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -49,6 +53,7 @@ class RawData:
     description: str
     per_feature_inputs: bool = True
     target_units: str = ""
+    subpopulation: tuple[str, str] | None = None
 
 
 def sliding_windows(series: np.ndarray, window: int, horizon: int, name: str = "series", min_rows: int = 30):
@@ -111,6 +116,10 @@ def load_taylor(window: int = 96, horizon: int = 48, fractions=(0.7, 0.1, 0.2)) 
         ),
         per_feature_inputs=False,
         target_units="MW",
+        subpopulation=(
+            "position:0.4:0.5",
+            "a time window: each split's rows from 40% to 50% of its period (about six days of training rows)",
+        ),
     )
 
 
@@ -131,7 +140,12 @@ def make_synthetic(n: int = 1200, dim: int = 8, shift: float = 3.0, seed: int = 
     bounds = {"train": (0, cut1), "val": (cut1, cut2), "test": (cut2, n)}
     splits = {name: (x[a:b], y[a:b]) for name, (a, b) in bounds.items()}
     rule = Mask({name: forget[a:b] for name, (a, b) in bounds.items()})
-    return RawData(splits=splits, default_rule=rule, description=f"synthetic: {n} rows, {dim} features")
+    return RawData(
+        splits=splits,
+        default_rule=rule,
+        description=f"synthetic: {n} rows, {dim} features",
+        subpopulation=("feature[0]>1", "the rows with x0 > 1 (their targets follow another function)"),
+    )
 
 
 def rotated_image_splits(images: np.ndarray, copies: int, max_angle: float, size: int, seed: int):
@@ -301,7 +315,7 @@ def build_task(raw: RawData, rule: str | ForgetRule | None = None) -> Task:
     rule = raw.default_rule if rule is None else rule
     rule_obj = parse_rule(rule) if isinstance(rule, str) else rule
     targets = {name: np.asarray(raw.splits[name][1]).reshape(-1) for name in SPLITS}
-    masks = apply_rule(rule_obj, targets)
+    masks = apply_rule(rule_obj, targets, {name: np.asarray(raw.splits[name][0]) for name in SPLITS})
     std_pairs, y_mean, y_std = standardise(
         *raw.splits["train"], raw.splits["val"], raw.splits["test"], per_feature=raw.per_feature_inputs
     )

@@ -78,6 +78,11 @@ def load_lee(max_tokens: int = 10, seed: int = 0) -> _sources.RawData:
         "target = human similarity 0.2-1.0",
         per_feature_inputs=False,
         target_units="similarity (0.2-1)",
+        subpopulation=(
+            "position:0:0.2",
+            "the pairs whose first document is one of the first five (each split's rows are sorted by "
+            "document): about a fifth of the pairs",
+        ),
     )
 
 
@@ -163,4 +168,5 @@ def load_diabetes(seed: int = 0) -> _sources.RawData:
         ),
         per_feature_inputs=True,
         target_units="progression score",
+        subpopulation=("feature[0]:quantile>=0.8", "the oldest fifth of the patients (age, input feature 0)"),
     )
