@@ -19,7 +19,10 @@ from jaxunlearn.unlearn.finetune import make_finetune
 from jaxunlearn.unlearn.gaussian import gaussian_relabel, make_gaussian
 from jaxunlearn.unlearn.neggrad import make_neggrad
 from jaxunlearn.unlearn.registry import (
+    EPOCHS_RANGE,
+    LR_RANGE,
     PluginError,
+    Range,
     Unlearner,
     all_stages,
     default_unlearners,
@@ -36,10 +39,13 @@ from jaxunlearn.unlearn.scrub import make_scrub
 from jaxunlearn.unlearn.ssd import make_lfssd, make_ssd
 
 __all__ = [
+    "EPOCHS_RANGE",
+    "LR_RANGE",
     "OneShot",
     "Phase",
     "Pipeline",
     "PluginError",
+    "Range",
     "Unlearner",
     "all_stages",
     "blindspot_loss",

@@ -38,7 +38,7 @@ from jaxunlearn.train.loop import BatchLoss, Fit, FitConfig, map_chunks
 from jaxunlearn.train.losses import attention_map, attention_transfer_to_maps, get_loss, masked_mean
 from jaxunlearn.train.state import ModelFns
 from jaxunlearn.unlearn.base import Phase, Pipeline, fresh_start, from_original
-from jaxunlearn.unlearn.registry import Unlearner, register, require_positive
+from jaxunlearn.unlearn.registry import EPOCHS_RANGE, LR_RANGE, Range, Unlearner, register, require_positive
 from jaxunlearn.unlearn.retrain import RECIPE_LR, recipe_fit
 
 # student Adam lr, the proxy's recipe lr, and the attention-transfer weight (the paper's values)
@@ -172,5 +172,12 @@ BLINDSPOT = register(
         claims_subject=True,
         aliases={"proxy_epochs": "proxy_epochs", "blindspot_epochs": "epochs"},
         description="Blindspot (the paper): a proxy that never saw the forget rows guides the student there",
+        search={
+            "lr": LR_RANGE,
+            "proxy_lr": LR_RANGE,
+            "beta": Range(0.1, 1000.0, log=True),
+            "proxy_epochs": EPOCHS_RANGE,
+            "epochs": EPOCHS_RANGE,
+        },
     )
 )

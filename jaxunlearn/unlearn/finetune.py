@@ -10,7 +10,7 @@ from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.train.loop import Fit, FitConfig, supervised_loss
 from jaxunlearn.train.state import ModelFns
 from jaxunlearn.unlearn.base import Phase, Pipeline, from_original
-from jaxunlearn.unlearn.registry import Unlearner, register, require_positive
+from jaxunlearn.unlearn.registry import EPOCHS_RANGE, LR_RANGE, Unlearner, register, require_positive
 
 DEFAULT_HP = {"lr": 1e-3}  # Adam learning rate
 
@@ -45,5 +45,6 @@ FINETUNE = register(
         key_id=2,
         default=True,
         description="fine-tune the original on the retain rows (the paper's baseline)",
+        search={"lr": LR_RANGE, "epochs": EPOCHS_RANGE},
     )
 )

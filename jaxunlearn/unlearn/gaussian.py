@@ -19,7 +19,7 @@ from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.train.loop import Fit, FitConfig, supervised_loss
 from jaxunlearn.train.state import ModelFns
 from jaxunlearn.unlearn.base import Phase, Pipeline, from_original
-from jaxunlearn.unlearn.registry import Unlearner, register, require_positive
+from jaxunlearn.unlearn.registry import EPOCHS_RANGE, LR_RANGE, Unlearner, register, require_positive
 
 DEFAULT_HP = {"lr": 1e-3}  # Adam learning rate of the fine-tuning on relabelled rows
 
@@ -89,5 +89,6 @@ GAUSSIAN = register(
         key_id=3,
         default=True,
         description="Gaussian amnesiac: forget labels redrawn, then fine-tune (the paper)",
+        search={"lr": LR_RANGE, "epochs": EPOCHS_RANGE},
     )
 )

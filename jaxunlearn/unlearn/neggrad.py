@@ -26,7 +26,7 @@ from jaxunlearn.train.loop import BatchLoss, Fit, FitConfig
 from jaxunlearn.train.losses import get_loss, masked_mean
 from jaxunlearn.train.state import ModelFns
 from jaxunlearn.unlearn.base import Phase, Pipeline, from_original
-from jaxunlearn.unlearn.registry import Unlearner, register, require_positive
+from jaxunlearn.unlearn.registry import EPOCHS_RANGE, LR_RANGE, Range, Unlearner, register, require_positive
 
 # Adam lr (as fine-tuning) and the weight of the retain term (ours: the literature tunes it).
 DEFAULT_HP = {"lr": 1e-3, "retain_weight": 0.95}
@@ -77,5 +77,6 @@ NEGGRAD = register(
         settings=NegGradSettings,
         key_id=5,
         description="NegGrad+: descend on retain rows, ascend on forget rows",
+        search={"lr": LR_RANGE, "retain_weight": Range(0.0, 1.0), "epochs": EPOCHS_RANGE},
     )
 )

@@ -44,6 +44,37 @@ class PluginError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class Range:
+    """Where equal-budget tuning (``jaxunlearn.tuning``) draws one hyperparameter or setting.
+
+    Attributes:
+        low, high: inclusive bounds. For an epochs setting, ``high`` None means the cost
+            cap: ``ceil(0.2 x`` the original's training epochs``)`` (unlearning may cost at
+            most a fifth of training, as Deep Unlearn caps it).
+        log: draw log-uniformly (learning rates, weights spanning decades); else uniformly.
+        integer: an integer static setting (epochs): each distinct value compiles its own
+            program, so trials are grouped by it.
+    """
+
+    low: float
+    high: float | None
+    log: bool = False
+    integer: bool = False
+
+    def __post_init__(self):
+        if self.high is None and not self.integer:
+            raise ValueError("Range: only an integer (epochs) setting may leave high to the cost cap")
+        if self.high is not None and not self.low <= self.high:
+            raise ValueError(f"Range: low {self.low} is above high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"Range: a log range needs low > 0, got {self.low}")
+
+
+LR_RANGE = Range(1e-5, 1e-1, log=True)  # Deep Unlearn's learning-rate range
+EPOCHS_RANGE = Range(1, None, log=True, integer=True)  # 1 to the cost cap
+
+
+@dataclasses.dataclass(frozen=True)
 class Unlearner:
     """One registered stage: an unlearner, or a reference stage (original, retrain).
 
@@ -74,6 +105,9 @@ class Unlearner:
             ``--NAME-FIELD`` option kept for compatibility (default: ``NAME_FIELD`` for
             every field).
         description: one line for ``jaxunlearn list``.
+        search: where equal-budget tuning draws the unlearner's float hyperparameters (keys
+            of ``hp``) and integer settings (fields of ``settings``), as ``Range``s; the
+            others keep their defaults. Empty: tuning scores it at its defaults and says so.
     """
 
     name: str
@@ -87,12 +121,14 @@ class Unlearner:
     claims_subject: bool = False
     aliases: Mapping[str, str] | None = None
     description: str = ""
+    search: Mapping[str, Range] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.key_id is None:
             object.__setattr__(self, "key_id", derived_key_id(self.name))
         object.__setattr__(self, "hp", dict(self.hp))
         object.__setattr__(self, "hp_bounds", dict(self.hp_bounds))
+        object.__setattr__(self, "search", dict(self.search))
         if self.aliases is None:
             fields = self.setting_fields()
             object.__setattr__(self, "aliases", {f"{self.name}_{f}": f for f in fields})
@@ -255,6 +291,26 @@ def _check_definition(unlearner: Unlearner, source: str) -> None:
     for alias, field in _aliases(unlearner).items():
         if field not in unlearner.setting_fields():
             raise PluginError(f"{where}: alias {alias!r} names no setting ({field!r})")
+    for key, rng in unlearner.search.items():
+        if not isinstance(rng, Range):
+            raise PluginError(f"{where}: search {key!r} must be a Range, got {rng!r}")
+        if key in unlearner.hp:
+            if rng.integer:
+                raise PluginError(
+                    f"{where}: search {key!r} is a float hyperparameter; an integer Range is for settings"
+                )
+            low, high = unlearner.hp_bounds.get(key, (-math.inf, math.inf))
+            assert rng.high is not None  # Range checks it for floats
+            if rng.low < low or rng.high > high or (key.endswith("lr") and rng.low <= 0):
+                raise PluginError(f"{where}: search {key!r} [{rng.low}, {rng.high}] leaves its bounds {(low, high)}")
+        elif key in unlearner.setting_fields():
+            if not rng.integer:
+                raise PluginError(f"{where}: search {key!r} is a setting; only integer settings (epochs) are searched")
+        else:
+            raise PluginError(
+                f"{where}: search {key!r} is neither a hyperparameter {sorted(unlearner.hp)} nor a setting "
+                f"{list(unlearner.setting_fields())}"
+            )
 
 
 def register(unlearner: Unlearner, *, source: str | None = None, replace: bool = False) -> Unlearner:

@@ -42,7 +42,7 @@ from jaxunlearn.train.loop import BatchLoss, Fit, FitConfig, predict
 from jaxunlearn.train.losses import get_loss, masked_mean
 from jaxunlearn.train.state import ModelFns
 from jaxunlearn.unlearn.base import Phase, Pipeline, from_original
-from jaxunlearn.unlearn.registry import Unlearner, register, require_positive
+from jaxunlearn.unlearn.registry import EPOCHS_RANGE, LR_RANGE, Range, Unlearner, register, require_positive
 
 # Adam lr (as fine-tuning) and the teacher term's weight in the min passes (ours).
 DEFAULT_HP = {"lr": 1e-3, "distill_weight": 1.0}
@@ -141,5 +141,6 @@ SCRUB = register(
         settings=ScrubSettings,
         key_id=6,
         description="SCRUB: student pushed from its teacher on forget rows, held on retain rows",
+        search={"lr": LR_RANGE, "distill_weight": Range(0.01, 10.0, log=True), "epochs": EPOCHS_RANGE},
     )
 )

@@ -50,11 +50,13 @@ from jaxunlearn.train.loop import Fit, all_finite, epoch_batches
 from jaxunlearn.train.losses import get_loss, masked_mean
 from jaxunlearn.train.state import ModelFns, TrainState
 from jaxunlearn.unlearn.base import OneShot, Phase, Pipeline
-from jaxunlearn.unlearn.registry import Unlearner, register
+from jaxunlearn.unlearn.registry import Range, Unlearner, register
 
 # SSD's alpha (selection weighting) and lambda (dampening constant) from its ResNet-18 runs.
 DEFAULT_HP = {"selection_weight": 10.0, "dampening": 1.0}
 HP_BOUNDS = {"selection_weight": (0.0, float("inf")), "dampening": (0.0, float("inf"))}
+# Equal-budget tuning: a decade either side of the paper's alpha = 10 and lambda = 1.
+SSD_SEARCH = {"selection_weight": Range(1.0, 100.0, log=True), "dampening": Range(0.1, 10.0, log=True)}
 
 
 @struct.dataclass
@@ -207,6 +209,7 @@ SSD = register(
         HP_BOUNDS,
         key_id=7,
         description="Selective Synaptic Dampening: retraining-free, from parameter importances",
+        search=SSD_SEARCH,
     )
 )
 LFSSD = register(
@@ -217,5 +220,6 @@ LFSSD = register(
         HP_BOUNDS,
         key_id=8,
         description="Loss-Free SSD: SSD's importances from the output norm (no labels)",
+        search=SSD_SEARCH,
     )
 )
