@@ -105,6 +105,16 @@ def _add_study_options(parser: argparse.ArgumentParser, DEFAULTS: StudyConfig, s
         help="forget rule: 'label<=30', 'label>35000', 'label:10:20', 'quantile>=0.8', 'random:0.1' "
         "(default: the dataset's own rule)",
     )
+    parser.add_argument(
+        "--scenario",
+        help="a forget scenario instead of --forget: region, random-1, random-10, subpopulation (or NAME:RULE; "
+        "`jaxunlearn list` shows them)",
+    )
+    parser.add_argument(
+        "--tuned",
+        metavar="FILE",
+        help="apply the hyperparameters and epochs chosen by `jaxunlearn tune` (refused if tuned for another task)",
+    )
     parser.add_argument("--model", help=f"model name (see `jaxunlearn list`; default {DEFAULTS.model})")
     parser.add_argument(
         "--model-arg",
@@ -295,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--num-processes", type=int, help="how many processes take part (implies --distributed)")
     group.add_argument("--process-id", type=int, help="this process's index, 0 to N-1 (implies --distributed)")
     _add_evaluate_parser(sub, DEFAULTS)
+    from jaxunlearn.cli_leaderboard import add_parsers
+
+    add_parsers(sub, DEFAULTS)
     listing = sub.add_parser(
         "list", help="list datasets, models, unlearners (with their hyperparameters and settings) and losses"
     )
@@ -428,7 +441,25 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         if not isinstance(fields["unlearners"], (list, tuple)):
             raise ValueError(f"unlearners must be a list of names, got {fields['unlearners']!r}")
         fields["unlearners"] = tuple(fields["unlearners"])
-    return StudyConfig(**fields, model_kwargs=_as_pairs(model_kwargs), dataset_kwargs=_as_pairs(dataset_kwargs))
+    cfg = StudyConfig(**fields, model_kwargs=_as_pairs(model_kwargs), dataset_kwargs=_as_pairs(dataset_kwargs))
+    if getattr(args, "scenario", None) is not None:
+        cfg = dataclasses.replace(cfg, forget=scenario_forget(cfg, args.scenario, getattr(args, "forget", None)))
+    if getattr(args, "tuned", None) is not None:
+        from jaxunlearn.tuning import apply_tuned
+
+        cfg = apply_tuned(cfg, args.tuned, scenario=args.scenario)
+    return cfg
+
+
+def scenario_forget(cfg: StudyConfig, scenario: str, forget: str | None, draw: int = 0) -> str:
+    """The forget rule of ``scenario`` on ``cfg``'s dataset (its scores' draw by default)."""
+    from jaxunlearn.data.scenarios import scenario_rule, split_spec
+    from jaxunlearn.data.sources import load_dataset
+
+    if forget is not None:
+        raise ValueError("give --scenario or --forget, not both")
+    split_spec(scenario)  # an unknown scenario fails before any data is read
+    return scenario_rule(scenario, load_dataset(cfg.dataset, **dict(cfg.dataset_kwargs)), draw)[0]
 
 
 def start_distributed(args: argparse.Namespace) -> None:
@@ -592,7 +623,19 @@ def command_list() -> int:
                 "    settings:       ",
                 ", ".join(f"{stage.name}.{f.name}={getattr(defaults, f.name)}" for f in dc.fields(defaults)),
             )
+        if stage.search:
+            print("    tuning ranges:  ", ", ".join(f"{k} {_describe_range(r)}" for k, r in stage.search.items()))
+    from jaxunlearn.data.scenarios import SCENARIOS
+
+    print("scenarios (--scenario NAME or NAME:RULE; `jaxunlearn leaderboard --scenarios`):")
+    for scenario in SCENARIOS.values():
+        print(f"  {scenario.name}: {scenario.description}")
     return 0
+
+
+def _describe_range(r) -> str:
+    high = "the cost cap" if r.high is None else f"{r.high:g}"
+    return f"[{r.low:g}, {high}]{' log' if r.log else ''}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -603,7 +646,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = build_parser().parse_args(argv)
     try:
-        commands = {"run": command_run, "evaluate": command_evaluate}
+        from jaxunlearn.cli_leaderboard import command_leaderboard, command_tune
+
+        commands = {
+            "run": command_run,
+            "evaluate": command_evaluate,
+            "tune": command_tune,
+            "leaderboard": command_leaderboard,
+        }
         return commands[args.command](args) if args.command in commands else command_list()
     except (ValueError, FileNotFoundError) as err:  # bad settings, missing data files (MissingDataError)
         print(f"jaxunlearn: error: {err}", file=sys.stderr)

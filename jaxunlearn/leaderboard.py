@@ -1,0 +1,381 @@
+"""The fair benchmark: tasks x forget scenarios x unlearners, each unlearner tuned with the
+same budget, scored on fresh seeds and a fresh forget draw, ranked in a leaderboard.
+
+A CELL is one (task, scenario, unlearner). It is the unit of work, of resuming and of
+sharding: ``run_leaderboard`` runs the cells (of its shard) that have no result file yet,
+
+1. tunes the unlearner (``jaxunlearn.tuning.tune``: ``trials`` points, ``tune_seeds``
+   seeds of their own, the tuning forget draw), then
+2. scores the chosen values with ``run_study`` on ``seeds`` fresh seeds and the scoring
+   draw (draw 0, the scenario's published rows),
+
+and writes ``cells/TASK/SCENARIO/UNLEARNER.json`` atomically, so a killed benchmark loses
+at most the cell it was running. Per (task, scenario) the original and retrained models of
+each seed set are trained once and kept under ``checkpoints/`` for every cell and every
+later run (a plug-in's cells reuse them). The leaderboard (``leaderboard.md``,
+``leaderboard.json``) is rebuilt from whatever cell files exist, so merging shards is
+copying their cell files into one folder (``merge_leaderboards``).
+
+The score of a cell (``gap to retraining``, lower is better): per seed i,
+
+    sqrt(gap_test_retain^2 + gap_test_forget^2 + gap_train_forget^2)
+
+with gap = |the unlearned model's MAE - retrained model i's MAE| in standardised target
+units, on the test retain rows, the test forget rows and the training forget rows; its
+mean and 95% CI over seeds. The row "retrain (other seed)" scores retrained model i
+against retrained model i+1: the noise floor, the score of an exact unlearner.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxunlearn import unlearn
+from jaxunlearn.config import StudyConfig
+from jaxunlearn.data.scenarios import SCENARIOS, scenario_rule, split_spec
+from jaxunlearn.report import format_table, jsonable, summarise
+from jaxunlearn.tuning import TUNING_DRAW, tune, tuning_config
+
+DEFAULT_SCENARIOS = tuple(SCENARIOS)  # every registered scenario
+SCORE_DRAW = 0  # the random scenarios' forget draw of the scores
+NOISE_FLOOR_ROW = "retrain (other seed)"
+# (metric, header) columns of each scenario's table, "score" first (the ranking).
+COLUMNS = [
+    ("score", "gap to retraining (lower)"),
+    ("test_retain_mae", "retain MAE test"),
+    ("test_forget_mae", "forget MAE test"),
+    ("wasserstein", "W1 to retrain (lower)"),
+    ("mia", "MIA forget (nearest retrain)"),
+    ("time_vs_retrain", "time / retrain"),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchTask:
+    """One task of the benchmark.
+
+    Attributes:
+        name: its name in folders and tables (letters, digits, ``-``, ``_``).
+        cfg: the study settings that define it (dataset, model, loss, epochs, batch size,
+            ...); the benchmark sets forget, seeds, seed, unlearners, hp and sweeps.
+        raw: your own data (``jaxunlearn.data.sources.RawData``); None: ``cfg.dataset``.
+        model: your own model, as ``run_study`` takes it; None: ``cfg.model``.
+    """
+
+    name: str
+    cfg: StudyConfig
+    raw: Any = None
+    model: Any = None
+
+    def __post_init__(self):
+        if not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
+            raise ValueError(f"a task name is letters, digits, '-' and '_', got {self.name!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchSettings:
+    """How the benchmark runs.
+
+    Attributes:
+        scenarios: scenario specs (``jaxunlearn.data.scenarios``).
+        unlearners: which unlearners (None: every registered one).
+        trials: the tuning budget per unlearner and cell (equal for all).
+        tune_seeds: seeds of the tuning studies; seeds: seeds of the scores.
+        shard: (index, count): run only cells ``k`` with ``k % count == index``.
+    """
+
+    scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
+    unlearners: tuple[str, ...] | None = None
+    trials: int = 64
+    tune_seeds: int = 4
+    seeds: int = 8
+    shard: tuple[int, int] = (0, 1)
+
+    def __post_init__(self):
+        for name in ("trials", "tune_seeds", "seeds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        index, count = self.shard
+        if not (isinstance(count, int) and count >= 1 and isinstance(index, int) and 0 <= index < count):
+            raise ValueError(f"shard must be INDEX/COUNT with 0 <= INDEX < COUNT, got {index}/{count}")
+        if not self.scenarios:
+            raise ValueError("give at least one scenario")
+        for spec in self.scenarios:
+            split_spec(spec)  # unknown names and bad rules fail here
+        if self.unlearners is not None:
+            known = unlearn.names()
+            bad = [u for u in self.unlearners if u not in known]
+            if bad:
+                raise ValueError(f"unknown unlearner(s) {bad}; choose from {known}")
+
+    def resolved_unlearners(self) -> tuple[str, ...]:
+        return tuple(unlearn.names()) if self.unlearners is None else tuple(self.unlearners)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    task: str
+    scenario: str
+    unlearner: str
+
+    def path(self, out: Path) -> Path:
+        return out / "cells" / self.task / _safe(self.scenario) / f"{self.unlearner}.json"
+
+
+def _safe(spec: str) -> str:
+    """A scenario spec as a folder name (a rule's characters replaced)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
+
+
+def plan_cells(tasks: Sequence[BenchTask], settings: BenchSettings) -> list[Cell]:
+    """Every cell in the benchmark's fixed order (task, scenario, unlearner)."""
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"task names must differ, got {names}")
+    return [Cell(t.name, s, u) for t in tasks for s in settings.scenarios for u in settings.resolved_unlearners()]
+
+
+def _raw_of(task: BenchTask) -> Any:
+    from jaxunlearn.data.sources import load_dataset
+
+    return task.raw if task.raw is not None else load_dataset(task.cfg.dataset, **dict(task.cfg.dataset_kwargs))
+
+
+def run_cell(
+    cell: Cell,
+    task: BenchTask,
+    raw: Any,
+    settings: BenchSettings,
+    out: Path,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Tunes and scores one cell; returns its record (also written to its file)."""
+    from jaxunlearn.data.sources import build_task
+    from jaxunlearn.study import run_study
+
+    refs = out / "checkpoints" / task.name / _safe(cell.scenario)
+    tune_rule, _ = scenario_rule(cell.scenario, raw, TUNING_DRAW)
+    score_rule, what = scenario_rule(cell.scenario, raw, SCORE_DRAW)
+    base = dataclasses.replace(task.cfg, unlearners=(cell.unlearner,), hp=(), sweep=(), trials=())
+    tune_cfg = tuning_config(dataclasses.replace(base, forget=tune_rule), seeds=settings.tune_seeds)
+    tuning = tune(
+        tune_cfg,
+        settings.trials,
+        task=build_task(raw, tune_rule),
+        model=task.model,
+        checkpoint_dir=refs / "tuning",
+        progress=progress,
+        log=log,
+    )
+    values = tuning.tuned_values()
+    score_cfg = dataclasses.replace(
+        base, forget=score_rule, seeds=settings.seeds, hp=values["hp"], settings=values["settings"]
+    )
+    result = run_study(
+        score_cfg,
+        progress=progress,
+        log=log,
+        task=build_task(raw, score_rule),
+        checkpoint_dir=refs / "score",
+        model=task.model,
+    )
+    y_std = float(np.std(result.targets["train"])) or 1.0
+    per_seed = {row: {k: np.asarray(v, np.float64) for k, v in m.items()} for row, m in result.per_seed.items()}
+    for row in per_seed:
+        per_seed[row]["score"] = gap_score(per_seed[row], per_seed["retrain"], y_std)
+    if settings.seeds > 1:
+        other = {k: np.roll(v, -1) for k, v in per_seed["retrain"].items()}
+        floor = {k: np.full(settings.seeds, np.nan) for k in per_seed["retrain"]}  # only its score means anything
+        per_seed[NOISE_FLOOR_ROW] = dict(floor, score=gap_score(per_seed["retrain"], other, y_std))
+    record = {
+        "cell": dataclasses.asdict(cell),
+        "forgets": what,
+        "rules": {"tuning": tune_rule, "score": score_rule},
+        "tuned": values,
+        "defaults_only": cell.unlearner in tuning.defaults_only,
+        "tuning": tuning.to_dict(),
+        "score_config": score_cfg.to_dict(),
+        "task": result.task,
+        "row": result.rows[-1],
+        "per_seed": per_seed,
+        "timings": result.timings,
+        "seconds": {
+            "tuning": tuning.wall_seconds,
+            "tuning_compile": tuning.compile_seconds,
+            "score": sum(t["wall"] for t in result.timings.values() if not t["loaded"]),
+            "score_compile": sum(t["compile"] for t in result.timings.values() if not t["loaded"]),
+        },
+    }
+    path = cell.path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(jsonable(record), indent=1) + "\n")
+    os.replace(tmp, path)
+    return record
+
+
+def gap_score(row: dict[str, np.ndarray], retrain: dict[str, np.ndarray], y_std: float) -> np.ndarray:
+    """[S] per-seed norm of the MAE gaps to the retrained models (see the module docstring)."""
+    parts = ("test_retain_mae", "test_forget_mae", "train_forget_mae")
+    gaps = np.stack([(row[p] - retrain[p]) / y_std for p in parts])
+    return np.sqrt((gaps**2).sum(axis=0))
+
+
+def run_leaderboard(
+    out: str | os.PathLike,
+    tasks: Sequence[BenchTask],
+    settings: BenchSettings = BenchSettings(),
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Runs this shard's missing cells, then rebuilds the leaderboard from every cell file.
+
+    Bad input (unknown scenario or unlearner, a budget below 1, a shard out of range, a
+    scenario that leaves nothing to forget or to retain on a task) fails before anything
+    compiles.
+
+    Returns:
+        The leaderboard (``build_leaderboard``).
+    """
+    from jaxunlearn.data.sources import build_task
+
+    out = Path(out).expanduser()
+    cells = plan_cells(tasks, settings)
+    by_name = {t.name: t for t in tasks}
+    raws = {t.name: _raw_of(t) for t in tasks}
+    for t in tasks:  # every scenario's rows exist on every task, for both draws
+        for spec in settings.scenarios:
+            for draw in (TUNING_DRAW, SCORE_DRAW):
+                rule, _ = scenario_rule(spec, raws[t.name], draw)
+                try:
+                    build_task(raws[t.name], rule)
+                except ValueError as err:
+                    raise ValueError(f"task {t.name!r}, scenario {spec!r}: {err}") from err
+    index, count = settings.shard
+    mine = [c for k, c in enumerate(cells) if k % count == index]
+    todo = [c for c in mine if not c.path(out).is_file()]
+    log(f"leaderboard: {len(cells)} cells, {len(mine)} in shard {index}/{count}, {len(todo)} to run")
+    for k, cell in enumerate(todo):
+        log(f"cell {k + 1}/{len(todo)}: {cell.task} / {cell.scenario} / {cell.unlearner}")
+        run_cell(cell, by_name[cell.task], raws[cell.task], settings, out, progress, log)
+    return write_leaderboard(out)
+
+
+def read_cells(out: Path) -> list[dict[str, Any]]:
+    """Every cell record under ``out/cells`` (sorted by path: the same order everywhere)."""
+    records = []
+    for path in sorted((out / "cells").glob("*/*/*.json")):
+        records.append(json.loads(path.read_text()))
+    return records
+
+
+def build_leaderboard(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per (task, scenario) the unlearners ranked by mean gap score, and their mean ranks."""
+    tables: dict[str, dict[str, Any]] = {}
+    for record in records:
+        c = record["cell"]
+        key = f"{c['task']} / {c['scenario']}"
+        entry = tables.setdefault(key, {"per_seed": {}, "defaults_only": [], "forgets": record["forgets"]})
+        rows = record["per_seed"]
+        name = c["unlearner"]
+        entry["per_seed"][name] = rows[record["row"]]
+        for ref in ("retrain", NOISE_FLOOR_ROW, "original"):
+            if ref in rows:
+                entry["per_seed"].setdefault(ref, rows[ref])
+        if record["defaults_only"]:
+            entry["defaults_only"].append(name)
+        entry.setdefault("tuned", {})[name] = record["tuned"]
+    ranks: dict[str, list[int]] = {}
+    for entry in tables.values():
+        entry["summary"] = summarise(entry["per_seed"])
+        contenders = [r for r in entry["per_seed"] if r not in ("retrain", NOISE_FLOOR_ROW, "original")]
+        order = sorted(contenders, key=lambda r: _mean(entry["summary"][r]["score"]))
+        entry["ranking"] = order
+        for rank, row in enumerate(order, start=1):
+            ranks.setdefault(row, []).append(rank)
+    mean_rank = {u: float(np.mean(r)) for u, r in ranks.items()}
+    seconds = {k: sum(r["seconds"][k] for r in records) for k in ("tuning", "tuning_compile", "score", "score_compile")}
+    return {"tables": tables, "mean_rank": mean_rank, "cells": len(records), "seconds": seconds}
+
+
+def _mean(summary: dict[str, Any]) -> float:
+    return math.inf if summary["mean"] is None else float(summary["mean"])
+
+
+def format_leaderboard(board: dict[str, Any]) -> str:
+    """The leaderboard as Markdown: per (task, scenario) a ranked table, then mean ranks."""
+    parts = ["# Leaderboard", ""]
+    sec = board["seconds"]
+    train = sec["tuning"] + sec["score"]
+    if train > 0:
+        share = (sec["tuning_compile"] + sec["score_compile"]) / train
+        parts += [
+            f"{board['cells']} cells; training and unlearning took {train:.0f} s ({sec['tuning']:.0f} s tuning), "
+            f"{share:.0%} of it compiling (metrics apart).",
+            "",
+        ]
+    mean_rank = board["mean_rank"]
+    if mean_rank:
+        parts += ["## Mean rank over every task and scenario (lower is better)", ""]
+        parts += ["| unlearner | mean rank | cells |", "|---|---:|---:|"]
+        counts = {u: sum(u in e["ranking"] for e in board["tables"].values()) for u in mean_rank}
+        for u in sorted(mean_rank, key=lambda u: (mean_rank[u], u)):
+            parts.append(f"| {u} | {mean_rank[u]:.2f} | {counts[u]} |")
+        parts.append("")
+    for key, entry in board["tables"].items():
+        rows = [*entry["ranking"], *(r for r in (NOISE_FLOOR_ROW, "retrain", "original") if r in entry["per_seed"])]
+        ranked = {r: f"{i}. {r}" for i, r in enumerate(entry["ranking"], start=1)}
+        summary = {ranked.get(r, r): entry["summary"][r] for r in rows}
+        parts += [f"## {key}", "", f"Forgets {entry['forgets']}.", ""]
+        parts.append(
+            format_table(summary, [ranked.get(r, r) for r in rows], COLUMNS, plain=("time_vs_retrain",), spread="ci95")
+        )
+        if entry["defaults_only"]:
+            parts += ["", f"Scored at their defaults (no search space declared): {', '.join(entry['defaults_only'])}."]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def write_leaderboard(out: str | os.PathLike) -> dict[str, Any]:
+    """Rebuilds ``leaderboard.md`` and ``leaderboard.json`` in ``out`` from its cell files."""
+    out = Path(out).expanduser()
+    board = build_leaderboard(read_cells(out))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "leaderboard.json").write_text(json.dumps(jsonable(board), indent=1) + "\n")
+    (out / "leaderboard.md").write_text(format_leaderboard(board) + "\n")
+    return board
+
+
+def merge_leaderboards(sources: Sequence[str | os.PathLike], into: str | os.PathLike) -> dict[str, Any]:
+    """Copies the cell files of several shards' folders into ``into`` and rebuilds the
+    leaderboard there. A cell found in two folders must hold the same record.
+
+    Raises:
+        ValueError: a source without cells, or two different records of one cell.
+    """
+    into = Path(into).expanduser()
+    for source in map(Path, sources):
+        cells = sorted((source / "cells").glob("*/*/*.json"))
+        if not cells:
+            raise ValueError(f"merge: {source} holds no cell results (cells/TASK/SCENARIO/UNLEARNER.json)")
+        for path in cells:
+            target = into / path.relative_to(source)
+            if target.is_file() and target.resolve() != path.resolve():
+                if json.loads(target.read_text())["per_seed"] != json.loads(path.read_text())["per_seed"]:
+                    raise ValueError(f"merge: {path} and {target} hold different results for one cell")
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.resolve() != path.resolve():
+                shutil.copyfile(path, target)
+    return write_leaderboard(into)
