@@ -48,6 +48,7 @@ from jaxunlearn.tuning import TUNING_DRAW, tune, tuning_config
 DEFAULT_SCENARIOS = tuple(SCENARIOS)  # every registered scenario
 SCORE_DRAW = 0  # the random scenarios' forget draw of the scores
 NOISE_FLOOR_ROW = "retrain (other seed)"
+TIMING_METRICS = ("run_seconds", "time_vs_retrain")  # measured, so never equal between two runs
 # (metric, header) columns of each scenario's table, "score" first (the ranking).
 COLUMNS = [
     ("score", "gap to retraining (lower)"),
@@ -179,9 +180,10 @@ def run_cell(
         log=log,
     )
     values = tuning.tuned_values()
-    score_cfg = dataclasses.replace(
-        base, forget=score_rule, seeds=settings.seeds, hp=values["hp"], settings=values["settings"]
-    )
+    fixed = {stage: dict(fields) for stage, fields in base.settings}
+    for stage, fields in values["settings"].items():
+        fixed.setdefault(stage, {}).update(fields)
+    score_cfg = dataclasses.replace(base, forget=score_rule, seeds=settings.seeds, hp=values["hp"], settings=fixed)
     result = run_study(
         score_cfg,
         progress=progress,
@@ -372,10 +374,16 @@ def merge_leaderboards(sources: Sequence[str | os.PathLike], into: str | os.Path
         for path in cells:
             target = into / path.relative_to(source)
             if target.is_file() and target.resolve() != path.resolve():
-                if json.loads(target.read_text())["per_seed"] != json.loads(path.read_text())["per_seed"]:
+                if measured(json.loads(target.read_text())) != measured(json.loads(path.read_text())):
                     raise ValueError(f"merge: {path} and {target} hold different results for one cell")
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.resolve() != path.resolve():
                 shutil.copyfile(path, target)
     return write_leaderboard(into)
+
+
+def measured(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A cell record's per-seed metrics without its timings: what two runs of the cell on
+    one machine reproduce bitwise."""
+    return {row: {k: v for k, v in m.items() if k not in TIMING_METRICS} for row, m in record["per_seed"].items()}

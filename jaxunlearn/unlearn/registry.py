@@ -296,9 +296,7 @@ def _check_definition(unlearner: Unlearner, source: str) -> None:
             raise PluginError(f"{where}: search {key!r} must be a Range, got {rng!r}")
         if key in unlearner.hp:
             if rng.integer:
-                raise PluginError(
-                    f"{where}: search {key!r} is a float hyperparameter; an integer Range is for settings"
-                )
+                raise PluginError(f"{where}: search {key!r} is a float hyperparameter; integer Ranges are for settings")
             low, high = unlearner.hp_bounds.get(key, (-math.inf, math.inf))
             assert rng.high is not None  # Range checks it for floats
             if rng.low < low or rng.high > high or (key.endswith("lr") and rng.low <= 0):

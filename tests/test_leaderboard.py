@@ -1,0 +1,294 @@
+"""The fair benchmark: forget scenarios, equal-budget tuning and the leaderboard.
+
+One small leaderboard (the tiny synthetic task, two scenarios, two unlearners, two trials,
+two seeds) is run once for the module; the shard, kill/resume and plug-in tests run their
+own cells against it and compare results made on this machine in this run (bitwise: the
+same programs on the same CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from jaxunlearn import leaderboard as lb
+from jaxunlearn import unlearn
+from jaxunlearn.config import StudyConfig
+from jaxunlearn.data.scenarios import scenario_rule
+from jaxunlearn.data.sources import build_task, make_synthetic
+from jaxunlearn.data.user import task_from_arrays
+from jaxunlearn.hparams import check_hyperparameters
+from jaxunlearn.tuning import (
+    TrialResult,
+    TuningResult,
+    apply_tuned,
+    draw_trials,
+    epoch_cap,
+    tune,
+    tuning_config,
+    write_tuned,
+)
+from jaxunlearn.unlearn import PluginError, Range, Unlearner
+from tests.helpers import TINY, registered
+
+# one worker runs the module: the board fixture once, the tests beside it reuse its programs
+pytestmark = pytest.mark.xdist_group("leaderboard")
+PLUGIN = "tests/plugins/noisy_finetune.py"
+SETTINGS = lb.BenchSettings(
+    scenarios=("region", "random-10"), unlearners=("finetune", "ssd"), trials=2, tune_seeds=2, seeds=2
+)
+TASKS = [lb.BenchTask("tiny", TINY)]
+
+
+def quiet(message: str) -> None:
+    del message
+
+
+@pytest.fixture(scope="module")
+def board_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("board")
+    lb.run_leaderboard(out, TASKS, SETTINGS, progress=False, log=quiet)
+    return out
+
+
+def cell_results(out) -> dict:
+    return {str(p.relative_to(out)): lb.measured(json.loads(p.read_text())) for p in out.glob("cells/*/*/*.json")}
+
+
+# ---------------------------------------------------------------- scenarios
+def test_scenarios_give_rules_and_the_random_draws_differ():
+    raw = make_synthetic()
+    assert scenario_rule("random-10", raw, 0)[0] == "random:0.1@0"
+    tuning, scoring = (build_task(raw, scenario_rule("random-10", raw, d)[0]) for d in (1, 0))
+    assert int(tuning.train.forget.sum()) == int(scoring.train.forget.sum()) == 72
+    assert not np.array_equal(np.asarray(tuning.train.forget), np.asarray(scoring.train.forget))
+    rule, what = scenario_rule("subpopulation", raw)
+    assert rule == "feature[0]>1" and "x0 > 1" in what
+    x = raw.splits["train"][0]
+    assert np.array_equal(np.asarray(build_task(raw, rule).train.forget) > 0.5, x[:, 0] > 1)
+    assert scenario_rule("region", raw)[0] == "quantile>=0.8"  # synthetic's default is a mask, not a region
+    assert scenario_rule("region:label>=2", raw)[0] == "label>=2"
+
+
+def test_position_rule_takes_a_window_of_each_split():
+    raw = make_synthetic(n=1000)
+    task = build_task(raw, "position:0.4:0.5")
+    for split, n in (("train", 600), ("val", 200), ("test", 200)):
+        mask = np.asarray(getattr(task, split).forget) > 0.5
+        assert np.flatnonzero(mask).tolist() == list(range(int(0.4 * n), int(0.5 * n)))
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("nowhere", "unknown scenario 'nowhere'"),
+        ("region:", "give a rule after the colon"),
+        ("region:label=>3", "unknown forget rule"),
+        ("random-10:label>3", "takes no rule"),
+    ],
+)
+def test_bad_scenarios_are_refused(spec, message):
+    with pytest.raises(ValueError, match=message):
+        scenario_rule(spec, make_synthetic())
+
+
+def test_a_dataset_without_a_subpopulation_says_how_to_give_one():
+    raw = dataclasses.replace(make_synthetic(), subpopulation=None)
+    with pytest.raises(ValueError, match="subpopulation:feature"):
+        scenario_rule("subpopulation", raw)
+
+
+# ---------------------------------------------------------------- trials and their draws
+def test_trials_are_drawn_within_the_declared_ranges_and_the_cost_cap():
+    trials = draw_trials("neggrad", 32, train_epochs=20, seed=3)
+    assert len({t.key() for t in trials}) == 32
+    assert trials == draw_trials("neggrad", 32, train_epochs=20, seed=3)  # deterministic
+    assert epoch_cap(20) == 4
+    for t in trials:
+        assert 1e-5 <= t.hp["lr"] <= 0.1 and 0 <= t.hp["retain_weight"] <= 1
+        assert 1 <= t.settings["epochs"] <= 4
+    assert {t.settings["epochs"] for t in trials} == {1, 2, 3, 4}
+    lrs = np.log10([t.hp["lr"] for t in trials])
+    assert lrs.min() < -3.5 and lrs.max() > -2.5  # log-uniform over four decades, not bunched at the top
+    assert draw_trials("sisa", 8, 20) == [draw_trials("sisa", 1, 20)[0]]  # no ranges: its defaults, once
+
+
+def test_a_budget_below_one_is_refused():
+    with pytest.raises(ValueError, match="trial budget must be a positive integer"):
+        draw_trials("finetune", 0, 10)
+    with pytest.raises(ValueError, match="trials must be a positive integer"):
+        lb.BenchSettings(trials=0)
+
+
+@pytest.mark.parametrize(
+    "search, message",
+    [
+        ({"lr": Range(1e-5, 1.0, log=True)}, "leaves its bounds"),
+        ({"beta": Range(0.0, 1.0)}, "neither a hyperparameter"),
+        ({"lr": Range(1, None, integer=True)}, "integer Ranges are for settings"),
+        ({"epochs": Range(0.0, 1.0)}, "only integer settings"),
+    ],
+)
+def test_bad_search_declarations_are_refused(search, message):
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        epochs: int = 1
+
+    bounds = {"lr": (1e-6, 0.5)}
+    bad = Unlearner(
+        "searchy", lambda model, task, cfg, plan, settings: None, {"lr": 1e-3}, bounds, Settings, search=search
+    )
+    with pytest.raises(PluginError, match=message):
+        unlearn.register(bad, source="my_plugin")
+
+
+def test_trials_become_rows_and_bad_trials_are_refused():
+    cfg = dataclasses.replace(TINY, unlearners=("neggrad",), trials={"neggrad": [{"lr": 1e-3}, {"lr": 2e-3}]})
+    check_hyperparameters(cfg)
+    with pytest.raises(ValueError, match="points must differ"):
+        check_hyperparameters(dataclasses.replace(cfg, trials={"neggrad": [{"lr": 1e-3}, {"lr": 1e-3}]}))
+    with pytest.raises(ValueError, match="must lie in"):
+        check_hyperparameters(dataclasses.replace(cfg, trials={"neggrad": [{"retain_weight": 2.0}]}))
+    with pytest.raises(ValueError, match="also swept"):
+        check_hyperparameters(dataclasses.replace(cfg, sweep={"neggrad.lr": (1e-3, 1e-2)}))
+    with pytest.raises(ValueError, match="not among the unlearners"):
+        check_hyperparameters(dataclasses.replace(cfg, trials={"retrain": [{"lr": 1e-3}]}))
+
+
+# ---------------------------------------------------------------- tuning
+def poisoned_tasks():
+    raw = make_synthetic()  # the shapes of TINY's task: the board's programs serve these tunings
+    splits = {s: (x, y) for s, (x, y) in raw.splits.items()}
+    clean = task_from_arrays(splits["train"], splits["val"], splits["test"], "quantile>=0.8")
+    x_test, y_test = splits["test"]
+    poison = np.random.default_rng(0).normal(1e3, 1e3, y_test.shape).astype(y_test.dtype)
+    poisoned = task_from_arrays(splits["train"], splits["val"], (x_test, poison), "quantile>=0.8")
+    return clean, poisoned
+
+
+def test_tuning_never_reads_test_rows():
+    """Poisoned test targets change nothing tuning sees: the same points, the same scores."""
+    cfg = tuning_config(dataclasses.replace(TINY, unlearners=("finetune",), seeds=2))
+    results = [tune(cfg, 3, task=task, progress=False, log=quiet) for task in poisoned_tasks()]
+    clean, poisoned = ([(t.row, t.objective, t.gaps) for t in r.trials["finetune"]] for r in results)
+    assert clean == poisoned
+    assert results[0].tuned_values() == results[1].tuned_values()
+    assert results[0].chosen["finetune"].objective == min(t.objective for t in results[0].trials["finetune"])
+
+
+def test_tuned_values_files_apply_only_to_their_task(tmp_path, board_dir):
+    record = json.loads(next(board_dir.glob("cells/tiny/region/finetune.json")).read_text())
+    assert record["tuned"]["hp"]["finetune.lr"] > 0
+
+    chosen = TrialResult("finetune", "finetune[lr=0.003]", {"lr": 0.003}, {"epochs": 1}, 0.1, {}, 0.2)
+    result = TuningResult({}, {"finetune": [chosen]}, {"finetune": chosen}, [], {})
+    cfg = dataclasses.replace(TINY, unlearners=("finetune",), settings=())
+    path = write_tuned(tmp_path / "tuned.json", result, cfg, "region")
+    applied = apply_tuned(cfg, path, "region")
+    assert dict(applied.hp)["finetune.lr"] == 0.003 and applied.settings_of("finetune") == {"epochs": 1}
+    with pytest.raises(ValueError, match=r"tuned for another task.*train_epochs"):
+        apply_tuned(dataclasses.replace(cfg, train_epochs=9), path, "region")
+    with pytest.raises(ValueError, match=r"tuned for another task.*scenario"):
+        apply_tuned(cfg, path, "random-10")
+    given = dataclasses.replace(cfg, settings={"finetune": {"epochs": 3}}, hp={"finetune.lr": 0.01})
+    assert apply_tuned(given, path, "region").settings_of("finetune") == {"epochs": 3}  # what is given wins
+    assert dict(apply_tuned(given, path, "region").hp)["finetune.lr"] == 0.01
+
+
+# ---------------------------------------------------------------- the leaderboard
+@pytest.mark.heavy(40)
+def test_the_leaderboard_ranks_every_cell_with_its_references(board_dir):
+    board = json.loads((board_dir / "leaderboard.json").read_text())
+    assert board["cells"] == 4 and set(board["mean_rank"]) == {"finetune", "ssd"}
+    for key in ("tiny / region", "tiny / random-10"):
+        table = board["tables"][key]
+        assert sorted(table["ranking"]) == ["finetune", "ssd"]
+        scores = [table["summary"][r]["score"]["mean"] for r in table["ranking"]]
+        assert scores == sorted(scores)
+        assert table["summary"]["retrain"]["score"]["mean"] == 0.0
+        assert table["summary"][lb.NOISE_FLOOR_ROW]["score"]["mean"] > 0.0
+    text = (board_dir / "leaderboard.md").read_text()
+    assert "## tiny / region" in text and "1. " in text and "compiling" in text
+    record = json.loads((board_dir / "cells/tiny/random-10/ssd.json").read_text())
+    assert record["rules"] == {"tuning": "random:0.1@1", "score": "random:0.1@0"}
+    assert record["tuning"]["config"]["seed"] != record["score_config"]["seed"]  # fresh seeds for the scores
+
+
+def test_shards_merge_into_the_single_process_result_and_a_kill_loses_one_cell(tmp_path, board_dir, monkeypatch):
+    shards = [tmp_path / "a", tmp_path / "b"]
+    lb.run_leaderboard(shards[0], TASKS, dataclasses.replace(SETTINGS, shard=(0, 2)), progress=False, log=quiet)
+    real, calls = lb.run_cell, []
+
+    def killed_in_second_cell(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lb, "run_cell", killed_in_second_cell)
+    with pytest.raises(KeyboardInterrupt):
+        lb.run_leaderboard(shards[1], TASKS, dataclasses.replace(SETTINGS, shard=(1, 2)), progress=False, log=quiet)
+    assert len(cell_results(shards[1])) == 1  # the finished cell is saved; only the killed one is lost
+    monkeypatch.setattr(lb, "run_cell", real)
+    lines = []
+    lb.run_leaderboard(shards[1], TASKS, dataclasses.replace(SETTINGS, shard=(1, 2)), progress=False, log=lines.append)
+    assert "2 in shard 1/2, 1 to run" in lines[0]
+    from jaxunlearn.cli import main
+
+    merged = tmp_path / "merged"
+    assert main(["leaderboard", "--merge", str(shards[0]), str(shards[1]), "--out", str(merged)]) == 0
+    assert cell_results(merged) == cell_results(board_dir)
+    ours = json.loads((merged / "leaderboard.json").read_text())
+    theirs = json.loads((board_dir / "leaderboard.json").read_text())
+    assert ours["mean_rank"] == theirs["mean_rank"]
+    for key, table in ours["tables"].items():
+        assert table["ranking"] == theirs["tables"][key]["ranking"]
+        assert table["summary"]["finetune"]["score"] == theirs["tables"][key]["summary"]["finetune"]["score"]
+
+
+def test_a_plugin_joins_the_leaderboard_without_recomputing_the_others(tmp_path, board_dir):
+    out = tmp_path / "board"
+    shutil.copytree(board_dir, out)
+    before = {p: p.read_bytes() for p in out.glob("cells/*/*/*.json")}
+    with registered([]):
+        unlearn.load_plugin(PLUGIN)
+        lines = []
+        settings = dataclasses.replace(SETTINGS, scenarios=("region",), unlearners=("finetune", "noisy_finetune"))
+        board = lb.run_leaderboard(out, TASKS, settings, progress=False, log=lines.append)
+    assert "1 to run" in lines[0]
+    assert any("original: loaded" in line for line in lines) and any("retrain: loaded" in line for line in lines)
+    assert {p: p.read_bytes() for p in before} == before
+    table = board["tables"]["tiny / region"]
+    assert sorted(table["ranking"]) == ["finetune", "noisy_finetune", "ssd"]
+    assert table["defaults_only"] == ["noisy_finetune"]
+    assert "Scored at their defaults (no search space declared): noisy_finetune" in (out / "leaderboard.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"shard": (2, 2)}, "shard must be INDEX/COUNT"),
+        ({"scenarios": ("nowhere",)}, "unknown scenario"),
+        ({"unlearners": ("nobody",)}, "unknown unlearner"),
+        ({"seeds": 0}, "seeds must be a positive integer"),
+    ],
+)
+def test_bad_benchmark_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        lb.BenchSettings(**kwargs)
+
+
+def test_a_scenario_that_leaves_nothing_to_forget_is_refused_before_compiling(tmp_path):
+    settings = dataclasses.replace(SETTINGS, scenarios=("region:label>1000",))
+    with pytest.raises(ValueError, match=r"task 'tiny', scenario 'region:label>1000'.*forget set is empty"):
+        lb.run_leaderboard(tmp_path, TASKS, settings, progress=False, log=quiet)
+    assert not (tmp_path / "cells").exists()
+
+
+def test_study_config_trials_round_trip():
+    cfg = StudyConfig(unlearners=("ssd",), trials={"ssd": [{"dampening": 0.5}]})
+    assert StudyConfig(**{**cfg.to_dict(), "model_kwargs": (), "dataset_kwargs": ()}).trials == cfg.trials
