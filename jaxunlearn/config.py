@@ -140,6 +140,11 @@ class StudyConfig:
         object.__setattr__(self, "unlearners", tuple(unlearners))
         object.__setattr__(self, "settings", _normalise_settings(self.settings))
 
+    def replace(self, **changes: Any) -> StudyConfig:
+        """A copy with ``changes``, given in any form the constructor accepts (dicts for
+        ``hp``, ``sweep``, ``settings``, ``trials``), normalised and checked again."""
+        return dataclasses.replace(self, **changes)
+
     def settings_of(self, stage: str) -> dict[str, Any]:
         """The settings of ``stage`` given in this config (field -> value; defaults left out)."""
         return dict(dict(self.settings).get(stage, ()))

@@ -183,7 +183,7 @@ def run_cell(
     fixed = {stage: dict(fields) for stage, fields in base.settings}
     for stage, fields in values["settings"].items():
         fixed.setdefault(stage, {}).update(fields)
-    score_cfg = dataclasses.replace(base, forget=score_rule, seeds=settings.seeds, hp=values["hp"], settings=fixed)
+    score_cfg = base.replace(forget=score_rule, seeds=settings.seeds, hp=values["hp"], settings=fixed)
     result = run_study(
         score_cfg,
         progress=progress,

@@ -286,8 +286,7 @@ def tune(
                 settings = {s: dict(f) for s, f in cfg.settings}
                 settings.setdefault(stage, {}).update(dict(settings_key))
                 with_hp = [p for p in group if p.hp]
-                group_cfg = dataclasses.replace(
-                    cfg,
+                group_cfg = cfg.replace(
                     unlearners=(stage,),
                     settings=settings,
                     trials=((stage, [p.hp for p in with_hp]),) if with_hp else (),
@@ -373,4 +372,4 @@ def apply_tuned(cfg: StudyConfig, path: str | os.PathLike, scenario: str | None 
         settings.setdefault(stage, {}).update(dict(fields))
     swept = {key for key, _ in cfg.sweep}
     hp = {k: v for k, v in hp.items() if k not in swept}
-    return dataclasses.replace(cfg, hp=hp, settings=settings)
+    return cfg.replace(hp=hp, settings=settings)
