@@ -29,8 +29,8 @@ Selection never leaks into a report: tuning runs its own seeds (root seed
 ``cfg.seed + TUNING_SEED_OFFSET``) and, for a random scenario, its own forget draw
 (``TUNING_DRAW``); ``jaxunlearn.leaderboard`` scores the chosen values on fresh ones.
 
->>> result = tune(StudyConfig(unlearners=("finetune",), seeds=4), trials=16)   # doctest: +SKIP
->>> result.chosen["finetune"].hp                                               # doctest: +SKIP
+>>> result = tune(StudyConfig(unlearners=(NAME,), seeds=4), trials=16)       # doctest: +SKIP
+>>> result.chosen[NAME].hp                                                     # doctest: +SKIP
 """
 
 from __future__ import annotations
