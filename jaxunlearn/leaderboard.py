@@ -251,17 +251,19 @@ def run_leaderboard(
         The leaderboard (``build_leaderboard``).
     """
     from jaxunlearn.data.sources import build_task
+    from jaxunlearn.study import check_study
 
     out = Path(out).expanduser()
     cells = plan_cells(tasks, settings)
     by_name = {t.name: t for t in tasks}
     raws = {t.name: _raw_of(t) for t in tasks}
-    for t in tasks:  # every scenario's rows exist on every task, for both draws
+    for t in tasks:  # every scenario's rows and every stage fit every task, for both draws
         for spec in settings.scenarios:
             for draw in (TUNING_DRAW, SCORE_DRAW):
                 rule, _ = scenario_rule(spec, raws[t.name], draw)
+                cfg = t.cfg.replace(forget=rule, unlearners=settings.resolved_unlearners(), hp=(), sweep=(), trials=())
                 try:
-                    build_task(raws[t.name], rule)
+                    check_study(cfg, build_task(raws[t.name], rule), t.model)
                 except ValueError as err:
                     raise ValueError(f"task {t.name!r}, scenario {spec!r}: {err}") from err
     index, count = settings.shard

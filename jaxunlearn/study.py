@@ -473,6 +473,21 @@ def train_study(
     )
 
 
+def check_study(cfg: StudyConfig, task: Task | None = None, model: Any = None) -> None:
+    """Everything ``run_study`` checks before it trains, without training or compiling:
+    the settings, the data, the model, and every stage's pipeline for this task (batch
+    sizes against row counts, settings against the data).
+
+    Raises:
+        ValueError: what ``run_study`` would raise before its first stage.
+    """
+    cfg, task, fns, _, _ = prepare_study(cfg, task, model, log=lambda message: None)
+    plan = resolve_plan(cfg, fns.family)
+    assert cfg.unlearners is not None  # resolved by __post_init__
+    for name in (*unlearn.reference_stages(), *cfg.unlearners):
+        unlearn.get(name).build(fns, task, cfg, plan)
+
+
 def run_study(
     cfg: StudyConfig,
     progress: bool = True,
