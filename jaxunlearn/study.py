@@ -479,13 +479,15 @@ def check_study(cfg: StudyConfig, task: Task | None = None, model: Any = None) -
     sizes against row counts, settings against the data).
 
     Raises:
-        ValueError: what ``run_study`` would raise before its first stage.
+        ValueError: what ``run_study`` would raise before its first stage (or, for the
+            AIN's relearning, before its metrics).
     """
     cfg, task, fns, _, _ = prepare_study(cfg, task, model, log=lambda message: None)
     plan = resolve_plan(cfg, fns.family)
     assert cfg.unlearners is not None  # resolved by __post_init__
     for name in (*unlearn.reference_stages(), *cfg.unlearners):
         unlearn.get(name).build(fns, task, cfg, plan)
+    Relearn(fns, task, RelearnConfig(cfg.batch_size, cfg.loss, cfg.relearn_max_epochs, cfg.relearn_alpha), plan)
 
 
 def run_study(

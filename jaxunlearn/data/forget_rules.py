@@ -82,8 +82,8 @@ class LabelQuantile:
 
 @dataclasses.dataclass(frozen=True)
 class RandomFraction:
-    """Forget a random fraction of each split's rows (fixed ``seed``, the draw: the same
-    rows for every model seed; another ``seed`` draws another set)."""
+    """Forget a random fraction of each split's rows, at least one (fixed ``seed``, the
+    draw: the same rows for every model seed; another ``seed`` draws another set)."""
 
     fraction: float
     seed: int = 0
@@ -98,7 +98,7 @@ class RandomFraction:
             n = np.asarray(y).reshape(-1).shape[0]
             rng = np.random.default_rng([self.seed, i])
             mask = np.zeros(n, bool)
-            mask[rng.choice(n, size=round(self.fraction * n), replace=False)] = True
+            mask[rng.choice(n, size=max(1, round(self.fraction * n)), replace=False)] = True
             out[name] = mask
         return out
 
