@@ -1,6 +1,6 @@
 """The fair benchmark: forget scenarios, equal-budget tuning and the leaderboard.
 
-One small leaderboard (the tiny synthetic task, two scenarios, two unlearners, two trials,
+One small leaderboard (the tiny synthetic task, one scenario, two unlearners, two trials,
 two seeds) is run once for the module; the shard, kill/resume and plug-in tests run their
 own cells against it and compare results made on this machine in this run (bitwise: the
 same programs on the same CPU).
@@ -38,9 +38,7 @@ from tests.helpers import TINY, registered
 # one worker runs the module: the board fixture once, the tests beside it reuse its programs
 pytestmark = pytest.mark.xdist_group("leaderboard")
 PLUGIN = "tests/plugins/noisy_finetune.py"
-SETTINGS = lb.BenchSettings(
-    scenarios=("region", "random-10"), unlearners=("finetune", "ssd"), trials=2, tune_seeds=2, seeds=2
-)
+SETTINGS = lb.BenchSettings(scenarios=("random-10",), unlearners=("finetune", "ssd"), trials=2, tune_seeds=2, seeds=2)
 TASKS = [lb.BenchTask("tiny", TINY)]
 
 
@@ -163,10 +161,10 @@ def test_trials_become_rows_and_bad_trials_are_refused():
 def poisoned_tasks():
     raw = make_synthetic()  # the shapes of TINY's task: the board's programs serve these tunings
     splits = {s: (x, y) for s, (x, y) in raw.splits.items()}
-    clean = task_from_arrays(splits["train"], splits["val"], splits["test"], "quantile>=0.8")
+    clean = task_from_arrays(splits["train"], splits["val"], splits["test"], "random:0.1@1")
     x_test, y_test = splits["test"]
     poison = np.random.default_rng(0).normal(1e3, 1e3, y_test.shape).astype(y_test.dtype)
-    poisoned = task_from_arrays(splits["train"], splits["val"], (x_test, poison), "quantile>=0.8")
+    poisoned = task_from_arrays(splits["train"], splits["val"], (x_test, poison), "random:0.1@1")
     return clean, poisoned
 
 
@@ -181,7 +179,7 @@ def test_tuning_never_reads_test_rows():
 
 
 def test_tuned_values_files_apply_only_to_their_task(tmp_path, board_dir):
-    record = json.loads(next(board_dir.glob("cells/tiny/region/finetune.json")).read_text())
+    record = json.loads(next(board_dir.glob("cells/tiny/random-10/finetune.json")).read_text())
     assert record["tuned"]["hp"]["finetune.lr"] > 0
 
     chosen = TrialResult("finetune", "finetune[lr=0.003]", {"lr": 0.003}, {"epochs": 1}, 0.1, {}, 0.2)
@@ -203,40 +201,26 @@ def test_tuned_values_files_apply_only_to_their_task(tmp_path, board_dir):
 @pytest.mark.heavy(40)
 def test_the_leaderboard_ranks_every_cell_with_its_references(board_dir):
     board = json.loads((board_dir / "leaderboard.json").read_text())
-    assert board["cells"] == 4 and set(board["mean_rank"]) == {"finetune", "ssd"}
-    for key in ("tiny / region", "tiny / random-10"):
-        table = board["tables"][key]
-        assert sorted(table["ranking"]) == ["finetune", "ssd"]
-        scores = [table["summary"][r]["score"]["mean"] for r in table["ranking"]]
-        assert scores == sorted(scores)
-        assert table["summary"]["retrain"]["score"]["mean"] == 0.0
-        assert table["summary"][lb.NOISE_FLOOR_ROW]["score"]["mean"] > 0.0
+    assert board["cells"] == 2 and set(board["mean_rank"]) == {"finetune", "ssd"}
+    table = board["tables"]["tiny / random-10"]
+    assert sorted(table["ranking"]) == ["finetune", "ssd"]
+    scores = [table["summary"][r]["score"]["mean"] for r in table["ranking"]]
+    assert scores == sorted(scores)
+    assert table["summary"]["retrain"]["score"]["mean"] == 0.0
+    assert table["summary"][lb.NOISE_FLOOR_ROW]["score"]["mean"] > 0.0
     text = (board_dir / "leaderboard.md").read_text()
-    assert "## tiny / region" in text and "1. " in text and "compiling" in text
+    assert "## tiny / random-10" in text and "1. " in text and "compiling" in text
     record = json.loads((board_dir / "cells/tiny/random-10/ssd.json").read_text())
     assert record["rules"] == {"tuning": "random:0.1@1", "score": "random:0.1@0"}
     assert record["tuning"]["config"]["seed"] != record["score_config"]["seed"]  # fresh seeds for the scores
 
 
-def test_shards_merge_into_the_single_process_result_and_a_kill_loses_one_cell(tmp_path, board_dir, monkeypatch):
+def test_shards_merge_into_the_single_process_result(tmp_path, board_dir):
     shards = [tmp_path / "a", tmp_path / "b"]
-    lb.run_leaderboard(shards[0], TASKS, dataclasses.replace(SETTINGS, shard=(0, 2)), progress=False, log=quiet)
-    real, calls = lb.run_cell, []
-
-    def killed_in_second_cell(*args, **kwargs):
-        calls.append(args[0])
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(lb, "run_cell", killed_in_second_cell)
-    with pytest.raises(KeyboardInterrupt):
-        lb.run_leaderboard(shards[1], TASKS, dataclasses.replace(SETTINGS, shard=(1, 2)), progress=False, log=quiet)
-    assert len(cell_results(shards[1])) == 1  # the finished cell is saved; only the killed one is lost
-    monkeypatch.setattr(lb, "run_cell", real)
-    lines = []
-    lb.run_leaderboard(shards[1], TASKS, dataclasses.replace(SETTINGS, shard=(1, 2)), progress=False, log=lines.append)
-    assert "2 in shard 1/2, 1 to run" in lines[0]
+    for index, out in enumerate(shards):
+        settings = dataclasses.replace(SETTINGS, shard=(index, 2))
+        lb.run_leaderboard(out, TASKS, settings, progress=False, log=quiet)
+        assert len(cell_results(out)) == 1
     from jaxunlearn.cli import main
 
     merged = tmp_path / "merged"
@@ -250,6 +234,30 @@ def test_shards_merge_into_the_single_process_result_and_a_kill_loses_one_cell(t
         assert table["summary"]["finetune"]["score"] == theirs["tables"][key]["summary"]["finetune"]["score"]
 
 
+def test_a_killed_leaderboard_loses_one_cell_and_resumes(tmp_path, board_dir, monkeypatch):
+    out = tmp_path / "board"
+    shutil.copytree(board_dir, out)
+    for path in out.glob("cells/*/*/*.json"):
+        path.unlink()
+    real, calls = lb.run_cell, []
+
+    def killed_in_second_cell(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lb, "run_cell", killed_in_second_cell)
+    with pytest.raises(KeyboardInterrupt):
+        lb.run_leaderboard(out, TASKS, SETTINGS, progress=False, log=quiet)
+    assert len(cell_results(out)) == 1  # the finished cell is saved; only the killed one is lost
+    monkeypatch.setattr(lb, "run_cell", real)
+    lines: list[str] = []
+    lb.run_leaderboard(out, TASKS, SETTINGS, progress=False, log=lines.append)
+    assert "2 cells, 2 in shard 0/1, 1 to run" in lines[0]
+    assert cell_results(out) == cell_results(board_dir)
+
+
 def test_a_plugin_joins_the_leaderboard_without_recomputing_the_others(tmp_path, board_dir):
     out = tmp_path / "board"
     shutil.copytree(board_dir, out)
@@ -257,12 +265,12 @@ def test_a_plugin_joins_the_leaderboard_without_recomputing_the_others(tmp_path,
     with registered([]):
         unlearn.load_plugin(PLUGIN)
         lines = []
-        settings = dataclasses.replace(SETTINGS, scenarios=("region",), unlearners=("finetune", "noisy_finetune"))
+        settings = dataclasses.replace(SETTINGS, unlearners=("finetune", "noisy_finetune"))
         board = lb.run_leaderboard(out, TASKS, settings, progress=False, log=lines.append)
     assert "1 to run" in lines[0]
     assert any("original: loaded" in line for line in lines) and any("retrain: loaded" in line for line in lines)
     assert {p: p.read_bytes() for p in before} == before
-    table = board["tables"]["tiny / region"]
+    table = board["tables"]["tiny / random-10"]
     assert sorted(table["ranking"]) == ["finetune", "noisy_finetune", "ssd"]
     assert table["defaults_only"] == ["noisy_finetune"]
     assert "Scored at their defaults (no search space declared): noisy_finetune" in (out / "leaderboard.md").read_text()

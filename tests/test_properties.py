@@ -46,7 +46,7 @@ def _expected_size(rule, y: np.ndarray, train: np.ndarray) -> int:
         t = np.quantile(train, rule.q)
         return sum({"<=": v <= t, "<": v < t, ">=": v >= t, ">": v > t}[rule.op] for v in y)
     if isinstance(rule, RandomFraction):
-        return round(rule.fraction * y.size)
+        return max(1, round(rule.fraction * y.size))  # at least one row of each split
     return None
 
 
