@@ -289,9 +289,15 @@ def train_study(
     model: Any = None,
     compile_cache: bool = True,
     chunk: int | None = None,
+    original: StageResult | None = None,
 ) -> TrainedStudy:
     """Trains (or loads) every row of the study over ``cfg.seeds`` seeds, before any metric
     (``run_study`` then measures them; ``jaxunlearn.tuning`` reads their predictions).
+
+    ``original``: the models to unlearn instead of training the original (sequential
+    requests: the models the previous request left, ``jaxunlearn.sequential``); the row
+    "original" then holds them. It needs ``checkpoint_dir=None``: no checkpoint key could
+    say where such models came from. The other arguments are ``run_study``'s.
 
     Args:
         cfg: the study's settings.
@@ -317,6 +323,8 @@ def train_study(
     """
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs a checkpoint directory (--checkpoint-dir)")
+    if original is not None and checkpoint_dir is not None:
+        raise ValueError("given original models cannot be checkpointed: run without a checkpoint directory")
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"chunk must be a positive integer (seeds per call) or None, got {chunk!r}")
     if compile_cache:
@@ -424,6 +432,10 @@ def train_study(
         return result
 
     for name, pipeline in pipelines.items():
+        if name == "original" and original is not None:
+            stages["original"] = original
+            loaded.add("original")
+            continue
         models = cfg.seeds * (1 if pipeline.shards is None else pipeline.shards.count)
         to_run = []
         for variant in stage_variants(cfg, name):

@@ -300,3 +300,52 @@ def test_a_scenario_that_leaves_nothing_to_forget_is_refused_before_compiling(tm
 def test_study_config_trials_round_trip():
     cfg = StudyConfig(unlearners=("ssd",), trials={"ssd": [{"dampening": 0.5}]})
     assert StudyConfig(**{**cfg.to_dict(), "model_kwargs": (), "dataset_kwargs": ()}).trials == cfg.trials
+
+
+# ---------------------------------------------------------------- sequential requests
+def test_sequential_request_j_is_judged_against_retraining_without_requests_1_to_j():
+    from jaxunlearn.data.forget_rules import Mask
+    from jaxunlearn.sequential import REQUEST_SEED_STRIDE, request_masks, run_sequential
+    from jaxunlearn.study import predict_rows, train_study
+
+    cfg = TINY.replace(seeds=2)
+    result = run_sequential(cfg, "finetune", requests=2, fraction=0.05, progress=False, log=quiet)
+    assert [s.forgotten["train"] for s in result.steps] == [36, 72]
+    last = result.steps[-1]
+    raw = make_synthetic()
+    masks = request_masks(raw, 2, 0.05)
+    both = {s: masks[0][s] | masks[1][s] for s in masks[0]}
+    assert not (masks[0]["train"] & masks[1]["train"]).any()  # disjoint requests
+    reference = train_study(
+        cfg.replace(seed=cfg.seed + REQUEST_SEED_STRIDE, unlearners=()),
+        False,
+        quiet,
+        build_task(raw, Mask(both)),  # every row of requests 1 and 2 forgotten, none dropped
+    )
+    direct = predict_rows(
+        {"retrain": reference.stages["retrain"]}, reference.task, reference.model, reference.plan, ("train", "test")
+    )
+    for split in ("train", "test"):
+        np.testing.assert_allclose(last.predictions["retrain"][split], direct["retrain"][split], rtol=1e-5, atol=1e-6)
+    # the unlearner of request 2 started from request 1's models, not from the original
+    first = result.steps[0].predictions["finetune"]["train"]
+    assert not np.allclose(last.predictions["finetune"]["train"], result.steps[0].predictions["original"]["train"])
+    assert np.array_equal(result.steps[0].predictions["original"]["train"], last.predictions["original"]["train"])
+    assert first.shape == last.predictions["finetune"]["train"].shape
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"requests": 0}, "requests must be a positive integer"),
+        ({"fraction": 0.5, "requests": 2}, "leave no train row to keep"),
+        ({"unlearner": "sisa"}, "sharded unlearner"),
+        ({"unlearner": "nobody"}, "unknown unlearner"),
+    ],
+)
+def test_bad_sequential_requests_are_refused(kwargs, message):
+    from jaxunlearn.sequential import run_sequential
+
+    args = {"unlearner": "finetune", "requests": 2, "fraction": 0.05, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        run_sequential(TINY, args.pop("unlearner"), progress=False, log=quiet, **args)

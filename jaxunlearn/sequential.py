@@ -1,0 +1,173 @@
+"""Sequential forget requests: k forget sets unlearned one after another.
+
+A person's request rarely comes alone. ``run_sequential`` draws ``requests`` disjoint random
+forget sets (each ``fraction`` of every split's rows) and, for request j = 1..k:
+
+1. starts the unlearner from the models request j-1 left (request 1: the original models),
+   with the same hyperparameters every time;
+2. gives it request j's training rows to forget and, to keep, the training rows no request
+   has named; the rows of requests 1..j-1 are out of its training set (``Split.rows``: x and
+   y stay one copy, and the standardisation stays the original's);
+3. compares it with retraining without requests 1..j (the retrained models of this request);
+4. measures every metric with requests 1..j as the forget rows of every split, so drift as
+   the requests accumulate shows in the table of each request.
+
+The original models row is the models before any request, measured against the same
+references. A sharded unlearner (SISA) is refused: its requests would need its shards'
+checkpoints.
+
+>>> result = run_sequential(StudyConfig(seeds=4), NAME, requests=4, fraction=0.025)  # doctest: +SKIP
+>>> print(result.steps[-1].table)                                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from jaxunlearn import unlearn
+from jaxunlearn.config import StudyConfig
+from jaxunlearn.data.forget_rules import SPLITS, Mask
+from jaxunlearn.data.sources import RawData, build_task, load_dataset
+from jaxunlearn.metrics.relearn import Relearn, RelearnConfig
+from jaxunlearn.report import format_table, summarise
+from jaxunlearn.runner import StageResult
+from jaxunlearn.seeds import replicate
+
+# Request j (0-based) runs with root seed cfg.seed + j * REQUEST_SEED_STRIDE: its unlearning
+# and retraining never reuse an earlier request's keys.
+REQUEST_SEED_STRIDE = 1000
+
+
+@dataclasses.dataclass
+class RequestResult:
+    """The study after one request.
+
+    Attributes:
+        request: j (1-based); forgotten: {split: rows forgotten so far}.
+        per_seed: {row: {metric: [S]}} for "original", "retrain" (without requests 1..j)
+            and the unlearner after request j; summary: ``summarise(per_seed)``; table: text.
+        predictions: {row: {"train"|"test": [S, N]}} in standardised units.
+    """
+
+    request: int
+    forgotten: dict[str, int]
+    per_seed: dict[str, dict[str, np.ndarray]]
+    summary: dict
+    table: str
+    predictions: dict[str, dict[str, np.ndarray]]
+
+
+@dataclasses.dataclass
+class SequentialResult:
+    """Every request's result, and the seconds spent training and unlearning (compile
+    included, metrics apart) and compiling."""
+
+    config: StudyConfig
+    unlearner: str
+    steps: list[RequestResult]
+    seconds: float = 0.0
+    compile_seconds: float = 0.0
+
+
+def request_masks(raw: RawData, requests: int, fraction: float, draw: int = 0) -> list[dict[str, np.ndarray]]:
+    """``requests`` disjoint forget masks per split, each ``max(1, round(fraction N))`` rows
+    drawn at random (seeded by ``draw`` and the split).
+
+    Raises:
+        ValueError: fewer than 1 request, a fraction outside (0, 1), or requests that would
+            leave a split's training rows without a row to keep.
+    """
+    if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
+        raise ValueError(f"requests must be a positive integer, got {requests!r}")
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must lie strictly between 0 and 1, got {fraction}")
+    out: list[dict[str, np.ndarray]] = [{} for _ in range(requests)]
+    for i, split in enumerate(SPLITS):
+        n = np.asarray(raw.splits[split][1]).reshape(-1).shape[0]
+        size = max(1, round(fraction * n))
+        if requests * size >= n:
+            raise ValueError(
+                f"{requests} requests of {size} rows leave no {split} row to keep ({n} rows); "
+                f"use fewer requests or a smaller fraction"
+            )
+        order = np.random.default_rng([draw, i]).permutation(n)
+        for j in range(requests):
+            mask = np.zeros(n, bool)
+            mask[order[j * size : (j + 1) * size]] = True
+            out[j][split] = mask
+    return out
+
+
+def run_sequential(
+    cfg: StudyConfig,
+    unlearner: str,
+    requests: int = 4,
+    fraction: float = 0.025,
+    draw: int = 0,
+    raw: RawData | None = None,
+    model: Any = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> SequentialResult:
+    """Runs ``unlearner`` over ``requests`` successive forget requests (module docstring).
+
+    Args:
+        cfg: the study's settings (its forget rule is replaced by the requests; its
+            ``hp`` and ``settings`` apply to every request).
+        unlearner: a registered, unsharded unlearner.
+        requests, fraction, draw: k requests of ``fraction`` of each split, drawn with ``draw``.
+        raw: your own data (default ``cfg.dataset``); model: your own model.
+
+    Returns:
+        One ``RequestResult`` per request, in order.
+    """
+    from jaxunlearn.study import measure, prepare_study, resolve_plan, study_columns, train_study
+
+    if unlearner not in unlearn.names():
+        raise ValueError(f"unknown unlearner {unlearner!r}; choose from {unlearn.names()}")
+    cfg = cfg.replace(unlearners=(unlearner,), sweep=(), trials=())
+    raw = load_dataset(cfg.dataset, **dict(cfg.dataset_kwargs)) if raw is None else raw
+    masks = request_masks(raw, requests, fraction, draw)
+    _, first, fns, _, _ = prepare_study(cfg, build_task(raw, Mask(masks[0])), model, log=lambda message: None)
+    if unlearn.get(unlearner).build(fns, first, cfg, resolve_plan(cfg, fns.family)).shards is not None:
+        raise ValueError(f"{unlearner} is a sharded unlearner; sequential requests would need its shards' checkpoints")
+    original: StageResult | None = None
+    current: StageResult | None = None
+    steps = []
+    seconds = compile_seconds = 0.0
+    for j in range(requests):
+        forgotten = {s: np.logical_or.reduce([m[s] for m in masks[: j + 1]]) for s in SPLITS}
+        earlier = np.logical_or.reduce([m["train"] for m in masks[:j]]) if j else np.zeros_like(forgotten["train"])
+        task = build_task(raw, Mask(masks[j])).with_train_rows(np.flatnonzero(~earlier).astype(np.int32))
+        request_cfg = cfg.replace(seed=cfg.seed + j * REQUEST_SEED_STRIDE)
+        trained = train_study(request_cfg, progress, log, task, None, False, model, True, None, current)
+        ran = [stage for row, stage in trained.stages.items() if row not in trained.loaded]
+        seconds += sum(stage.wall for stage in ran)
+        compile_seconds += sum(stage.compile for stage in ran)
+        original = trained.stages["original"] if original is None else original
+        current = trained.stages[unlearner]
+        judged = replicate(build_task(raw, Mask(forgotten)), trained.plan)
+        relearn = Relearn(
+            trained.metric_model,
+            judged,
+            RelearnConfig(cfg.batch_size, cfg.loss, cfg.relearn_max_epochs, cfg.relearn_alpha),
+            trained.plan,
+        )
+        stages = {"original": original, "retrain": trained.stages["retrain"], unlearner: current}
+        per_seed, preds = measure(stages, judged, trained.metric_model, trained.plan, relearn, request_cfg, progress)
+        retrain_run = max(stages["retrain"].run, 1e-9)
+        for row, stage in stages.items():
+            per_seed[row]["run_seconds"] = np.full(cfg.seeds, stage.run)
+            per_seed[row]["time_vs_retrain"] = np.full(cfg.seeds, stage.run / retrain_run)
+        summary = summarise(per_seed)
+        table = format_table(
+            summary, list(stages), study_columns(cfg), plain=("run_seconds", "time_vs_retrain"), spread="ci95"
+        )
+        counts = {s: int(forgotten[s].sum()) for s in SPLITS}
+        log(f"request {j + 1}/{requests}: {counts['train']} training rows forgotten so far")
+        steps.append(RequestResult(j + 1, counts, per_seed, summary, table, preds))
+    return SequentialResult(cfg, unlearner, steps, seconds, compile_seconds)
