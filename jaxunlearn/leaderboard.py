@@ -45,7 +45,10 @@ from jaxunlearn.data.scenarios import SCENARIOS, scenario_rule, split_spec
 from jaxunlearn.report import format_table, jsonable, summarise
 from jaxunlearn.tuning import TUNING_DRAW, tune, tuning_config
 
-DEFAULT_SCENARIOS = tuple(SCENARIOS)  # every registered scenario
+# Sequential requests (``jaxunlearn.sequential``): this many successive random requests of
+# this fraction of each split; tuned on one request of that size, scored over all of them.
+SEQUENTIAL, SEQUENTIAL_REQUESTS, SEQUENTIAL_FRACTION = "sequential", 4, 0.025
+DEFAULT_SCENARIOS = (*SCENARIOS, SEQUENTIAL)  # every registered scenario, then sequential requests
 SCORE_DRAW = 0  # the random scenarios' forget draw of the scores
 NOISE_FLOOR_ROW = "retrain (other seed)"
 TIMING_METRICS = ("run_seconds", "time_vs_retrain")  # measured, so never equal between two runs
@@ -112,7 +115,8 @@ class BenchSettings:
         if not self.scenarios:
             raise ValueError("give at least one scenario")
         for spec in self.scenarios:
-            split_spec(spec)  # unknown names and bad rules fail here
+            if spec != SEQUENTIAL:
+                split_spec(spec)  # unknown names and bad rules fail here
         if self.unlearners is not None:
             known = unlearn.names()
             bad = [u for u in self.unlearners if u not in known]
@@ -166,8 +170,8 @@ def run_cell(
     from jaxunlearn.study import run_study
 
     refs = out / "checkpoints" / task.name / _safe(cell.scenario)
-    tune_rule, _ = scenario_rule(cell.scenario, raw, TUNING_DRAW)
-    score_rule, what = scenario_rule(cell.scenario, raw, SCORE_DRAW)
+    tune_rule, _ = cell_rule(cell.scenario, raw, TUNING_DRAW)
+    score_rule, what = cell_rule(cell.scenario, raw, SCORE_DRAW)
     base = dataclasses.replace(task.cfg, unlearners=(cell.unlearner,), hp=(), sweep=(), trials=())
     tune_cfg = tuning_config(dataclasses.replace(base, forget=tune_rule), seeds=settings.tune_seeds)
     tuning = tune(
@@ -184,16 +188,42 @@ def run_cell(
     for stage, fields in values["settings"].items():
         fixed.setdefault(stage, {}).update(fields)
     score_cfg = base.replace(forget=score_rule, seeds=settings.seeds, hp=values["hp"], settings=fixed)
-    result = run_study(
-        score_cfg,
-        progress=progress,
-        log=log,
-        task=build_task(raw, score_rule),
-        checkpoint_dir=refs / "score",
-        model=task.model,
-    )
-    y_std = float(np.std(result.targets["train"])) or 1.0
-    per_seed = {row: {k: np.asarray(v, np.float64) for k, v in m.items()} for row, m in result.per_seed.items()}
+    y_std = float(np.std(np.asarray(raw.splits["train"][1], np.float64))) or 1.0
+    requests: list[float] = []
+    if cell.scenario == SEQUENTIAL:
+        from jaxunlearn.sequential import run_sequential
+
+        seq = run_sequential(
+            score_cfg.replace(forget=None),
+            cell.unlearner,
+            SEQUENTIAL_REQUESTS,
+            SEQUENTIAL_FRACTION,
+            SCORE_DRAW,
+            raw,
+            task.model,
+            progress,
+            log,
+        )
+        last = seq.steps[-1].per_seed
+        requests = [
+            float(np.nanmean(gap_score(step.per_seed[cell.unlearner], step.per_seed["retrain"], y_std)))
+            for step in seq.steps
+        ]
+        described: dict[str, Any] = {"requests": SEQUENTIAL_REQUESTS, "forgotten": seq.steps[-1].forgotten}
+        seconds, compile_s, timings = seq.seconds, seq.compile_seconds, {}
+    else:
+        result = run_study(
+            score_cfg,
+            progress=progress,
+            log=log,
+            task=build_task(raw, score_rule),
+            checkpoint_dir=refs / "score",
+            model=task.model,
+        )
+        last, described, timings = result.per_seed, result.task, result.timings
+        seconds = sum(t["wall"] for t in timings.values() if not t["loaded"])
+        compile_s = sum(t["compile"] for t in timings.values() if not t["loaded"])
+    per_seed = {row: {k: np.asarray(v, np.float64) for k, v in m.items()} for row, m in last.items()}
     for row in per_seed:
         per_seed[row]["score"] = gap_score(per_seed[row], per_seed["retrain"], y_std)
     if settings.seeds > 1:
@@ -208,15 +238,16 @@ def run_cell(
         "defaults_only": cell.unlearner in tuning.defaults_only,
         "tuning": tuning.to_dict(),
         "score_config": score_cfg.to_dict(),
-        "task": result.task,
-        "row": result.rows[-1],
+        "task": described,
+        "row": cell.unlearner,
         "per_seed": per_seed,
-        "timings": result.timings,
+        "requests": requests,
+        "timings": timings,
         "seconds": {
             "tuning": tuning.wall_seconds,
             "tuning_compile": tuning.compile_seconds,
-            "score": sum(t["wall"] for t in result.timings.values() if not t["loaded"]),
-            "score_compile": sum(t["compile"] for t in result.timings.values() if not t["loaded"]),
+            "score": seconds,
+            "score_compile": compile_s,
         },
     }
     path = cell.path(out)
@@ -225,6 +256,18 @@ def run_cell(
     tmp.write_text(json.dumps(jsonable(record), indent=1) + "\n")
     os.replace(tmp, path)
     return record
+
+
+def cell_rule(spec: str, raw: Any, draw: int) -> tuple[str, str]:
+    """(forget rule, what it forgets) of a cell's scenario for ``draw``: the scenario's
+    rule, or for sequential requests the rule of one request (what tuning runs)."""
+    if spec == SEQUENTIAL:
+        what = (
+            f"{SEQUENTIAL_REQUESTS} successive requests of {SEQUENTIAL_FRACTION:.1%} of each split's rows at random, "
+            f"each unlearned from the models the previous one left (draw {draw}); scored after the last"
+        )
+        return f"random:{SEQUENTIAL_FRACTION:g}@{draw}", what
+    return scenario_rule(spec, raw, draw)
 
 
 def gap_score(row: dict[str, np.ndarray], retrain: dict[str, np.ndarray], y_std: float) -> np.ndarray:
@@ -251,23 +294,34 @@ def run_leaderboard(
         The leaderboard (``build_leaderboard``).
     """
     from jaxunlearn.data.sources import build_task
+    from jaxunlearn.sequential import request_masks, sharded_unlearners
     from jaxunlearn.study import check_study
 
     out = Path(out).expanduser()
     cells = plan_cells(tasks, settings)
     by_name = {t.name: t for t in tasks}
     raws = {t.name: _raw_of(t) for t in tasks}
+    skipped: set[Cell] = set()  # sharded unlearners under sequential requests (not supported)
     for t in tasks:  # every scenario's rows and every stage fit every task, for both draws
         for spec in settings.scenarios:
             for draw in (TUNING_DRAW, SCORE_DRAW):
-                rule, _ = scenario_rule(spec, raws[t.name], draw)
+                rule, _ = cell_rule(spec, raws[t.name], draw)
                 cfg = t.cfg.replace(forget=rule, unlearners=settings.resolved_unlearners(), hp=(), sweep=(), trials=())
                 try:
                     check_study(cfg, build_task(raws[t.name], rule), t.model)
+                    if spec == SEQUENTIAL:
+                        request_masks(raws[t.name], SEQUENTIAL_REQUESTS, SEQUENTIAL_FRACTION, draw)
+                        for u in sharded_unlearners(cfg, build_task(raws[t.name], rule), t.model):
+                            skipped.add(Cell(t.name, spec, u))
                 except ValueError as err:
                     raise ValueError(f"task {t.name!r}, scenario {spec!r}: {err}") from err
     index, count = settings.shard
-    mine = [c for k, c in enumerate(cells) if k % count == index]
+    for cell in sorted(skipped, key=cells.index):
+        log(
+            f"not run: {cell.task} / {cell.scenario} / {cell.unlearner} (a sharded unlearner: sequential requests "
+            f"would need its shards' checkpoints)"
+        )
+    mine = [c for k, c in enumerate(cells) if k % count == index and c not in skipped]
     todo = [c for c in mine if not c.path(out).is_file()]
     log(f"leaderboard: {len(cells)} cells, {len(mine)} in shard {index}/{count}, {len(todo)} to run")
     for k, cell in enumerate(todo):
@@ -300,6 +354,8 @@ def build_leaderboard(records: list[dict[str, Any]]) -> dict[str, Any]:
         if record["defaults_only"]:
             entry["defaults_only"].append(name)
         entry.setdefault("tuned", {})[name] = record["tuned"]
+        if record.get("requests"):
+            entry.setdefault("requests", {})[name] = record["requests"]
     ranks: dict[str, list[int]] = {}
     for entry in tables.values():
         entry["summary"] = summarise(entry["per_seed"])
@@ -345,6 +401,11 @@ def format_leaderboard(board: dict[str, Any]) -> str:
         parts.append(
             format_table(summary, [ranked.get(r, r) for r in rows], COLUMNS, plain=("time_vs_retrain",), spread="ci95")
         )
+        if entry.get("requests"):
+            parts += ["", "Gap to retraining after each request (mean over seeds):", ""]
+            for row in entry["ranking"]:
+                if row in entry["requests"]:
+                    parts.append(f"- {row}: " + " -> ".join(f"{v:.3f}" for v in entry["requests"][row]))
         if entry["defaults_only"]:
             parts += ["", f"Scored at their defaults (no search space declared): {', '.join(entry['defaults_only'])}."]
         parts.append("")

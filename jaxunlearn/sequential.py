@@ -102,6 +102,17 @@ def request_masks(raw: RawData, requests: int, fraction: float, draw: int = 0) -
     return out
 
 
+def sharded_unlearners(cfg: StudyConfig, task: Any, model: Any = None) -> list[str]:
+    """Which of ``cfg.unlearners`` build a sharded stage (SISA) on ``task``: they cannot run
+    sequential requests. Builds the pipelines only (nothing compiles)."""
+    from jaxunlearn.study import prepare_study, resolve_plan
+
+    cfg, task, fns, _, _ = prepare_study(cfg, task, model, log=lambda message: None)
+    plan = resolve_plan(cfg, fns.family)
+    assert cfg.unlearners is not None  # resolved by __post_init__
+    return [u for u in cfg.unlearners if unlearn.get(u).build(fns, task, cfg, plan).shards is not None]
+
+
 def run_sequential(
     cfg: StudyConfig,
     unlearner: str,
@@ -125,15 +136,14 @@ def run_sequential(
     Returns:
         One ``RequestResult`` per request, in order.
     """
-    from jaxunlearn.study import measure, prepare_study, resolve_plan, study_columns, train_study
+    from jaxunlearn.study import measure, study_columns, train_study
 
     if unlearner not in unlearn.names():
         raise ValueError(f"unknown unlearner {unlearner!r}; choose from {unlearn.names()}")
     cfg = cfg.replace(unlearners=(unlearner,), sweep=(), trials=())
     raw = load_dataset(cfg.dataset, **dict(cfg.dataset_kwargs)) if raw is None else raw
     masks = request_masks(raw, requests, fraction, draw)
-    _, first, fns, _, _ = prepare_study(cfg, build_task(raw, Mask(masks[0])), model, log=lambda message: None)
-    if unlearn.get(unlearner).build(fns, first, cfg, resolve_plan(cfg, fns.family)).shards is not None:
+    if sharded_unlearners(cfg, build_task(raw, Mask(masks[0])), model):
         raise ValueError(f"{unlearner} is a sharded unlearner; sequential requests would need its shards' checkpoints")
     original: StageResult | None = None
     current: StageResult | None = None

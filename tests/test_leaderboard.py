@@ -349,3 +349,16 @@ def test_bad_sequential_requests_are_refused(kwargs, message):
     args = {"unlearner": "finetune", "requests": 2, "fraction": 0.05, **kwargs}
     with pytest.raises(ValueError, match=message):
         run_sequential(TINY, args.pop("unlearner"), progress=False, log=quiet, **args)
+
+
+def test_sequential_requests_join_the_leaderboard_and_sharded_unlearners_are_left_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(lb, "SEQUENTIAL_REQUESTS", 2)  # two requests keep the test short
+    settings = dataclasses.replace(SETTINGS, scenarios=(lb.SEQUENTIAL,), unlearners=("finetune", "sisa"))
+    lines: list[str] = []
+    board = lb.run_leaderboard(tmp_path, TASKS, settings, progress=False, log=lines.append)
+    assert any(line.startswith("not run: tiny / sequential / sisa") for line in lines)
+    table = board["tables"]["tiny / sequential"]
+    assert table["ranking"] == ["finetune"] and len(table["requests"]["finetune"]) == 2
+    record = json.loads((tmp_path / "cells/tiny/sequential/finetune.json").read_text())
+    assert record["task"]["forgotten"]["train"] == 2 * 18  # 2.5% of 720 training rows, twice
+    assert "Gap to retraining after each request" in (tmp_path / "leaderboard.md").read_text()
