@@ -460,11 +460,11 @@ def train_study(
             for variant in to_run:
                 stages[variant.row] = run_sharded_row(pipeline.shards, variant)
             continue
-        original = stages["original"].state if pipeline.needs_original else None
+        original_states = stages["original"].state if pipeline.needs_original else None
         results, parts = run_calls(
             pipeline,
             seed_keys(cfg.seed, cfg.seeds, name),
-            original,
+            original_states,
             [v.hp for v in to_run],
             name,
             [v.row for v in to_run],
