@@ -362,3 +362,21 @@ def test_sequential_requests_join_the_leaderboard_and_sharded_unlearners_are_lef
     record = json.loads((tmp_path / "cells/tiny/sequential/finetune.json").read_text())
     assert record["task"]["forgotten"]["train"] == 2 * 18  # 2.5% of 720 training rows, twice
     assert "Gap to retraining after each request" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_the_command_line_refuses_mixed_forget_options_and_foreign_tuned_files(tmp_path, capsys):
+    from jaxunlearn.cli import main
+
+    chosen = TrialResult("finetune", "finetune[lr=0.003]", {"lr": 0.003}, {"epochs": 1}, 0.1, {}, 0.2)
+    result = TuningResult({}, {"finetune": [chosen]}, {"finetune": chosen}, [], {})
+    path = write_tuned(tmp_path / "tuned.json", result, StudyConfig(dataset="diabetes", train_epochs=5), "random-10")
+    cases = [
+        (["run", "--dataset", "diabetes", "--scenario", "random-10", "--tuned", str(path)], "train_epochs: 5 there"),
+        (["run", "--scenario", "random-10", "--forget", "label>3"], "give --scenario or --forget, not both"),
+        (["tune", "--tuned", str(path)], "does not take --tuned"),
+        (["run", "--scenario", "nowhere"], "unknown scenario 'nowhere'"),
+        (["leaderboard", "--shard", "3/2"], "shard must be INDEX/COUNT"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
