@@ -24,7 +24,6 @@ def add_parsers(sub, DEFAULTS: StudyConfig) -> None:
     _add_study_options(tune, DEFAULTS, seeds=False)
     _add_budget_options(tune)
     tune.add_argument("--out", default="tuned.json", help="the tuned-values file to write (default tuned.json)")
-    tune.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     board = sub.add_parser(
         "leaderboard",
@@ -54,12 +53,13 @@ def add_parsers(sub, DEFAULTS: StudyConfig) -> None:
         help="merge the cell results of these leaderboard folders into --out and rebuild its leaderboard",
     )
     board.add_argument("--out", default="leaderboard", help="the leaderboard folder (default leaderboard)")
-    board.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _add_budget_options(parser: argparse.ArgumentParser) -> None:
+    """The options tune and leaderboard share: the tuning budget, and progress bars."""
     parser.add_argument("--trials", type=int, default=64, help="tuning trials per unlearner (default 64)")
     parser.add_argument("--tune-seeds", type=int, default=4, help="seeds of each tuning study (default 4)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def command_tune(args: argparse.Namespace) -> int:
@@ -100,13 +100,13 @@ def command_leaderboard(args: argparse.Namespace) -> int:
         raise ValueError(
             "the leaderboard chooses each cell's rows and values: use --scenarios, not --scenario, --forget or --tuned"
         )
+    from jaxunlearn.study import validate_config
+
     cfg = config_from_args(args)
     tasks = []
     for spec in args.task or [f"{cfg.dataset}:{cfg.model}"]:
         dataset, _, model = spec.partition(":")
         task_cfg = dataclasses.replace(cfg, dataset=dataset, model=model or cfg.model)
-        from jaxunlearn.study import validate_config
-
         validate_config(task_cfg)
         tasks.append(BenchTask(spec.replace(":", "-"), task_cfg))
     settings = BenchSettings(

@@ -219,6 +219,7 @@ def run_cell(
             task=build_task(raw, score_rule),
             checkpoint_dir=refs / "score",
             model=task.model,
+            save_unlearned=False,  # a cell resumes whole: only the reference models are kept
         )
         last, described, timings = result.per_seed, result.task, result.timings
         seconds = sum(t["wall"] for t in timings.values() if not t["loaded"])

@@ -290,6 +290,7 @@ def train_study(
     compile_cache: bool = True,
     chunk: int | None = None,
     original: StageResult | None = None,
+    save_unlearned: bool = True,
 ) -> TrainedStudy:
     """Trains (or loads) every row of the study over ``cfg.seeds`` seeds, before any metric
     (``run_study`` then measures them; ``jaxunlearn.tuning`` reads their predictions).
@@ -297,29 +298,10 @@ def train_study(
     ``original``: the models to unlearn instead of training the original (sequential
     requests: the models the previous request left, ``jaxunlearn.sequential``); the row
     "original" then holds them. It needs ``checkpoint_dir=None``: no checkpoint key could
-    say where such models came from. The other arguments are ``run_study``'s.
-
-    Args:
-        cfg: the study's settings.
-        progress: show progress bars.
-        log: where one-line stage messages go.
-        task: a prepared task, e.g. your own arrays (``jaxunlearn.data.task_from_arrays``);
-            default: ``cfg.dataset`` with ``cfg.forget``.
-        model: your own model instead of ``cfg.model``: a Flax Linen module instance, or
-            ``NNXModel(NnxClass, **kwargs)`` (``jaxunlearn.models.user``). Its class and
-            fields replace ``cfg.model``/``model_kwargs`` in the result and the checkpoint
-            keys. It computes in its own dtype (``cfg.dtype`` must stay "float32").
-        checkpoint_dir: save every finished stage there (orbax) and reuse the original
-            and retrained models of an earlier study with the same settings and data.
-            None: no checkpoints.
-        resume: also reuse the unlearners' finished stages: continue a killed study.
-            Needs ``checkpoint_dir`` holding a study of this configuration.
-        compile_cache: keep compiled programs in the persistent XLA cache
-            (``jaxunlearn.compile_cache``: ``~/.cache/jaxunlearn/xla`` unless the process or
-            ``JAXUNLEARN_CACHE_DIR`` chose another folder); False leaves JAX's setting alone.
-        chunk: at most this many seeds per compiled call (default: all that fit the
-            device's memory). With checkpoints, each call's seeds are saved as it ends, so
-            a kill loses at most one call of a long stage (``--resume`` continues from there).
+    say where such models came from. ``save_unlearned``: with ``checkpoint_dir``, also save
+    the unlearners' rows (what ``resume`` reuses); False saves only the original and
+    retrained models (tuning and the leaderboard, which resume by whole cells). The other
+    arguments are ``run_study``'s.
     """
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs a checkpoint directory (--checkpoint-dir)")
@@ -367,6 +349,9 @@ def train_study(
     def target(seeds: int) -> Any:  # the restore target of that many models' states
         return seed_split(abstract_states(model, seeds), plan) if seeds % plan.devices == 0 else None
 
+    def store_for(stage: str) -> CheckpointStore | None:  # where ``stage``'s rows are saved
+        return store if save_unlearned or stage in REUSED_STAGES else None
+
     def run_calls(pipeline, keys, original, hps, label, rows, reuse, on=None, train_rows=None):
         """``pipeline`` over the models ``keys`` [T] for each of ``hps`` on the task ``on``
         (default: the study's), in calls that fit the device, each call saved as it ends
@@ -382,7 +367,7 @@ def train_study(
                 f"({format_bytes(planned)} planned per call)"
             )
         per_call = min(fits, chunk or fits)
-        parts = StageParts(store, label, rows, reuse, target, count, log)
+        parts = StageParts(store_for(pipeline.name), label, rows, reuse, target, count, log)
         results = run_in_chunks(
             runner,
             keys,
@@ -403,7 +388,7 @@ def train_study(
         """A sharded stage's row (SISA): the ensembles trained, then unlearned
         (``jaxunlearn.shards``); each of its programs' runs is saved as a part of the row
         (``RowParts``), reloaded by ``--resume``, and deleted once the row is saved."""
-        parts = RowParts(store, variant.row, resume, target, log)
+        parts = RowParts(store_for(variant.stage), variant.row, resume, target, log)
 
         def run(pipeline, keys, original, on, train_rows, part) -> StageResult:
             calls = []
@@ -426,8 +411,9 @@ def train_study(
             f"{variant.row}: {cfg.seeds} x {spec.count} shard models trained in {trained.wall:.1f} s; unlearning "
             f"retrained for {result.wall:.1f} s ({result.compile:.1f} s compiling)"
         )
-        if store is not None:
-            store.save(variant.row, result)
+        row_store = store_for(variant.stage)
+        if row_store is not None:
+            row_store.save(variant.row, result)
         parts.discard()
         return result
 
@@ -473,10 +459,11 @@ def train_study(
         wall, compile_s = sum(r.wall for r in results), sum(r.compile for r in results)
         what = f"{len(to_run)} hyperparameter values x {cfg.seeds} seeds together, " if len(to_run) > 1 else ""
         log(f"{name}: {what}{wall:.1f} s ({compile_s:.1f} s compiling)")
+        row_store = store_for(name)
         for variant, result in zip(to_run, results, strict=True):
             stages[variant.row] = result
-            if store is not None:
-                store.save(variant.row, result)
+            if row_store is not None:
+                row_store.save(variant.row, result)
         parts.discard()
 
     rows = [v.row for v in study_variants(cfg)]
@@ -512,6 +499,7 @@ def run_study(
     model: Any = None,
     compile_cache: bool = True,
     chunk: int | None = None,
+    save_unlearned: bool = True,
 ) -> StudyResult:
     """Runs the whole study over ``cfg.seeds`` seeds and returns per-seed metrics and a table.
 
@@ -536,8 +524,12 @@ def run_study(
         chunk: at most this many seeds per compiled call (default: all that fit the
             device's memory). With checkpoints, each call's seeds are saved as it ends, so
             a kill loses at most one call of a long stage (``--resume`` continues from there).
+        save_unlearned: with ``checkpoint_dir``, also save the unlearners' rows (what
+            ``resume`` reuses); False: only the original and retrained models.
     """
-    trained = train_study(cfg, progress, log, task, checkpoint_dir, resume, model, compile_cache, chunk)
+    trained = train_study(
+        cfg, progress, log, task, checkpoint_dir, resume, model, compile_cache, chunk, save_unlearned=save_unlearned
+    )
     cfg, task, stages, plan = trained.cfg, trained.task, trained.stages, trained.plan
     rows = list(stages)
     with Stopwatch() as sw:

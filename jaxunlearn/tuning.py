@@ -256,7 +256,8 @@ def tune(
         trials: points per unlearner (the budget; equal for all).
         task, model: a prepared task and a user's model, as ``run_study`` takes them.
         checkpoint_dir: where the original and retrained models are kept between the
-            groups (and for later tunings); None: a temporary folder.
+            groups (and for later tunings; the trials' models are never saved); None: a
+            temporary folder.
         draw_seed: seeds the points' draws.
 
     Returns:
@@ -291,7 +292,7 @@ def tune(
                     settings=settings,
                     trials=((stage, [p.hp for p in with_hp]),) if with_hp else (),
                 )
-                trained = train_study(group_cfg, progress, log, task, folder, False, model)
+                trained = train_study(group_cfg, progress, log, task, folder, False, model, save_unlearned=False)
                 compile_s += sum(s.compile for r, s in trained.stages.items() if r not in trained.loaded)
                 preds = predict_rows(trained.stages, trained.task, trained.metric_model, trained.plan, ("train", "val"))
                 retrain_parts = mae_parts(preds["retrain"], trained.task)

@@ -213,6 +213,8 @@ def test_the_leaderboard_ranks_every_cell_with_its_references(board_dir):
     record = json.loads((board_dir / "cells/tiny/random-10/ssd.json").read_text())
     assert record["rules"] == {"tuning": "random:0.1@1", "score": "random:0.1@0"}
     assert record["tuning"]["config"]["seed"] != record["score_config"]["seed"]  # fresh seeds for the scores
+    saved = {d.name.partition("-")[0] for d in board_dir.glob("checkpoints/*/*/*/*") if d.is_dir()}
+    assert saved == {"original", "retrain"}  # the trials' and scored unlearners' models are never saved
 
 
 def test_shards_merge_into_the_single_process_result(tmp_path, board_dir):
