@@ -45,6 +45,14 @@ def add_parsers(sub, DEFAULTS: StudyConfig) -> None:
         "--scenarios",
         help="comma-separated scenarios (default: every registered one; see `jaxunlearn list`)",
     )
+    board.add_argument(
+        "--models",
+        type=int,
+        default=64,
+        help="N of each cell's per-example tests: NeurIPS'23 F of N unlearned models against N retrained (and a "
+        "second N, the noise floor), U-LiRA on N shadows for random-row scenarios (default 64; 0: none)",
+    )
+    board.add_argument("--groups", type=int, default=16, help="U-LiRA's training sets (default 16; divides --models)")
     board.add_argument("--shard", default="0/1", metavar="I/N", help="run only cells k with k %% N == I (default 0/1)")
     board.add_argument(
         "--merge",
@@ -116,6 +124,8 @@ def command_leaderboard(args: argparse.Namespace) -> int:
         tune_seeds=args.tune_seeds,
         seeds=cfg.seeds,
         shard=parse_shard(args.shard),
+        models=args.models,
+        groups=args.groups,
     )
     try:
         board = run_leaderboard(out, tasks, settings, progress=not args.no_progress, log=lambda m: print(m, flush=True))

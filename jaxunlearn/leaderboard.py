@@ -34,6 +34,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable, Sequence
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ import numpy as np
 from jaxunlearn import unlearn
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.scenarios import SCENARIOS, scenario_rule, split_spec
+from jaxunlearn.evaluation.table import markdown_table
 from jaxunlearn.report import format_table, jsonable, summarise
 from jaxunlearn.tuning import TUNING_DRAW, tune, tuning_config
 
@@ -61,6 +63,21 @@ COLUMNS = [
     ("mia", "MIA forget (nearest retrain)"),
     ("time_vs_retrain", "time / retrain"),
 ]
+# The per-example tests' table (``BenchSettings.models``): (metric, header), and where each
+# control row's numbers come from: {row: (neurips23 row, ulira row)}.
+PER_EXAMPLE_COLUMNS = [
+    ("forgetting_quality", "F (higher)"),
+    ("score", "final score (higher)"),
+    ("eps_mean", "mean eps (lower)"),
+    ("ulira_auc", "U-LiRA AUC (nearest 0.5)"),
+    ("ulira_tpr_at_1pct_fpr", "TPR @ 1% FPR (lower)"),
+    ("ulira_exposed_rows", "exposed rows (lower)"),
+]
+PER_EXAMPLE_CONTROLS = {
+    "retrain (noise floor)": ("retrain (2nd set: noise floor)", "retrain"),
+    "original": ("original (do nothing)", "original"),
+}
+FIGURE_FILE = "leaderboard.png"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +112,11 @@ class BenchSettings:
         trials: the tuning budget per unlearner and cell (equal for all).
         tune_seeds: seeds of the tuning studies; seeds: seeds of the scores.
         shard: (index, count): run only cells ``k`` with ``k % count == index``.
+        models: N of the per-example tests (``jaxunlearn.evaluation``) each cell adds to its
+            scores with its tuned values: the NeurIPS'23 forgetting quality F of N unlearned
+            models against N retrained ones (and a second N: the noise floor), and for the
+            random-row scenarios U-LiRA on N shadows; 0 leaves them out.
+        groups: U-LiRA's training sets (even, >= 4, dividing ``models``).
     """
 
     scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
@@ -103,12 +125,19 @@ class BenchSettings:
     tune_seeds: int = 4
     seeds: int = 8
     shard: tuple[int, int] = (0, 1)
+    models: int = 64
+    groups: int = 16
 
     def __post_init__(self):
         for name in ("trials", "tune_seeds", "seeds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.models, bool) or not isinstance(self.models, int) or self.models < 0:
+            raise ValueError(f"models must be 0 (no per-example tests) or an integer >= 2, got {self.models!r}")
+        if self.models:
+            for protocol in self.protocols(random_rows=True):
+                self.evaluation(protocol)  # models < 2, bad groups: refused here, before any work
         index, count = self.shard
         if not (isinstance(count, int) and count >= 1 and isinstance(index, int) and 0 <= index < count):
             raise ValueError(f"shard must be INDEX/COUNT with 0 <= INDEX < COUNT, got {index}/{count}")
@@ -125,6 +154,20 @@ class BenchSettings:
 
     def resolved_unlearners(self) -> tuple[str, ...]:
         return tuple(unlearn.names()) if self.unlearners is None else tuple(self.unlearners)
+
+    def protocols(self, random_rows: bool) -> tuple[str, ...]:
+        """The per-example tests a cell runs: none with ``models == 0``; neurips23, and
+        ulira when the scenario draws its rows at random."""
+        if not self.models:
+            return ()
+        return ("neurips23", "ulira") if random_rows else ("neurips23",)
+
+    def evaluation(self, protocol: str) -> Any:
+        """The ``EvaluationConfig`` of ``protocol`` in a cell. The NeurIPS'23 rows' SVC attack
+        runs on one model: the scores already report the paper's attack over every seed."""
+        from jaxunlearn.evaluation import EvaluationConfig
+
+        return EvaluationConfig(protocol, models=self.models, groups=self.groups, attack_models=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +215,7 @@ def run_cell(
     refs = out / "checkpoints" / task.name / _safe(cell.scenario)
     tune_rule, _ = cell_rule(cell.scenario, raw, TUNING_DRAW)
     score_rule, what = cell_rule(cell.scenario, raw, SCORE_DRAW)
-    base = dataclasses.replace(task.cfg, unlearners=(cell.unlearner,), hp=(), sweep=(), trials=())
+    base = cell_base(cell, task)
     tune_cfg = tuning_config(dataclasses.replace(base, forget=tune_rule), seeds=settings.tune_seeds)
     tuning = tune(
         tune_cfg,
@@ -184,10 +227,7 @@ def run_cell(
         log=log,
     )
     values = tuning.tuned_values()
-    fixed = {stage: dict(fields) for stage, fields in base.settings}
-    for stage, fields in values["settings"].items():
-        fixed.setdefault(stage, {}).update(fields)
-    score_cfg = base.replace(forget=score_rule, seeds=settings.seeds, hp=values["hp"], settings=fixed)
+    score_cfg = score_config(cell, task, settings, score_rule, values)
     y_std = float(np.std(np.asarray(raw.splits["train"][1], np.float64))) or 1.0
     requests: list[float] = []
     if cell.scenario == SEQUENTIAL:
@@ -251,11 +291,91 @@ def run_cell(
             "score_compile": compile_s,
         },
     }
-    path = cell.path(out)
+    _write_record(cell.path(out), record)
+    return record
+
+
+def cell_base(cell: Cell, task: BenchTask) -> StudyConfig:
+    """The task's study settings with the cell's unlearner alone and nothing swept."""
+    return dataclasses.replace(task.cfg, unlearners=(cell.unlearner,), hp=(), sweep=(), trials=())
+
+
+def score_config(
+    cell: Cell, task: BenchTask, settings: BenchSettings, rule: str, values: dict[str, Any]
+) -> StudyConfig:
+    """The study that scores ``cell``: the task's settings, the scenario's scoring ``rule``,
+    ``settings.seeds`` seeds, and the tuned ``values`` (``TuningResult.tuned_values``) over
+    the task's own stage settings."""
+    base = cell_base(cell, task)
+    fixed = {stage: dict(fields) for stage, fields in base.settings}
+    for stage, fields in values["settings"].items():
+        fixed.setdefault(stage, {}).update(fields)
+    return base.replace(forget=rule, seeds=settings.seeds, hp=values["hp"], settings=fixed)
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    """Writes a cell record atomically (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(jsonable(record), indent=1) + "\n")
     os.replace(tmp, path)
+
+
+def needs_per_example(record: dict[str, Any], settings: BenchSettings) -> bool:
+    """Whether a cell's record lacks the per-example tests ``settings`` ask for (none, or
+    made with another N or another number of groups)."""
+    if not settings.models or record["cell"]["scenario"] == SEQUENTIAL:
+        return False
+    done = record.get("per_example") or {}
+    return (done.get("models"), done.get("groups")) != (settings.models, settings.groups)
+
+
+def add_per_example(
+    cell: Cell,
+    task: BenchTask,
+    raw: Any,
+    settings: BenchSettings,
+    out: Path,
+    record: dict[str, Any],
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Runs the per-example tests of a scored cell (``BenchSettings.models``) with its tuned
+    values and scoring rows, and adds them to its record (rewritten atomically).
+
+    Every block of models is kept under ``checkpoints/TASK/SCENARIO/PROTOCOL``: the original,
+    the retrained sets and the control shadows are trained once per (task, scenario) and
+    loaded by every other cell and later run. The record's ``per_example`` holds, per
+    protocol, the metrics of the cell's row and of the controls (NeurIPS'23: the original
+    and the second retrained set, the noise floor; U-LiRA: the original and retraining).
+    """
+    from jaxunlearn.data.scenarios import split_spec
+    from jaxunlearn.data.sources import build_task
+    from jaxunlearn.evaluation import run_evaluation
+
+    rule = record["rules"]["score"]
+    cfg = score_config(cell, task, settings, rule, record["tuned"])
+    refs = out / "checkpoints" / task.name / _safe(cell.scenario)
+    scenario, _ = split_spec(cell.scenario)
+    found: dict[str, Any] = {"models": settings.models, "groups": settings.groups, "seconds": 0.0, "compile": 0.0}
+    for protocol in settings.protocols(scenario.random):
+        folder = refs / protocol
+        result, _ = run_evaluation(
+            cfg,
+            settings.evaluation(protocol),
+            task=build_task(raw, rule),
+            model=task.model,
+            checkpoint_dir=folder,
+            resume=(folder / "study.json").is_file(),
+            progress=progress,
+            log=log,
+        )
+        found[protocol] = {row: result.metrics[row] for row in result.rows}
+        ran = [t for t in result.timings.values() if not t.get("loaded")]
+        found["seconds"] += sum(t["wall"] for t in ran)
+        found["compile"] += sum(t["compile"] for t in ran)
+    record = {**record, "per_example": found}
+    _write_record(cell.path(out), record)
     return record
 
 
@@ -325,9 +445,15 @@ def run_leaderboard(
     mine = [c for k, c in enumerate(cells) if k % count == index and c not in skipped]
     todo = [c for c in mine if not c.path(out).is_file()]
     log(f"leaderboard: {len(cells)} cells, {len(mine)} in shard {index}/{count}, {len(todo)} to run")
-    for k, cell in enumerate(todo):
-        log(f"cell {k + 1}/{len(todo)}: {cell.task} / {cell.scenario} / {cell.unlearner}")
-        run_cell(cell, by_name[cell.task], raws[cell.task], settings, out, progress, log)
+    for cell in mine:
+        if cell in todo:
+            log(f"cell {todo.index(cell) + 1}/{len(todo)}: {cell.task} / {cell.scenario} / {cell.unlearner}")
+            record = run_cell(cell, by_name[cell.task], raws[cell.task], settings, out, progress, log)
+        else:
+            record = json.loads(cell.path(out).read_text())
+        if needs_per_example(record, settings):
+            log(f"per-example tests ({settings.models} models): {cell.task} / {cell.scenario} / {cell.unlearner}")
+            add_per_example(cell, by_name[cell.task], raws[cell.task], settings, out, record, progress, log)
     return write_leaderboard(out)
 
 
@@ -357,7 +483,12 @@ def build_leaderboard(records: list[dict[str, Any]]) -> dict[str, Any]:
         entry.setdefault("tuned", {})[name] = record["tuned"]
         if record.get("requests"):
             entry.setdefault("requests", {})[name] = record["requests"]
+        if record.get("per_example"):
+            tests = entry.setdefault("per_example", {"models": record["per_example"]["models"], "rows": {}})
+            for row, metrics in per_example_rows(record).items():
+                tests["rows"].setdefault(row, metrics)
     ranks: dict[str, list[int]] = {}
+    f_ranks: dict[str, list[int]] = {}
     for entry in tables.values():
         entry["summary"] = summarise(entry["per_seed"])
         contenders = [r for r in entry["per_seed"] if r not in ("retrain", NOISE_FLOOR_ROW, "original")]
@@ -365,9 +496,40 @@ def build_leaderboard(records: list[dict[str, Any]]) -> dict[str, Any]:
         entry["ranking"] = order
         for rank, row in enumerate(order, start=1):
             ranks.setdefault(row, []).append(rank)
+        tested = entry.get("per_example", {}).get("rows", {})
+        if all(r in tested for r in contenders):  # ranked by F only where every contender has it
+            by_f = sorted(contenders, key=lambda r: -tested[r].get("forgetting_quality", -math.inf))
+            for rank, row in enumerate(by_f, start=1):
+                f_ranks.setdefault(row, []).append(rank)
     mean_rank = {u: float(np.mean(r)) for u, r in ranks.items()}
-    seconds = {k: sum(r["seconds"][k] for r in records) for k in ("tuning", "tuning_compile", "score", "score_compile")}
-    return {"tables": tables, "mean_rank": mean_rank, "cells": len(records), "seconds": seconds}
+    mean_f_rank = {u: float(np.mean(r)) for u, r in f_ranks.items()}
+    keys = ("tuning", "tuning_compile", "score", "score_compile")
+    seconds = {k: sum(r["seconds"][k] for r in records) for k in keys}
+    seconds["per_example"] = sum((r.get("per_example") or {}).get("seconds", 0.0) for r in records)
+    seconds["per_example_compile"] = sum((r.get("per_example") or {}).get("compile", 0.0) for r in records)
+    return {
+        "tables": tables,
+        "mean_rank": mean_rank,
+        "mean_rank_by_f": mean_f_rank,
+        "cells": len(records),
+        "seconds": seconds,
+    }
+
+
+def per_example_rows(record: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{row: metrics} of a cell's per-example tests: the cell's unlearner and the controls
+    (``PER_EXAMPLE_CONTROLS``), NeurIPS'23 metrics as they are, U-LiRA's prefixed ``ulira_``."""
+    tests = record.get("per_example") or {}
+    sources = {record["row"]: (record["row"], record["row"]), **PER_EXAMPLE_CONTROLS}
+    rows: dict[str, dict[str, float]] = {}
+    for name, (neurips_row, ulira_row) in sources.items():
+        metrics: dict[str, float] = {}
+        if "neurips23" in tests:
+            metrics.update(tests["neurips23"][neurips_row])
+        if "ulira" in tests:
+            metrics.update({f"ulira_{k}": v for k, v in tests["ulira"][ulira_row].items()})
+        rows[name] = metrics
+    return rows
 
 
 def _mean(summary: dict[str, Any]) -> float:
@@ -378,21 +540,38 @@ def format_leaderboard(board: dict[str, Any]) -> str:
     """The leaderboard as Markdown: per (task, scenario) a ranked table, then mean ranks."""
     parts = ["# Leaderboard", ""]
     sec = board["seconds"]
-    train = sec["tuning"] + sec["score"]
+    tests = sec.get("per_example", 0.0)
+    train = sec["tuning"] + sec["score"] + tests
     if train > 0:
-        share = (sec["tuning_compile"] + sec["score_compile"]) / train
+        share = (sec["tuning_compile"] + sec["score_compile"] + sec.get("per_example_compile", 0.0)) / train
         parts += [
-            f"{board['cells']} cells; training and unlearning took {train:.0f} s ({sec['tuning']:.0f} s tuning), "
-            f"{share:.0%} of it compiling (metrics apart).",
+            f"{board['cells']} cells; training and unlearning took {train:.0f} s ({sec['tuning']:.0f} s tuning, "
+            f"{sec['score']:.0f} s scores, {tests:.0f} s per-example tests), {share:.0%} of it compiling "
+            "(metrics apart).",
             "",
         ]
-    mean_rank = board["mean_rank"]
+    mean_rank, by_f = board["mean_rank"], board.get("mean_rank_by_f", {})
     if mean_rank:
         parts += ["## Mean rank over every task and scenario (lower is better)", ""]
-        parts += ["| unlearner | mean rank | cells |", "|---|---:|---:|"]
+        if by_f:
+            parts += [
+                "By the gap to retraining (the tables' order), and by the NeurIPS'23 forgetting quality F over the "
+                "tables that have it.",
+                "",
+                "| unlearner | mean rank | cells | mean rank by F | tables with F |",
+                "|---|---:|---:|---:|---:|",
+            ]
+        else:
+            parts += ["| unlearner | mean rank | cells |", "|---|---:|---:|"]
         counts = {u: sum(u in e["ranking"] for e in board["tables"].values()) for u in mean_rank}
+        f_counts = {
+            u: sum(u in e.get("per_example", {}).get("rows", {}) for e in board["tables"].values()) for u in by_f
+        }
         for u in sorted(mean_rank, key=lambda u: (mean_rank[u], u)):
-            parts.append(f"| {u} | {mean_rank[u]:.2f} | {counts[u]} |")
+            line = f"| {u} | {mean_rank[u]:.2f} | {counts[u]} |"
+            if by_f:
+                line += f" {by_f[u]:.2f} | {f_counts[u]} |" if u in by_f else " n/a | 0 |"
+            parts.append(line)
         parts.append("")
     for key, entry in board["tables"].items():
         rows = [*entry["ranking"], *(r for r in (NOISE_FLOOR_ROW, "retrain", "original") if r in entry["per_seed"])]
@@ -407,19 +586,91 @@ def format_leaderboard(board: dict[str, Any]) -> str:
             for row in entry["ranking"]:
                 if row in entry["requests"]:
                     parts.append(f"- {row}: " + " -> ".join(f"{v:.3f}" for v in entry["requests"][row]))
+        if entry.get("per_example"):
+            tested = entry["per_example"]["rows"]
+            n = entry["per_example"]["models"]
+            shown = [r for r in entry["ranking"] if r in tested] + [r for r in PER_EXAMPLE_CONTROLS if r in tested]
+            columns = [c for c in PER_EXAMPLE_COLUMNS if any(c[0] in tested[r] for r in shown)]
+            parts += [
+                "",
+                f"Per-example tests ({n} models per row; docs/EVALUATION.md): F of {n} models unlearned from one "
+                f"original against {n} retrained ones; the noise floor is a second {n} retrained; U-LiRA (random rows "
+                f"only) on {n} shadows per row.",
+                "",
+                markdown_table(shown, tested, columns),
+            ]
         if entry["defaults_only"]:
             parts += ["", f"Scored at their defaults (no search space declared): {', '.join(entry['defaults_only'])}."]
         parts.append("")
     return "\n".join(parts)
 
 
+def leaderboard_figure(board: dict[str, Any]):
+    """Cost against forgetting: one panel per (task, scenario), each unlearner at its mean
+    time against retraining (x, log scale) and its mean gap to retraining with the 95% CI
+    (y); the shaded band is the noise floor's CI (an exact unlearner's score).
+
+    Returns:
+        a ``matplotlib.figure.Figure``.
+    """
+    from jaxunlearn.plots import check_plots_available, new_figure
+
+    check_plots_available()  # the `plots` extra, named in the error, before matplotlib is imported
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    keys = list(board["tables"])
+    cols = min(4, len(keys))
+    lines = -(-len(keys) // cols)
+    fig = new_figure(1.2 + 3.4 * cols, 2.9 * lines)
+    axes = np.atleast_1d(fig.subplots(lines, cols, squeeze=False)).ravel()
+    names = sorted(board["mean_rank"])
+    colours = {u: f"C{i % 10}" for i, u in enumerate(names)}
+    for ax, key in zip(axes, keys, strict=False):
+        entry = board["tables"][key]
+        floor = entry["summary"].get(NOISE_FLOOR_ROW, {}).get("score") or {}
+        if floor.get("mean") is not None:
+            low, high = floor["mean"] - (floor.get("ci95") or 0.0), floor["mean"] + (floor.get("ci95") or 0.0)
+            ax.axhspan(low, high, color="0.85", label="noise floor (95% CI)")
+        for row in entry["ranking"]:
+            score, cost = entry["summary"][row]["score"], entry["summary"][row].get("time_vs_retrain") or {}
+            if score.get("mean") is None or not cost.get("mean"):
+                continue
+            ax.errorbar(
+                cost["mean"], score["mean"], yerr=score.get("ci95") or 0.0, fmt="o", color=colours[row], capsize=3
+            )
+        ax.set_xscale("log")
+        costs = [entry["summary"][r].get("time_vs_retrain", {}).get("mean") or math.nan for r in entry["ranking"]]
+        if np.isfinite(costs).any():  # a factor 4 around the points always holds a 1-2-5 tick
+            ax.set_xlim(np.nanmin(costs) / 2, np.nanmax(costs) * 2)
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(key, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(keys) :]:
+        ax.set_visible(False)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", linestyle="", color=colours[u], label=u) for u in names]
+    fig.legend(handles=handles, loc="outside right center", fontsize=8, title="noise floor: grey", title_fontsize=7)
+    fig.supxlabel("time / retraining (compile apart, log scale)", fontsize=9)
+    fig.supylabel("gap to retraining (lower is better)", fontsize=9)
+    fig.suptitle("Cost against forgetting: mean over seeds ± 95% CI", fontsize=10)
+    return fig
+
+
 def write_leaderboard(out: str | os.PathLike) -> dict[str, Any]:
-    """Rebuilds ``leaderboard.md`` and ``leaderboard.json`` in ``out`` from its cell files."""
+    """Rebuilds ``leaderboard.md``, ``leaderboard.json`` and, with matplotlib installed, the
+    cost-against-forgetting figure ``leaderboard.png`` in ``out`` from its cell files."""
     out = Path(out).expanduser()
     board = build_leaderboard(read_cells(out))
     out.mkdir(parents=True, exist_ok=True)
     (out / "leaderboard.json").write_text(json.dumps(jsonable(board), indent=1) + "\n")
     (out / "leaderboard.md").write_text(format_leaderboard(board) + "\n")
+    if board["tables"] and find_spec("matplotlib") is not None:  # the figure needs the `plots` extra
+        from jaxunlearn.plots import save_figure
+
+        save_figure(leaderboard_figure(board), out / FIGURE_FILE, dpi=110)
     return board
 
 

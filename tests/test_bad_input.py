@@ -574,6 +574,12 @@ CASES = [
         call=lambda _: _evaluate("ulira", models=10, groups=4),
     ),
     Case(
+        "too few shadows per group",
+        "evaluate --protocol ulira --shadows 4 --groups 4",
+        "a variance needs at least 2",
+        call=lambda _: _evaluate("ulira", models=4, groups=4),
+    ),
+    Case(
         "odd number of shadow groups",
         "evaluate --protocol ulira --groups 5",
         "groups must be even and >= 4",

@@ -38,7 +38,9 @@ from tests.helpers import TINY, registered
 # one worker runs the module: the board fixture once, the tests beside it reuse its programs
 pytestmark = pytest.mark.xdist_group("leaderboard")
 PLUGIN = "tests/plugins/noisy_finetune.py"
-SETTINGS = lb.BenchSettings(scenarios=("random-10",), unlearners=("finetune", "ssd"), trials=2, tune_seeds=2, seeds=2)
+SETTINGS = lb.BenchSettings(
+    scenarios=("random-10",), unlearners=("finetune", "ssd"), trials=2, tune_seeds=2, seeds=2, models=0
+)
 TASKS = [lb.BenchTask("tiny", TINY)]
 
 
@@ -278,9 +280,39 @@ def test_a_plugin_joins_the_leaderboard_without_recomputing_the_others(tmp_path,
     assert "Scored at their defaults (no search space declared): noisy_finetune" in (out / "leaderboard.md").read_text()
 
 
+@pytest.mark.heavy(30)
+def test_per_example_tests_join_scored_cells_and_train_their_references_once(tmp_path, board_dir):
+    out = tmp_path / "board"
+    shutil.copytree(board_dir, out)
+    settings = dataclasses.replace(SETTINGS, models=8, groups=4)
+    lines: list[str] = []
+    board = lb.run_leaderboard(out, TASKS, settings, progress=False, log=lines.append)
+    assert "0 to run" in lines[0]  # the scored cells are kept: only their per-example tests run
+    assert cell_results(out) == cell_results(board_dir)
+    # the second cell loads the original, both retrained sets and the control shadows
+    loaded = {line.partition(":")[0] for line in lines if ": loaded from " in line}
+    assert {"original", "retrain", "retrain-floor", "shadows-original", "shadows-retrain"} <= loaded
+    record = json.loads((out / "cells/tiny/random-10/ssd.json").read_text())
+    assert record["per_example"]["models"] == 8 and set(record["per_example"]) >= {"neurips23", "ulira"}
+    rows = board["tables"]["tiny / random-10"]["per_example"]["rows"]
+    assert set(rows) == {"finetune", "ssd", "retrain (noise floor)", "original"}
+    for metrics in rows.values():
+        assert 0.0 <= metrics["forgetting_quality"] <= 1.0 and 0.0 <= metrics["ulira_auc"] <= 1.0
+    assert set(board["mean_rank_by_f"]) == {"finetune", "ssd"}
+    text = (out / "leaderboard.md").read_text()
+    assert "Per-example tests (8 models per row" in text and "mean rank by F" in text
+    assert (out / lb.FIGURE_FILE).stat().st_size > 0
+    again: list[str] = []
+    lb.run_leaderboard(out, TASKS, settings, progress=False, log=again.append)
+    assert not any(line.startswith("per-example tests") for line in again)  # done once, never again
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
+        ({"models": 1}, "models must be >= 2"),
+        ({"models": 10, "groups": 4}, r"models \(10\) must be a multiple of groups"),
+        ({"models": -1}, "models must be 0"),
         ({"shard": (2, 2)}, "shard must be INDEX/COUNT"),
         ({"scenarios": ("nowhere",)}, "unknown scenario"),
         ({"unlearners": ("nobody",)}, "unknown unlearner"),

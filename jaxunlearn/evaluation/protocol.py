@@ -58,6 +58,12 @@ class EvaluationConfig:
                 )
             if self.models % self.groups:
                 raise ValueError(f"models ({self.models}) must be a multiple of groups ({self.groups})")
+            per_side = (self.groups - 2) // 2 * (self.models // self.groups)
+            if per_side < 2:
+                raise ValueError(
+                    f"{self.models} shadows in {self.groups} groups fit each held-out group's Gaussians on "
+                    f"{per_side} IN (and OUT) shadow(s); a variance needs at least 2: give more models"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
