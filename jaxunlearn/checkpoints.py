@@ -153,7 +153,7 @@ def training_settings(cfg: StudyConfig, stage: str | None = None) -> dict[str, A
 _ROW_SELECTION = ("unlearners", "hp", "sweep", "trials", "settings")
 
 
-def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+def config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The settings that differ; a setting added to StudyConfig after ``saved`` was written
     counts as its default there, and one since removed is ignored."""
     current = json.loads(json.dumps(current, default=str))  # tuples -> lists, as saved
@@ -218,7 +218,7 @@ class CheckpointStore:
                     f"--resume: the checkpoints in {self.root} were made from different data "
                     "(the data fingerprint differs); run without --resume to start afresh"
                 )
-            diff = _config_diff(saved.get("config", {}), self.cfg.to_dict())
+            diff = config_diff(saved.get("config", {}), self.cfg.to_dict())
             if diff:
                 raise ValueError(
                     f"--resume: the checkpoints in {self.root} are from another configuration; "

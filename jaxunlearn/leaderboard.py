@@ -321,6 +321,24 @@ def _write_record(path: Path, record: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def check_cell_config(record: dict[str, Any], cell: Cell, task: BenchTask, settings: BenchSettings) -> None:
+    """Refuses a saved cell that this run's task and settings would not have scored alike.
+
+    Raises:
+        ValueError: the settings that differ (e.g. the epochs or the scoring seeds), and
+            how to go on.
+    """
+    from jaxunlearn.checkpoints import config_diff
+
+    current = score_config(cell, task, settings, record["rules"]["score"], record["tuned"]).to_dict()
+    diff = config_diff(record["score_config"], current)
+    if diff:
+        raise ValueError(
+            f"{cell.path(Path('.'))} was scored with other settings ({'; '.join(diff)}); rerun with that cell's "
+            "settings, or use another --out"
+        )
+
+
 def needs_per_example(record: dict[str, Any], settings: BenchSettings) -> bool:
     """Whether a cell's record lacks the per-example tests ``settings`` ask for (none, or
     made with another N or another number of groups)."""
@@ -436,6 +454,9 @@ def run_leaderboard(
                             skipped.add(Cell(t.name, spec, u))
                 except ValueError as err:
                     raise ValueError(f"task {t.name!r}, scenario {spec!r}: {err}") from err
+    for cell in cells:  # a cell scored with other task settings (another --epochs, ...) is never mixed in
+        if cell.path(out).is_file():
+            check_cell_config(json.loads(cell.path(out).read_text()), cell, by_name[cell.task], settings)
     index, count = settings.shard
     for cell in sorted(skipped, key=cells.index):
         log(

@@ -307,6 +307,16 @@ def test_per_example_tests_join_scored_cells_and_train_their_references_once(tmp
     assert not any(line.startswith("per-example tests") for line in again)  # done once, never again
 
 
+def test_cells_scored_with_other_task_settings_are_refused(tmp_path, board_dir):
+    out = tmp_path / "board"
+    shutil.copytree(board_dir, out)
+    longer = [lb.BenchTask("tiny", TINY.replace(train_epochs=4))]
+    with pytest.raises(ValueError, match=r"random-10/finetune.json was scored with other settings.*train_epochs: 3"):
+        lb.run_leaderboard(out, longer, SETTINGS, progress=False, log=quiet)
+    with pytest.raises(ValueError, match="seeds: 2 there, 3 now"):
+        lb.run_leaderboard(out, TASKS, dataclasses.replace(SETTINGS, seeds=3), progress=False, log=quiet)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

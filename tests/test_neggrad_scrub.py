@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from jaxunlearn import unlearn
-from jaxunlearn.checkpoints import _config_diff
+from jaxunlearn.checkpoints import config_diff
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.runner import PipelineRunner
 from jaxunlearn.seeds import LoopPlan, tree_index
@@ -194,8 +194,8 @@ def test_resume_accepts_settings_added_after_the_checkpoints():
     saved = json_like(StudyConfig(seeds=3))
     del saved["settings"]  # written before the field existed
     saved["scrub_epochs"] = 5  # a field that no longer exists
-    assert _config_diff(saved, StudyConfig(seeds=3).to_dict()) == []
-    assert _config_diff(saved, StudyConfig(seeds=4).to_dict()) == ["seeds: 3 there, 4 now"]
+    assert config_diff(saved, StudyConfig(seeds=3).to_dict()) == []
+    assert config_diff(saved, StudyConfig(seeds=4).to_dict()) == ["seeds: 3 there, 4 now"]
 
 
 def json_like(cfg: StudyConfig) -> dict:
