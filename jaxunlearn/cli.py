@@ -480,9 +480,7 @@ def command_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)  # bad settings fail here, before JAX starts
     numerics.use(args.numerics)  # before JAX's backend starts: it reads XLA_FLAGS once
     start_distributed(args)
-    from jaxunlearn.claims import claims_report
     from jaxunlearn.distributed import is_main_process
-    from jaxunlearn.report import environment_info, write_results
     from jaxunlearn.study import run_study, validate_config
 
     validate_config(cfg)
@@ -496,7 +494,6 @@ def command_run(args: argparse.Namespace) -> int:
     checkpoint_dir = None if args.no_checkpoints else Path(args.checkpoint_dir or out / "checkpoints").expanduser()
     main_process = is_main_process()
     compile_cache.enable()
-    environment = environment_info()  # now: the commit whose code runs, even if the tree changes meanwhile
     try:
         result = run_study(
             cfg,
@@ -517,26 +514,11 @@ def command_run(args: argparse.Namespace) -> int:
     if not main_process:
         return 0
     print()
-    print(result.table)
-    claims = claims_report(result.per_seed)
-    if claims:
-        print(f"\n{claims}")
-    config = dict(cfg.to_dict(), plan=dataclasses.asdict(result.plan), task=result.task)
-    json_path, md_path = write_results(
-        out,
-        summary=result.summary,
-        per_seed=result.per_seed,
-        table_md=result.table + (f"\n\n{claims}" if claims else ""),
-        config=dict(config, timings=result.timings, divergence=result.divergence, stage_stats=result.stage_stats),
-        environment=environment,
-        prediction_digests=result.prediction_digests,
-    )
-    print(f"\nwrote {json_path} and {md_path}")
-    if args.plots:
-        from jaxunlearn.plots import write_figures
-
-        for path in write_figures(result, out):
-            print(f"wrote {path}")
+    print(result.report())
+    paths = result.write(out, figures=args.plots)
+    print(f"\nwrote {paths[0]} and {paths[1]}")
+    for path in paths[2:]:
+        print(f"wrote {path}")
     if not args.keep_unlearned:
         from jaxunlearn.checkpoints import REUSED_STAGES, discard_checkpoint
 

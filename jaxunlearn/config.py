@@ -239,3 +239,31 @@ def _numbers(key: str, values: Any) -> tuple[float, ...]:
     if not isinstance(values, (tuple, list)) or not values:
         raise ValueError(f"sweep {key}: give a non-empty list of values, got {values!r}")
     return tuple(_number("sweep", key, v) for v in values)
+
+
+def config_reference() -> str:
+    """docs/CONFIG.md: every ``StudyConfig`` field with its type and default, then the
+    class's own description of each (its docstring), so the page cannot drift from the code
+    (``tests/test_config_reference.py`` checks it)."""
+    import inspect
+    import textwrap
+
+    doc = inspect.getdoc(StudyConfig) or ""
+    intro, _, attributes = doc.partition("Attributes:")
+    lines = [
+        "# StudyConfig: every setting of a study",
+        "",
+        "Generated from `jaxunlearn.config.StudyConfig` (regenerate with `JAXUNLEARN_WRITE_DOCS=1 python -m pytest "
+        "tests/test_config_reference.py`). The command line sets the same fields through its options and config "
+        "files (docs/USAGE.md); Python passes them to `StudyConfig(...)`, and `cfg.replace(field=value)` changes one.",
+        "",
+        intro.strip(),
+        "",
+        "| field | type | default |",
+        "|---|---|---|",
+    ]
+    for field in dataclasses.fields(StudyConfig):
+        kind = str(field.type).replace("|", "or")
+        lines.append(f"| `{field.name}` | `{kind}` | `{field.default!r}` |")
+    lines += ["", "## What each field means", "", "```text", textwrap.dedent(attributes).strip("\n"), "```", ""]
+    return "\n".join(lines)

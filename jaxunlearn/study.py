@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import flax.errors
@@ -67,6 +68,11 @@ class StudyResult:
         divergence: one {seed, stage, phase, step} per seed and row (``stage`` holds the
             row name) whose training hit NaN/inf; those seeds' metrics are NaN (see
             ``mask_diverged``).
+        environment: the machine and versions the study ran on, read when it started
+            (``report.environment_info``).
+
+    ``write(out)`` writes what ``jaxunlearn run`` writes: results.json, results.md (the
+    table and the paper's claims) and the figures.
     """
 
     config: StudyConfig
@@ -84,6 +90,54 @@ class StudyResult:
     targets: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     forget: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     prediction_digests: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    environment: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def report(self) -> str:
+        """The table, then the paper's claims where the study has the rows they compare
+        (``jaxunlearn.claims``): what ``jaxunlearn run`` prints and results.md holds."""
+        from jaxunlearn.claims import claims_report
+
+        claims = claims_report(self.per_seed)
+        return self.table + (f"\n\n{claims}" if claims else "")
+
+    def write(self, out: str | os.PathLike, figures: bool | None = None) -> list[Path]:
+        """Writes what ``jaxunlearn run`` writes into ``out`` (created if needed), atomically.
+
+        Args:
+            out: the output folder.
+            figures: draw the figures (``jaxunlearn.plots``); None: when matplotlib (the
+                ``plots`` extra) is installed; True: always (an error names the extra when
+                it is missing, before anything is written).
+
+        Returns:
+            The paths written: results.json, results.md, then the figures.
+        """
+        from importlib.util import find_spec
+
+        from jaxunlearn.report import write_results
+
+        if figures:
+            from jaxunlearn.plots import check_plots_available
+
+            check_plots_available()
+        config = dict(self.config.to_dict(), plan=dataclasses.asdict(self.plan), task=self.task)
+        config.update(timings=self.timings, divergence=self.divergence, stage_stats=self.stage_stats)
+        paths = list(
+            write_results(
+                out,
+                summary=self.summary,
+                per_seed=self.per_seed,
+                table_md=self.report(),
+                config=config,
+                environment=self.environment,
+                prediction_digests=self.prediction_digests,
+            )
+        )
+        if figures or (figures is None and find_spec("matplotlib") is not None):
+            from jaxunlearn.plots import write_figures
+
+            paths += write_figures(self, out)
+        return paths
 
 
 # History entries every training loop writes; anything else a phase reports is a stage statistic.
@@ -503,6 +557,8 @@ def run_study(
 ) -> StudyResult:
     """Runs the whole study over ``cfg.seeds`` seeds and returns per-seed metrics and a table.
 
+    ``result.write(out)`` then writes what ``jaxunlearn run`` writes.
+
     Args:
         cfg: the study's settings.
         progress: show progress bars.
@@ -527,6 +583,9 @@ def run_study(
         save_unlearned: with ``checkpoint_dir``, also save the unlearners' rows (what
             ``resume`` reuses); False: only the original and retrained models.
     """
+    from jaxunlearn.report import environment_info
+
+    environment = environment_info()  # now: the commit whose code runs, even if the tree changes meanwhile
     trained = train_study(
         cfg, progress, log, task, checkpoint_dir, resume, model, compile_cache, chunk, save_unlearned=save_unlearned
     )
@@ -582,6 +641,7 @@ def run_study(
         prediction_digests={
             name: [prediction_digest([p[s][i] for s in splits]) for i in range(cfg.seeds)] for name, p in preds.items()
         },
+        environment=environment,
     )
 
 

@@ -40,6 +40,36 @@ def test_run_writes_table_and_files(tiny_study):
         assert "| anamnesis index nearest 1 | gaussian |" in text
 
 
+def test_python_writes_what_the_command_line_writes(tiny_study, tmp_path):
+    import dataclasses
+
+    from jaxunlearn.config import StudyConfig
+    from jaxunlearn.study import run_study
+
+    cli_out, _ = tiny_study
+    theirs = json.loads((cli_out / "results.json").read_text())
+    fields = {f.name for f in dataclasses.fields(StudyConfig)}
+    cfg = StudyConfig(**{k: v for k, v in theirs["config"].items() if k in fields})
+    result = run_study(cfg, progress=False, log=lambda _: None)
+    paths = result.write(tmp_path, figures=False)
+    assert [p.name for p in paths] == ["results.json", "results.md"]
+    ours = json.loads(paths[0].read_text())
+    assert set(ours) == set(theirs) and set(ours["environment"]) == set(theirs["environment"])
+    untimed = ("timings",)
+    assert {k: v for k, v in ours["config"].items() if k not in untimed} == {
+        k: v for k, v in theirs["config"].items() if k not in untimed
+    }
+    timing = ("run_seconds", "time_vs_retrain")
+    for row, metrics in theirs["per_seed"].items():  # the same models on this machine: bitwise
+        assert {k: v for k, v in ours["per_seed"][row].items() if k not in timing} == {
+            k: v for k, v in metrics.items() if k not in timing
+        }
+    assert ours["prediction_digests"] == theirs["prediction_digests"]
+    claims = "The paper's claims about blindspot"
+    md_ours, md_theirs = paths[1].read_text(), (cli_out / "results.md").read_text()
+    assert md_ours[md_ours.index(claims) :] == md_theirs[md_theirs.index(claims) :]
+
+
 # Bad input: tests/test_bad_input.py (and docs/BAD_INPUT.md).
 
 
