@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from jaxunlearn.report import at_noise
+
 # How far Blindspot may raise the original's retain error and still "keep" it (relative).
 RETAIN_TOLERANCE = 0.10
 
@@ -203,8 +205,8 @@ def claims_table(verdicts: Sequence[Verdict]) -> str:
     ]
     for v, corrected in zip(verdicts, holm(verdicts), strict=True):
         lines.append(
-            f"| {v.claim} | {v.versus} | {v.mean:.4g} ± {v.ci95:.3g} | {v.n} | {v.p:.2g} | **{v.outcome}** | "
-            f"{corrected} |"
+            f"| {v.claim} | {v.versus} | {at_noise(v.mean, v.ci95):.4g} ± {v.ci95:.3g} | {v.n} | {v.p:.2g} | "
+            f"**{v.outcome}** | {corrected} |"
         )
     return "\n".join(lines)
 

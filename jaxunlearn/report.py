@@ -82,6 +82,16 @@ def summarise(
     return summary
 
 
+# A mean smaller than this fraction of its spread is float noise around 0 (e.g. a paired
+# difference of identical values: -3.7e-17 +- 0.25) and prints as 0.
+NOISE_RELATIVE = 1e-9
+
+
+def at_noise(value: float, spread: float | None) -> float:
+    """``value``, or 0.0 when it is float noise next to ``spread`` (``NOISE_RELATIVE``)."""
+    return 0.0 if spread and abs(value) <= NOISE_RELATIVE * abs(spread) else value
+
+
 def _number(value: float, digits: int) -> str:
     if abs(value) >= 1e4:
         return f"{value:.{digits}e}"
@@ -95,8 +105,13 @@ def format_table(
     digits: int = 3,
     plain: Sequence[str] = (),
     spread: str = "std",
+    why: Mapping[str, str] | None = None,
 ) -> str:
     """Renders a summary as a Markdown table of ``mean ± spread`` cells.
+
+    A mean over fewer seeds than the row has shows ``(n=k/S)``, and a note under the table
+    says why, from ``why`` ({metric: reason}; "*" for every metric). A mean that is float
+    noise next to its spread prints as 0 (``at_noise``).
 
     Args:
         summary: output of :func:`summarise`.
@@ -117,17 +132,30 @@ def format_table(
     header = "| model | " + " | ".join(h for _, h in columns) + " |"
     rule = "|---|" + "---|" * len(columns)
     lines = [header, rule]
+    partial: dict[str, str] = {}  # metric -> its header, where some mean lacks seeds
     for row in rows:
         cells = []
-        for key, _ in columns:
+        for key, title in columns:
             entry = summary.get(row, {}).get(key)
             if entry is None or entry.get("mean") is None:
                 cells.append(MISSING)
-            else:
-                width = entry.get(spread) or 0.0
-                mean = _number(entry["mean"], digits)
-                cells.append(mean if key in plain else f"{mean} ± {_number(width, digits)}")
+                continue
+            width = entry.get(spread) or 0.0
+            mean = _number(at_noise(entry["mean"], entry.get("std")), digits)
+            cell = mean if key in plain else f"{mean} ± {_number(width, digits)}"
+            total = len(entry.get("values") or ())
+            if entry.get("n") is not None and entry["n"] < total:
+                cell += f" (n={entry['n']}/{total})"
+                partial[key] = title
+            cells.append(cell)
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    if partial:
+        why = why or {}
+        lines.append("")
+        for key, title in partial.items():
+            reasons = [r for r in (why.get(key), why.get("*")) if r]
+            because = "; ".join(reasons) if reasons else "the other seeds have no finite value"
+            lines.append(f"(n=k/S) under {title}: the mean of the k seeds with a value: {because}.")
     return "\n".join(lines)
 
 

@@ -29,7 +29,7 @@ from jaxunlearn.data.sources import MissingDataError, build_task, load_dataset
 from jaxunlearn.hparams import check_hyperparameters, stage_variants, study_variants
 from jaxunlearn.memory import format_bytes
 from jaxunlearn.metrics.relearn import Relearn, RelearnConfig, RelearnRunner, anamnesis_index
-from jaxunlearn.metrics.suite import TABLE_COLUMNS, prediction_metrics
+from jaxunlearn.metrics.suite import DIVERGED_WHY, TABLE_COLUMNS, UNDEFINED_WHY, prediction_metrics, with_direction
 from jaxunlearn.models import make_model
 from jaxunlearn.models.user import describe_model, model_fns
 from jaxunlearn.report import format_table, prediction_digest, summarise
@@ -189,14 +189,14 @@ def resolve_plan(cfg: StudyConfig, family: str) -> LoopPlan:
 def validate_config(cfg: StudyConfig, own_model: bool = False) -> None:
     """Rejects unknown names before any data is loaded or anything compiles
     (``own_model``: the study runs a user's model, so ``cfg.model`` names no zoo model)."""
-    from jaxunlearn.data.sources import DATASETS
+    from jaxunlearn.data.sources import DATASETS, unknown_dataset
     from jaxunlearn.models import MODELS
     from jaxunlearn.train.losses import LOSSES
 
     for field in ("dataset", "stand_in"):
         name = getattr(cfg, field)
         if name is not None and name not in DATASETS:
-            raise ValueError(f"unknown {field} {name!r}; known datasets: {sorted(DATASETS)}")
+            raise ValueError(unknown_dataset(name, field))
     if not own_model and cfg.model not in MODELS:
         raise ValueError(f"unknown model {cfg.model!r}; known models: {sorted(MODELS)}")
     if cfg.loss not in LOSSES:
@@ -619,7 +619,13 @@ def run_study(
     mask_diverged(per_seed, divergence)
     summary = summarise(per_seed)
     table = format_table(
-        summary, rows, study_columns(cfg), digits=3, plain=("run_seconds", "time_vs_retrain"), spread="ci95"
+        summary,
+        rows,
+        study_columns(cfg),
+        digits=3,
+        plain=("run_seconds", "time_vs_retrain"),
+        spread="ci95",
+        why={**UNDEFINED_WHY, "*": DIVERGED_WHY},
     )
     y_mean, y_std = float(task.y_mean), float(task.y_std)
     splits = ("train", "test")
@@ -658,10 +664,8 @@ def study_columns(cfg: StudyConfig) -> list[tuple[str, str]]:
     on fewer models than the study has seeds (``cfg.mia_models``)."""
     if cfg.mia_models is None or cfg.mia_models >= cfg.seeds:
         return TABLE_COLUMNS
-    return [
-        (key, f"{header} ({cfg.mia_models} of {cfg.seeds} models)" if key == "mia" else header)
-        for key, header in TABLE_COLUMNS
-    ]
+    note = f"{cfg.mia_models} of {cfg.seeds} models"
+    return [(key, with_direction(key, "MIA forget", note) if key == "mia" else h) for key, h in TABLE_COLUMNS]
 
 
 def mask_diverged(per_seed: dict[str, dict[str, np.ndarray]], divergence: list[dict]) -> None:

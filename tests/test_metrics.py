@@ -146,8 +146,8 @@ def test_the_attack_cap_attacks_the_first_models_only_and_the_table_says_so():
         np.testing.assert_array_equal(capped[key], full[key])
 
     headers = dict(study_columns(StudyConfig(seeds=8, mia_models=2)))
-    assert headers["mia"] == "MIA forget (2 of 8 models)"
-    assert dict(study_columns(StudyConfig(seeds=8, mia_models=8)))["mia"] == "MIA forget"
+    assert headers["mia"] == "MIA forget [nearest retrain; 2 of 8 models]"
+    assert dict(study_columns(StudyConfig(seeds=8, mia_models=8)))["mia"] == "MIA forget [nearest retrain]"
     assert config_from_args(build_parser().parse_args(["run", "--attack-models", "4"])).mia_models == 4
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="mia_models"):

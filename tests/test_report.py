@@ -164,3 +164,15 @@ def test_environment_info_fields():
     assert env["timestamp_utc"].endswith("+00:00")
     assert isinstance(env["cpu_cores"], int) and env["cpu_cores"] >= 1
     json.dumps(env, allow_nan=False)  # serialisable as is
+
+
+def test_a_mean_over_fewer_seeds_shows_n_and_why_and_float_noise_prints_as_zero():
+    from jaxunlearn.report import at_noise
+
+    summary = summarise({"a": {"ain": [1.0, np.nan, 3.0], "gap": [0.25, -0.25, 0.0]}})
+    summary["a"]["gap"]["mean"] = -3.7e-17  # what summing -0.25 + 0.25 + 0 can leave behind
+    text = format_table(summary, ["a"], [("ain", "AIN"), ("gap", "gap")], why={"ain": "relearning never started"})
+    assert "| a | 2.000 ± 1.414 (n=2/3) | 0.000 ± 0.250 |" in text
+    assert "(n=k/S) under AIN: the mean of the k seeds with a value: relearning never started." in text
+    assert "no finite value" in format_table(summary, ["a"], [("ain", "AIN")])  # no reason given: the generic one
+    assert at_noise(1e-9, 0.25) == 1e-9 and at_noise(-3.7e-17, 0.25) == 0.0 and at_noise(1e-17, 0.0) == 1e-17

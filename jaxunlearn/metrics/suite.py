@@ -10,18 +10,54 @@ from jaxunlearn.metrics.membership import mia_member_rates
 # The units of the SVC attack's loss features (``svc_attack``): ours, then the reference's.
 MIA_UNITS = ("standardised", "raw")
 
-# (key, header) pairs of the study table, in order.
+# Which way each metric of the study table is better: lower; nearest the retrained
+# model's value (an unlearned model should err on the forget rows as a model that never saw
+# them does, no less); nearest 1 (the AIN: relearning as fast as the retrained model).
+LOWER, NEAREST_RETRAIN, NEAREST_ONE = "lower", "nearest retrain", "nearest 1"
+DIRECTIONS: dict[str, str] = {
+    "test_retain_mae": LOWER,
+    "test_forget_mae": NEAREST_RETRAIN,
+    "train_forget_mae": NEAREST_RETRAIN,
+    "test_retain_mse": LOWER,
+    "test_forget_mse": NEAREST_RETRAIN,
+    "wasserstein": LOWER,
+    "mia": NEAREST_RETRAIN,
+    "ain": NEAREST_ONE,
+    "run_seconds": LOWER,
+    "time_vs_retrain": LOWER,
+}
+# Why a seed can lack a value of a metric (the table shows n then, and says why).
+UNDEFINED_WHY: dict[str, str] = {
+    "ain": "the AIN is undefined for a seed whose retrained model needed no relearning step (a ratio to 0), "
+    "or whose relearning diverged",
+    "mia": "the attack ran on the first models only (--attack-models)",
+}
+DIVERGED_WHY = (
+    "a seed whose training diverged (NaN/inf) has no values (the log and results.json's divergence say where)"
+)
+
+
+def with_direction(key: str, header: str, note: str | None = None) -> str:
+    """``header [direction; note]``: a table header that says which way is better."""
+    parts = [p for p in (DIRECTIONS.get(key), note) if p]
+    return f"{header} [{'; '.join(parts)}]" if parts else header
+
+
+# (key, header) pairs of the study table, in order; each header says which way is better.
 TABLE_COLUMNS: list[tuple[str, str]] = [
-    ("test_retain_mae", "retain MAE (test)"),
-    ("test_forget_mae", "forget MAE (test)"),
-    ("train_forget_mae", "forget MAE (train)"),
-    ("test_retain_mse", "retain MSE (test)"),
-    ("test_forget_mse", "forget MSE (test)"),
-    ("wasserstein", "W1 to retrain"),
-    ("mia", "MIA forget"),
-    ("ain", "AIN"),
-    ("run_seconds", "time s"),
-    ("time_vs_retrain", "time / retrain"),
+    (key, with_direction(key, header))
+    for key, header in [
+        ("test_retain_mae", "retain MAE (test)"),
+        ("test_forget_mae", "forget MAE (test)"),
+        ("train_forget_mae", "forget MAE (train)"),
+        ("test_retain_mse", "retain MSE (test)"),
+        ("test_forget_mse", "forget MSE (test)"),
+        ("wasserstein", "W1 to retrain"),
+        ("mia", "MIA forget"),
+        ("ain", "AIN"),
+        ("run_seconds", "time s"),
+        ("time_vs_retrain", "time / retrain"),
+    ]
 ]
 
 
