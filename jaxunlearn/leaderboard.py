@@ -44,6 +44,7 @@ from jaxunlearn import unlearn
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.scenarios import SCENARIOS, scenario_rule, split_spec
 from jaxunlearn.evaluation.table import markdown_table
+from jaxunlearn.metrics.suite import gap_to_retrain
 from jaxunlearn.report import format_table, jsonable, summarise
 from jaxunlearn.tuning import TUNING_DRAW, tune, tuning_config
 
@@ -246,7 +247,7 @@ def run_cell(
         )
         last = seq.steps[-1].per_seed
         requests = [
-            float(np.nanmean(gap_score(step.per_seed[cell.unlearner], step.per_seed["retrain"], y_std)))
+            float(np.nanmean(gap_to_retrain(step.per_seed[cell.unlearner], step.per_seed["retrain"], y_std)))
             for step in seq.steps
         ]
         described: dict[str, Any] = {"requests": SEQUENTIAL_REQUESTS, "forgotten": seq.steps[-1].forgotten}
@@ -266,11 +267,11 @@ def run_cell(
         compile_s = sum(t["compile"] for t in timings.values() if not t["loaded"])
     per_seed = {row: {k: np.asarray(v, np.float64) for k, v in m.items()} for row, m in last.items()}
     for row in per_seed:
-        per_seed[row]["score"] = gap_score(per_seed[row], per_seed["retrain"], y_std)
+        per_seed[row]["score"] = gap_to_retrain(per_seed[row], per_seed["retrain"], y_std)
     if settings.seeds > 1:
         other = {k: np.roll(v, -1) for k, v in per_seed["retrain"].items()}
         floor = {k: np.full(settings.seeds, np.nan) for k in per_seed["retrain"]}  # only its score means anything
-        per_seed[NOISE_FLOOR_ROW] = dict(floor, score=gap_score(per_seed["retrain"], other, y_std))
+        per_seed[NOISE_FLOOR_ROW] = dict(floor, score=gap_to_retrain(per_seed["retrain"], other, y_std))
     record = {
         "cell": dataclasses.asdict(cell),
         "forgets": what,
@@ -407,13 +408,6 @@ def cell_rule(spec: str, raw: Any, draw: int) -> tuple[str, str]:
         )
         return f"random:{SEQUENTIAL_FRACTION:g}@{draw}", what
     return scenario_rule(spec, raw, draw)
-
-
-def gap_score(row: dict[str, np.ndarray], retrain: dict[str, np.ndarray], y_std: float) -> np.ndarray:
-    """[S] per-seed norm of the MAE gaps to the retrained models (see the module docstring)."""
-    parts = ("test_retain_mae", "test_forget_mae", "train_forget_mae")
-    gaps = np.stack([(row[p] - retrain[p]) / y_std for p in parts])
-    return np.sqrt((gaps**2).sum(axis=0))
 
 
 def run_leaderboard(

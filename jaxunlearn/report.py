@@ -159,6 +159,56 @@ def format_table(
     return "\n".join(lines)
 
 
+def closest_to_retraining(
+    per_seed: Mapping[str, Mapping[str, Any]], y_std: float, controls: Sequence[str] = ("original", "retrain")
+) -> str | None:
+    """One paragraph naming the row closest to retraining by ``metrics.suite.gap_to_retrain``
+    (mean and 95% CI over seeds), the rows whose CI overlaps its own, and doing nothing.
+
+    Args:
+        per_seed: {row: {metric: [S]}} with the "retrain" row; y_std: the std of the
+            training targets; controls: rows that are not contenders.
+
+    Returns:
+        The paragraph, or None without a contender or without the retrained row.
+    """
+    from jaxunlearn.metrics.suite import GAP_PARTS, gap_to_retrain
+
+    rows = [r for r in per_seed if r not in controls and all(p in per_seed[r] for p in GAP_PARTS)]
+    if not rows or "retrain" not in per_seed:
+        return None
+    scores = {r: _summary_of(gap_to_retrain(dict(per_seed[r]), dict(per_seed["retrain"]), y_std)) for r in rows}
+    if "original" in per_seed:
+        scores["original"] = _summary_of(gap_to_retrain(dict(per_seed["original"]), dict(per_seed["retrain"]), y_std))
+    ranked = sorted((r for r in rows if scores[r]["mean"] is not None), key=lambda r: scores[r]["mean"])
+    if not ranked:
+        return None
+
+    def shown(r: str) -> str:
+        return f"{scores[r]['mean']:.3f} ± {scores[r]['ci95']:.3f}"
+
+    def interval(r: str) -> tuple[float, float]:
+        return scores[r]["mean"] - scores[r]["ci95"], scores[r]["mean"] + scores[r]["ci95"]
+
+    best = ranked[0]
+    low, high = interval(best)
+    overlap = [r for r in ranked[1:] if interval(r)[0] <= high and interval(r)[1] >= low]
+    text = (
+        f"Closest to retraining: **{best}**, gap {shown(best)} (mean ± 95% CI over {scores[best]['n']} seeds; "
+        f"per seed the norm of the MAE gaps to the retrained model of that seed on test retain, test forget and "
+        f"train forget rows, in standard deviations of the training targets; lower is better)."
+    )
+    if overlap:
+        text += (
+            " Its CI overlaps " + ", ".join(f"{r} ({shown(r)})" for r in overlap) + ": the seeds do not separate them."
+        )
+    elif len(ranked) > 1:
+        text += f" No other row's CI overlaps it (next: {ranked[1]}, {shown(ranked[1])})."
+    if "original" in scores and scores["original"]["mean"] is not None:
+        text += f" Doing nothing (original): {shown('original')}."
+    return text
+
+
 def jsonable(obj: Any) -> Any:
     """Converts NumPy types, paths and tuples to JSON types; NaN/inf -> None."""
     if isinstance(obj, Mapping):

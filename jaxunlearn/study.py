@@ -93,12 +93,17 @@ class StudyResult:
     environment: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def report(self) -> str:
-        """The table, then the paper's claims where the study has the rows they compare
-        (``jaxunlearn.claims``): what ``jaxunlearn run`` prints and results.md holds."""
+        """The table, the row closest to retraining (``report.closest_to_retraining``), then
+        the paper's claims where the study has the rows they compare (``jaxunlearn.claims``):
+        what ``jaxunlearn run`` prints and results.md holds."""
         from jaxunlearn.claims import claims_report
+        from jaxunlearn.report import closest_to_retraining
 
+        parts = [self.table]
+        closest = closest_to_retraining(self.per_seed, float(np.std(self.targets["train"])) or 1.0)
         claims = claims_report(self.per_seed)
-        return self.table + (f"\n\n{claims}" if claims else "")
+        parts += [p for p in (closest, claims) if p]
+        return "\n\n".join(parts)
 
     def write(self, out: str | os.PathLike, figures: bool | None = None) -> list[Path]:
         """Writes what ``jaxunlearn run`` writes into ``out`` (created if needed), atomically.

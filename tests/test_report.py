@@ -176,3 +176,21 @@ def test_a_mean_over_fewer_seeds_shows_n_and_why_and_float_noise_prints_as_zero(
     assert "(n=k/S) under AIN: the mean of the k seeds with a value: relearning never started." in text
     assert "no finite value" in format_table(summary, ["a"], [("ain", "AIN")])  # no reason given: the generic one
     assert at_noise(1e-9, 0.25) == 1e-9 and at_noise(-3.7e-17, 0.25) == 0.0 and at_noise(1e-17, 0.0) == 1e-17
+
+
+def test_the_row_closest_to_retraining_is_computed_with_its_ci_and_overlaps():
+    from jaxunlearn.report import closest_to_retraining
+
+    rng = np.random.default_rng(0)
+    base = {k: rng.normal(1.0, 0.01, 6) for k in ("test_retain_mae", "test_forget_mae", "train_forget_mae")}
+    shifted = {delta: {k: v + delta for k, v in base.items()} for delta in (0.0, 0.1, 0.101, 1.0)}
+    per_seed = {"retrain": shifted[0.0], "near": shifted[0.1], "twin": shifted[0.101], "far": shifted[1.0]}
+    text = closest_to_retraining({**per_seed, "original": shifted[1.0]}, y_std=1.0)
+    assert text.startswith("Closest to retraining: **near**, gap 0.173 ± 0.000")  # sqrt(3) * 0.1
+    assert "No other row's CI overlaps it (next: twin, 0.175 ± 0.000)" in text  # constant gaps: CIs of width 0
+    assert "Doing nothing (original): 1.732" in text
+    alone = closest_to_retraining({"retrain": shifted[0.0], "near": shifted[0.1], "far": shifted[1.0]}, 1.0)
+    assert "No other row's CI overlaps it (next: far, 1.732 ± 0.000)" in alone
+    noisy = {k: v + rng.normal(0, 0.2, 6) for k, v in shifted[0.1].items()}
+    assert "Its CI overlaps" in closest_to_retraining({"retrain": shifted[0.0], "a": noisy, "b": shifted[0.1]}, 1.0)
+    assert closest_to_retraining({"retrain": shifted[0.0], "original": shifted[1.0]}, 1.0) is None

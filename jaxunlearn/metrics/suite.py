@@ -43,6 +43,18 @@ def with_direction(key: str, header: str, note: str | None = None) -> str:
     return f"{header} [{'; '.join(parts)}]" if parts else header
 
 
+# The gap to retraining (lower is better): per seed, the norm of the MAE gaps between a
+# model and the retrained model of the same seed on these rows, in standard deviations of
+# the training targets. The leaderboard ranks by it; every study names its closest row by it.
+GAP_PARTS = ("test_retain_mae", "test_forget_mae", "train_forget_mae")
+
+
+def gap_to_retrain(row: dict[str, np.ndarray], retrain: dict[str, np.ndarray], y_std: float) -> np.ndarray:
+    """[S] per-seed gap to retraining (``GAP_PARTS``) of one row's per-seed metrics {metric: [S]}."""
+    gaps = np.stack([(np.asarray(row[p], np.float64) - np.asarray(retrain[p], np.float64)) / y_std for p in GAP_PARTS])
+    return np.sqrt((gaps**2).sum(axis=0))
+
+
 # (key, header) pairs of the study table, in order; each header says which way is better.
 TABLE_COLUMNS: list[tuple[str, str]] = [
     (key, with_direction(key, header))
