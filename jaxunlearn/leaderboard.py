@@ -512,7 +512,8 @@ def build_leaderboard(records: list[dict[str, Any]]) -> dict[str, Any]:
         for rank, row in enumerate(order, start=1):
             ranks.setdefault(row, []).append(rank)
         tested = entry.get("per_example", {}).get("rows", {})
-        if all(r in tested for r in contenders):  # ranked by F only where every contender has it
+        entry["ranked_by_f"] = bool(contenders) and all(r in tested for r in contenders)
+        if entry["ranked_by_f"]:  # ranked by F only where every contender has it
             by_f = sorted(contenders, key=lambda r: -tested[r].get("forgetting_quality", -math.inf))
             for rank, row in enumerate(by_f, start=1):
                 f_ranks.setdefault(row, []).append(rank)
@@ -573,14 +574,14 @@ def format_leaderboard(board: dict[str, Any]) -> str:
                 "By the gap to retraining (the tables' order), and by the NeurIPS'23 forgetting quality F over the "
                 "tables that have it.",
                 "",
-                "| unlearner | mean rank | cells | mean rank by F | tables with F |",
+                "| unlearner | mean rank | cells | mean rank by F | tables ranked by F |",
                 "|---|---:|---:|---:|---:|",
             ]
         else:
             parts += ["| unlearner | mean rank | cells |", "|---|---:|---:|"]
         counts = {u: sum(u in e["ranking"] for e in board["tables"].values()) for u in mean_rank}
         f_counts = {
-            u: sum(u in e.get("per_example", {}).get("rows", {}) for e in board["tables"].values()) for u in by_f
+            u: sum(bool(e.get("ranked_by_f")) and u in e["ranking"] for e in board["tables"].values()) for u in by_f
         }
         for u in sorted(mean_rank, key=lambda u: (mean_rank[u], u)):
             line = f"| {u} | {mean_rank[u]:.2f} | {counts[u]} |"
