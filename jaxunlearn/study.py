@@ -36,6 +36,7 @@ from jaxunlearn.report import format_table, prediction_digest, summarise
 from jaxunlearn.runner import PipelineRunner, StageResult, run_in_chunks, seeds_per_call
 from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, replicate, seed_split, to_host
 from jaxunlearn.shards import aggregate_predictions, run_sharded
+from jaxunlearn.tidy import CURVE_VALUES
 from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.contract import ModelContractError
 from jaxunlearn.train.loop import predict
@@ -70,9 +71,13 @@ class StudyResult:
             ``mask_diverged``).
         environment: the machine and versions the study ran on, read when it started
             (``report.environment_info``).
+        curves: {row: {"train_loss"|"val_loss": [S, epochs]}}: the per-epoch losses of each
+            row's last phase, per seed (standardised units; ``jaxunlearn.tidy``).
 
     ``write(out)`` writes what ``jaxunlearn run`` writes: results.json, results.md (the
-    table and the paper's claims) and the figures.
+    table and the paper's claims), the tidy tables and predictions (docs/OUTPUTS.md) and the
+    figures; ``to_dataframe()`` is results.csv as a pandas DataFrame;
+    ``jaxunlearn.tidy.load_result(out)`` reads a written folder back.
     """
 
     config: StudyConfig
@@ -91,6 +96,7 @@ class StudyResult:
     forget: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     prediction_digests: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     environment: dict[str, Any] = dataclasses.field(default_factory=dict)
+    curves: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
 
     def report(self) -> str:
         """The table, the row closest to retraining (``report.closest_to_retraining``), then
@@ -105,7 +111,7 @@ class StudyResult:
         parts += [p for p in (closest, claims) if p]
         return "\n\n".join(parts)
 
-    def write(self, out: str | os.PathLike, figures: bool | None = None) -> list[Path]:
+    def write(self, out: str | os.PathLike, figures: bool | None = None, tensorboard: bool = False) -> list[Path]:
         """Writes what ``jaxunlearn run`` writes into ``out`` (created if needed), atomically.
 
         Args:
@@ -113,18 +119,27 @@ class StudyResult:
             figures: draw the figures (``jaxunlearn.plots``); None: when matplotlib (the
                 ``plots`` extra) is installed; True: always (an error names the extra when
                 it is missing, before anything is written).
+            tensorboard: also export the curves and metrics as TensorBoard event files
+                under ``out/tensorboard`` (``jaxunlearn.tensorboard_export``; needs the
+                ``tensorboard`` extra, checked before anything is written).
 
         Returns:
-            The paths written: results.json, results.md, then the figures.
+            The paths written: results.json, results.md, results.csv, curves.csv,
+            predictions.npz (``jaxunlearn.tidy``), the figures, then the TensorBoard folder.
         """
         from importlib.util import find_spec
 
         from jaxunlearn.report import write_results
+        from jaxunlearn.tidy import write_tidy
 
         if figures:
             from jaxunlearn.plots import check_plots_available
 
             check_plots_available()
+        if tensorboard:
+            from jaxunlearn.tensorboard_export import check_tensorboard_available
+
+            check_tensorboard_available()
         config = dict(self.config.to_dict(), plan=dataclasses.asdict(self.plan), task=self.task)
         config.update(timings=self.timings, divergence=self.divergence, stage_stats=self.stage_stats)
         paths = list(
@@ -138,11 +153,33 @@ class StudyResult:
                 prediction_digests=self.prediction_digests,
             )
         )
+        paths += write_tidy(self, out)
         if figures or (figures is None and find_spec("matplotlib") is not None):
             from jaxunlearn.plots import write_figures
 
             paths += write_figures(self, out)
+        if tensorboard:
+            from jaxunlearn.tensorboard_export import write_tensorboard
+
+            paths.append(write_tensorboard(self, out))
         return paths
+
+    def to_dataframe(self) -> Any:
+        """results.csv as a pandas DataFrame (``jaxunlearn.tidy.records``): one line per row,
+        seed and metric, with the settings and the row's hyperparameters as columns; ``seed``
+        is empty (<NA>) for a per-stage metric. Needs pandas (the ``data`` extra).
+
+        >>> result.to_dataframe().groupby(["row", "metric"]).value.mean()   # doctest: +SKIP
+        """
+        from jaxunlearn.extras import require
+        from jaxunlearn.tidy import TIDY_COLUMNS, header_of, records
+
+        require("data", "StudyResult.to_dataframe()", "pandas")
+        import pandas as pd
+
+        lines = records(self)
+        frame = pd.DataFrame(lines, columns=header_of(lines, TIDY_COLUMNS))
+        return frame.astype({"seed": "Int64"})
 
 
 # History entries every training loop writes; anything else a phase reports is a stage statistic.
@@ -623,15 +660,7 @@ def run_study(
         )
     mask_diverged(per_seed, divergence)
     summary = summarise(per_seed)
-    table = format_table(
-        summary,
-        rows,
-        study_columns(cfg),
-        digits=3,
-        plain=("run_seconds", "time_vs_retrain"),
-        spread="ci95",
-        why={**UNDEFINED_WHY, "*": DIVERGED_WHY},
-    )
+    table = study_table(cfg, summary, rows)
     y_mean, y_std = float(task.y_mean), float(task.y_std)
     splits = ("train", "test")
     return StudyResult(
@@ -653,6 +682,20 @@ def run_study(
             name: [prediction_digest([p[s][i] for s in splits]) for i in range(cfg.seeds)] for name, p in preds.items()
         },
         environment=environment,
+        curves={name: {k: s.history[k] for k in CURVE_VALUES if k in s.history} for name, s in stages.items()},
+    )
+
+
+def study_table(cfg: StudyConfig, summary: dict, rows: list[str]) -> str:
+    """The study's Markdown table of ``summary`` (``report.summarise``): mean ± 95% CI."""
+    return format_table(
+        summary,
+        rows,
+        study_columns(cfg),
+        digits=3,
+        plain=("run_seconds", "time_vs_retrain"),
+        spread="ci95",
+        why={**UNDEFINED_WHY, "*": DIVERGED_WHY},
     )
 
 

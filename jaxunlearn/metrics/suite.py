@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from jaxunlearn.metrics.errors import masked_errors, wasserstein_to_reference
@@ -10,22 +12,106 @@ from jaxunlearn.metrics.membership import mia_member_rates
 # The units of the SVC attack's loss features (``svc_attack``): ours, then the reference's.
 MIA_UNITS = ("standardised", "raw")
 
-# Which way each metric of the study table is better: lower; nearest the retrained
-# model's value (an unlearned model should err on the forget rows as a model that never saw
-# them does, no less); nearest 1 (the AIN: relearning as fast as the retrained model).
+# Which way a metric is better: lower; nearest the retrained model's value (an unlearned
+# model should err on the forget rows as a model that never saw them does, no less);
+# nearest 1 (the AIN: relearning as fast as the retrained model).
 LOWER, NEAREST_RETRAIN, NEAREST_ONE = "lower", "nearest retrain", "nearest 1"
-DIRECTIONS: dict[str, str] = {
-    "test_retain_mae": LOWER,
-    "test_forget_mae": NEAREST_RETRAIN,
-    "train_forget_mae": NEAREST_RETRAIN,
-    "test_retain_mse": LOWER,
-    "test_forget_mse": NEAREST_RETRAIN,
-    "wasserstein": LOWER,
-    "mia": NEAREST_RETRAIN,
-    "ain": NEAREST_ONE,
-    "run_seconds": LOWER,
-    "time_vs_retrain": LOWER,
+PER_SEED, PER_STAGE = "seed", "stage"
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """What one key of a study's per-seed metrics means.
+
+    Attributes:
+        header: its column in the study table (without the direction), or None when the
+            table does not show it (results.json and the tidy export still hold it).
+        direction: which way is better (``LOWER``, ``NEAREST_RETRAIN``, ``NEAREST_ONE``),
+            or None where neither is (a raw count).
+        unit: what its values count.
+        definition: one sentence a reader can check the code against.
+        per: ``PER_SEED``: one value per seed's model; ``PER_STAGE``: one value for all the
+            seeds of a row together (a timing; results.json repeats it for every seed, the
+            tidy export holds it once).
+    """
+
+    header: str | None
+    direction: str | None
+    unit: str
+    definition: str
+    per: str = PER_SEED
+
+
+_SPLITS = {"train": "training", "test": "test"}
+_PARTS = {"retain": "retain rows (not forget)", "forget": "forget rows"}
+_ERRORS = {"mae": ("mean absolute error", "target units"), "mse": ("mean squared error", "target units squared")}
+# The error columns of the study table, {key: header}; the other split/part/error keys are
+# kept in results.json and the tidy export only.
+_ERROR_HEADERS = {
+    "test_retain_mae": "retain MAE (test)",
+    "test_forget_mae": "forget MAE (test)",
+    "train_forget_mae": "forget MAE (train)",
+    "test_retain_mse": "retain MSE (test)",
+    "test_forget_mse": "forget MSE (test)",
 }
+
+
+def _error_metrics() -> dict[str, Metric]:
+    every = {
+        f"{split}_{part}_{error}": Metric(
+            _ERROR_HEADERS.get(f"{split}_{part}_{error}"),
+            NEAREST_RETRAIN if part == "forget" else LOWER,
+            unit,
+            f"the model's {error_words} on the {split_words} split's {part_words}",
+        )
+        for split, split_words in _SPLITS.items()
+        for part, part_words in _PARTS.items()
+        for error, (error_words, unit) in _ERRORS.items()
+    }
+    return {**{key: every[key] for key in _ERROR_HEADERS}, **every}  # the table's columns first
+
+
+# Every per-seed metric of a study, in the table's column order (the others after): the one
+# place that maps results.json's keys to the table's headers (docs/OUTPUTS.md is generated
+# from it).
+METRICS: dict[str, Metric] = {
+    **_error_metrics(),
+    "wasserstein": Metric(
+        "W1 to retrain",
+        LOWER,
+        "target units",
+        "Wasserstein-1 distance between the model's and the retrained model's (same seed) predictions on the "
+        "training forget rows",
+    ),
+    "mia": Metric(
+        "MIA forget",
+        NEAREST_RETRAIN,
+        "fraction of rows",
+        "the share of the training forget rows that the paper's membership attack (an RBF SVC on per-row L1 "
+        "losses, retain rows against test rows) calls members",
+    ),
+    "ain": Metric(
+        "AIN",
+        NEAREST_ONE,
+        "ratio",
+        "anamnesis index: relearn_steps over the retrained model's relearn_steps (same seed)",
+    ),
+    "relearn_steps": Metric(
+        None,
+        None,
+        "optimizer steps",
+        "steps of training on the forget rows until the model's forget loss falls to (1 + relearn_alpha) times "
+        "the original model's",
+    ),
+    "run_seconds": Metric(
+        "time s", LOWER, "seconds", "the row's run time for all its seeds together, compile time apart", PER_STAGE
+    ),
+    "time_vs_retrain": Metric(
+        "time / retrain", LOWER, "ratio", "run_seconds over the retrained models' run_seconds", PER_STAGE
+    ),
+}
+DIRECTIONS: dict[str, str] = {key: m.direction for key, m in METRICS.items() if m.direction}
+
 # Why a seed can lack a value of a metric (the table shows n then, and says why).
 UNDEFINED_WHY: dict[str, str] = {
     "ain": "the AIN is undefined for a seed whose retrained model needed no relearning step (a ratio to 0), "
@@ -57,19 +143,7 @@ def gap_to_retrain(row: dict[str, np.ndarray], retrain: dict[str, np.ndarray], y
 
 # (key, header) pairs of the study table, in order; each header says which way is better.
 TABLE_COLUMNS: list[tuple[str, str]] = [
-    (key, with_direction(key, header))
-    for key, header in [
-        ("test_retain_mae", "retain MAE (test)"),
-        ("test_forget_mae", "forget MAE (test)"),
-        ("train_forget_mae", "forget MAE (train)"),
-        ("test_retain_mse", "retain MSE (test)"),
-        ("test_forget_mse", "forget MSE (test)"),
-        ("wasserstein", "W1 to retrain"),
-        ("mia", "MIA forget"),
-        ("ain", "AIN"),
-        ("run_seconds", "time s"),
-        ("time_vs_retrain", "time / retrain"),
-    ]
+    (key, with_direction(key, m.header)) for key, m in METRICS.items() if m.header is not None
 ]
 
 
