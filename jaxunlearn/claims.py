@@ -211,6 +211,27 @@ def claims_table(verdicts: Sequence[Verdict]) -> str:
     return "\n".join(lines)
 
 
+def claims_absent(per_seed: Mapping[str, Mapping[str, npt.ArrayLike]], subject: str | None = None) -> str:
+    """Why ``claims_report`` has no table for this study: one sentence naming what is missing."""
+    subject = subject or claims_subject()
+    swept = [r for r in per_seed if r.startswith(f"{subject}[")]
+    rivals = competitors(subject)
+    if swept:
+        return (
+            f"The paper's claims about {subject} are not checked: {subject} is swept ({len(swept)} rows); compare "
+            f"one row with evaluate_claims(result.per_seed, subject={swept[0]!r}) in Python."
+        )
+    if subject not in per_seed:
+        return (
+            f"The paper's claims are about {subject}, which this study does not run: add it to --unlearners to "
+            "check them."
+        )
+    return (
+        f"The paper's claims about {subject} are not checked: they compare it with another unlearner "
+        f"({', '.join(rivals)}), and this study runs none."
+    )
+
+
 def claims_report(per_seed: Mapping[str, Mapping[str, npt.ArrayLike]], subject: str | None = None) -> str | None:
     """The paper's claims about ``subject`` (default ``claims_subject()``) on a study's
     per-seed metrics as Markdown (a heading line and ``claims_table``), or None when the

@@ -237,14 +237,12 @@ def _add_evaluate_parser(sub, DEFAULTS: StudyConfig) -> None:
     evaluate.add_argument(
         "--groups",
         type=int,
-        default=ed.groups,
-        help=f"ulira: training sets (candidate halves in complementary pairs; default {ed.groups})",
+        help=f"ulira only: training sets (candidate halves in complementary pairs; default {ed.groups})",
     )
     evaluate.add_argument(
         "--attack-models",
         type=int,
-        default=ed.attack_models,
-        help=f"models per row the paper's SVC attack runs on (default {ed.attack_models})",
+        help=f"neurips23 only: models per row the paper's SVC attack runs on (default {ed.attack_models})",
     )
     evaluate.add_argument("--chunk", type=int, help="models per compiled call (default: the most that fit memory)")
     evaluate.add_argument(
@@ -289,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
         "default: every seed's); the table's header then says 'K of S models'",
     )
     run.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also export the learning curves and metrics as TensorBoard event files into OUT/tensorboard "
+        "(needs pip install 'jaxunlearn[tensorboard]')",
+    )
+    run.add_argument(
         "--keep-unlearned",
         action="store_true",
         help="keep the unlearned models' checkpoints after the study (default: only the original "
@@ -308,6 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
     from jaxunlearn.cli_leaderboard import add_parsers
 
     add_parsers(sub, DEFAULTS)
+    redraw = sub.add_parser(
+        "plots",
+        help="draw (or redraw) the figures of a finished study from its output folder",
+        description="Reads OUT's results.json, predictions.npz and curves.csv (docs/OUTPUTS.md) and writes the "
+        "figures into OUT, or into --to. Needs pip install 'jaxunlearn[plots]'.",
+    )
+    redraw.add_argument("folder", metavar="OUT", help="a folder that `jaxunlearn run --out OUT` wrote")
+    redraw.add_argument("--to", metavar="DIR", help="write the figures here instead of OUT")
+    redraw.add_argument("--dpi", type=int, default=120, help="resolution of the PNGs (default 120)")
     listing = sub.add_parser(
         "list", help="list datasets, models, unlearners (with their hyperparameters and settings) and losses"
     )
@@ -488,6 +501,10 @@ def command_run(args: argparse.Namespace) -> int:
         from jaxunlearn.plots import check_plots_available
 
         check_plots_available()
+    if args.tensorboard:
+        from jaxunlearn.tensorboard_export import check_tensorboard_available
+
+        check_tensorboard_available()
     if args.resume and args.no_checkpoints:
         raise ValueError("--resume needs checkpoints; drop --no-checkpoints")
     out = Path(args.out).expanduser()
@@ -515,7 +532,7 @@ def command_run(args: argparse.Namespace) -> int:
         return 0
     print()
     print(result.report())
-    paths = result.write(out, figures=args.plots)
+    paths = result.write(out, figures=args.plots, tensorboard=args.tensorboard)
     print(f"\nwrote {paths[0]} and {paths[1]}")
     for path in paths[2:]:
         print(f"wrote {path}")
@@ -532,8 +549,8 @@ def command_evaluate(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     numerics.use(args.numerics)  # before JAX's backend starts: it reads XLA_FLAGS once
     from jaxunlearn.evaluation import check_evaluation, run_evaluation
-    from jaxunlearn.evaluation.protocol import EvaluationConfig
-    from jaxunlearn.evaluation.report import write_evaluation
+    from jaxunlearn.evaluation.protocol import EvaluationConfig, settings_of
+    from jaxunlearn.evaluation.report import notes_text, write_evaluation
     from jaxunlearn.report import environment_info
     from jaxunlearn.study import validate_config
 
@@ -542,6 +559,10 @@ def command_evaluate(args: argparse.Namespace) -> int:
         for k in ("models", "groups", "attack_models", "chunk", "memory_limit")
         if getattr(args, k) is not None
     }
+    ignored = [f"--{k.replace('_', '-')}" for k in given if k not in settings_of(args.protocol)]
+    if ignored:
+        verb = "does" if len(ignored) == 1 else "do"
+        raise ValueError(f"{', '.join(ignored)} {verb} not apply to --protocol {args.protocol}; drop it")
     ecfg = EvaluationConfig(protocol=args.protocol, **given)
     validate_config(cfg)
     check_evaluation(cfg, ecfg)
@@ -574,8 +595,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         return 130
     print()
     print(result.table)
-    for note in result.notes:
-        print(f"- {note}")
+    print(notes_text(result))
     paths = write_evaluation(out, result, run, cfg.to_dict(), ecfg.to_dict(), environment, plots=args.plots)
     print("\nwrote " + ", ".join(str(p) for p in paths))
     return 0
@@ -615,6 +635,20 @@ def command_list() -> int:
     return 0
 
 
+def command_plots(args: argparse.Namespace) -> int:
+    from jaxunlearn.plots import check_plots_available, write_figures
+    from jaxunlearn.tidy import PREDICTIONS_NPZ, load_result
+
+    check_plots_available()
+    folder = Path(args.folder).expanduser()
+    result = load_result(folder)
+    if not result.predictions:
+        raise ValueError(f"{folder} has no {PREDICTIONS_NPZ} (written by jaxunlearn run from this version on)")
+    for path in write_figures(result, Path(args.to).expanduser() if args.to else folder, dpi=args.dpi):
+        print(f"wrote {path}")
+    return 0
+
+
 def _describe_range(r) -> str:
     high = "the cost cap" if r.high is None else f"{r.high:g}"
     return f"[{r.low:g}, {high}]{' log' if r.log else ''}"
@@ -635,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate": command_evaluate,
             "tune": command_tune,
             "leaderboard": command_leaderboard,
+            "plots": command_plots,
         }
         return commands[args.command](args) if args.command in commands else command_list()
     except (ValueError, FileNotFoundError) as err:  # bad settings, missing data files (MissingDataError)

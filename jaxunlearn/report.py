@@ -159,6 +159,36 @@ def format_table(
     return "\n".join(lines)
 
 
+def _lowest(values: Mapping[str, np.ndarray]) -> tuple[list[str], dict[str, dict]]:
+    """(rows by mean, lowest first; {row: ``_summary_of``}) of per-seed values {row: [S]};
+    rows without a finite value are left out of the ranking."""
+    scores = {r: _summary_of(np.asarray(v, np.float64)) for r, v in values.items()}
+    return sorted((r for r in scores if scores[r]["mean"] is not None), key=lambda r: scores[r]["mean"]), scores
+
+
+def _shown(score: Mapping[str, Any]) -> str:
+    return f"{score['mean']:.3f} ± {score['ci95']:.3f}"
+
+
+def _separation(ranked: Sequence[str], scores: Mapping[str, Mapping[str, Any]]) -> str:
+    """The sentence saying which rows' 95% CIs overlap the first's (or that none does)."""
+
+    def interval(r: str) -> tuple[float, float]:
+        return scores[r]["mean"] - scores[r]["ci95"], scores[r]["mean"] + scores[r]["ci95"]
+
+    low, high = interval(ranked[0])
+    overlap = [r for r in ranked[1:] if interval(r)[0] <= high and interval(r)[1] >= low]
+    if overlap:
+        return (
+            " Its CI overlaps "
+            + ", ".join(f"{r} ({_shown(scores[r])})" for r in overlap)
+            + (": the seeds do not separate them.")
+        )
+    if len(ranked) > 1:
+        return f" No other row's CI overlaps it (next: {ranked[1]}, {_shown(scores[ranked[1]])})."
+    return ""
+
+
 def closest_to_retraining(
     per_seed: Mapping[str, Mapping[str, Any]], y_std: float, controls: Sequence[str] = ("original", "retrain")
 ) -> str | None:
@@ -177,36 +207,48 @@ def closest_to_retraining(
     rows = [r for r in per_seed if r not in controls and all(p in per_seed[r] for p in GAP_PARTS)]
     if not rows or "retrain" not in per_seed:
         return None
-    scores = {r: _summary_of(gap_to_retrain(dict(per_seed[r]), dict(per_seed["retrain"]), y_std)) for r in rows}
-    if "original" in per_seed:
-        scores["original"] = _summary_of(gap_to_retrain(dict(per_seed["original"]), dict(per_seed["retrain"]), y_std))
-    ranked = sorted((r for r in rows if scores[r]["mean"] is not None), key=lambda r: scores[r]["mean"])
+    ranked, scores = _lowest({r: gap_to_retrain(dict(per_seed[r]), dict(per_seed["retrain"]), y_std) for r in rows})
     if not ranked:
         return None
-
-    def shown(r: str) -> str:
-        return f"{scores[r]['mean']:.3f} ± {scores[r]['ci95']:.3f}"
-
-    def interval(r: str) -> tuple[float, float]:
-        return scores[r]["mean"] - scores[r]["ci95"], scores[r]["mean"] + scores[r]["ci95"]
-
     best = ranked[0]
-    low, high = interval(best)
-    overlap = [r for r in ranked[1:] if interval(r)[0] <= high and interval(r)[1] >= low]
     text = (
-        f"Closest to retraining: **{best}**, gap {shown(best)} (mean ± 95% CI over {scores[best]['n']} seeds; "
-        f"per seed the norm of the MAE gaps to the retrained model of that seed on test retain, test forget and "
-        f"train forget rows, in standard deviations of the training targets; lower is better)."
-    )
-    if overlap:
-        text += (
-            " Its CI overlaps " + ", ".join(f"{r} ({shown(r)})" for r in overlap) + ": the seeds do not separate them."
-        )
-    elif len(ranked) > 1:
-        text += f" No other row's CI overlaps it (next: {ranked[1]}, {shown(ranked[1])})."
-    if "original" in scores and scores["original"]["mean"] is not None:
-        text += f" Doing nothing (original): {shown('original')}."
+        f"Closest to retraining: **{best}**, gap {_shown(scores[best])} (mean ± 95% CI over {scores[best]['n']} "
+        f"seeds; per seed the norm of the MAE gaps to the retrained model of that seed on test retain, test forget "
+        f"and train forget rows, in standard deviations of the training targets; lower is better)."
+    ) + _separation(ranked, scores)
+    if "original" in per_seed:
+        original = _summary_of(gap_to_retrain(dict(per_seed["original"]), dict(per_seed["retrain"]), y_std))
+        if original["mean"] is not None:
+            text += f" Doing nothing (original): {_shown(original)}."
     return text
+
+
+def best_of_sweeps(per_seed: Mapping[str, Mapping[str, Any]], metric: str = "val_gap") -> list[str]:
+    """One paragraph per swept stage (a stage with several rows ``NAME[...]``: a sweep or
+    trials) naming its best row by ``metric`` (lower is better; default the validation gap
+    to retraining, ``metrics.suite.METRICS["val_gap"]``, which reads no test row), with its
+    95% CI over seeds and the rows whose CIs overlap it.
+
+    Returns:
+        The paragraphs, in the rows' order; [] when no stage has several rows.
+    """
+    stages: dict[str, list[str]] = {}
+    for row in per_seed:
+        if "[" in row and metric in per_seed[row]:
+            stages.setdefault(row.partition("[")[0], []).append(row)
+    out = []
+    for stage, rows in stages.items():
+        ranked, scores = _lowest({r: per_seed[r][metric] for r in rows})
+        if len(rows) < 2 or not ranked:
+            continue
+        best = ranked[0]
+        out.append(
+            f"Best of the {len(rows)} {stage} rows: **{best}**, validation gap {_shown(scores[best])} (mean ± 95% "
+            f"CI over {scores[best]['n']} seeds; per seed the norm of the MAE gaps to the retrained model of that "
+            f"seed on the training retain, training forget and validation rows, in standard deviations of the "
+            f"training targets: chosen without reading a test row; lower is better)." + _separation(ranked, scores)
+        )
+    return out
 
 
 def jsonable(obj: Any) -> Any:

@@ -29,7 +29,14 @@ from jaxunlearn.data.sources import MissingDataError, build_task, load_dataset
 from jaxunlearn.hparams import check_hyperparameters, stage_variants, study_variants
 from jaxunlearn.memory import format_bytes
 from jaxunlearn.metrics.relearn import Relearn, RelearnConfig, RelearnRunner, anamnesis_index
-from jaxunlearn.metrics.suite import DIVERGED_WHY, TABLE_COLUMNS, UNDEFINED_WHY, prediction_metrics, with_direction
+from jaxunlearn.metrics.suite import (
+    DIVERGED_WHY,
+    TABLE_COLUMNS,
+    UNDEFINED_WHY,
+    prediction_metrics,
+    validation_gap,
+    with_direction,
+)
 from jaxunlearn.models import make_model
 from jaxunlearn.models.user import describe_model, model_fns
 from jaxunlearn.report import format_table, prediction_digest, summarise
@@ -41,6 +48,7 @@ from jaxunlearn.timing import Stopwatch
 from jaxunlearn.train.contract import ModelContractError
 from jaxunlearn.train.loop import predict
 from jaxunlearn.train.state import ModelFns, finished
+from jaxunlearn.tuning import mae_parts
 
 # The key id of the metrics' relearning (the AIN); each stage's own is in the registry
 # (``Unlearner.key_id``): no two share randomness (the rows of a swept stage share their
@@ -99,17 +107,24 @@ class StudyResult:
     curves: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
 
     def report(self) -> str:
-        """The table, the row closest to retraining (``report.closest_to_retraining``), then
-        the paper's claims where the study has the rows they compare (``jaxunlearn.claims``):
-        what ``jaxunlearn run`` prints and results.md holds."""
-        from jaxunlearn.claims import claims_report
-        from jaxunlearn.report import closest_to_retraining
+        """The table, the row closest to retraining (``report.closest_to_retraining``), each
+        sweep's best row by the validation gap (``report.best_of_sweeps``), then the paper's
+        claims where the study has the rows they compare, or why it has not
+        (``jaxunlearn.claims``): what ``jaxunlearn run`` prints and results.md holds."""
+        from jaxunlearn.claims import claims_absent, claims_report
+        from jaxunlearn.report import best_of_sweeps, closest_to_retraining
 
         parts = [self.table]
-        closest = closest_to_retraining(self.per_seed, float(np.std(self.targets["train"])) or 1.0)
-        claims = claims_report(self.per_seed)
-        parts += [p for p in (closest, claims) if p]
+        closest = closest_to_retraining(self.per_seed, self.y_std())
+        parts += [p for p in (closest, *best_of_sweeps(self.per_seed)) if p]
+        parts.append(claims_report(self.per_seed) or claims_absent(self.per_seed))
         return "\n\n".join(parts)
+
+    def y_std(self) -> float:
+        """The standard deviation of the training targets (target units; 1.0 when unknown)."""
+        if "train" not in self.targets:
+            return float(self.task.get("y_std", 1.0) or 1.0)
+        return float(np.std(self.targets["train"])) or 1.0
 
     def write(self, out: str | os.PathLike, figures: bool | None = None, tensorboard: bool = False) -> list[Path]:
         """Writes what ``jaxunlearn run`` writes into ``out`` (created if needed), atomically.
@@ -773,11 +788,12 @@ def measure(
     """Predictions, errors, distances, membership attack and AIN for every stage's models.
 
     Returns:
-        (per_seed {stage: {metric: [S]}}, predictions {stage: {"train"|"test": [S, N]}} in
-        standardised units).
+        (per_seed {stage: {metric: [S]}}, predictions {stage: {"train"|"val"|"test": [S, N]}}
+        in standardised units).
     """
     bar = tqdm(total=3 * len(stages), desc="metrics", unit="step", leave=False, disable=not progress)
-    preds = predict_rows(stages, task, model, plan, ("train", "test"), on_row=bar.update)
+    preds = predict_rows(stages, task, model, plan, ("train", "val", "test"), on_row=bar.update)
+    val_parts = {name: mae_parts(p, task) for name, p in preds.items()}  # no test row: a sweep's criterion
     forget_loss = SeedExecutor(relearn.forget_val_loss, plan, n_per_seed=1)
     relearn_steps = RelearnRunner(relearn, plan)
 
@@ -809,6 +825,7 @@ def measure(
             cfg.mia_units,
             cfg.mia_models,
         )
+        metrics["val_gap"] = validation_gap(val_parts[name], val_parts["retrain"])
         metrics["relearn_steps"] = steps[name].astype(np.float64)
         metrics["ain"] = anamnesis_index(steps[name], steps["retrain"])
         per_seed[name] = metrics

@@ -157,7 +157,7 @@ def write_tidy(result: StudyResult, out: str | os.PathLike) -> list[Path]:
     arrays.update({f"target/{s}": np.asarray(y) for s, y in result.targets.items()})
     arrays.update({f"forget/{s}": np.asarray(m, bool) for s, m in result.forget.items()})
     paths.append(folder / PREDICTIONS_NPZ)
-    atomic_write(paths[-1], lambda fh: np.savez_compressed(fh, **arrays), binary=True)
+    atomic_write(paths[-1], lambda fh: np.savez_compressed(fh, allow_pickle=False, **arrays), binary=True)
     return paths
 
 

@@ -131,6 +131,14 @@ def _evaluate(protocol: str, sweep: dict | None = None, **evaluation) -> None:
     check_evaluation(StudyConfig(dataset="synthetic", sweep=sweep or {}), EvaluationConfig(protocol, **evaluation))
 
 
+def _command(*argv: str) -> int:
+    """One ``jaxunlearn`` command called directly (the CLI's ``main`` turns its ValueError into exit 2)."""
+    from jaxunlearn import cli
+
+    commands = {"evaluate": cli.command_evaluate, "plots": cli.command_plots}
+    return commands[argv[0]](cli.build_parser().parse_args(list(argv)))
+
+
 def _write(name: str, text: str):
     return lambda folder: (folder / name).write_text(text)
 
@@ -632,6 +640,18 @@ CASES = [
         "evaluate --sweep blindspot.beta=0,10",
         "an evaluation takes one value per hyperparameter",
         call=lambda _: _evaluate("neurips23", sweep={"blindspot.beta": (0.0, 10.0)}),
+    ),
+    Case(
+        "a setting the protocol does not read",
+        "evaluate --protocol neurips23 --groups 8",
+        "--groups does not apply to --protocol neurips23; drop it",
+        call=lambda _: _command("evaluate", "--protocol", "neurips23", "--groups", "8"),
+    ),
+    Case(
+        "redrawing figures from a folder that holds no study",
+        "plots OUT (no results.json in OUT)",
+        "not a study's output folder",
+        call=lambda folder: _command("plots", str(folder)),
     ),
     Case(
         "unreadable memory limit",

@@ -52,7 +52,7 @@ def test_python_writes_what_the_command_line_writes(tiny_study, tmp_path):
     cfg = StudyConfig(**{k: v for k, v in theirs["config"].items() if k in fields})
     result = run_study(cfg, progress=False, log=lambda _: None)
     paths = result.write(tmp_path, figures=False)
-    assert [p.name for p in paths] == ["results.json", "results.md"]
+    assert [p.name for p in paths] == ["results.json", "results.md", "results.csv", "curves.csv", "predictions.npz"]
     ours = json.loads(paths[0].read_text())
     assert set(ours) == set(theirs) and set(ours["environment"]) == set(theirs["environment"])
     untimed = ("timings",)
@@ -65,9 +65,112 @@ def test_python_writes_what_the_command_line_writes(tiny_study, tmp_path):
             k: v for k, v in metrics.items() if k not in timing
         }
     assert ours["prediction_digests"] == theirs["prediction_digests"]
+    for name in ("curves.csv", "predictions.npz"):  # the same models: the same losses and predictions
+        assert (tmp_path / name).read_bytes() == (cli_out / name).read_bytes(), name
     claims = "The paper's claims about blindspot"
     md_ours, md_theirs = paths[1].read_text(), (cli_out / "results.md").read_text()
     assert md_ours[md_ours.index(claims) :] == md_theirs[md_theirs.index(claims) :]
+
+
+def test_tidy_export_round_trips_into_the_summary(tiny_study):
+    import math
+
+    import pandas as pd
+
+    from jaxunlearn.metrics.suite import METRICS, PER_STAGE
+    from jaxunlearn.tidy import TIDY_COLUMNS, load_result
+
+    out, _ = tiny_study
+    saved = json.loads((out / "results.json").read_text())
+    frame = pd.read_csv(out / "results.csv")
+    assert list(frame.columns[:7]) == list(TIDY_COLUMNS[:7]) and "hp.lr" in frame.columns
+    assert "setting.epochs" in frame.columns and list(frame.columns[-3:]) == ["seed", "metric", "value"]
+    grouped = frame.groupby(["row", "metric"]).value
+    means, counts = grouped.mean(), grouped.count()
+    for row, metrics in saved["summary"].items():
+        for metric, entry in metrics.items():
+            per_stage = METRICS[metric].per == PER_STAGE
+            assert counts[(row, metric)] == (1 if per_stage else entry["n"]), (row, metric)
+            assert math.isclose(means[(row, metric)], entry["mean"], rel_tol=1e-12), (row, metric)
+    timings = frame[frame.metric == "run_seconds"]
+    assert timings.seed.isna().all() and len(timings) == len(saved["summary"])  # once per row, not per seed
+    finetune = frame[frame.row == "finetune"]
+    assert (finetune.stage == "finetune").all() and finetune["setting.epochs"].notna().all()
+    # Python's frame is the same table
+    result = load_result(out)
+    ours = result.to_dataframe()
+    assert ours.shape == frame.shape and list(ours.columns) == list(frame.columns)
+    assert str(ours.seed.dtype) == "Int64"
+
+
+def test_learning_curves_are_kept_for_every_row_and_seed(tiny_study):
+    import numpy as np
+    import pandas as pd
+
+    from jaxunlearn.tidy import load_result
+
+    out, _ = tiny_study
+    saved = json.loads((out / "results.json").read_text())
+    curves = pd.read_csv(out / "curves.csv")
+    assert set(curves.row) == set(saved["summary"])
+    for row, lines in curves.groupby("row"):
+        assert set(lines.seed) == {0, 1}, row
+        assert lines.train_loss.notna().all(), row
+    original = curves[curves.row == "original"]
+    assert sorted(set(original.epoch)) == [1, 2] and original.val_loss.notna().all()  # --epochs 2, validated
+    result = load_result(out)
+    assert np.asarray(result.curves["original"]["train_loss"]).shape == (2, 2)
+
+
+def test_plots_command_redraws_every_figure_from_the_folder(tiny_study, tmp_path, capsys):
+    from jaxunlearn.plots import FIGURE_FILES
+
+    out, _ = tiny_study
+    assert main(["plots", str(out), "--to", str(tmp_path), "--dpi", "40"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FIGURE_FILES)
+    for name in FIGURE_FILES:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    (tmp_path / "empty").mkdir()
+    assert main(["plots", str(tmp_path / "empty")]) == 2
+    assert "not a study's output folder" in capsys.readouterr().err
+
+
+def _event_scalars(folder):
+    """{tag: [(step, value)]} of the TensorBoard event files in ``folder`` (TFRecord framing:
+    length u64, its crc u32, the Event proto, its crc u32)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        at = 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at : at + 8])
+            event = Event.FromString(data[at + 12 : at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def test_tensorboard_export_holds_curves_and_metrics(tiny_study, tmp_path):
+    import numpy as np
+
+    from jaxunlearn.tensorboard_export import run_folder, write_tensorboard
+    from jaxunlearn.tidy import load_result
+
+    result = load_result(tiny_study[0])
+    write_tensorboard(result, tmp_path)
+    scalars = _event_scalars(run_folder(tmp_path, "original", 1))
+    losses = np.asarray(result.curves["original"]["train_loss"])[1]
+    assert [s for s, _ in scalars["loss/train"]] == [1, 2]
+    np.testing.assert_allclose([v for _, v in scalars["loss/train"]], losses, rtol=1e-6)
+    assert "loss/val" in scalars
+    forget = float(result.per_seed["original"]["test_forget_mae"][1])
+    assert scalars["metrics/test_forget_mae"] == [(2, pytest.approx(forget, rel=1e-6))]
+    assert sorted(p.name for p in (tmp_path / "tensorboard").iterdir()) == sorted(result.rows)
 
 
 # Bad input: tests/test_bad_input.py (and docs/BAD_INPUT.md).

@@ -16,6 +16,7 @@ from jaxunlearn.evaluation import EvaluationConfig, run_evaluation
 from jaxunlearn.evaluation.neurips23 import FLOOR_ROW, ORIGINAL_ROW
 from jaxunlearn.evaluation.ulira import candidate_masks, shadow_rows
 from jaxunlearn.memory import chunk_size, device_budget, parse_bytes
+from jaxunlearn.metrics.epsilon import epsilon_points, few_models_warning
 
 # The tests below share module-scoped runs: one worker runs them all (make test: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("evaluate")
@@ -66,6 +67,20 @@ def test_neurips23_rows_controls_and_shapes(neurips, task):
     assert result.metrics[FLOOR_ROW]["forgetting_quality"] > 0.0
     assert run["chunks"] == {"original": 1, "retrain": 4, "finetune": 4}
     assert result.timings["retrain"]["models"] == MODELS and result.timings["retrain-floor"]["models"] == MODELS
+
+
+def test_neurips23_table_notes_and_warning_agree(neurips):
+    """The table's headers are its column list's; 'eps at cap' is the share of examples that
+    earn no point; 6 models per row are too few for the points, which the result says."""
+    result, _, _ = neurips
+    header = [h.strip() for h in result.table.splitlines()[0].strip("|").split("|")]
+    assert header == [c.header for c in result.columns]
+    for row in result.rows:
+        eps = np.asarray(result.per_example[row]["eps"])
+        assert result.metrics[row]["eps_capped"] == np.mean(epsilon_points(eps, MODELS) == 0), row
+    warning = few_models_warning(MODELS)
+    assert warning is not None and result.warnings == [warning]
+    assert any(warning in note for note in result.notes)
 
 
 def test_chunks_of_any_size_give_the_same_models(neurips, task):
@@ -159,6 +174,8 @@ def test_ulira_end_to_end_with_controls(task):
     # every stage trains its 8 shadows of 4 groups in one block
     assert {f"shadows-{s}" for s in ("original", "retrain", "finetune")} == set(result.timings)
     assert all(t["models"] == 8 for t in result.timings.values())
+    header = [h.strip() for h in result.table.splitlines()[0].strip("|").split("|")]
+    assert header == [c.header for c in result.columns] and result.warnings == []
 
 
 def test_evaluate_command_writes_the_report_and_resumes(tmp_path, capsys):
@@ -195,9 +212,16 @@ def test_evaluate_command_writes_the_report_and_resumes(tmp_path, capsys):
     assert main(args) == 0
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["protocol"] == "neurips23" and data["evaluation"]["models"] == 4
+    assert "groups" not in data["evaluation"]  # a ulira setting: neurips23 does not read it
     assert set(data["metrics"]) == {ORIGINAL_ROW, FLOOR_ROW, "finetune"}
-    assert "| finetune |" in (tmp_path / "results.md").read_text()
-    capsys.readouterr()
+    assert data["warnings"] == [few_models_warning(4)]
+    assert {c["header"] for c in data["columns"]} >= {"F", "eps at cap", "time / retrain"}
+    md, out = (tmp_path / "results.md").read_text(), capsys.readouterr().out
+    assert "| finetune |" in md
+    for text in (md, out):  # what it prints is what results.md holds: the warning and every definition
+        assert f"WARNING: {data['warnings'][0]}" in text
+        assert all(f"- `{c['header']}`: {c['definition']}" in text for c in data["columns"])
+    assert "- groups:" not in md
     assert main([*args, "--resume"]) == 0
     assert capsys.readouterr().out.count("loaded from") == 4
     assert json.loads((tmp_path / "results.json").read_text())["metrics"] == data["metrics"]

@@ -125,6 +125,17 @@ def test_a_swept_row_is_the_study_run_with_that_value(swept_study, tmp_path):
     assert "blindspot[beta=10]" in swept.table
 
 
+def test_the_sweeps_best_row_is_the_lowest_validation_gap_and_claims_say_why_they_are_absent(swept_study):
+    _, _, swept, _ = swept_study
+    gaps = {r: float(np.mean(swept.per_seed[r]["val_gap"])) for r in swept.rows}
+    assert gaps["retrain"] == 0.0 and gaps["original"] > 0.0
+    best = min(("blindspot[beta=0]", "blindspot[beta=10]"), key=gaps.get)
+    report = swept.report()
+    assert f"Best of the 2 blindspot rows: **{best}**, validation gap {gaps[best]:.3f}" in report
+    assert "chosen without reading a test row" in report
+    assert "The paper's claims about blindspot are not checked: blindspot is swept (2 rows)" in report
+
+
 def test_resume_reloads_every_swept_row_and_a_wider_sweep_runs_only_its_new_value(swept_study):
     root, cfg, swept, _ = swept_study
     logs: list[str] = []

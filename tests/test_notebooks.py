@@ -12,6 +12,8 @@ from pathlib import Path
 import jax
 import pytest
 
+from jaxunlearn.plots import FIGURE_FILES
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
@@ -100,6 +102,6 @@ def test_notebook_runs_quick(name, executed):
     table = "".join(out.get("data", {}).get("text/markdown", "") for out in _tagged(nb, "table").outputs)
     for row in ROWS:
         assert f"| {row} |" in table, (name, row, table)
-    assert sorted(p.name for p in (work / "figures").iterdir()) == ["errors_ci.png", "forget_deviation_hist.png"]
+    assert sorted(p.name for p in (work / "figures").iterdir()) == sorted(FIGURE_FILES)
     images = [out for out in _tagged(nb, "figures").outputs if "image/png" in out.get("data", {})]
-    assert len(images) == 2
+    assert len(images) == len(FIGURE_FILES)

@@ -194,3 +194,37 @@ def test_the_row_closest_to_retraining_is_computed_with_its_ci_and_overlaps():
     noisy = {k: v + rng.normal(0, 0.2, 6) for k, v in shifted[0.1].items()}
     assert "Its CI overlaps" in closest_to_retraining({"retrain": shifted[0.0], "a": noisy, "b": shifted[0.1]}, 1.0)
     assert closest_to_retraining({"retrain": shifted[0.0], "original": shifted[1.0]}, 1.0) is None
+
+
+def test_each_sweeps_best_row_is_named_by_its_validation_gap_with_overlaps():
+    from jaxunlearn.report import best_of_sweeps
+
+    rng = np.random.default_rng(1)
+    noise = rng.normal(0.0, 0.01, 8)
+    per_seed = {
+        "retrain": {"val_gap": np.zeros(8)},
+        "a[lr=1]": {"val_gap": 0.5 + noise},
+        "a[lr=2]": {"val_gap": 0.2 + noise},
+        "a[lr=3]": {"val_gap": 0.21 + rng.normal(0.0, 0.05, 8)},
+        "b": {"val_gap": 0.1 + noise},  # not swept: not a sweep's row
+        "c[x=1]": {"val_gap": 0.3 + noise},  # one row only: no choice to report
+    }
+    (text,) = best_of_sweeps(per_seed)
+    assert text.startswith("Best of the 3 a rows: **a[lr=2]**, validation gap 0.20")
+    assert "Its CI overlaps a[lr=3]" in text and "a[lr=1]" not in text.partition("overlaps")[2]
+    per_seed["a[lr=1]"]["val_gap"] = 0.05 + noise  # now lr=1 wins, clear of the others
+    (text,) = best_of_sweeps(per_seed)
+    assert "**a[lr=1]**" in text and "No other row's CI overlaps it (next: a[lr=2]" in text
+    assert best_of_sweeps({"retrain": {"val_gap": np.zeros(2)}, "b": {"val_gap": np.ones(2)}}) == []
+
+
+def test_claims_say_why_they_are_absent():
+    from jaxunlearn.claims import claims_absent, claims_report, claims_subject
+
+    subject = claims_subject()
+    row = {"test_retain_mae": np.ones(2)}
+    assert "does not run" in claims_absent({"original": row, "retrain": row})
+    alone = {"original": row, "retrain": row, subject: row}
+    assert claims_report(alone) is None and "this study runs none" in claims_absent(alone)
+    swept = {"original": row, "retrain": row, f"{subject}[lr=1]": row}
+    assert f"subject='{subject}[lr=1]'" in claims_absent(swept)

@@ -23,22 +23,92 @@ from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.evaluation.blocks import BlockRunner
 from jaxunlearn.evaluation.protocol import EvaluationConfig, EvaluationResult, register_protocol
-from jaxunlearn.evaluation.table import markdown_table
-from jaxunlearn.metrics.epsilon import EPS_CAP, eps_histogram, final_score, forgetting_quality
+from jaxunlearn.evaluation.table import Column, markdown_table
+from jaxunlearn.metrics.epsilon import (
+    EPS_CAP,
+    RANGE_GUARD,
+    eps_histogram,
+    few_models_warning,
+    final_score,
+    forgetting_quality,
+    point_cutoff,
+)
 from jaxunlearn.metrics.suite import svc_attack
 
 ORIGINAL_ROW = "original (do nothing)"
 FLOOR_ROW = "retrain (2nd set: noise floor)"
+# The EvaluationConfig fields this protocol reads beyond ``protocol.SHARED_SETTINGS``.
+SETTINGS = ("attack_models",)
+ROW_COLUMN = Column(
+    "row",
+    "row",
+    f"the N models scored against the reference (N models retrained from scratch on the retain rows): "
+    f"`{ORIGINAL_ROW}` (the one original model N times: the control that must score badly), "
+    f"`{FLOOR_ROW}` (N more retrained models: what an unlearner indistinguishable from retraining scores), "
+    "then each unlearner (N models unlearned from the one original model).",
+)
 COLUMNS = [
-    ("forgetting_quality", "F"),
-    ("score", "final score"),
-    ("eps_mean", "mean eps"),
-    ("eps_capped", "eps at cap"),
-    ("retain_mae_ratio", "retain MAE_R/MAE_U"),
-    ("test_mae_ratio", "test MAE_R/MAE_U"),
-    ("svc_member_rate", "SVC member rate"),
-    ("run_seconds", "time s"),
-    ("time_vs_retrain", "time / retrain"),
+    Column(
+        "forgetting_quality",
+        "F",
+        "forgetting quality: the mean over the forget examples of the points each example's eps earns "
+        "(2^-k for eps in bin k = [k/2, (k+1)/2), none at or beyond the cut-off ceil(ln(N - 1))); in [0, 1], "
+        "higher is better, read against the noise floor row's F (two retrained sets score about 0.1-0.2 against "
+        "each other), not against 1.",
+    ),
+    Column(
+        "score",
+        "final score",
+        "F x (retain MAE_R/MAE_U) x (test MAE_R/MAE_U): the challenge's final score with its accuracy ratios "
+        "turned into error ratios (the two columns below), not capped; higher is better.",
+    ),
+    Column(
+        "eps_mean",
+        "mean eps",
+        f"the mean over the forget examples of the per-example eps (in [0, {EPS_CAP:g}]: the largest eps of the "
+        "threshold and interval attacks on the row's N predictions against the reference's); examples at the cap "
+        "weigh heavily; lower is better, the noise floor row's is what retraining shows.",
+    ),
+    Column(
+        "eps_capped",
+        "eps at cap",
+        f"the share of forget examples whose eps is at the cap, {EPS_CAP:g}: an attack told the row's N "
+        "predictions from the reference's without a single error (FPR = FNR = 0, eps = infinity), or the range "
+        f"guard fired (one sample's range under {RANGE_GUARD:g} times the other's: a point mass, such as the "
+        "original row or a deterministic unlearner). N models a side cannot show a finite eps at or beyond the "
+        "cut-off, so (for N >= 3) these are exactly the examples that earn no point. In [0, 1]; lower is better.",
+    ),
+    Column(
+        "retain_mae_ratio",
+        "retain MAE_R/MAE_U",
+        "the reference's MAE on the retain rows divided by the row's (each the mean over its N models): 1 is "
+        "retraining's error, below 1 a larger error than retraining's, above 1 a smaller one.",
+    ),
+    Column(
+        "test_mae_ratio",
+        "test MAE_R/MAE_U",
+        "the same ratio on all test rows (those a forget rule marks included).",
+    ),
+    Column(
+        "svc_member_rate",
+        "SVC member rate",
+        "the paper's population attack (an RBF SVC on per-sample L1 losses, trained on retain rows against test "
+        "rows): the share of forget rows it calls members, averaged over the row's first `attack_models` models "
+        "(`--attack-models`); nearest the noise floor row's is best (a rate near 0 is overshooting, not "
+        "forgetting).",
+    ),
+    Column(
+        "run_seconds",
+        "time s",
+        "seconds the row's N models took after compiling, all together (the original row reuses the one "
+        "original model: 0).",
+    ),
+    Column(
+        "time_vs_retrain",
+        "time / retrain",
+        "`time s` divided by the reference's (N models retrained from scratch); the challenge turned away "
+        "unlearners slower than about 0.2.",
+    ),
 ]
 
 
@@ -51,6 +121,9 @@ def run_neurips23(
     cfg: StudyConfig, ecfg: EvaluationConfig, blocks: BlockRunner, task: Task, log: Callable[[str], None] = print
 ) -> EvaluationResult:
     n = ecfg.models
+    warnings = [w for w in (few_models_warning(n),) if w]
+    for warning in warnings:  # said before the work, and again under the table
+        log(f"warning: {warning}")
     original = blocks.run("original", "original", task, 0, 1)
     retrained = blocks.run("retrain", "retrain", task, 0, n)
     floor = blocks.run("retrain-floor", "retrain", task, n, n)
@@ -113,12 +186,11 @@ def run_neurips23(
     notes = [
         f"{n} models per row; every unlearned model starts from ONE original model; the reference is {n} models "
         f"retrained from scratch, the noise floor a second, independent {n}.",
-        "F: the challenge's forgetting quality (mean points per forget example, 2^-k for eps in bin k of width 0.5); "
-        "final score = F x (retain MAE_R/MAE_U) x (test MAE_R/MAE_U): the challenge's accuracy ratios, the right "
-        "way up for errors.",
-        f"SVC member rate: the paper's attack ({cfg.mia_units} loss units) on the first {attack} models of each row.",
-        "time: the row's models after compiling, all together; the original's control costs nothing.",
+        f"Points stop at eps = ceil(ln({n} - 1)) = {point_cutoff(n):g}; SVC member rate: the first {attack} models "
+        f"of each row, {cfg.mia_units} loss units.",
+        *(f"WARNING: {w}" for w in warnings),
     ]
+    columns = [ROW_COLUMN, *COLUMNS]
     return EvaluationResult(
         "neurips23",
         rows,
@@ -126,10 +198,12 @@ def run_neurips23(
         per_example,
         [int(i) for i in np.flatnonzero(forget["train"])],
         dict(blocks.timings),
-        markdown_table(rows, metrics, COLUMNS),
+        markdown_table(rows, metrics, COLUMNS, ROW_COLUMN.header),
         histograms,
         notes,
+        columns,
+        warnings,
     )
 
 
-register_protocol("neurips23", run_neurips23)
+register_protocol("neurips23", run_neurips23, SETTINGS, [ROW_COLUMN, *COLUMNS])

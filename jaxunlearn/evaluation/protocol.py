@@ -2,7 +2,9 @@
 
 A protocol is a function ``run(cfg, ecfg, blocks, task, log) -> EvaluationResult`` that
 trains the blocks of models it needs with a ``BlockRunner`` and scores them. Each protocol
-lives in its own module and registers itself with ``register_protocol``.
+lives in its own module and registers itself with ``register_protocol``, naming the
+``EvaluationConfig`` fields it reads beyond ``SHARED_SETTINGS`` (those, and only those,
+are listed in its results and docs: ``settings_of``) and the columns of its table.
 """
 
 from __future__ import annotations
@@ -10,6 +12,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from typing import Any
+
+from jaxunlearn.evaluation.table import Column
+
+# The EvaluationConfig fields every protocol reads (``run_evaluation``: which protocol, how
+# many models per row, and how they are chunked); a protocol's own fields come on top.
+SHARED_SETTINGS = ("protocol", "models", "chunk", "memory_limit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,10 +28,10 @@ class EvaluationConfig:
         protocol: a registered protocol ("neurips23", "ulira").
         models: neurips23: N unlearned models (from ONE original), N retrained, and a
             second N retrained (the noise floor); ulira: shadow models per stage.
-        groups: ulira: distinct training sets (halves of the candidate rows, in
+        groups: ulira only: distinct training sets (halves of the candidate rows, in
             complementary pairs); each holds models / groups shadows. Even, >= 4.
-        attack_models: how many models of each row the paper's SVC attack runs on (one
-            SVC fit per model: the slow part of the metrics).
+        attack_models: neurips23 only: how many models of each row the paper's SVC
+            attack runs on (one SVC fit per model: the slow part of the metrics).
         chunk: models per compiled call; None: the most that fit ``memory_limit``.
         memory_limit: bytes (or "2GB") one call may plan to use; None: the device's free
             memory.
@@ -66,7 +74,9 @@ class EvaluationConfig:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings the protocol reads (``settings_of``): a field it ignores (ulira's
+        ``groups`` in a neurips23 evaluation) is not listed."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k in settings_of(self.protocol)}
 
 
 @dataclasses.dataclass
@@ -81,7 +91,11 @@ class EvaluationResult:
         example_rows: [F] training-row indices of the examples.
         histograms: {row: eps histogram} (neurips23).
         timings: {block: {"wall", "compile", "run", "models", ...}}.
-        table: Markdown table; notes: the lines the report prints under it.
+        table: Markdown table; notes: the lines the report prints under it (the
+            warnings among them).
+        columns: the table's columns (metric key, header, definition), in order.
+        warnings: what makes the numbers less meaningful than they look (e.g. too few
+            models for the NeurIPS'23 points: ``jaxunlearn.metrics.epsilon.few_models_warning``).
     """
 
     protocol: str
@@ -93,14 +107,44 @@ class EvaluationResult:
     table: str
     histograms: dict[str, dict] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
+    columns: list[Column] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
 
 Protocol = Callable[..., EvaluationResult]
 PROTOCOLS: dict[str, Protocol] = {}
+PROTOCOL_SETTINGS: dict[str, tuple[str, ...] | None] = {}  # None: not declared (every field is listed)
+PROTOCOL_COLUMNS: dict[str, list[Column]] = {}
 
 
-def register_protocol(name: str, run: Protocol) -> Protocol:
+def register_protocol(
+    name: str, run: Protocol, settings: tuple[str, ...] | None = None, columns: list[Column] | None = None
+) -> Protocol:
+    """Registers ``run`` as protocol ``name``.
+
+    Args:
+        settings: the ``EvaluationConfig`` fields ``run`` reads beyond ``SHARED_SETTINGS``
+            (None: undeclared, so every field is listed as a setting).
+        columns: its table's columns (for docs/EVALUATION.md's column reference).
+    """
     if name in PROTOCOLS:
         raise ValueError(f"protocol {name!r} is already registered")
+    fields = {f.name for f in dataclasses.fields(EvaluationConfig)}
+    unknown = sorted(set(settings or ()) - fields)
+    if unknown:
+        raise ValueError(f"protocol {name!r} declares settings {unknown} that EvaluationConfig does not have")
     PROTOCOLS[name] = run
+    PROTOCOL_SETTINGS[name] = None if settings is None else tuple(settings)
+    PROTOCOL_COLUMNS[name] = list(columns or [])
     return run
+
+
+def settings_of(protocol: str) -> tuple[str, ...]:
+    """The ``EvaluationConfig`` fields protocol ``protocol`` reads, in field order:
+    ``SHARED_SETTINGS`` and its own (every field when it declared none)."""
+    own = PROTOCOL_SETTINGS.get(protocol)
+    return tuple(
+        f.name
+        for f in dataclasses.fields(EvaluationConfig)
+        if own is None or f.name in SHARED_SETTINGS or f.name in own
+    )

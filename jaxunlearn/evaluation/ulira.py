@@ -38,7 +38,7 @@ from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.evaluation.blocks import BlockRunner
 from jaxunlearn.evaluation.protocol import EvaluationConfig, EvaluationResult, register_protocol
-from jaxunlearn.evaluation.table import markdown_table
+from jaxunlearn.evaluation.table import Column, markdown_table
 from jaxunlearn.metrics.lira import attack_summary, leave_group_out_scores
 
 # Shadows' seeds start here in every stage's key stream, apart from the neurips23
@@ -49,13 +49,51 @@ FIRST_SEED = 1_000_000
 # shadows).
 PER_EXAMPLE_VARIANCE_MIN = 64
 MASK_SEED_TAG = 2023
+# The EvaluationConfig fields this protocol reads beyond ``protocol.SHARED_SETTINGS``.
+SETTINGS = ("groups",)
+ROW_COLUMN = Column(
+    "row",
+    "row",
+    "the shadow models of one stage: `retrain` (shadows retrained on the retain rows: IN and OUT are one "
+    "distribution, the control at chance), `original` (shadows that never unlearn: how much there is to "
+    "forget), then each unlearner (shadows that trained on their group's rows, then unlearned its candidates).",
+)
 COLUMNS = [
-    ("auc", "AUC"),
-    ("tpr_at_1pct_fpr", "TPR @ 1% FPR"),
-    ("tpr_at_0.1pct_fpr", "TPR @ 0.1% FPR"),
-    ("example_auc_median", "median per-row AUC"),
-    ("exposed_rows", "exposed rows"),
-    ("run_seconds", "time s"),
+    Column(
+        "auc",
+        "AUC",
+        "the attack's area under the ROC curve over all (shadow, candidate) pairs, IN against OUT, each shadow "
+        "scored by the log likelihood ratio of Gaussians fitted on the other groups' shadows; 0.5 is chance (the "
+        "retrain control), nearer 0.5 is better.",
+    ),
+    Column(
+        "tpr_at_1pct_fpr",
+        "TPR @ 1% FPR",
+        "the share of IN pairs the attack flags at the threshold that flags at most 1% of the OUT pairs; chance "
+        "is 0.01, lower (down to chance) is better.",
+    ),
+    Column(
+        "tpr_at_0.1pct_fpr",
+        "TPR @ 0.1% FPR",
+        "the same at most 0.1% of the OUT pairs; chance is 0.001.",
+    ),
+    Column(
+        "example_auc_median",
+        "median per-row AUC",
+        "the median over candidates of each candidate's own AUC over the shadows (its exposure); nearer 0.5 is better.",
+    ),
+    Column(
+        "exposed_rows",
+        "exposed rows",
+        "how many candidates have an own AUC above the largest any candidate reached under the retrain control "
+        "(the notes give it; 0 for that control by construction); lower is better.",
+    ),
+    Column(
+        "run_seconds",
+        "time s",
+        "seconds the row's shadows took after compiling, all together (an unlearner's: the unlearning only; "
+        "the shadows it starts from are the `original` row's).",
+    ),
 ]
 
 
@@ -158,7 +196,6 @@ def run_ulira(
         f"{candidates.size // 2} candidates.",
         f"Targets are held out by group: each candidate's IN and OUT Gaussians come from {per_side} shadows each "
         f"({'one variance pooled over candidates' if shared else 'per-candidate variances'}).",
-        "Controls: retrain (IN and OUT are the same distribution: chance, AUC 0.5) and original (no unlearning).",
         f"Exposed rows: per-row AUC above the largest the retrain control reached ({chance_max:.3f}).",
     ]
     return EvaluationResult(
@@ -168,9 +205,10 @@ def run_ulira(
         per_example,
         [int(i) for i in candidates],
         dict(blocks.timings),
-        markdown_table(rows, metrics, COLUMNS),
+        markdown_table(rows, metrics, COLUMNS, ROW_COLUMN.header),
         notes=notes,
+        columns=[ROW_COLUMN, *COLUMNS],
     )
 
 
-register_protocol("ulira", run_ulira)
+register_protocol("ulira", run_ulira, SETTINGS, [ROW_COLUMN, *COLUMNS])

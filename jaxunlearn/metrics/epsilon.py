@@ -40,12 +40,17 @@ __all__ = [
     "DELTA",
     "EPS_CAP",
     "GRID_PER_UNIT",
+    "MIN_POINT_CUTOFF",
     "RANGE_GUARD",
     "eps_histogram",
     "epsilon_points",
+    "few_models_warning",
     "final_score",
     "forgetting_quality",
+    "largest_finite_eps",
+    "min_scoring_models",
     "per_example_epsilons",
+    "point_cutoff",
 ]
 
 DELTA = 1e-5
@@ -54,6 +59,21 @@ GRID_PER_UNIT = 100
 RANGE_GUARD = 0.01
 BIN_WIDTH = 0.5
 BUFFER = 2.0  # interval attack: how far (in units of the statistic) its ends move around the peakier sample
+MIN_POINT_CUTOFF = 5
+"""The smallest point cut-off, ceil(ln(N - 1)), at which F is read without a warning
+(``few_models_warning``); N >= 56 models a side (``min_scoring_models``).
+
+Why: with N models a side the smallest nonzero error rate is 1/N, so an attack that errs
+at all shows at most ``largest_finite_eps(N)`` = ln(N(1 - delta) - 1), just below the
+cut-off; beyond it there is only a perfect separation (or the range guard), which the cap
+(50) records. Two independent sets of retrained models already show each other an eps of
+about 1.4-1.6 (the median over examples of identical normals at 12 to 512 models a side;
+log 5 = 1.61 is 5 models against 1 in a tail), which earns 2^-2 to 2^-3 points. At a
+cut-off of 5 or more, a forget example as far from retraining as N models can show short of
+a perfect separation earns at most 2^-8, at least 32 times less than retraining's own
+noise; at N = 16 (cut-off 3, largest finite eps 2.7) it earns 2^-5, only 4 times less, so
+F cannot tell a row far from retraining from one that is not. The challenge used 512.
+"""
 
 _CHUNK_CELLS = 1 << 22  # most (example x attack) cells held in memory at once (~32 MiB per float64 array)
 
@@ -310,6 +330,47 @@ def _cutoff(n_models: int) -> float:
     if int(n_models) != n_models or n_models < 2:
         raise ValueError(f"n_models must be an integer >= 2, got {n_models}")
     return float(math.ceil(math.log(n_models - 1)))
+
+
+def point_cutoff(n_models: int) -> float:
+    """The points' cut-off ceil(ln(n_models - 1)): eps at or beyond it earns no point
+    (3 for 16 models a side, 5 for 64, 6 for 256, 7 for 512)."""
+    return _cutoff(n_models)
+
+
+def largest_finite_eps(n_models: int, delta: float = DELTA) -> float:
+    """The largest eps an attack can give with ``n_models`` models a side short of a
+    perfect separation: one error on each side, ln(n_models (1 - delta) - 1) (0 when that
+    is negative). It is below ``point_cutoff(n_models)`` for n_models >= 3, so with equal
+    sides the examples that earn no point are exactly those at the cap (``EPS_CAP``)."""
+    if int(n_models) != n_models or n_models < 2:
+        raise ValueError(f"n_models must be an integer >= 2, got {n_models}")
+    return max(math.log(n_models * (1.0 - delta) - 1.0), 0.0)
+
+
+def min_scoring_models() -> int:
+    """The fewest models a side whose point cut-off is at least ``MIN_POINT_CUTOFF`` (56)."""
+    n = 2
+    while _cutoff(n) < MIN_POINT_CUTOFF:
+        n += 1
+    return n
+
+
+def few_models_warning(n_models: int) -> str | None:
+    """A warning when ``n_models`` models a side are too few for the points' cut-off to
+    mean much (cut-off below ``MIN_POINT_CUTOFF``: see its docstring); None otherwise."""
+    cutoff = _cutoff(n_models)
+    if cutoff >= MIN_POINT_CUTOFF:
+        return None
+    largest = largest_finite_eps(n_models)
+    return (
+        f"{n_models} models per row are too few for the NeurIPS'23 points to mean much: the points stop at "
+        f"eps = ceil(ln(N - 1)) = {cutoff:g}, and short of a perfect separation ('eps at cap') {n_models} models a "
+        f"side cannot show an eps above ln(N - 1) = {largest:.2f}, {'little above' if largest > 1.6 else 'not above'} "
+        "the 1.4-1.6 that two sets of retrained models show each other, so F cannot tell a row far from "
+        f"retraining from retraining's own noise. Use at least {min_scoring_models()} models (a cut-off of "
+        f"{MIN_POINT_CUTOFF} or more); the challenge used 512."
+    )
 
 
 def _as_eps(eps) -> np.ndarray:

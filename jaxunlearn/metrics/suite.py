@@ -103,6 +103,14 @@ METRICS: dict[str, Metric] = {
         "steps of training on the forget rows until the model's forget loss falls to (1 + relearn_alpha) times "
         "the original model's",
     ),
+    "val_gap": Metric(
+        None,
+        LOWER,
+        "standard deviations of the training targets",
+        "the norm of the MAE gaps to the retrained model of the same seed on the training retain rows, the "
+        "training forget rows and every validation row (``validation_gap``): what a sweep's best row is chosen "
+        "by, reading no test row",
+    ),
     "run_seconds": Metric(
         "time s", LOWER, "seconds", "the row's run time for all its seeds together, compile time apart", PER_STAGE
     ),
@@ -138,6 +146,13 @@ GAP_PARTS = ("test_retain_mae", "test_forget_mae", "train_forget_mae")
 def gap_to_retrain(row: dict[str, np.ndarray], retrain: dict[str, np.ndarray], y_std: float) -> np.ndarray:
     """[S] per-seed gap to retraining (``GAP_PARTS``) of one row's per-seed metrics {metric: [S]}."""
     gaps = np.stack([(np.asarray(row[p], np.float64) - np.asarray(retrain[p], np.float64)) / y_std for p in GAP_PARTS])
+    return np.sqrt((gaps**2).sum(axis=0))
+
+
+def validation_gap(parts: dict[str, np.ndarray], retrain: dict[str, np.ndarray]) -> np.ndarray:
+    """[S] per-seed norm of the gaps between a model's and the retrained model's (same seed)
+    MAE parts, e.g. ``tuning.mae_parts``' {"retain"|"forget"|"val": [S]} (standardised)."""
+    gaps = np.stack([np.asarray(parts[k], np.float64) - np.asarray(retrain[k], np.float64) for k in parts])
     return np.sqrt((gaps**2).sum(axis=0))
 
 
