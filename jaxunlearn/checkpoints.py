@@ -103,18 +103,24 @@ def chunk_name(row: str, start: int, stop: int) -> str:
 KILL_BEFORE_COMMIT_ENV = "JAXUNLEARN_TEST_KILL_BEFORE_COMMIT"
 
 
-@functools.lru_cache(maxsize=1)
-def training_code_fingerprint() -> str:
-    """SHA-256 (16 hex digits) over the source of ``TRAINING_CODE``: changes when any code
-    that could change trained weights changes (and with comments, too: a false alarm is
-    cheaper than silently reusing stale weights)."""
+@functools.lru_cache(maxsize=8)
+def code_fingerprint(paths: tuple[str, ...]) -> str:
+    """SHA-256 (16 hex digits) over the source of the package's files and folders ``paths``
+    (relative to jaxunlearn/), read once per process."""
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for name in TRAINING_CODE:
+    for name in paths:
         path = package / name
         for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
             digest.update(file.relative_to(package).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def training_code_fingerprint() -> str:
+    """``code_fingerprint`` of ``TRAINING_CODE``: changes when any code that could change
+    trained weights changes (and with comments, too: a false alarm is cheaper than silently
+    reusing stale weights)."""
+    return code_fingerprint(TRAINING_CODE)
 
 
 def _library_version() -> str:

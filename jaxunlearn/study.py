@@ -28,6 +28,7 @@ from jaxunlearn.data.arrays import Task
 from jaxunlearn.data.sources import MissingDataError, build_task, load_dataset
 from jaxunlearn.hparams import check_hyperparameters, stage_variants, study_variants
 from jaxunlearn.memory import format_bytes
+from jaxunlearn.metrics.reference_cache import METRIC_SETTINGS, REFERENCE_ROWS, ReferenceMetrics, reference_key
 from jaxunlearn.metrics.relearn import Relearn, RelearnConfig, RelearnRunner, anamnesis_index
 from jaxunlearn.metrics.suite import (
     DIVERGED_WHY,
@@ -648,8 +649,20 @@ def run_study(
     )
     cfg, task, stages, plan = trained.cfg, trained.task, trained.stages, trained.plan
     rows = list(stages)
+    store = trained.store
     with Stopwatch() as sw:
-        per_seed, preds = measure(stages, task, trained.metric_model, plan, trained.relearn, cfg, progress)
+        per_seed, preds = measure(
+            stages,
+            task,
+            trained.metric_model,
+            plan,
+            trained.relearn,
+            cfg,
+            progress,
+            reference_dir=None if store is None else store.root / "metrics",
+            models=None if store is None else " ".join(store.path(r).name for r in REFERENCE_ROWS),
+            log=log,
+        )
     log(f"metrics: {sw.wall:.1f} s")
     for name, metrics in per_seed.items():
         if stages[name].members > 1:  # an ensemble has no AIN (see measure)
@@ -784,8 +797,16 @@ def measure(
     relearn: Relearn,
     cfg: StudyConfig,
     progress: bool = False,
+    reference_dir: Path | None = None,
+    models: str | None = None,
+    log: Callable[[str], None] = print,
 ):
     """Predictions, errors, distances, membership attack and AIN for every stage's models.
+
+    With ``reference_dir``, the original and retrained rows' metrics are kept there and
+    reused when the same two rows' models are measured again with the same settings
+    (``metrics.reference_cache``; ``models``: their checkpoint identity, part of the key):
+    a benchmark's cells of one scenario attack and relearn them once.
 
     Returns:
         (per_seed {stage: {metric: [S]}}, predictions {stage: {"train"|"val"|"test": [S, N]}}
@@ -794,6 +815,14 @@ def measure(
     bar = tqdm(total=3 * len(stages), desc="metrics", unit="step", leave=False, disable=not progress)
     preds = predict_rows(stages, task, model, plan, ("train", "val", "test"), on_row=bar.update)
     val_parts = {name: mae_parts(p, task) for name, p in preds.items()}  # no test row: a sweep's criterion
+    cache = known = None
+    if reference_dir is not None and all(r in stages and stages[r].members == 1 for r in REFERENCE_ROWS):
+        settings = {k: getattr(cfg, k) for k in METRIC_SETTINGS} | {"plan": dataclasses.asdict(plan)}
+        key = reference_key({r: preds[r] for r in REFERENCE_ROWS}, data_fingerprint(task), settings, models or "")
+        cache = ReferenceMetrics(reference_dir, key)
+        known = cache.load()
+        if known is not None:
+            log(f"metrics: original and retrain measured before with these models and settings ({cache.path})")
     forget_loss = SeedExecutor(relearn.forget_val_loss, plan, n_per_seed=1)
     relearn_steps = RelearnRunner(relearn, plan)
 
@@ -806,7 +835,9 @@ def measure(
     lr = jnp.full((cfg.seeds,), cfg.relearn_lr, jnp.float32)
     steps = {}
     for name, stage in stages.items():  # relearning to the threshold: the slowest metric
-        if stage.members > 1:  # an ensemble is not one model to relearn: no AIN
+        if known is not None and name in known:
+            steps[name] = known[name]["relearn_steps"]
+        elif stage.members > 1:  # an ensemble is not one model to relearn: no AIN
             steps[name] = np.full(cfg.seeds, np.nan)
         else:
             steps[name] = relearn_steps(keys, stage.state, threshold, lr, task)
@@ -814,6 +845,10 @@ def measure(
 
     per_seed = {}
     for name in stages:
+        if known is not None and name in known:
+            per_seed[name] = {k: v.copy() for k, v in known[name].items()}
+            bar.update()
+            continue
         metrics = prediction_metrics(
             preds[name],
             preds["retrain"],
@@ -831,4 +866,6 @@ def measure(
         per_seed[name] = metrics
         bar.update()
     bar.close()
+    if cache is not None and known is None:
+        cache.save(per_seed)
     return per_seed, preds

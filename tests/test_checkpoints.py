@@ -238,3 +238,25 @@ def test_bad_chunk_is_refused():
     for bad in (0, -2, 1.5, True):
         with pytest.raises(ValueError, match="chunk"):
             run_study(CFG, progress=False, log=lambda m: None, task=tiny_task(), chunk=bad)
+
+
+def test_reference_rows_are_measured_once_per_models_and_metric_settings(first_run):
+    root, result, _ = first_run
+    (cached,) = (root / "metrics").glob("reference-*.json")  # the first study measured and kept them
+    original_text = cached.read_text()
+    saved = json.loads(original_text)
+    assert set(saved) == {"original", "retrain"}
+    np.testing.assert_array_equal(saved["original"]["mia"], result.per_seed["original"]["mia"])
+    saved["original"]["mia"][0] = 0.123  # the next study reads this file: an edited value shows up
+    cached.write_text(json.dumps(saved))
+    try:
+        logs: list[str] = []
+        again = run_study(CFG, progress=False, log=logs.append, task=tiny_task(), checkpoint_dir=root)
+        assert any("original and retrain measured before" in line for line in logs)
+        assert again.per_seed["original"]["mia"][0] == 0.123
+        np.testing.assert_array_equal(again.per_seed["finetune"]["ain"], result.per_seed["finetune"]["ain"])
+        other = dataclasses.replace(CFG, mia_samples=CFG.mia_samples // 2)  # another key: measured afresh
+        run_study(other, progress=False, log=logs.append, task=tiny_task(), checkpoint_dir=root)
+        assert len(list((root / "metrics").glob("reference-*.json"))) == 2
+    finally:
+        cached.write_text(original_text)
