@@ -659,7 +659,7 @@ def run_study(
             trained.relearn,
             cfg,
             progress,
-            reference_dir=None if store is None else store.root / "metrics",
+            reference_dir=None if store is None else store.root,
             models=None if store is None else " ".join(store.path(r).name for r in REFERENCE_ROWS),
             log=log,
         )

@@ -242,7 +242,7 @@ def test_bad_chunk_is_refused():
 
 def test_reference_rows_are_measured_once_per_models_and_metric_settings(first_run):
     root, result, _ = first_run
-    (cached,) = (root / "metrics").glob("reference-*.json")  # the first study measured and kept them
+    (cached,) = root.glob("reference-metrics-*.json")  # the first study measured and kept them
     original_text = cached.read_text()
     saved = json.loads(original_text)
     assert set(saved) == {"original", "retrain"}
@@ -257,6 +257,6 @@ def test_reference_rows_are_measured_once_per_models_and_metric_settings(first_r
         np.testing.assert_array_equal(again.per_seed["finetune"]["ain"], result.per_seed["finetune"]["ain"])
         other = dataclasses.replace(CFG, mia_samples=CFG.mia_samples // 2)  # another key: measured afresh
         run_study(other, progress=False, log=logs.append, task=tiny_task(), checkpoint_dir=root)
-        assert len(list((root / "metrics").glob("reference-*.json"))) == 2
+        assert len(list(root.glob("reference-metrics-*.json"))) == 2
     finally:
         cached.write_text(original_text)

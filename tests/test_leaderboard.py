@@ -215,8 +215,11 @@ def test_the_leaderboard_ranks_every_cell_with_its_references(board_dir):
     record = json.loads((board_dir / "cells/tiny/random-10/ssd.json").read_text())
     assert record["rules"] == {"tuning": "random:0.1@1", "score": "random:0.1@0"}
     assert record["tuning"]["config"]["seed"] != record["score_config"]["seed"]  # fresh seeds for the scores
-    saved = {d.name.partition("-")[0] for d in board_dir.glob("checkpoints/*/*/*/*") if d.is_dir()}
+    folders = [d for d in board_dir.glob("checkpoints/*/*/*/*") if d.is_dir()]
+    saved = {d.name.partition("-")[0] for d in folders}
     assert saved == {"original", "retrain"}  # the trials' and scored unlearners' models are never saved
+    # both cells scored against one original and retrain, whose metrics were measured once
+    assert len(list(board_dir.glob("checkpoints/*/*/score/reference-metrics-*.json"))) == 1
 
 
 def test_shards_merge_into_the_single_process_result(tmp_path, board_dir):

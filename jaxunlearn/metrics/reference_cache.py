@@ -69,10 +69,11 @@ def reference_key(
 
 
 class ReferenceMetrics:
-    """The original and retrained rows' per-seed metrics kept under ``folder`` by key."""
+    """The original and retrained rows' per-seed metrics kept in ``folder`` (the checkpoint
+    folder: a file beside the stage folders, ``reference-metrics-KEY.json``) by key."""
 
     def __init__(self, folder: str | Path, key: str):
-        self.path = Path(folder) / f"reference-{key}.json"
+        self.path = Path(folder) / f"reference-metrics-{key}.json"
 
     def load(self) -> dict[str, dict[str, np.ndarray]] | None:
         """{row: {metric: [S]}} saved under this key, or None (never saved, or unreadable)."""
