@@ -116,16 +116,13 @@ class StudyResult:
         from jaxunlearn.report import best_of_sweeps, closest_to_retraining
 
         parts = [self.table]
-        closest = closest_to_retraining(self.per_seed, self.y_std())
+        # the gap is in standard deviations of the training targets: without them (a folder
+        # written before predictions.npz existed) there is no closest row to name
+        targets = self.targets.get("train")
+        closest = None if targets is None else closest_to_retraining(self.per_seed, float(np.std(targets)) or 1.0)
         parts += [p for p in (closest, *best_of_sweeps(self.per_seed)) if p]
         parts.append(claims_report(self.per_seed) or claims_absent(self.per_seed))
         return "\n\n".join(parts)
-
-    def y_std(self) -> float:
-        """The standard deviation of the training targets (target units; 1.0 when unknown)."""
-        if "train" not in self.targets:
-            return float(self.task.get("y_std", 1.0) or 1.0)
-        return float(np.std(self.targets["train"])) or 1.0
 
     def write(self, out: str | os.PathLike, figures: bool | None = None, tensorboard: bool = False) -> list[Path]:
         """Writes what ``jaxunlearn run`` writes into ``out`` (created if needed), atomically.

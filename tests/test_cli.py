@@ -135,6 +135,20 @@ def test_plots_command_redraws_every_figure_from_the_folder(tiny_study, tmp_path
     assert "not a study's output folder" in capsys.readouterr().err
 
 
+def test_a_folder_without_predictions_reports_no_closest_row(tiny_study, tmp_path):
+    import shutil
+
+    from jaxunlearn.tidy import PREDICTIONS_NPZ, load_result
+
+    out, _ = tiny_study
+    assert "Closest to retraining" in load_result(out).report()
+    for name in ("results.json", "results.md"):  # an older folder: no predictions, no targets' scale
+        shutil.copy(out / name, tmp_path / name)
+    assert not (tmp_path / PREDICTIONS_NPZ).exists()
+    report = load_result(tmp_path).report()
+    assert "| blindspot |" in report and "Closest to retraining" not in report
+
+
 def _event_scalars(folder):
     """{tag: [(step, value)]} of the TensorBoard event files in ``folder`` (TFRecord framing:
     length u64, its crc u32, the Event proto, its crc u32)."""
