@@ -184,3 +184,37 @@ def summary_stats(values: list[float]) -> dict[str, Any]:
     mean = sum(values) / n if n else float("nan")
     var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
     return {"mean": mean, "std": math.sqrt(var), "per_seed": list(values)}
+
+
+class CompileCounter:
+    """Counts, from ``jax.monitoring``, the programs JAX builds: ``traces`` (jaxprs traced),
+    ``programs`` (backend-compile events, which a persistent-cache hit reports too) and
+    ``cache_hits``; ``xla_compiles()`` is the programs XLA really compiled. Registered once;
+    read differences around the code measured (``snapshot``)."""
+
+    def __init__(self) -> None:
+        import jax
+
+        self.counts = {"traces": 0, "programs": 0, "cache_hits": 0}
+
+        def on_duration(event: str, duration: float, **kw: Any) -> None:
+            if event == "/jax/core/compile/jaxpr_trace_duration":
+                self.counts["traces"] += 1
+            elif event == "/jax/core/compile/backend_compile_duration":
+                self.counts["programs"] += 1
+
+        def on_event(event: str, **kw: Any) -> None:
+            if event == "/jax/compilation_cache/cache_hits":
+                self.counts["cache_hits"] += 1
+
+        jax.monitoring.register_event_duration_secs_listener(on_duration)
+        jax.monitoring.register_event_listener(on_event)
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.counts)
+
+    def since(self, before: dict[str, int]) -> dict[str, int]:
+        """Counts since ``before`` (a ``snapshot``), with ``xla_compiles``."""
+        out = {k: v - before[k] for k, v in self.counts.items()}
+        out["xla_compiles"] = out["programs"] - out["cache_hits"]
+        return out

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import jax
 
+    from benchmarks.common import CompileCounter
     from jaxunlearn.config import StudyConfig
     from jaxunlearn.data.forget_rules import RandomFraction
     from jaxunlearn.data.sources import build_task, load_dataset
@@ -38,18 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     from jaxunlearn.study import run_study
     from jaxunlearn.timing import Stopwatch
 
-    counts = {"compiles": 0, "cache_hits": 0}
-
-    def on_duration(event: str, duration: float, **kw) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            counts["compiles"] += 1
-
-    def on_event(event: str, **kw) -> None:
-        if event == "/jax/compilation_cache/cache_hits":
-            counts["cache_hits"] += 1
-
-    jax.monitoring.register_event_duration_secs_listener(on_duration)
-    jax.monitoring.register_event_listener(on_event)
+    counter = CompileCounter()
     jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="jaxunlearn-rowsets-"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -58,19 +48,18 @@ def main(argv: list[str] | None = None) -> None:
     data = load_dataset(cfg.dataset)
     for draw in (0, 1):
         task = build_task(data, RandomFraction(args.fraction, seed=draw))
-        before = dict(counts)
+        before = counter.snapshot()
         with Stopwatch() as sw:
             run_study(cfg, progress=False, log=lambda _: None, task=task)
+        built = counter.since(before)
         print(
             json.dumps(
                 {
                     "draw": draw,
                     "forget_rows": int(task.describe()["train"]["forget"]),
-                    "programs": counts["compiles"] - before["compiles"],
-                    "cache_hits": counts["cache_hits"] - before["cache_hits"],
-                    "xla_compiles": counts["compiles"]
-                    - before["compiles"]
-                    - (counts["cache_hits"] - before["cache_hits"]),
+                    "programs": built["programs"],
+                    "cache_hits": built["cache_hits"],
+                    "xla_compiles": built["xla_compiles"],
                     "compile_s": round(sw.compile, 2),
                     "wall_s": round(sw.wall, 2),
                     "device": jax.devices()[0].device_kind,

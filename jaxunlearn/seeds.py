@@ -42,6 +42,9 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 SEED_STRATEGIES = ("vmap", "map", "host")
 SEED_AXIS = "seeds"
+# Seed slots per compiled program under the CPU's "map" plan (``LoopPlan.map_block``):
+# benchmarks/RESULTS.md measures the compiles it saves and what the block calls cost.
+CPU_MAP_BLOCK = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,14 @@ class LoopPlan:
     Attributes:
         seed_strategy: "vmap", "map" or "host" (see module docstring).
         map_batch_size: with "map", run this many seeds vmapped per map step (None = 1).
+        map_block: with "map" on one device, compile each program for this many seed
+            slots and run a call over more slots block by block (the last block padded
+            with copies of its last slot, dropped): every call of S >= ``map_block`` slots
+            then runs one program, whatever S (a tuning group of 28 slots, a score of 8,
+            a study of 10), so those programs are compiled once and loaded from the compile
+            cache afterwards. Seeds run in sequence under "map" anyway, so a block costs what
+            its slots cost; results are bitwise those of one call over all S (a scan over 2 or
+            more seeds rounds as a longer one does). None: one program per slot count.
         epochs_per_call: at most this many epochs per compiled call (None = all epochs
             in one call). A phase of E epochs runs ``calls_of(E)`` epochs per call: the
             largest divisor of E up to this, so every call of a phase is one program.
@@ -62,6 +73,7 @@ class LoopPlan:
 
     seed_strategy: str = "map"
     map_batch_size: int | None = None
+    map_block: int | None = None
     epochs_per_call: int | None = None
     unroll: int | bool = 1
     eval_chunk: int = 1024
@@ -83,6 +95,11 @@ class LoopPlan:
             raise ValueError(f"epochs_per_call must be >= 1 or None, got {self.epochs_per_call}")
         if self.map_batch_size is not None and self.map_batch_size < 1:
             raise ValueError(f"map_batch_size must be >= 1 or None, got {self.map_batch_size}")
+        if self.map_block is not None and (isinstance(self.map_block, bool) or self.map_block < 2):
+            raise ValueError(
+                f"map_block must be >= 2 or None, got {self.map_block!r} (a one-slot scan may round "
+                "differently from a longer one)"
+            )
         if self.eval_chunk < 1:
             raise ValueError(f"eval_chunk must be >= 1, got {self.eval_chunk}")
         if not isinstance(self.devices, int) or self.devices < 1:
@@ -99,7 +116,8 @@ def auto_plan(family: str, backend: str | None = None) -> LoopPlan:
     - CPU, conv: host loop over seeds and epochs, batches unrolled (while loops around
       conv steps are 10-50x slower on XLA:CPU; vmap of convs 4x slower).
     - CPU, dense/recurrent: sequential seeds in one program (vmap gains nothing on two
-      cores); epochs driven from the host so progress can be shown.
+      cores); epochs driven from the host so progress can be shown; programs compiled for
+      blocks of ``CPU_MAP_BLOCK`` seed slots, so calls of any larger slot count share them.
 
     Every plan spreads the seeds over all of the backend's devices (``devices``).
     """
@@ -111,7 +129,7 @@ def auto_plan(family: str, backend: str | None = None) -> LoopPlan:
     if backend == "cpu":
         if family == "conv":
             return LoopPlan(seed_strategy="host", epochs_per_call=1, unroll=True, eval_chunk=256, devices=devices)
-        return LoopPlan(seed_strategy="map", epochs_per_call=1, devices=devices)
+        return LoopPlan(seed_strategy="map", epochs_per_call=1, map_block=CPU_MAP_BLOCK, devices=devices)
     if family == "conv":
         return LoopPlan(seed_strategy="map", devices=devices)
     return LoopPlan(seed_strategy="vmap", devices=devices)
@@ -211,22 +229,28 @@ def to_global(tree: Any, sharding: NamedSharding) -> Any:
 
 def take_seeds(tree: Any, slots: np.ndarray) -> Any:
     """Seed slots ``slots`` [T] of every leaf [S, ...] -> [T, ...]: on the device for a leaf
-    held by one device (no host round trip), on the host for a leaf split across devices
-    (so no cross-device program runs) or already on the host. Typed PRNG keys stay keys. The
-    result is placed by ``place_seeds`` or by the ``SeedExecutor`` it is passed to."""
+    held by one accelerator (no host round trip), with NumPy for a leaf held by one CPU
+    device (the host is that device: no gather program is compiled for each leaf shape and
+    slot count), on the host for a leaf split across devices (so no cross-device program
+    runs) or already on the host. Typed PRNG keys stay keys. The result is placed by
+    ``place_seeds`` or by the ``SeedExecutor`` it is passed to."""
     slots = np.asarray(slots)
     on_device = None
 
     def take(leaf):
         nonlocal on_device
-        if isinstance(leaf, jax.Array) and len(leaf.sharding.device_set) == 1:
-            if on_device is None:
-                on_device = jnp.asarray(slots)
-            return leaf[on_device]
         if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             return jax.random.wrap_key_data(
                 jnp.asarray(take(jax.random.key_data(leaf))), impl=jax.random.key_impl(leaf)
             )
+        if isinstance(leaf, jax.Array) and len(leaf.sharding.device_set) == 1:
+            device: Any = next(iter(leaf.sharding.device_set))
+            if device.platform == "cpu":
+                picked = np.asarray(leaf)[slots]
+                return jnp.asarray(picked) if device == jax.devices("cpu")[0] else jax.device_put(picked, device)
+            if on_device is None:
+                on_device = jnp.asarray(slots)
+            return leaf[on_device]
         return to_host(leaf)[slots]
 
     return jax.tree_util.tree_map(take, tree)
@@ -305,6 +329,45 @@ def _map_in_place(fn: Callable, donated: tuple, kept: tuple, shared: tuple) -> A
     return (*carried, *stacked)
 
 
+def _leaf_to_host(leaf: Any) -> tuple[np.ndarray, Any]:
+    """(the leaf's values as NumPy, its PRNG key implementation or None)."""
+    if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return to_host(jax.random.key_data(leaf)), jax.random.key_impl(leaf)
+    return to_host(leaf), None
+
+
+def _leaf_from_host(values: Any, impl: Any) -> Any:
+    return values if impl is None else jax.random.wrap_key_data(values, impl=impl)
+
+
+def split_blocks(tree: Any, block: int) -> list[Any]:
+    """Leaves [S, ...] -> ceil(S / block) trees of leaves [block, ...], slots in order, the
+    last padded with copies of slot S - 1. Through host memory (free on the CPU, where
+    ``map_block`` is used): no program is compiled for any S, and every block's arrays are
+    placed alike, so the block's program is the same compiled one for every call."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    host = [_leaf_to_host(leaf) for leaf in leaves]
+    seeds = int(host[0][0].shape[0])
+    blocks = []
+    for start in range(0, seeds, block):
+        slots = np.minimum(np.arange(start, start + block), seeds - 1)
+        blocks.append(jax.tree_util.tree_unflatten(treedef, [_leaf_from_host(v[slots], i) for v, i in host]))
+    return blocks
+
+
+def merge_blocks(blocks: list[Any], seeds: int) -> Any:
+    """The inverse of ``split_blocks``: leaves [S, ...] (on the default device) from the
+    blocks' [block, ...]."""
+    leaves = [jax.tree_util.tree_flatten(b)[0] for b in blocks]
+    treedef = jax.tree_util.tree_structure(blocks[0])
+    merged = []
+    for parts in zip(*leaves, strict=True):
+        host = [_leaf_to_host(p) for p in parts]
+        values = np.concatenate([v for v, _ in host])[:seeds]
+        merged.append(_leaf_from_host(jnp.asarray(values), host[0][1]))
+    return jax.tree_util.tree_unflatten(treedef, merged)
+
+
 def _local_blocks(tree: Any) -> dict[Any, Any]:
     """{device: ``tree`` with each leaf's block on that device}, for this process's devices."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
@@ -348,6 +411,8 @@ class SeedExecutor:
         self.fn, self.plan, self.n_per_seed, self.donate = fn, plan, n_per_seed, donate
         self.host = plan.seed_strategy == "host"
         self.mesh = seed_mesh(plan.devices) if plan.devices > 1 else None
+        # "map" on one device: programs of ``map_block`` slots, called block by block
+        self.block = plan.map_block if plan.seed_strategy == "map" and self.mesh is None else None
         if self.host:  # the single-seed program itself, once per seed (on the seed's device)
             self._program = jax.jit(fn, donate_argnums=tuple(range(donate)))
             return
@@ -400,7 +465,16 @@ class SeedExecutor:
         per_seed, shared = tuple(per_seed), tuple(shared)
         if self.host:
             return self._program.lower(*tree_index(per_seed, 0), *shared)
+        if self.block is not None and self._blocks(per_seed) > 1:  # the program every block runs
+            per_seed = split_blocks(per_seed, self.block)[0]
         return self._program.lower(*self._split(self.place_per_seed(per_seed)), self.place_shared(shared))
+
+    def _blocks(self, per_seed: tuple) -> int:
+        """How many blocks a call over ``per_seed``'s slots runs (1: one call, no blocks)."""
+        if self.block is None:
+            return 1
+        seeds = num_seeds(per_seed)
+        return 1 if seeds <= self.block else -(-seeds // self.block)
 
     def _split(self, per_seed: tuple) -> tuple[tuple, tuple]:
         """(donated, kept) per-seed arguments: the first ``donate`` of them, the rest."""
@@ -421,6 +495,13 @@ class SeedExecutor:
             seeds = num_seeds(per_seed)
             stacked = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((seeds, *a.shape), a.dtype), out)
             return (None if used is None else used + (seeds - 1) * tree_bytes(out)), stacked
+        blocks = self._blocks(per_seed)
+        if blocks > 1:  # one block's program; every block's outputs are kept until merged
+            seeds = num_seeds(per_seed)
+            block = abstract_seeds(per_seed, self.block)
+            used, out = self.planned(block, shared)
+            stacked = abstract_seeds(out, seeds)
+            return (None if used is None else used + (blocks - 1) * tree_bytes(out)), stacked
         out = jax.eval_shape(self._local, *self._split(per_seed), shared)
         return compiled_bytes(self._local.lower(*self._split(per_seed), shared).compile()), out
 
@@ -428,11 +509,28 @@ class SeedExecutor:
         if len(per_seed) != self.n_per_seed:
             raise ValueError(f"expected {self.n_per_seed} per-seed arguments, got {len(per_seed)}")
         per_seed, shared = tuple(per_seed), tuple(shared)
+        if self._blocks(per_seed) > 1:
+            return self._by_blocks(per_seed, shared)
         if not self.host:
             return self._program(*self._split(self.place_per_seed(per_seed)), self.place_shared(shared))
         if self.mesh is None:
             return tree_stack([self._program(*tree_index(per_seed, i), *shared) for i in range(num_seeds(per_seed))])
         return self._host_on_mesh(per_seed, shared)
+
+    def _by_blocks(self, per_seed: tuple, shared: tuple) -> Any:
+        """The call over S slots as ceil(S / block) calls of the block's program (the last
+        block padded with copies of the last slot); outputs [S, ...] as one call gives."""
+        assert self.block is not None  # only a blocked executor comes here
+        seeds = num_seeds(per_seed)
+        blocks = split_blocks(per_seed, self.block)
+        # The donated arguments now live on in their blocks (donated in turn): free them, as
+        # donating them to one call would (the caller may not read them again).
+        for leaf in jax.tree_util.tree_leaves(per_seed[: self.donate]):
+            if isinstance(leaf, jax.Array):
+                leaf.delete()
+        del per_seed
+        outs = [self._program(*self._split(block), shared) for block in blocks]
+        return merge_blocks(outs, seeds)
 
     def _host_on_mesh(self, per_seed: tuple, shared: tuple) -> Any:
         """Each seed's single-seed call on the device that holds it; the outputs are put

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm  # text bars: tqdm.auto needs ipywidgets in notebooks
 
-from jaxunlearn import unlearn
+from jaxunlearn import programs, unlearn
 from jaxunlearn.checkpoints import REUSED_STAGES, CheckpointStore, RowParts, StageParts, data_fingerprint
 from jaxunlearn.compile_cache import enable as enable_compile_cache
 from jaxunlearn.config import StudyConfig
@@ -298,7 +298,12 @@ def load_task(cfg: StudyConfig, log: Callable[[str], None] = print) -> tuple[Tas
 
 def build_model(cfg: StudyConfig, task: Task, own: Any = None) -> ModelFns:
     """The configured model (or the user's ``own`` model: ``jaxunlearn.models.user``) for
-    the task's inputs; checks they fit before anything compiles."""
+    the task's inputs; checks they fit before anything compiles. One object per model within
+    a process (``jaxunlearn.programs``), so programs built from it are reused."""
+    return programs.reuse(programs.model_key(cfg, task.input_shape), lambda: _new_model(cfg, task, own))
+
+
+def _new_model(cfg: StudyConfig, task: Task, own: Any) -> ModelFns:
     kwargs = dict(cfg.model_kwargs)
     if own is not None:
         model = model_fns(own, task.input_shape)
@@ -432,7 +437,7 @@ def train_study(
     task = replicate(task, plan)  # once, not per call: every device keeps its copy of the data
     assert cfg.unlearners is not None  # resolved by __post_init__
     pipelines = {
-        name: unlearn.get(name).build(model, task, cfg, plan) for name in (*unlearn.reference_stages(), *cfg.unlearners)
+        name: build_stage(name, cfg, task, model, plan) for name in (*unlearn.reference_stages(), *cfg.unlearners)
     }
     # Metrics run the models in float32 whatever the training compute dtype: the parameters
     # are float32 anyway, and a measurement (above all the AIN's relearning threshold
@@ -440,9 +445,7 @@ def train_study(
     metric_model = (
         model if cfg.dtype == "float32" else build_model(dataclasses.replace(cfg, dtype="float32"), task, own)
     )
-    relearn = Relearn(
-        metric_model, task, RelearnConfig(cfg.batch_size, cfg.loss, cfg.relearn_max_epochs, cfg.relearn_alpha), plan
-    )
+    relearn = relearn_for(cfg, task, metric_model, plan)
     log(f"task: {task.name} | {task.describe()['train']} train rows")
     log(f"model: {cfg.model} ({model.family}) | backend {jax.default_backend()} | plan {plan}")
     measured = auto_plan(model.family).seed_strategy
@@ -466,7 +469,9 @@ def train_study(
         (default: the study's), in calls that fit the device, each call saved as it ends
         (``rows``: the checkpoint rows, one per hp). Returns (results, their parts)."""
         on = task if on is None else on
-        runner = PipelineRunner(pipeline, plan)
+        runner = programs.reuse(
+            ("runner", id(pipeline), plan), lambda: PipelineRunner(pipeline, plan), keep=(pipeline,)
+        )
         count = int(keys.shape[0])
         with Stopwatch() as planning:  # compiles (only) the programs the run then reuses
             fits, planned = seeds_per_call(runner, count, len(hps), original, on, hps[0], rows=train_rows)
@@ -594,8 +599,25 @@ def check_study(cfg: StudyConfig, task: Task | None = None, model: Any = None) -
     plan = resolve_plan(cfg, fns.family)
     assert cfg.unlearners is not None  # resolved by __post_init__
     for name in (*unlearn.reference_stages(), *cfg.unlearners):
-        unlearn.get(name).build(fns, task, cfg, plan)
-    Relearn(fns, task, RelearnConfig(cfg.batch_size, cfg.loss, cfg.relearn_max_epochs, cfg.relearn_alpha), plan)
+        build_stage(name, cfg, task, fns, plan)
+    relearn_for(cfg, task, fns, plan)
+
+
+def build_stage(name: str, cfg: StudyConfig, task: Task, model: ModelFns, plan: LoopPlan):
+    """``name``'s pipeline for the prepared study ``cfg`` (``prepare_study``) on ``task``:
+    the one built earlier in the process for the same settings, model, layout and plan
+    (``jaxunlearn.programs.stage_key``), so its compiled programs are reused."""
+    key = programs.stage_key(name, cfg, task, model, plan)
+    unlearner = unlearn.get(name)
+    return programs.reuse(key, lambda: unlearner.build(model, task, cfg, plan), keep=(unlearner, model))
+
+
+def relearn_for(cfg: StudyConfig, task: Task, model: ModelFns, plan: LoopPlan) -> Relearn:
+    """The AIN's relearning for the study's metric model (one per settings, model, layout
+    and plan within a process)."""
+    settings = RelearnConfig(cfg.batch_size, cfg.loss, cfg.relearn_max_epochs, cfg.relearn_alpha)
+    key = ("relearn", settings, id(model), task.layout(), plan)
+    return programs.reuse(key, lambda: Relearn(model, task, settings, plan), keep=(model,))
 
 
 def run_study(
@@ -774,7 +796,9 @@ def predict_rows(
     def split_preds(state, task):
         return {s: predict(model, state.params, state.batch_stats, getattr(task, s).x, plan) for s in splits}
 
-    predict_all = SeedExecutor(split_preds, plan, n_per_seed=1)
+    predict_all = programs.reuse(
+        ("split_preds", id(model), splits, plan), lambda: SeedExecutor(split_preds, plan, n_per_seed=1), keep=(model,)
+    )
     preds = {}
     for name, stage in stages.items():
         out = predict_all((stage.state,), (task,))
@@ -820,8 +844,12 @@ def measure(
         known = cache.load()
         if known is not None:
             log(f"metrics: original and retrain measured before with these models and settings ({cache.path})")
-    forget_loss = SeedExecutor(relearn.forget_val_loss, plan, n_per_seed=1)
-    relearn_steps = RelearnRunner(relearn, plan)
+    forget_loss = programs.reuse(
+        ("forget_loss", id(relearn), plan), lambda: SeedExecutor(relearn.forget_val_loss, plan, 1), keep=(relearn,)
+    )
+    relearn_steps = programs.reuse(
+        ("relearn_steps", id(relearn), plan), lambda: RelearnRunner(relearn, plan), keep=(relearn,)
+    )
 
     targets = {s: np.asarray(getattr(task, s).y)[:, 0] for s in ("train", "test")}
     forget = {s: np.asarray(getattr(task, s).forget) > 0.5 for s in ("train", "test")}

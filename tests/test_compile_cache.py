@@ -40,3 +40,24 @@ def test_a_folder_the_process_chose_is_kept(no_cache_set, monkeypatch):
     assert compile_cache.enable() == str(no_cache_set / "chosen") == _current()
     monkeypatch.setenv(compile_cache.CACHE_ENV, "off")  # off never unsets what the process chose
     assert compile_cache.enable() == str(no_cache_set / "chosen")
+
+
+@pytest.fixture
+def jax_default_threshold():
+    """JAX's default threshold (programs that compiled in 1 s or more are written); restores
+    the tests' own (0: every program)."""
+    before = jax.config.jax_persistent_cache_min_compile_time_secs
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    yield
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", before)
+
+
+def test_every_program_is_kept_not_only_slow_ones(no_cache_set, jax_default_threshold):
+    compile_cache.enable()
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
+
+
+def test_a_threshold_the_process_chose_is_kept(no_cache_set, jax_default_threshold):
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.5)
+    compile_cache.enable()
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 2.5

@@ -42,6 +42,40 @@ def test_executor_checks_argument_count():
         run((jax.random.split(jax.random.key(0), 2),), (jnp.ones(5),))
 
 
+def carry_step(carry, key, scale, shared):
+    """A donated carry (a dict with a PRNG key) that comes back first, and a stacked output."""
+    noise = jax.random.normal(key, (5,))
+    new = {"x": carry["x"] + noise * scale + shared, "key": jax.random.fold_in(carry["key"], 1)}
+    return new, jnp.linalg.norm(noise)
+
+
+@pytest.mark.parametrize("seeds", [3, 4, 5, 9])
+def test_blocks_compute_what_one_call_computes_and_share_one_program(seeds):
+    # map_block=4: calls of 5 and 9 slots run blocks of 4 (the last padded); 3 and 4 run whole
+    keys = jax.random.split(jax.random.key(1), seeds)
+    scales, shared = jnp.arange(seeds, dtype=jnp.float32), jnp.ones(5)
+
+    def carry():
+        return {"x": jnp.zeros((seeds, 5)), "key": jax.random.split(jax.random.key(2), seeds)}
+
+    whole = SeedExecutor(carry_step, LoopPlan("map"), n_per_seed=3, donate=1)((carry(), keys, scales), (shared,))
+    blocked_run = SeedExecutor(carry_step, LoopPlan("map", map_block=4), n_per_seed=3, donate=1)
+    blocked = blocked_run((carry(), keys, scales), (shared,))
+    assert blocked[0]["x"].shape == (seeds, 5) and blocked[1].shape == (seeds,)
+    np.testing.assert_array_equal(blocked[0]["x"], whole[0]["x"])
+    np.testing.assert_array_equal(jax.random.key_data(blocked[0]["key"]), jax.random.key_data(whole[0]["key"]))
+    np.testing.assert_array_equal(blocked[1], whole[1])
+    # every call of more than 4 slots runs the one program of 4 slots
+    assert blocked_run._program._cache_size() == 1
+
+
+def test_a_blocked_call_frees_its_donated_arguments():
+    run = SeedExecutor(carry_step, LoopPlan("map", map_block=2), n_per_seed=3, donate=1)
+    donated = {"x": jnp.zeros((3, 5)), "key": jax.random.split(jax.random.key(2), 3)}
+    run((donated, jax.random.split(jax.random.key(1), 3), jnp.ones(3)), (jnp.ones(5),))
+    assert donated["x"].is_deleted()
+
+
 def test_auto_plan_follows_the_measurements():
     assert auto_plan("conv", "gpu").seed_strategy == "map"
     assert auto_plan("dense", "gpu").seed_strategy == "vmap"
@@ -49,6 +83,8 @@ def test_auto_plan_follows_the_measurements():
     cpu_conv = auto_plan("conv", "cpu")
     assert (cpu_conv.seed_strategy, cpu_conv.epochs_per_call, cpu_conv.unroll) == ("host", 1, True)
     assert auto_plan("dense", "cpu").seed_strategy == "map"
+    assert auto_plan("dense", "cpu").map_block == auto_plan("recurrent", "cpu").map_block == 4
+    assert auto_plan("dense", "gpu").map_block is None  # vmap: a wider program may fuse differently
 
 
 @pytest.mark.parametrize(
@@ -57,6 +93,7 @@ def test_auto_plan_follows_the_measurements():
         ({"seed_strategy": "pmap"}, "seed_strategy must be one of"),
         ({"epochs_per_call": 0}, "epochs_per_call must be >= 1"),
         ({"map_batch_size": 0}, "map_batch_size must be >= 1"),
+        ({"map_block": 1}, "map_block must be >= 2"),
         ({"eval_chunk": 0}, "eval_chunk must be >= 1"),
         ({"devices": 0}, "devices must be a positive integer"),
     ],

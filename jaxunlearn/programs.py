@@ -1,0 +1,122 @@
+"""Traced programs reused within a process: a second study of the same shapes compiles nothing.
+
+JAX reuses a jitted function's traced and compiled programs only while the function object
+is the same one. A study builds its model, its stages' pipelines and their runners anew, so
+without this module every study traces, lowers and loads (or compiles) every program again,
+even when an earlier study in the process ran the very same ones: about 4 s for the default
+study on the CPU, and most of a benchmark's compile time.
+
+``reuse(key, make)`` returns the object an earlier call made under an equal ``key``, else
+``make()``'s. The keys say everything the made object's traced code depends on:
+
+- the model: ``model_key`` (its registered name or the user's class with a digest of its
+  code, its fields, the compute dtype, the input shape);
+- a stage's pipeline: ``stage_key`` (the stage, the study settings that build it, the
+  stage's own settings and default hyperparameters, the model, the task's layout, the plan;
+  for a plug-in, also its code's digest, every study setting and a digest of the data, since
+  its factory may read any of them when it builds);
+- programs built from those (runners, metric executors): the made object they close over, by
+  ``id``; the cache entry keeps that object alive, so the ``id`` cannot be reused.
+
+The library's factories read only the task's layout (its row counts and input shape) when
+they build, and the rows themselves at run time (tested: ``tests/test_programs.py``).
+
+``clear()`` empties the cache; ``JAXUNLEARN_REUSE_PROGRAMS=0`` turns reuse off.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+__all__ = ["REUSE_ENV", "clear", "model_key", "reuse", "size", "stage_key"]
+
+REUSE_ENV = "JAXUNLEARN_REUSE_PROGRAMS"
+# Entries kept (least recently used dropped first): a benchmark's tasks x scenarios x stages
+# fit; each entry holds its compiled programs.
+MAX_ENTRIES = 256
+
+T = TypeVar("T")
+_CACHE: collections.OrderedDict[Hashable, tuple[tuple[Any, ...], Any]] = collections.OrderedDict()
+
+
+def enabled() -> bool:
+    return os.environ.get(REUSE_ENV, "1") != "0"
+
+
+def reuse(key: Hashable | None, make: Callable[[], T], keep: tuple[Any, ...] = ()) -> T:
+    """The object made earlier under ``key``, else ``make()`` (remembered under ``key``).
+
+    Args:
+        key: everything the made object's traced code depends on; None: make a fresh one
+            (nothing is remembered).
+        keep: objects whose ``id`` appears in ``key``; the entry holds them so that no other
+            object can take their ``id`` while it lives.
+    """
+    if key is None or not enabled():
+        return make()
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key][1]
+    made = make()
+    _CACHE[key] = (keep, made)
+    while len(_CACHE) > MAX_ENTRIES:
+        _CACHE.popitem(last=False)
+    return made
+
+
+def clear() -> None:
+    """Forgets every remembered object (their programs are freed with them)."""
+    _CACHE.clear()
+
+
+def size() -> int:
+    """How many objects are remembered."""
+    return len(_CACHE)
+
+
+def _frozen(value: Any) -> str:
+    """A hashable, order-independent spelling of settings (dicts, dataclasses, tuples)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def model_key(cfg: Any, input_shape: tuple[int, ...]) -> Hashable:
+    """The model of a prepared study (``study.prepare_study`` puts a user's model's class,
+    code digest and fields in ``cfg.model``/``model_kwargs``)."""
+    return ("model", cfg.model, _frozen(cfg.model_kwargs), cfg.dtype, tuple(input_shape))
+
+
+def stage_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any) -> Hashable:
+    """Everything ``Unlearner.build`` reads for ``stage`` of the prepared study ``cfg`` on
+    ``task`` with ``model`` (a ``ModelFns`` made under ``model_key``, so one object per
+    model) and ``plan``."""
+    from jaxunlearn import unlearn
+    from jaxunlearn.checkpoints import data_fingerprint, training_settings
+
+    unlearner = unlearn.get(stage)
+    code = unlearner.code_identity()
+    settings = training_settings(cfg, stage)
+    if code is None:  # the library's factories: the seeds are data, the rows too
+        settings = {k: v for k, v in settings.items() if k not in ("seeds", "seed")}
+        data = None
+    else:  # a plug-in may read any setting and any value of the task when it builds
+        settings = cfg.to_dict()
+        data = data_fingerprint(task)
+    return (
+        "stage",
+        stage,
+        id(unlearner),
+        _frozen(code),
+        _frozen(settings),
+        _frozen(dict(unlearner.hp)),
+        id(model),
+        task.layout(),
+        plan,
+        data,
+    )
