@@ -36,9 +36,13 @@ from typing import Any, TypeVar
 __all__ = ["REUSE_ENV", "clear", "model_key", "reuse", "size", "stage_key"]
 
 REUSE_ENV = "JAXUNLEARN_REUSE_PROGRAMS"
-# Entries kept (least recently used dropped first): a benchmark's tasks x scenarios x stages
-# fit; each entry holds its compiled programs.
-MAX_ENTRIES = 256
+# Entries kept, the least recently used dropped first. A repeated default study needs 15 (its
+# model, 5 pipelines, 5 runners, the relearning and 3 metric programs). Each kept XLA:CPU
+# program holds its code in memory maps of its own (a finetune runner: about 290), and Linux
+# refuses a process more than vm.max_map_count (65,530 by default) maps: with 256 entries a
+# 32-cell benchmark died in cell 13 ("LLVM compilation error: Cannot allocate memory"). With
+# 48 a benchmark peaks near 19,000 maps (benchmarks/RESULTS.md).
+MAX_ENTRIES = 48
 
 T = TypeVar("T")
 _CACHE: collections.OrderedDict[Hashable, tuple[tuple[Any, ...], Any]] = collections.OrderedDict()

@@ -281,7 +281,7 @@ def tune(
             groups: dict[tuple, list[Trial]] = {}
             for point in points:
                 groups.setdefault(tuple(sorted(point.settings.items())), []).append(point)
-            log(f"tuning {stage}: {len(points)} trial(s) in {len(groups)} program(s) (one per epochs setting)")
+            log(f"tuning {stage}: {len(points)} trial(s) in {len(groups)} run(s) (one per epochs setting)")
             by_key: dict[tuple, TrialResult] = {}
             for settings_key, group in groups.items():
                 settings = {s: dict(f) for s, f in cfg.settings}

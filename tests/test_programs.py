@@ -89,3 +89,15 @@ def test_reuse_can_be_turned_off(monkeypatch):
     for _ in range(2):
         programs.reuse(("test", "on"), lambda: made.append(1))
     assert len(made) == 3
+
+
+def test_the_least_recently_used_entries_go_first():
+    # each entry holds compiled programs and their memory maps: the cache stays bounded
+    programs.clear()
+    for i in range(programs.MAX_ENTRIES + 5):
+        programs.reuse(("test", i), lambda i=i: i)
+        programs.reuse(("test", 0), lambda: -1)  # kept in use
+    assert programs.size() == programs.MAX_ENTRIES
+    assert programs.reuse(("test", 0), lambda: -1) == 0  # still the first one made
+    assert programs.reuse(("test", 1), lambda: -1) == -1  # dropped, made again
+    programs.clear()

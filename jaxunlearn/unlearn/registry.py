@@ -52,8 +52,9 @@ class Range:
             cap: ``ceil(0.2 x`` the original's training epochs``)`` (unlearning may cost at
             most a fifth of training, as Deep Unlearn caps it).
         log: draw log-uniformly (learning rates, weights spanning decades); else uniformly.
-        integer: an integer static setting (epochs): each distinct value compiles its own
-            program, so trials are grouped by it.
+        integer: an integer static setting (epochs): each distinct value builds its own
+            pipeline, so trials are grouped by it (the groups' calls share compiled programs
+            where the epoch count is not part of them: ``LoopPlan.map_block``).
     """
 
     low: float
