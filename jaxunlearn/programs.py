@@ -38,7 +38,7 @@ __all__ = ["REUSE_ENV", "clear", "model_key", "reuse", "size", "stage_key"]
 REUSE_ENV = "JAXUNLEARN_REUSE_PROGRAMS"
 # Entries kept, the least recently used dropped first. A repeated default study needs 15 (its
 # model, 5 pipelines, 5 runners, the relearning and 3 metric programs). Each kept XLA:CPU
-# program holds its code in memory maps of its own (a finetune runner: about 290), and Linux
+# program holds its code in memory maps of its own (a one-phase runner: about 290), and Linux
 # refuses a process more than vm.max_map_count (65,530 by default) maps: with 256 entries a
 # 32-cell benchmark died in cell 13 ("LLVM compilation error: Cannot allocate memory"). With
 # 48 a benchmark peaks near 19,000 maps (benchmarks/RESULTS.md).
@@ -100,6 +100,11 @@ def stage_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any) -> Hashabl
     """Everything ``Unlearner.build`` reads for ``stage`` of the prepared study ``cfg`` on
     ``task`` with ``model`` (a ``ModelFns`` made under ``model_key``, so one object per
     model) and ``plan``."""
+    return _stage_key(stage, cfg, task, model, plan)
+
+
+def _stage_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, without: frozenset = frozenset()) -> Hashable:
+    """``stage_key``, leaving the stage's own settings ``without`` out."""
     from jaxunlearn import unlearn
     from jaxunlearn.checkpoints import data_fingerprint, training_settings
 
@@ -108,6 +113,8 @@ def stage_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any) -> Hashabl
     settings = training_settings(cfg, stage)
     if code is None:  # the library's factories: the seeds are data, the rows too
         settings = {k: v for k, v in settings.items() if k not in ("seeds", "seed")}
+        if "settings" in settings:
+            settings["settings"] = {k: v for k, v in settings["settings"].items() if k not in without}
         data = None
     else:  # a plug-in may read any setting and any value of the task when it builds
         settings = cfg.to_dict()
@@ -124,3 +131,50 @@ def stage_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any) -> Hashabl
         plan,
         data,
     )
+
+
+def epochless_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, pipeline: Any) -> Hashable | None:
+    """A key that the pipelines of a library ``stage`` share when they differ only in the
+    epochs settings the stage searches (its integer ``Range``s: tuning's groups), so one
+    runner's compiled programs serve them all (``PipelineRunner(..., programs=...)``).
+
+    Each phase's ``Fit`` reads its epoch count only in the host loop that calls the compiled
+    epochs (never inside a traced function), and the library's factories pass those
+    settings only to ``FitConfig.epochs`` or to the number of phases, which the key holds
+    (tested against freshly built runners: ``tests/test_programs.py``). None for a plug-in
+    (its factory may read them anywhere), a sharded stage, or a phase of another kind.
+    """
+    from jaxunlearn import unlearn
+    from jaxunlearn.train.loop import Fit
+    from jaxunlearn.unlearn.base import OneShot
+
+    unlearner = unlearn.get(stage)
+    epochs = frozenset(name for name, where in unlearner.search.items() if where.integer)
+    if not epochs or unlearner.code_identity() is not None or pipeline.shards is not None:
+        return None
+    phases = []
+    for phase in pipeline.phases:
+        fit = phase.fit
+        if type(fit) is Fit:
+            shape: tuple = ("fit", _frozen(dataclasses.replace(fit.cfg, epochs=1)), fit.row_count)
+        elif type(fit) is OneShot:
+            shape = ("one-shot",)
+        else:
+            return None
+        phases.append((phase.name, phase.reads_hp, shape))
+    return ("epochless", _stage_key(stage, cfg, task, model, plan, without=epochs), tuple(phases))
+
+
+def runner(pipeline: Any, plan: Any, epochless: Hashable | None = None) -> Any:
+    """The ``PipelineRunner`` of ``pipeline`` under ``plan``: made once per pipeline object;
+    with ``epochless`` (``epochless_key``), on the compiled programs of the first runner made
+    under that key."""
+    from jaxunlearn.runner import PipelineRunner
+
+    def make() -> Any:
+        if epochless is None:
+            return PipelineRunner(pipeline, plan)
+        donor = reuse(epochless, lambda: PipelineRunner(pipeline, plan))
+        return donor if donor.pipeline is pipeline else PipelineRunner(pipeline, plan, programs=donor)
+
+    return reuse(("runner", id(pipeline), plan), make, keep=(pipeline,))

@@ -107,8 +107,20 @@ class _PhaseDriver:
     loop, from an earlier phase of the same ``Fit`` (SCRUB repeats its passes), so the loop
     compiles once."""
 
-    def __init__(self, phase: Phase, index: int, plan: LoopPlan, shared_epochs: SeedExecutor | None = None):
+    def __init__(
+        self,
+        phase: Phase,
+        index: int,
+        plan: LoopPlan,
+        shared_epochs: SeedExecutor | None = None,
+        programs: _PhaseDriver | None = None,
+    ):
         self.phase, self.plan = phase, plan
+        self.begin: SeedExecutor
+        self.epochs: SeedExecutor
+        if programs is not None:  # another pipeline's phase whose programs are this one's
+            self.begin, self.epochs = programs.begin, programs.epochs
+            return
 
         def begin(key, original, hp, earlier, rows, task):
             task = task.with_train_rows(rows)
@@ -145,14 +157,23 @@ class _PhaseDriver:
 
 
 class PipelineRunner:
-    """Runs ``pipeline`` over stacked keys [S]; compiled programs are reused across calls."""
+    """Runs ``pipeline`` over stacked keys [S]; compiled programs are reused across calls.
 
-    def __init__(self, pipeline: Pipeline, plan: LoopPlan):
+    ``programs``: a runner whose compiled programs this pipeline's phases run as they are:
+    a pipeline that differs from its pipeline only in its phases' epoch counts, when no
+    traced function reads them (``jaxunlearn.programs.epochless_key`` says when); each phase
+    then runs its own number of epochs with the other runner's programs.
+    """
+
+    def __init__(self, pipeline: Pipeline, plan: LoopPlan, programs: PipelineRunner | None = None):
         self.pipeline, self.plan = pipeline, plan
+        if programs is not None and (programs.plan != plan or len(programs.drivers) != len(pipeline.phases)):
+            raise ValueError(f"{pipeline.name}: the programs given are another plan's or another pipeline's")
         self.drivers: list[_PhaseDriver] = []
         by_fit: dict[int, SeedExecutor] = {}
         for i, phase in enumerate(pipeline.phases):
-            driver = _PhaseDriver(phase, i, plan, by_fit.get(id(phase.fit)))
+            donor = None if programs is None else programs.drivers[i]
+            driver = _PhaseDriver(phase, i, plan, by_fit.get(id(phase.fit)), donor)
             by_fit.setdefault(id(phase.fit), driver.epochs)
             self.drivers.append(driver)
 

@@ -41,7 +41,7 @@ from jaxunlearn.metrics.suite import (
 from jaxunlearn.models import make_model
 from jaxunlearn.models.user import describe_model, model_fns
 from jaxunlearn.report import format_table, prediction_digest, summarise
-from jaxunlearn.runner import PipelineRunner, StageResult, run_in_chunks, seeds_per_call
+from jaxunlearn.runner import StageResult, run_in_chunks, seeds_per_call
 from jaxunlearn.seeds import LoopPlan, SeedExecutor, auto_plan, devices_for, replicate, seed_split, to_host
 from jaxunlearn.shards import aggregate_predictions, run_sharded
 from jaxunlearn.tidy import CURVE_VALUES
@@ -464,14 +464,13 @@ def train_study(
     def store_for(stage: str) -> CheckpointStore | None:  # where ``stage``'s rows are saved
         return store if save_unlearned or stage in REUSED_STAGES else None
 
-    def run_calls(pipeline, keys, original, hps, label, rows, reuse, on=None, train_rows=None):
+    def run_calls(pipeline, keys, original, hps, label, rows, reuse, on=None, train_rows=None, epochless=None):
         """``pipeline`` over the models ``keys`` [T] for each of ``hps`` on the task ``on``
         (default: the study's), in calls that fit the device, each call saved as it ends
-        (``rows``: the checkpoint rows, one per hp). Returns (results, their parts)."""
+        (``rows``: the checkpoint rows, one per hp; ``epochless``: ``programs.epochless_key``).
+        Returns (results, their parts)."""
         on = task if on is None else on
-        runner = programs.reuse(
-            ("runner", id(pipeline), plan), lambda: PipelineRunner(pipeline, plan), keep=(pipeline,)
-        )
+        runner = programs.runner(pipeline, plan, epochless)
         count = int(keys.shape[0])
         with Stopwatch() as planning:  # compiles (only) the programs the run then reuses
             fits, planned = seeds_per_call(runner, count, len(hps), original, on, hps[0], rows=train_rows)
@@ -569,6 +568,7 @@ def train_study(
             name,
             [v.row for v in to_run],
             resume or name in REUSED_STAGES,
+            epochless=programs.epochless_key(name, cfg, task, model, plan, pipeline),
         )
         wall, compile_s = sum(r.wall for r in results), sum(r.compile for r in results)
         what = f"{len(to_run)} hyperparameter values x {cfg.seeds} seeds together, " if len(to_run) > 1 else ""

@@ -4,6 +4,8 @@ the bits of one call."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -101,3 +103,59 @@ def test_the_least_recently_used_entries_go_first():
     assert programs.reuse(("test", 0), lambda: -1) == 0  # still the first one made
     assert programs.reuse(("test", 1), lambda: -1) == -1  # dropped, made again
     programs.clear()
+
+
+def epoch_settings(name: str) -> list[str]:
+    """The epochs settings an unlearner searches (its integer Ranges)."""
+    from jaxunlearn import unlearn
+
+    return [k for k, r in unlearn.get(name).search.items() if r.integer]
+
+
+SEARCHES_EPOCHS = [name for name in ("finetune", "gaussian", "neggrad", "scrub", "blindspot") if epoch_settings(name)]
+
+
+@pytest.mark.parametrize("name", SEARCHES_EPOCHS)
+def test_pipelines_that_differ_in_epochs_share_programs_only_where_that_is_exact(name):
+    # another pipeline's programs, run for this pipeline's epochs, must give what this
+    # pipeline's own freshly built runner gives: no traced function may read the epochs
+    from jaxunlearn.runner import PipelineRunner
+    from jaxunlearn.seeds import auto_plan
+    from jaxunlearn.study import seed_keys
+    from tests.helpers import build, tiny_model, train_original
+
+    task = tiny_task()
+    model, plan = tiny_model(task), auto_plan("dense")
+    cfg = with_(TINY, seeds=2)
+    original = train_original(model, task, plan, cfg).state
+    one, two = (dict.fromkeys(epoch_settings(name), e) for e in (1, 2))
+    first, second = build(name, model, task, cfg, plan, **one), build(name, model, task, cfg, plan, **two)
+    keys = seed_keys(0, 2, name)
+    shared_key = programs.epochless_key(name, with_(cfg, settings={name: one}), task, model, plan, first)
+    if shared_key != programs.epochless_key(name, with_(cfg, settings={name: two}), task, model, plan, second):
+        assert name == "scrub"  # its epochs are its number of phases: nothing to share
+        return
+    donor = PipelineRunner(first, plan)
+    donor(keys, original, task, progress=False)  # traced and compiled for 1 epoch
+    shared = PipelineRunner(second, plan, programs=donor)(keys, original, task, progress=False)
+    fresh = PipelineRunner(second, plan)(keys, original, task, progress=False)
+    assert shared.history["train_loss"].shape == (2, fresh.history["train_loss"].shape[1])
+    for a, b in zip(jax.tree_util.tree_leaves(shared.state), jax.tree_util.tree_leaves(fresh.state), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_plugin_never_shares_programs_across_epochs():
+    from jaxunlearn import unlearn
+    from jaxunlearn.seeds import auto_plan
+    from jaxunlearn.unlearn.registry import derived_key_id
+    from tests.helpers import build, registered, tiny_model
+
+    finetune = unlearn.get("finetune")
+    mine = dataclasses.replace(
+        finetune, name="mine_finetune", make=lambda *a: finetune.make(*a), key_id=derived_key_id("mine"), aliases={}
+    )
+    task = tiny_task()
+    model, plan = tiny_model(task), auto_plan("dense")
+    with registered([mine]):
+        pipeline = build("mine_finetune", model, task, TINY, plan)
+        assert programs.epochless_key("mine_finetune", TINY, task, model, plan, pipeline) is None
