@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxunlearn import unlearn
+from jaxunlearn import programs
 from jaxunlearn.checkpoints import CHUNK_MARK, PART_MARK, CheckpointStore, RowParts, StageParts, training_settings
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task, check_train_rows
@@ -110,7 +110,10 @@ class BlockRunner:
         if key not in self.runners:
             plan = self._plan(seeds)
             seen = task if rows is None else task.with_train_rows(rows[0])
-            self.runners[key] = PipelineRunner(unlearn.get(stage).build(self.model, seen, self.cfg, plan), plan)
+            from jaxunlearn.study import build_stage  # the study module imports this one's users
+
+            # one pipeline and runner per settings, model, layout and plan in the process
+            self.runners[key] = programs.runner(build_stage(stage, self.cfg, seen, self.model, plan), plan)
         return self.runners[key]
 
     def shards(self, stage: str, task: Task, rows: np.ndarray | None = None) -> Any:
@@ -254,7 +257,7 @@ class BlockRunner:
             runners: dict[int, PipelineRunner] = {}
 
             def runner(n: int) -> PipelineRunner:  # one per call size: planning compiles what the run reuses
-                return runners.setdefault(n, PipelineRunner(pipeline, self._plan(n)))
+                return runners.setdefault(n, programs.runner(pipeline, self._plan(n)))
 
             def compute(label: str) -> StageResult:
                 if self.chunk is not None:
@@ -296,7 +299,11 @@ class BlockRunner:
                     for s in ("train", "test")
                 }
 
-            self._predictor[chunk] = SeedExecutor(split_preds, plan, n_per_seed=1)
+            self._predictor[chunk] = programs.reuse(
+                ("evaluation_predictions", id(self.model), plan),
+                lambda: SeedExecutor(split_preds, plan, n_per_seed=1),
+                keep=(self.model,),
+            )
         run = self._predictor[chunk]
         out: dict[str, list[np.ndarray]] = {"train": [], "test": []}
         for start in range(0, seeds, chunk):
