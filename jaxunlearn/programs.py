@@ -33,7 +33,7 @@ import os
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
-__all__ = ["REUSE_ENV", "clear", "model_key", "reuse", "size", "stage_key"]
+__all__ = ["REUSE_ENV", "clear", "epochless_key", "model_key", "reuse", "runner", "size", "stage_key"]
 
 REUSE_ENV = "JAXUNLEARN_REUSE_PROGRAMS"
 # Entries kept, the least recently used dropped first. A repeated default study needs 15 (its
@@ -41,7 +41,7 @@ REUSE_ENV = "JAXUNLEARN_REUSE_PROGRAMS"
 # program holds its code in memory maps of its own (a one-phase runner: about 290), and Linux
 # refuses a process more than vm.max_map_count (65,530 by default) maps: with 256 entries a
 # 32-cell benchmark died in cell 13 ("LLVM compilation error: Cannot allocate memory"). With
-# 48 a benchmark peaks near 19,000 maps (benchmarks/RESULTS.md).
+# 48 that benchmark peaked at 28,452 maps (benchmarks/RESULTS.md).
 MAX_ENTRIES = 48
 
 T = TypeVar("T")
@@ -96,15 +96,10 @@ def model_key(cfg: Any, input_shape: tuple[int, ...]) -> Hashable:
     return ("model", cfg.model, _frozen(cfg.model_kwargs), cfg.dtype, tuple(input_shape))
 
 
-def stage_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any) -> Hashable:
+def stage_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, without: frozenset = frozenset()) -> Hashable:
     """Everything ``Unlearner.build`` reads for ``stage`` of the prepared study ``cfg`` on
     ``task`` with ``model`` (a ``ModelFns`` made under ``model_key``, so one object per
-    model) and ``plan``."""
-    return _stage_key(stage, cfg, task, model, plan)
-
-
-def _stage_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, without: frozenset = frozenset()) -> Hashable:
-    """``stage_key``, leaving the stage's own settings ``without`` out."""
+    model) and ``plan``; a library stage's own settings named in ``without`` left out."""
     from jaxunlearn import unlearn
     from jaxunlearn.checkpoints import data_fingerprint, training_settings
 
@@ -162,7 +157,7 @@ def epochless_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, pipeli
         else:
             return None
         phases.append((phase.name, phase.reads_hp, shape))
-    return ("epochless", _stage_key(stage, cfg, task, model, plan, without=epochs), tuple(phases))
+    return ("epochless", stage_key(stage, cfg, task, model, plan, without=epochs), tuple(phases))
 
 
 def runner(pipeline: Any, plan: Any, epochless: Hashable | None = None) -> Any:

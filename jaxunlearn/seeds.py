@@ -342,17 +342,13 @@ def _leaf_from_host(values: Any, impl: Any) -> Any:
 
 def split_blocks(tree: Any, block: int) -> list[Any]:
     """Leaves [S, ...] -> ceil(S / block) trees of leaves [block, ...], slots in order, the
-    last padded with copies of slot S - 1. Through host memory (free on the CPU, where
-    ``map_block`` is used): no program is compiled for any S, and every block's arrays are
+    last padded with copies of slot S - 1 (``take_seeds``: through host memory on the CPU,
+    where ``map_block`` is used): no program is compiled for any S, and every block's arrays are
     placed alike, so the block's program is the same compiled one for every call."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    host = [_leaf_to_host(leaf) for leaf in leaves]
-    seeds = int(host[0][0].shape[0])
-    blocks = []
-    for start in range(0, seeds, block):
-        slots = np.minimum(np.arange(start, start + block), seeds - 1)
-        blocks.append(jax.tree_util.tree_unflatten(treedef, [_leaf_from_host(v[slots], i) for v, i in host]))
-    return blocks
+    seeds = num_seeds(tree)
+    return [
+        take_seeds(tree, np.minimum(np.arange(start, start + block), seeds - 1)) for start in range(0, seeds, block)
+    ]
 
 
 def merge_blocks(blocks: list[Any], seeds: int) -> Any:
