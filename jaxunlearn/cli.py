@@ -211,6 +211,7 @@ def _add_output_options(parser: argparse.ArgumentParser, out: str) -> None:
 
 def _add_evaluate_parser(sub, DEFAULTS: StudyConfig) -> None:
     from jaxunlearn.evaluation.protocol import PROTOCOLS, EvaluationConfig
+    from jaxunlearn.metrics.epsilon import GRID_UNITS
 
     ed = EvaluationConfig()
     evaluate = sub.add_parser(
@@ -243,6 +244,13 @@ def _add_evaluate_parser(sub, DEFAULTS: StudyConfig) -> None:
         "--attack-models",
         type=int,
         help=f"neurips23 only: models per row the paper's SVC attack runs on (default {ed.attack_models})",
+    )
+    evaluate.add_argument(
+        "--grid-unit",
+        choices=GRID_UNITS,
+        help="neurips23 only: the unit of the eps attacks' grid on each example: the retrained models' standard "
+        "deviation there, or one standardised target unit (the challenge's rule taken literally; "
+        f"default {ed.grid_unit}; docs/EVALUATION.md)",
     )
     evaluate.add_argument("--chunk", type=int, help="models per compiled call (default: the most that fit memory)")
     evaluate.add_argument(
@@ -556,7 +564,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
     given = {
         k: getattr(args, k)
-        for k in ("models", "groups", "attack_models", "chunk", "memory_limit")
+        for k in ("models", "groups", "attack_models", "grid_unit", "chunk", "memory_limit")
         if getattr(args, k) is not None
     }
     ignored = [f"--{k.replace('_', '-')}" for k in given if k not in settings_of(args.protocol)]

@@ -44,6 +44,7 @@ from jaxunlearn import unlearn
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.scenarios import SCENARIOS, scenario_rule, split_spec
 from jaxunlearn.evaluation import neurips23
+from jaxunlearn.evaluation.protocol import PROTOCOL_COLUMNS
 from jaxunlearn.evaluation.table import markdown_table
 from jaxunlearn.metrics.suite import gap_to_retrain
 from jaxunlearn.report import format_table, jsonable, summarise
@@ -71,6 +72,8 @@ PER_EXAMPLE_COLUMNS = [
     ("forgetting_quality", "F (higher)"),
     ("score", "final score (higher)"),
     ("eps_mean", "mean eps (lower)"),
+    ("spread_ratio", "spread ratio (nearest 1)"),
+    ("mean_shift", "mean shift (lower)"),
     ("ulira_auc", "U-LiRA AUC (nearest 0.5)"),
     ("ulira_tpr_at_1pct_fpr", "TPR @ 1% FPR (lower)"),
     ("ulira_exposed_rows", "exposed rows (lower)"),
@@ -347,7 +350,23 @@ def needs_per_example(record: dict[str, Any], settings: BenchSettings) -> bool:
     if not settings.models or record["cell"]["scenario"] == SEQUENTIAL:
         return False
     done = record.get("per_example") or {}
-    return (done.get("models"), done.get("groups")) != (settings.models, settings.groups)
+    return (done.get("models"), done.get("groups")) != (settings.models, settings.groups) or needs_rescoring(
+        done, settings
+    )
+
+
+def needs_rescoring(done: dict[str, Any], settings: BenchSettings) -> bool:
+    """Whether stored per-example tests were scored another way than ``settings`` score
+    them now: with another grid unit (tests made before the setting existed used "target"),
+    or without a metric their protocol's table now reports. ``add_per_example`` then
+    rescores them from the saved models: nothing retrains."""
+    if "neurips23" in done and done.get("grid_unit", "target") != settings.evaluation("neurips23").grid_unit:
+        return True
+    for protocol, rows in done.items():
+        wanted = {c.key for c in PROTOCOL_COLUMNS.get(protocol, ())} - {"row"}
+        if isinstance(rows, dict) and any(wanted - set(metrics) for metrics in rows.values()):
+            return True
+    return False
 
 
 def add_per_example(
@@ -377,7 +396,15 @@ def add_per_example(
     cfg = score_config(cell, task, settings, rule, record["tuned"])
     refs = out / "checkpoints" / task.name / _safe(cell.scenario)
     scenario, _ = split_spec(cell.scenario)
-    found: dict[str, Any] = {"models": settings.models, "groups": settings.groups, "seconds": 0.0, "compile": 0.0}
+    earlier = record.get("per_example") or {}
+    refresh = (earlier.get("models"), earlier.get("groups")) == (settings.models, settings.groups)
+    found: dict[str, Any] = {  # a rescoring (``needs_rescoring``) keeps the seconds of the training it loads
+        "models": settings.models,
+        "groups": settings.groups,
+        "grid_unit": settings.evaluation("neurips23").grid_unit,
+        "seconds": earlier.get("seconds", 0.0) if refresh else 0.0,
+        "compile": earlier.get("compile", 0.0) if refresh else 0.0,
+    }
     for protocol in settings.protocols(scenario.random):
         folder = refs / protocol
         result, _ = run_evaluation(
@@ -468,7 +495,10 @@ def run_leaderboard(
         else:
             record = json.loads(cell.path(out).read_text())
         if needs_per_example(record, settings):
-            log(f"per-example tests ({settings.models} models): {cell.task} / {cell.scenario} / {cell.unlearner}")
+            done = record.get("per_example") or {}
+            same = (done.get("models"), done.get("groups")) == (settings.models, settings.groups)
+            what = "tests rescored from the saved models" if same else "tests"
+            log(f"per-example {what} ({settings.models} models): {cell.task} / {cell.scenario} / {cell.unlearner}")
             add_per_example(cell, by_name[cell.task], raws[cell.task], settings, out, record, progress, log)
     return write_leaderboard(out)
 

@@ -274,3 +274,62 @@ def test_rejects_bad_options():
         per_example_epsilons(x, x, delta=1.0)
     with pytest.raises(ValueError, match="grid_per_unit"):
         per_example_epsilons(x, x, grid_per_unit=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# The grid's unit (GRID_UNITS)
+# ----------------------------------------------------------------------------------------------
+def narrow_inside_reference(seed: int = 11, n: int = 64, examples: int = 100):
+    """Retrained models spread over 0.06 standardised units (as on the electricity task); the
+    unlearned ones sit inside that spread, 40 times narrower: 0.0015, under one grid step
+    (0.01) of the challenge's literal grid, and above the range guard."""
+    rng = np.random.default_rng(seed)
+    return 0.0015 * rng.normal(size=(n, examples)), 0.06 * rng.normal(size=(n, examples))
+
+
+def test_a_sample_narrower_than_a_grid_step_beats_the_noise_floor_only_on_the_literal_grid():
+    u, r = narrow_inside_reference()
+    second = narrow_inside_reference(12)[1]  # a second set of retrained models: the noise floor
+    for unit in E.GRID_UNITS:
+        scale = E.grid_scale(r, unit)
+        quality, eps = forgetting_quality(u, r, scale=scale)
+        floor, _ = forgetting_quality(second, r, scale=scale)
+        if unit == "target":
+            # where no grid point falls inside the narrow sample, every attack that errs on
+            # one side errs on none of the other: all are discarded, eps 0, a full point
+            assert np.mean(eps == 0.0) > 0.1 and quality > floor
+        else:  # per reference std the grid splits it everywhere: far from retraining
+            assert np.all(eps > 3.0) and quality < floor / 10
+
+
+def test_per_std_eps_do_not_depend_on_the_target_units():
+    rng = np.random.default_rng(13)
+    u, r = 0.05 * rng.normal(size=(24, 30)) + 0.02, 0.08 * rng.normal(size=(24, 30))
+    base = per_example_epsilons(u, r, scale=E.grid_scale(r, "reference-std"))
+    for c in (1e-3, 7.0, 1e4):
+        got = per_example_epsilons(c * u, c * r, scale=E.grid_scale(c * r, "reference-std"))
+        np.testing.assert_allclose(got, base, rtol=1e-9)
+    literal = per_example_epsilons(u, r)
+    assert not np.allclose(per_example_epsilons(1e4 * u, 1e4 * r), literal)  # the literal grid does
+    s = E.grid_scale(r, "reference-std")
+    np.testing.assert_array_equal(per_example_epsilons(u, r, scale=s), per_example_epsilons(u / s, r / s))
+    np.testing.assert_array_equal(E.grid_scale(r, "target"), np.ones(30))
+
+
+def test_grid_scale_of_a_constant_reference_is_one_and_bad_units_are_refused():
+    r = np.zeros((4, 2))
+    r[:, 1] = [0.0, 1.0, 2.0, 3.0]
+    np.testing.assert_allclose(E.grid_scale(r, "reference-std"), [1.0, np.std([0, 1, 2, 3], ddof=1)])
+    with pytest.raises(ValueError, match="unknown grid unit"):
+        E.grid_scale(r, "logit")
+    for bad in (np.ones(3), np.array([1.0, 0.0]), np.array([1.0, np.inf])):
+        with pytest.raises(ValueError, match="scale must hold 2 positive finite"):
+            per_example_epsilons(r, r, scale=bad)
+
+
+def test_samples_far_apart_meet_a_capped_threshold_grid_and_still_separate():
+    rng = np.random.default_rng(14)
+    u, r = rng.normal(size=(16, 2)), rng.normal(size=(16, 2))
+    r[:, 0] += 1e5  # 10^7 grid points at 100 per unit: capped at MAX_THRESHOLDS
+    eps = per_example_epsilons(u, r)
+    assert eps[0] == EPS_CAP and eps[1] < EPS_CAP

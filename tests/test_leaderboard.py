@@ -308,6 +308,30 @@ def test_per_example_tests_join_scored_cells_and_train_their_references_once(tmp
     again: list[str] = []
     lb.run_leaderboard(out, TASKS, settings, progress=False, log=again.append)
     assert not any(line.startswith("per-example tests") for line in again)  # done once, never again
+    # tests made before the grid unit and the spread metrics existed are rescored from the
+    # saved models: the numbers come back bit for bit, and the seconds of the training stay
+    path = out / "cells/tiny/random-10/ssd.json"
+    before = json.loads(path.read_text())["per_example"]
+    assert before["grid_unit"] == "reference-std"
+    older = json.loads(path.read_text())
+    del older["per_example"]["grid_unit"]  # read as "target": rescored, although no metric is missing
+    path.write_text(json.dumps(older))
+    rescored: list[str] = []
+    lb.run_leaderboard(out, TASKS, settings, progress=False, log=rescored.append)
+    assert [line for line in rescored if line.startswith("per-example")] == [
+        "per-example tests rescored from the saved models (8 models): tiny / random-10 / ssd"
+    ]
+    assert json.loads(path.read_text())["per_example"] == before
+    for metrics in older["per_example"]["neurips23"].values():
+        del metrics["spread_ratio"], metrics["mean_shift"]
+    older["per_example"]["grid_unit"] = "reference-std"
+    path.write_text(json.dumps(older))
+    refreshed: list[str] = []
+    lb.run_leaderboard(out, TASKS, settings, progress=False, log=refreshed.append)
+    assert [line for line in refreshed if line.startswith("per-example")] == [
+        "per-example tests rescored from the saved models (8 models): tiny / random-10 / ssd"
+    ]
+    assert json.loads(path.read_text())["per_example"] == before  # nothing retrained: seconds kept too
 
 
 def test_cells_scored_with_other_task_settings_are_refused(tmp_path, board_dir):

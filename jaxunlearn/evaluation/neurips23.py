@@ -26,19 +26,27 @@ from jaxunlearn.evaluation.protocol import EvaluationConfig, EvaluationResult, r
 from jaxunlearn.evaluation.table import Column, markdown_table
 from jaxunlearn.metrics.epsilon import (
     EPS_CAP,
+    GRID_PER_UNIT,
     RANGE_GUARD,
     eps_histogram,
     few_models_warning,
     final_score,
     forgetting_quality,
+    grid_scale,
     point_cutoff,
 )
+from jaxunlearn.metrics.spread import spread_summary
 from jaxunlearn.metrics.suite import svc_attack
 
 ORIGINAL_ROW = "original (do nothing)"
 FLOOR_ROW = "retrain (2nd set: noise floor)"
 # The EvaluationConfig fields this protocol reads beyond ``protocol.SHARED_SETTINGS``.
-SETTINGS = ("attack_models",)
+SETTINGS = ("attack_models", "grid_unit")
+# What one unit of the eps attacks' grid is, as the notes under the table say it.
+GRID_UNIT_TEXT = {
+    "reference-std": "standard deviation of the reference's predictions on each example",
+    "target": "standardised target unit (the challenge's rule taken literally)",
+}
 ROW_COLUMN = Column(
     "row",
     "row",
@@ -77,6 +85,20 @@ COLUMNS = [
         f"guard fired (one sample's range under {RANGE_GUARD:g} times the other's: a point mass, such as the "
         "original row or a deterministic unlearner). N models a side cannot show a finite eps at or beyond the "
         "cut-off, so (for N >= 3) these are exactly the examples that earn no point. In [0, 1]; lower is better.",
+    ),
+    Column(
+        "spread_ratio",
+        "spread ratio",
+        "the median over the forget examples of the std of the row's N predictions divided by the reference's "
+        "(jaxunlearn.metrics.spread): 1 is retraining's spread, above 1 wider, below 1 narrower; the original row "
+        "is 0 (one model N times). A row near 0 is almost a point mass: its eps says where that point sits.",
+    ),
+    Column(
+        "mean_shift",
+        "mean shift",
+        "the median over the forget examples of |mean of the row's N predictions - the reference's mean|, in units "
+        "of the reference's std: where the row sits, apart from its spread; the noise floor row's is what two "
+        "retrained sets show (of the order of sqrt(2/N)). Lower is better.",
     ),
     Column(
         "retain_mae_ratio",
@@ -150,10 +172,13 @@ def run_neurips23(
     )
     rows = [ORIGINAL_ROW, FLOOR_ROW, *cfg.unlearners]
     metrics, per_example, histograms = {}, {}, {}
+    scale = grid_scale(reference["train"][:, forget["train"]], ecfg.grid_unit)
     attack = min(ecfg.attack_models, n)
     for row in rows:
         p = preds[row]
-        quality, eps = forgetting_quality(p["train"][:, forget["train"]], reference["train"][:, forget["train"]])
+        quality, eps = forgetting_quality(
+            p["train"][:, forget["train"]], reference["train"][:, forget["train"]], scale=scale
+        )
         retain_mae, test_mae = (
             _mae(p["train"], targets["train"], ~forget["train"]),
             _mae(p["test"], targets["test"], all_test),
@@ -173,6 +198,7 @@ def run_neurips23(
             "eps_mean": float(np.mean(eps)),
             "eps_median": float(np.median(eps)),
             "eps_capped": float(np.mean(eps >= EPS_CAP)),
+            **spread_summary(p["train"][:, forget["train"]], reference["train"][:, forget["train"]]),
             "retain_mae_ratio": ref_retain / retain_mae,
             "test_mae_ratio": ref_test / test_mae,
             "retain_mae": retain_mae * float(task.y_std),
@@ -186,8 +212,9 @@ def run_neurips23(
     notes = [
         f"{n} models per row; every unlearned model starts from ONE original model; the reference is {n} models "
         f"retrained from scratch, the noise floor a second, independent {n}.",
-        f"Points stop at eps = ceil(ln({n} - 1)) = {point_cutoff(n):g}; SVC member rate: the first {attack} models "
-        f"of each row, {cfg.mia_units} loss units.",
+        f"Points stop at eps = ceil(ln({n} - 1)) = {point_cutoff(n):g}; the attacks' grid: {GRID_PER_UNIT} points "
+        f"per {GRID_UNIT_TEXT[ecfg.grid_unit]}; SVC member rate: the first {attack} models of each row, "
+        f"{cfg.mia_units} loss units.",
         *(f"WARNING: {w}" for w in warnings),
     ]
     columns = [ROW_COLUMN, *COLUMNS]

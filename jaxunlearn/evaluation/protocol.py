@@ -32,6 +32,10 @@ class EvaluationConfig:
             complementary pairs); each holds models / groups shadows. Even, >= 4.
         attack_models: neurips23 only: how many models of each row the paper's SVC
             attack runs on (one SVC fit per model: the slow part of the metrics).
+        grid_unit: neurips23 only: the unit of the eps attacks' grid on each example,
+            "reference-std" (the retrained models' standard deviation there) or "target"
+            (one standardised target unit: the challenge's rule taken literally);
+            ``jaxunlearn.metrics.epsilon.GRID_UNITS`` says why the first is the default.
         chunk: models per compiled call; None: the most that fit ``memory_limit``.
         memory_limit: bytes (or "2GB") one call may plan to use; None: the device's free
             memory.
@@ -41,6 +45,7 @@ class EvaluationConfig:
     models: int = 256
     groups: int = 16
     attack_models: int = 32
+    grid_unit: str = "reference-std"
     chunk: int | None = None
     memory_limit: str | int | None = None
 
@@ -53,6 +58,10 @@ class EvaluationConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.models < 2:
             raise ValueError(f"models must be >= 2 (two samples per example), got {self.models}")
+        from jaxunlearn.metrics.epsilon import GRID_UNITS
+
+        if self.grid_unit not in GRID_UNITS:
+            raise ValueError(f"unknown grid unit {self.grid_unit!r}; choose from {GRID_UNITS}")
         if self.chunk is not None and (not isinstance(self.chunk, int) or self.chunk < 1):
             raise ValueError(f"chunk must be a positive integer or None, got {self.chunk!r}")
         if self.memory_limit is not None:

@@ -40,6 +40,8 @@ __all__ = [
     "DELTA",
     "EPS_CAP",
     "GRID_PER_UNIT",
+    "GRID_UNITS",
+    "MAX_THRESHOLDS",
     "MIN_POINT_CUTOFF",
     "RANGE_GUARD",
     "eps_histogram",
@@ -47,6 +49,7 @@ __all__ = [
     "few_models_warning",
     "final_score",
     "forgetting_quality",
+    "grid_scale",
     "largest_finite_eps",
     "min_scoring_models",
     "per_example_epsilons",
@@ -59,6 +62,21 @@ GRID_PER_UNIT = 100
 RANGE_GUARD = 0.01
 BIN_WIDTH = 0.5
 BUFFER = 2.0  # interval attack: how far (in units of the statistic) its ends move around the peakier sample
+MAX_THRESHOLDS = 1 << 20  # threshold attack: most grid points per example (only samples ~10^4 units apart reach it)
+GRID_UNITS = ("reference-std", "target")
+"""What one unit of the attack grid is, per example (``grid_scale``): "reference-std", the
+standard deviation of the retrained models' predictions on that example (the default of
+``jaxunlearn.evaluation``); "target", one standardised target unit, the challenge's rule taken
+literally. Why the first: the challenge's 100 grid points and +-2 buffer are in logit units,
+where retrained models spread over about a unit; a good regression model's retrained
+predictions spread over a few hundredths of a standardised target unit (0.06 on the
+electricity task), so the literal grid has a handful of points inside retraining's spread,
+and a sample narrower than one grid step (0.01) cannot be split by any attack: every rule
+that errs on one side errs on none of the other, is discarded, and the example's eps is 0,
+a full point (docs/EVALUATION.md gives the measurement). Per reference standard deviation,
+the grid has 100 points per unit of spread on every example and dataset, and F no longer
+depends on the target's units.
+"""
 MIN_POINT_CUTOFF = 5
 """The smallest point cut-off, ceil(ln(N - 1)), at which F is read without a warning
 (``few_models_warning``); N >= 56 models a side (``min_scoring_models``).
@@ -82,7 +100,7 @@ _CHUNK_CELLS = 1 << 22  # most (example x attack) cells held in memory at once (
 # Per-example epsilons
 # ----------------------------------------------------------------------------------------------
 def per_example_epsilons(
-    unlearned, retrained, delta: float = DELTA, grid_per_unit: float = GRID_PER_UNIT
+    unlearned, retrained, delta: float = DELTA, grid_per_unit: float = GRID_PER_UNIT, scale=None
 ) -> np.ndarray:
     """The challenge's per-example epsilon for every forget example.
 
@@ -91,6 +109,9 @@ def per_example_epsilons(
         retrained: [N_r, F] the same for N_r retrained models (N_r may differ from N_u).
         delta: the delta of (eps, delta)-unlearning, in [0, 1).
         grid_per_unit: attack grid points per unit of the statistic (> 0).
+        scale: [F] positive finite units, one per example (``grid_scale``): both samples of
+            example f are divided by scale[f] before the attacks, so the grid and the buffer
+            are laid in units of scale[f]. None: 1 (the statistic's own units).
 
     Returns:
         eps: [F] float64 in [0, EPS_CAP].
@@ -102,7 +123,7 @@ def per_example_epsilons(
       interval attack only through the tie-break below.
     - Threshold attack: predict "positive" when value >= t, for t = np.linspace(lo, hi, n)
       with lo/hi the pooled minimum/maximum and n = max(ceil((hi - lo) * grid_per_unit), 2),
-      so both endpoints are always on the grid.
+      at most MAX_THRESHOLDS, so both endpoints are always on the grid.
     - Interval attack: predict "peakier sample" (the one with the smaller range max - min;
       on equal ranges the negative side, as in the challenge's code) when l <= value <= r,
       both ends inclusive. With width = the smaller range, s = 1 / grid_per_unit and
@@ -126,9 +147,11 @@ def per_example_epsilons(
       the ratio is undefined and the guard does not apply: the attacks then give 0 when
       the two constants are equal and inf -> EPS_CAP when they differ.
 
-    The grid is in the statistic's own units (standardised target units for predictions):
-    a sample whose spread is only a few hundredths of a unit meets only a few grid points,
-    so the attacks are coarse there; pass a larger ``grid_per_unit`` to refine them.
+    The grid is in the statistic's own units (standardised target units for predictions)
+    unless ``scale`` is given: a sample whose spread is only a few hundredths of a unit meets
+    only a few grid points, so the attacks are coarse there, and one narrower than a grid
+    step cannot be split at all (eps 0). ``scale=grid_scale(retrained, "reference-std")``
+    lays the grid in units of retraining's spread on each example (``GRID_UNITS``).
 
     Raises:
         ValueError: arrays not 2-D, different F, fewer than 2 models on a side, no
@@ -137,6 +160,11 @@ def per_example_epsilons(
     u, r = _validate(unlearned, "unlearned"), _validate(retrained, "retrained")
     if u.shape[1] != r.shape[1]:
         raise ValueError(f"unlearned has {u.shape[1]} examples but retrained has {r.shape[1]}")
+    if scale is not None:
+        scale = np.asarray(scale, np.float64)
+        if scale.shape != (u.shape[1],) or not np.all(np.isfinite(scale) & (scale > 0)):
+            raise ValueError(f"scale must hold {u.shape[1]} positive finite numbers, one per example")
+        u, r = u / scale, r / scale
     if not 0.0 <= delta < 1.0:
         raise ValueError(f"delta must be in [0, 1), got {delta}")
     if not (math.isfinite(grid_per_unit) and grid_per_unit > 0):
@@ -256,7 +284,7 @@ def _threshold_attack(su, sr, unlearned_positive, tables, grid_per_unit) -> np.n
     n_u, n_r = su.shape[1], sr.shape[1]
     lo = np.minimum(su[:, 0], sr[:, 0])
     hi = np.maximum(su[:, -1], sr[:, -1])
-    n_points = np.maximum(np.ceil((hi - lo) * grid_per_unit), 2).astype(np.int64)  # [F]
+    n_points = np.clip(np.ceil((hi - lo) * grid_per_unit), 2, MAX_THRESHOLDS).astype(np.int64)  # [F]
     flat_tables, itype = tables.reshape(-1), _table_index_dtype(tables)
     best = np.empty(su.shape[0])
     for part in _chunks(su.shape[0], int(n_points.max())):
@@ -399,12 +427,28 @@ def epsilon_points(eps, n_models: int) -> np.ndarray:
     return np.where(below, np.exp2(-k), 0.0)
 
 
+def grid_scale(retrained, unit: str) -> np.ndarray:
+    """[F] the attack grid's unit per example (``GRID_UNITS``) for ``per_example_epsilons``.
+
+    Args:
+        retrained: [N_r, F] the reference sample; unit: "reference-std" (its standard
+            deviation per example, ddof = 1; 1 where it does not vary) or "target" (1).
+    """
+    if unit not in GRID_UNITS:
+        raise ValueError(f"unknown grid unit {unit!r}; choose from {GRID_UNITS}")
+    r = _validate(retrained, "retrained")
+    if unit == "target":
+        return np.ones(r.shape[1])
+    std = r.std(axis=0, ddof=1)
+    return np.where(std > 0, std, 1.0)
+
+
 def forgetting_quality(unlearned, retrained, **kw) -> tuple[float, np.ndarray]:
     """The challenge's forgetting quality F: mean points over the forget examples.
 
     Args:
         unlearned: [N_u, F]; retrained: [N_r, F] (see ``per_example_epsilons``).
-        **kw: passed to ``per_example_epsilons`` (delta, grid_per_unit).
+        **kw: passed to ``per_example_epsilons`` (delta, grid_per_unit, scale).
 
     Returns:
         (F in [0, 1], eps [F]). The bins use n_models = min(N_u, N_r): the smaller side
