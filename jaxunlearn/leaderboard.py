@@ -141,7 +141,7 @@ class BenchSettings:
         if isinstance(self.models, bool) or not isinstance(self.models, int) or self.models < 0:
             raise ValueError(f"models must be 0 (no per-example tests) or an integer >= 2, got {self.models!r}")
         if self.models:
-            for protocol in self.protocols(random_rows=True):
+            for protocol in ("neurips23", "ulira"):
                 self.evaluation(protocol)  # models < 2, bad groups: refused here, before any work
         index, count = self.shard
         if not (isinstance(count, int) and count >= 1 and isinstance(index, int) and 0 <= index < count):
@@ -160,12 +160,15 @@ class BenchSettings:
     def resolved_unlearners(self) -> tuple[str, ...]:
         return tuple(unlearn.names()) if self.unlearners is None else tuple(self.unlearners)
 
-    def protocols(self, random_rows: bool) -> tuple[str, ...]:
-        """The per-example tests a cell runs: none with ``models == 0``; neurips23, and
-        ulira when the scenario draws its rows at random."""
+    def protocols(self, scenario: str) -> tuple[str, ...]:
+        """The per-example tests a cell of ``scenario`` runs: none with ``models == 0``;
+        neurips23, and ulira when the scenario draws its rows at random (U-LiRA is not built
+        for sequential requests: neurips23 only, after the last request)."""
         if not self.models:
             return ()
-        return ("neurips23", "ulira") if random_rows else ("neurips23",)
+        if scenario == SEQUENTIAL or not split_spec(scenario)[0].random:
+            return ("neurips23",)
+        return ("neurips23", "ulira")
 
     def evaluation(self, protocol: str) -> Any:
         """The ``EvaluationConfig`` of ``protocol`` in a cell. The NeurIPS'23 rows' SVC attack
@@ -347,7 +350,7 @@ def check_cell_config(record: dict[str, Any], cell: Cell, task: BenchTask, setti
 def needs_per_example(record: dict[str, Any], settings: BenchSettings) -> bool:
     """Whether a cell's record lacks the per-example tests ``settings`` ask for (none, or
     made with another N or another number of groups)."""
-    if not settings.models or record["cell"]["scenario"] == SEQUENTIAL:
+    if not settings.models:
         return False
     done = record.get("per_example") or {}
     return (done.get("models"), done.get("groups")) != (settings.models, settings.groups) or needs_rescoring(
@@ -388,14 +391,13 @@ def add_per_example(
     protocol, the metrics of the cell's row and of the controls (NeurIPS'23: the original
     and the second retrained set, the noise floor; U-LiRA: the original and retraining).
     """
-    from jaxunlearn.data.scenarios import split_spec
     from jaxunlearn.data.sources import build_task
     from jaxunlearn.evaluation import run_evaluation
+    from jaxunlearn.sequential import evaluate_sequential
 
     rule = record["rules"]["score"]
     cfg = score_config(cell, task, settings, rule, record["tuned"])
     refs = out / "checkpoints" / task.name / _safe(cell.scenario)
-    scenario, _ = split_spec(cell.scenario)
     earlier = record.get("per_example") or {}
     refresh = (earlier.get("models"), earlier.get("groups")) == (settings.models, settings.groups)
     found: dict[str, Any] = {  # a rescoring (``needs_rescoring``) keeps the seconds of the training it loads
@@ -405,18 +407,34 @@ def add_per_example(
         "seconds": earlier.get("seconds", 0.0) if refresh else 0.0,
         "compile": earlier.get("compile", 0.0) if refresh else 0.0,
     }
-    for protocol in settings.protocols(scenario.random):
+    for protocol in settings.protocols(cell.scenario):
         folder = refs / protocol
-        result, _ = run_evaluation(
-            cfg,
-            settings.evaluation(protocol),
-            task=build_task(raw, rule),
-            model=task.model,
-            checkpoint_dir=folder,
-            resume=(folder / "study.json").is_file(),
-            progress=progress,
-            log=log,
-        )
+        resume = (folder / "study.json").is_file()
+        if cell.scenario == SEQUENTIAL:
+            result, _ = evaluate_sequential(
+                cfg,
+                settings.evaluation(protocol),
+                SEQUENTIAL_REQUESTS,
+                SEQUENTIAL_FRACTION,
+                SCORE_DRAW,
+                raw,
+                task.model,
+                folder,
+                resume,
+                progress,
+                log,
+            )
+        else:
+            result, _ = run_evaluation(
+                cfg,
+                settings.evaluation(protocol),
+                task=build_task(raw, rule),
+                model=task.model,
+                checkpoint_dir=folder,
+                resume=resume,
+                progress=progress,
+                log=log,
+            )
         found[protocol] = {row: result.metrics[row] for row in result.rows}
         ran = [t for t in result.timings.values() if not t.get("loaded")]
         found["seconds"] += sum(t["wall"] for t in ran)

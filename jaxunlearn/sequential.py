@@ -23,6 +23,7 @@ checkpoints.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -102,6 +103,31 @@ def request_masks(raw: RawData, requests: int, fraction: float, draw: int = 0) -
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """Request j (1-based) as the stages see it.
+
+    Attributes:
+        task: what request j's stages run on: its forget rows are request j's, its training
+            rows those no earlier request named (``Split.rows``; x and y stay one copy).
+        forgotten: {split: bool [N]} the rows of requests 1..j: what the metrics judge.
+    """
+
+    task: Any
+    forgotten: dict[str, np.ndarray]
+
+
+def request_tasks(raw: RawData, masks: list[dict[str, np.ndarray]]) -> list[Request]:
+    """One ``Request`` per mask of ``request_masks``, in order."""
+    out = []
+    for j in range(len(masks)):
+        forgotten = {s: np.logical_or.reduce([m[s] for m in masks[: j + 1]]) for s in SPLITS}
+        earlier = np.logical_or.reduce([m["train"] for m in masks[:j]]) if j else np.zeros_like(forgotten["train"])
+        task = build_task(raw, Mask(masks[j])).with_train_rows(np.flatnonzero(~earlier).astype(np.int32))
+        out.append(Request(task, forgotten))
+    return out
+
+
 def sharded_unlearners(cfg: StudyConfig, task: Any, model: Any = None) -> list[str]:
     """Which of ``cfg.unlearners`` build a sharded stage (SISA) on ``task``: they cannot run
     sequential requests. Builds the pipelines only (nothing compiles)."""
@@ -149,10 +175,8 @@ def run_sequential(
     current: StageResult | None = None
     steps = []
     seconds = compile_seconds = 0.0
-    for j in range(requests):
-        forgotten = {s: np.logical_or.reduce([m[s] for m in masks[: j + 1]]) for s in SPLITS}
-        earlier = np.logical_or.reduce([m["train"] for m in masks[:j]]) if j else np.zeros_like(forgotten["train"])
-        task = build_task(raw, Mask(masks[j])).with_train_rows(np.flatnonzero(~earlier).astype(np.int32))
+    for j, request in enumerate(request_tasks(raw, masks)):
+        task, forgotten = request.task, request.forgotten
         request_cfg = cfg.replace(seed=cfg.seed + j * REQUEST_SEED_STRIDE)
         trained = train_study(request_cfg, progress, log, task, None, False, model, True, None, current)
         ran = [stage for row, stage in trained.stages.items() if row not in trained.loaded]
@@ -181,3 +205,73 @@ def run_sequential(
         log(f"request {j + 1}/{requests}: {counts['train']} training rows forgotten so far")
         steps.append(RequestResult(j + 1, counts, per_seed, summary, table, preds))
     return SequentialResult(cfg, unlearner, steps, seconds, compile_seconds)
+
+
+def evaluate_sequential(
+    cfg: StudyConfig,
+    ecfg: Any,
+    requests: int = 4,
+    fraction: float = 0.025,
+    draw: int = 0,
+    raw: RawData | None = None,
+    model: Any = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> tuple[Any, dict[str, Any]]:
+    """The NeurIPS'23 per-example test after the last of ``requests`` sequential requests.
+
+    For each of ``cfg.unlearners``, N = ``ecfg.models`` models unlearned request by request
+    from ONE original model (model i after request j starts from model i after request
+    j - 1; request j draws seeds j N .. j N + N - 1 of the unlearner's stage, so no request
+    reuses another's keys), against N models retrained without requests 1..k and a second,
+    independent N (the noise floor). The forget examples scored are the training rows of
+    all k requests. Blocks are saved under ``checkpoint_dir`` as ``run_evaluation`` saves
+    them (``resume`` loads them). U-LiRA is not built for sequential requests.
+
+    Args:
+        cfg: the study's settings (its forget rule is replaced by the requests).
+        ecfg: an ``EvaluationConfig`` of the "neurips23" protocol.
+        requests, fraction, draw: as ``run_sequential``.
+
+    Returns:
+        (the ``EvaluationResult``, a description of the run), as ``run_evaluation``.
+    """
+    from jaxunlearn.evaluation import neurips23, run_evaluation
+
+    if ecfg.protocol != "neurips23":
+        raise ValueError(f"sequential requests are evaluated by the neurips23 protocol only, not {ecfg.protocol!r}")
+    raw = load_dataset(cfg.dataset, **dict(cfg.dataset_kwargs)) if raw is None else raw
+    cfg = cfg.replace(forget=None)
+    steps = request_tasks(raw, request_masks(raw, requests, fraction, draw))
+    sharded = sharded_unlearners(cfg, steps[0].task, model)
+    if sharded:
+        raise ValueError(f"{sharded} build sharded stages; sequential requests would need their shards' checkpoints")
+    described = {"requests": requests, "fraction": fraction, "draw": draw}
+
+    def protocol(cfg, ecfg, blocks, task, log):
+        n = ecfg.models
+        neurips23.announce(n, log)
+        last = steps[-1].task
+        original = blocks.run("original", "original", steps[0].task, 0, 1)
+        retrained = blocks.run("retrain", "retrain", last, 0, n, description=described)
+        floor = blocks.run("retrain-floor", "retrain", last, n, n, description=described)
+        unlearned, seconds = {}, {}
+        for name in cfg.unlearners:
+            current, seconds[name] = original, 0.0
+            for j, request in enumerate(steps):
+                block = f"{name}-request{j + 1}"
+                current = blocks.run(
+                    block, name, request.task, j * n, n, original=current, description={**described, "request": j + 1}
+                )
+                seconds[name] += current.run
+            unlearned[name] = current
+        judged = build_task(raw, Mask(steps[-1].forgotten))
+        what = (
+            f"every unlearned model starts from ONE original model and unlearns {requests} requests of "
+            f"{fraction:.1%} of the rows in turn; the forget examples are all {requests} requests' training rows"
+        )
+        return neurips23.score_blocks(cfg, ecfg, blocks, judged, original, retrained, floor, unlearned, seconds, what)
+
+    return run_evaluation(cfg, ecfg, steps[0].task, model, checkpoint_dir, resume, progress, log, protocol=protocol)

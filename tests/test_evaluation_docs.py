@@ -89,7 +89,8 @@ def test_the_tables_are_built_from_their_column_lists():
 
 
 def _settings_read(function) -> set[str]:
-    """The attributes read from the function's EvaluationConfig parameter (named ``ecfg``)."""
+    """The attributes read from the EvaluationConfig parameter (named ``ecfg``) of a function,
+    or of every function in a module."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
     return {
         node.attr
@@ -100,11 +101,12 @@ def _settings_read(function) -> set[str]:
 
 def test_each_protocol_lists_exactly_the_settings_it_reads():
     """A protocol's listed settings (results.json's ``evaluation``, results.md, the docs) are
-    the shared ones ``run_evaluation`` reads plus what its own function reads: neurips23
+    the shared ones ``run_evaluation`` reads plus what its own module reads: neurips23
     lists no ``groups``, ulira no ``attack_models``."""
     assert _settings_read(run_evaluation) == set(SHARED_SETTINGS)
     for name, run in PROTOCOLS.items():
-        assert set(settings_of(name)) == set(SHARED_SETTINGS) | _settings_read(run), name
+        # the protocol's module: its function and the helpers it hands ``ecfg`` to
+        assert set(settings_of(name)) == set(SHARED_SETTINGS) | _settings_read(inspect.getmodule(run)), name
         listed = EvaluationConfig(name, models=8, groups=4).to_dict()
         assert set(listed) == set(settings_of(name)), name
     assert "groups" not in EvaluationConfig("neurips23").to_dict()

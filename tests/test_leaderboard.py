@@ -433,6 +433,57 @@ def test_sequential_requests_join_the_leaderboard_and_sharded_unlearners_are_lef
     record = json.loads((tmp_path / "cells/tiny/sequential/finetune.json").read_text())
     assert record["task"]["forgotten"]["train"] == 2 * 18  # 2.5% of 720 training rows, twice
     assert "Gap to retraining after each request" in (tmp_path / "leaderboard.md").read_text()
+    # per-example tests join the sequential cell (after its last request, NeurIPS'23 only)
+    tested = lb.run_leaderboard(tmp_path, TASKS, dataclasses.replace(settings, models=8, groups=4), False, quiet)
+    rows = tested["tables"]["tiny / sequential"]["per_example"]["rows"]
+    assert set(rows) == {"finetune", "retrain (noise floor)", "original"}
+    assert "forgetting_quality" in rows["finetune"] and not any(k.startswith("ulira") for k in rows["finetune"])
+    saved = {p.name.rsplit("-", 1)[0] for p in (tmp_path / "checkpoints/tiny/sequential/neurips23").iterdir()}
+    assert {"original", "retrain", "retrain-floor", "finetune-request1", "finetune-request2"} <= saved
+
+
+def test_the_sequential_per_example_test_chains_the_requests_against_retraining_without_all(tmp_path, monkeypatch):
+    from jaxunlearn.evaluation import EvaluationConfig
+    from jaxunlearn.evaluation.blocks import BlockRunner
+    from jaxunlearn.sequential import evaluate_sequential, request_masks
+
+    calls: dict[str, tuple] = {}
+    real = BlockRunner.run
+
+    def spy(self, name, stage, task, first, count, original=None, description=None, rows=None):
+        result = real(self, name, stage, task, first, count, original, description, rows)
+        calls[name] = (task, first, count, original, result)
+        return result
+
+    monkeypatch.setattr(BlockRunner, "run", spy)
+    n = 4
+    result, _ = evaluate_sequential(
+        TINY.replace(unlearners=("finetune",)),
+        EvaluationConfig("neurips23", models=n),
+        requests=2,
+        fraction=0.05,
+        draw=3,
+        checkpoint_dir=tmp_path,
+        progress=False,
+        log=quiet,
+    )
+    masks = request_masks(make_synthetic(), 2, 0.05, 3)
+    first_rows, second_rows = (np.flatnonzero(m["train"]) for m in masks)
+    assert result.example_rows == sorted([*first_rows, *second_rows])  # judged on both requests' rows
+
+    def trained_on(task) -> set[int]:  # the rows a stage trains on: the task's rows but its forget rows
+        rows = np.arange(task.train.size) if task.train.rows is None else np.asarray(task.train.rows)
+        return set(rows[np.asarray(task.train.forget)[rows] < 0.5].tolist())
+
+    everything = set(range(make_synthetic().splits["train"][1].shape[0]))
+    assert trained_on(calls["retrain"][0]) == everything - set(first_rows) - set(second_rows)
+    assert calls["retrain-floor"][1:3] == (n, n)
+    request1, request2 = calls["finetune-request1"], calls["finetune-request2"]
+    assert set(np.flatnonzero(np.asarray(request2[0].train.forget))) == set(second_rows)
+    assert not set(second_rows) & set(first_rows) and first_rows[0] not in trained_on(request2[0])
+    assert request1[3] is calls["original"][4] and request2[3] is request1[4]  # the chain
+    assert (request1[1], request2[1]) == (0, n)  # request 2 draws other seeds: no key reuse
+    assert set(result.rows) == {"original (do nothing)", "retrain (2nd set: noise floor)", "finetune"}
 
 
 def test_the_command_line_refuses_mixed_forget_options_and_foreign_tuned_files(tmp_path, capsys):

@@ -25,7 +25,7 @@ from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.evaluation import neurips23, ulira  # noqa: F401 (they register their protocols)
 from jaxunlearn.evaluation.blocks import BlockRunner, BlockStore
-from jaxunlearn.evaluation.protocol import PROTOCOLS, EvaluationConfig, EvaluationResult, register_protocol
+from jaxunlearn.evaluation.protocol import PROTOCOLS, EvaluationConfig, EvaluationResult, Protocol, register_protocol
 
 
 def check_evaluation(cfg: StudyConfig, ecfg: EvaluationConfig) -> None:
@@ -46,6 +46,7 @@ def run_evaluation(
     progress: bool = True,
     log: Callable[[str], None] = print,
     compile_cache: bool = True,
+    protocol: Protocol | None = None,
 ) -> tuple[EvaluationResult, dict[str, Any]]:
     """Runs the protocol ``ecfg.protocol`` on the study ``cfg`` describes (dataset, model,
     unlearners and their settings; ``cfg.seeds`` is unused: ``ecfg.models`` counts).
@@ -55,6 +56,8 @@ def run_evaluation(
         checkpoint_dir: save every finished block of models there; resume: reuse them
             (a killed evaluation loses at most the block that was running).
         compile_cache: keep compiled programs in the persistent XLA cache, as ``run_study``.
+        protocol: run this instead of ``ecfg.protocol``'s registered function, for a protocol
+            that needs more than the task (``jaxunlearn.sequential.evaluate_sequential``).
 
     Returns:
         (the result, a description of the run: dataset, task, plan, model).
@@ -82,7 +85,7 @@ def run_evaluation(
         f"protocol {ecfg.protocol}: {ecfg.models} models per row | model {cfg.model} ({model_fns.family}) | plan {plan}"
     )
     blocks = BlockRunner(cfg, model_fns, plan, store, resume, ecfg.chunk, ecfg.memory_limit, log, progress)
-    result = PROTOCOLS[ecfg.protocol](cfg, ecfg, blocks, task, log)
+    result = (protocol or PROTOCOLS[ecfg.protocol])(cfg, ecfg, blocks, task, log)
     run = {
         "dataset": dataset_used,
         "task": task.describe(),

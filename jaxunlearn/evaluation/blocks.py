@@ -92,7 +92,7 @@ class BlockRunner:
     ):
         self.cfg, self.model, self.plan, self.store, self.resume = cfg, model, plan, store, resume
         self.chunk, self.memory_limit, self.log, self.progress = chunk, memory_limit, log, progress
-        self.runners: dict[tuple[str, int], PipelineRunner] = {}
+        self.runners: dict[tuple[str, int, tuple], PipelineRunner] = {}
         self.chunks: dict[str, int] = {}
         self.planning: dict[str, float] = {}  # seconds spent compiling to size a stage's chunks
         self.timings: dict[str, dict[str, float]] = {}
@@ -104,12 +104,12 @@ class BlockRunner:
     def runner(self, stage: str, task: Task, seeds: int, rows: np.ndarray | None = None) -> PipelineRunner:
         """The stage's runner for chunks of ``seeds`` seeds, built once per stage and chunk
         size, for ``task`` restricted to one model's ``rows`` (any: they all have the same
-        sizes). Every task given for one stage must have the same layout (``Task.layout``:
-        shapes and row-set sizes); which rows are forget rows may differ (the runner checks)."""
-        key = (stage, seeds)
+        sizes), and per task layout (``Task.layout``: shapes and row-set sizes; sequential
+        requests give one stage tasks of several); which rows are forget rows may differ."""
+        seen = task if rows is None else task.with_train_rows(rows[0])
+        key = (stage, seeds, seen.layout())
         if key not in self.runners:
             plan = self._plan(seeds)
-            seen = task if rows is None else task.with_train_rows(rows[0])
             from jaxunlearn.study import build_stage  # the study module imports this one's users
 
             # one pipeline and runner per settings, model, layout and plan in the process

@@ -37,6 +37,7 @@ from jaxunlearn.metrics.epsilon import (
 )
 from jaxunlearn.metrics.spread import spread_summary
 from jaxunlearn.metrics.suite import svc_attack
+from jaxunlearn.runner import StageResult
 
 ORIGINAL_ROW = "original (do nothing)"
 FLOOR_ROW = "retrain (2nd set: noise floor)"
@@ -139,28 +140,60 @@ def _mae(preds: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> float:
     return float(np.mean(np.abs(preds[:, mask] - targets[None, mask])))
 
 
+def model_warnings(n: int) -> list[str]:
+    """The warnings about N models a row, said before the work and again under the table."""
+    return [w for w in (few_models_warning(n),) if w]
+
+
+def announce(n: int, log: Callable[[str], None]) -> None:
+    for warning in model_warnings(n):
+        log(f"warning: {warning}")
+
+
 def run_neurips23(
     cfg: StudyConfig, ecfg: EvaluationConfig, blocks: BlockRunner, task: Task, log: Callable[[str], None] = print
 ) -> EvaluationResult:
     n = ecfg.models
-    warnings = [w for w in (few_models_warning(n),) if w]
-    for warning in warnings:  # said before the work, and again under the table
-        log(f"warning: {warning}")
+    announce(n, log)
     original = blocks.run("original", "original", task, 0, 1)
     retrained = blocks.run("retrain", "retrain", task, 0, n)
     floor = blocks.run("retrain-floor", "retrain", task, n, n)
+    assert cfg.unlearners is not None  # resolved by __post_init__
+    unlearned = {name: blocks.run(name, name, task, 0, n, original=original) for name in cfg.unlearners}
+    return score_blocks(cfg, ecfg, blocks, task, original, retrained, floor, unlearned)
+
+
+def score_blocks(
+    cfg: StudyConfig,
+    ecfg: EvaluationConfig,
+    blocks: BlockRunner,
+    task: Task,
+    original: StageResult,
+    retrained: StageResult,
+    floor: StageResult,
+    unlearned: dict[str, StageResult],
+    run_seconds: dict[str, float] | None = None,
+    what: str = "every unlearned model starts from ONE original model",
+) -> EvaluationResult:
+    """The protocol's table from its blocks of models: ``original`` (one model), the
+    ``retrained`` reference and the ``floor`` (N each), and N ``unlearned`` models per
+    unlearner, all predicted on ``task``, whose forget rows are the examples scored.
+
+    Args:
+        run_seconds: {unlearner: seconds} where a row's time is not its block's ``run``
+            (several blocks in a chain); what: how the unlearned models came to be, for the notes.
+    """
+    n = ecfg.models
+    warnings = model_warnings(n)
     preds = {
-        ORIGINAL_ROW: blocks.predictions(original, task),
+        ORIGINAL_ROW: {s: np.repeat(p, n, axis=0) for s, p in blocks.predictions(original, task).items()},
         "retrain": blocks.predictions(retrained, task),
         FLOOR_ROW: blocks.predictions(floor, task),
     }
-    preds[ORIGINAL_ROW] = {s: np.repeat(p, n, axis=0) for s, p in preds[ORIGINAL_ROW].items()}
-    run_seconds = {ORIGINAL_ROW: 0.0, FLOOR_ROW: floor.run}
-    assert cfg.unlearners is not None  # resolved by __post_init__
-    for name in cfg.unlearners:
-        result = blocks.run(name, name, task, 0, n, original=original)
+    seconds = {ORIGINAL_ROW: 0.0, FLOOR_ROW: floor.run}
+    for name, result in unlearned.items():
         preds[name] = blocks.predictions(result, task)
-        run_seconds[name] = result.run
+        seconds[name] = result.run if run_seconds is None else run_seconds[name]
 
     targets = {s: np.asarray(getattr(task, s).y, np.float64)[:, 0] for s in ("train", "test")}
     forget = {s: np.asarray(getattr(task, s).forget) > 0.5 for s in ("train", "test")}
@@ -170,7 +203,7 @@ def run_neurips23(
         _mae(reference["train"], targets["train"], ~forget["train"]),
         _mae(reference["test"], targets["test"], all_test),
     )
-    rows = [ORIGINAL_ROW, FLOOR_ROW, *cfg.unlearners]
+    rows = [ORIGINAL_ROW, FLOOR_ROW, *unlearned]
     metrics, per_example, histograms = {}, {}, {}
     scale = grid_scale(reference["train"][:, forget["train"]], ecfg.grid_unit)
     attack = min(ecfg.attack_models, n)
@@ -204,13 +237,13 @@ def run_neurips23(
             "retain_mae": retain_mae * float(task.y_std),
             "test_mae": test_mae * float(task.y_std),
             "svc_member_rate": float(np.mean(svc)),
-            "run_seconds": run_seconds[row],
-            "time_vs_retrain": run_seconds[row] / max(retrained.run, 1e-9),
+            "run_seconds": seconds[row],
+            "time_vs_retrain": seconds[row] / max(retrained.run, 1e-9),
         }
         per_example[row] = {"eps": [float(e) for e in eps]}
         histograms[row] = eps_histogram(eps, n)
     notes = [
-        f"{n} models per row; every unlearned model starts from ONE original model; the reference is {n} models "
+        f"{n} models per row; {what}; the reference is {n} models "
         f"retrained from scratch, the noise floor a second, independent {n}.",
         f"Points stop at eps = ceil(ln({n} - 1)) = {point_cutoff(n):g}; the attacks' grid: {GRID_PER_UNIT} points "
         f"per {GRID_UNIT_TEXT[ecfg.grid_unit]}; SVC member rate: the first {attack} models of each row, "
