@@ -349,7 +349,8 @@ def check_cell_config(record: dict[str, Any], cell: Cell, task: BenchTask, setti
 
 def needs_per_example(record: dict[str, Any], settings: BenchSettings) -> bool:
     """Whether a cell's record lacks the per-example tests ``settings`` ask for (none, or
-    made with another N or another number of groups)."""
+    made with another N or another number of groups), or holds tests to rescore
+    (``needs_rescoring``)."""
     if not settings.models:
         return False
     done = record.get("per_example") or {}
@@ -399,13 +400,13 @@ def add_per_example(
     cfg = score_config(cell, task, settings, rule, record["tuned"])
     refs = out / "checkpoints" / task.name / _safe(cell.scenario)
     earlier = record.get("per_example") or {}
-    refresh = (earlier.get("models"), earlier.get("groups")) == (settings.models, settings.groups)
+    rescoring = (earlier.get("models"), earlier.get("groups")) == (settings.models, settings.groups)
     found: dict[str, Any] = {  # a rescoring (``needs_rescoring``) keeps the seconds of the training it loads
         "models": settings.models,
         "groups": settings.groups,
         "grid_unit": settings.evaluation("neurips23").grid_unit,
-        "seconds": earlier.get("seconds", 0.0) if refresh else 0.0,
-        "compile": earlier.get("compile", 0.0) if refresh else 0.0,
+        "seconds": earlier.get("seconds", 0.0) if rescoring else 0.0,
+        "compile": earlier.get("compile", 0.0) if rescoring else 0.0,
     }
     for protocol in settings.protocols(cell.scenario):
         folder = refs / protocol
