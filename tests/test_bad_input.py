@@ -636,6 +636,12 @@ CASES = [
         call=lambda _: _evaluate("ulira", models=20, groups=5),
     ),
     Case(
+        "an unknown grid unit (Python; the command offers the known ones)",
+        "EvaluationConfig(grid_unit='logit')",
+        "unknown grid unit 'logit'; choose from ('reference-std', 'target')",
+        call=lambda _: _evaluate("neurips23", grid_unit="logit"),
+    ),
+    Case(
         "a sweep in an evaluation",
         "evaluate --sweep blindspot.beta=0,10",
         "an evaluation takes one value per hyperparameter",

@@ -120,6 +120,8 @@ def test_the_command_refuses_a_setting_its_protocol_does_not_read(capsys):
     assert "--groups does not apply to --protocol neurips23" in capsys.readouterr().err
     assert main(["evaluate", "--protocol", "ulira", "--attack-models", "4"]) == 2
     assert "--attack-models does not apply to --protocol ulira" in capsys.readouterr().err
+    assert main(["evaluate", "--protocol", "ulira", "--grid-unit", "target"]) == 2
+    assert "--grid-unit does not apply to --protocol ulira" in capsys.readouterr().err
 
 
 def test_few_models_warn_exactly_when_the_cutoff_is_below_the_minimum():
