@@ -354,9 +354,13 @@ def needs_per_example(record: dict[str, Any], settings: BenchSettings) -> bool:
     if not settings.models:
         return False
     done = record.get("per_example") or {}
-    return (done.get("models"), done.get("groups")) != (settings.models, settings.groups) or needs_rescoring(
-        done, settings
-    )
+    return not same_models(done, settings) or needs_rescoring(done, settings)
+
+
+def same_models(done: dict[str, Any], settings: BenchSettings) -> bool:
+    """Whether stored per-example tests ``done`` trained the models ``settings`` ask for (the
+    same N and groups): then they are kept, or rescored, never retrained."""
+    return (done.get("models"), done.get("groups")) == (settings.models, settings.groups)
 
 
 def needs_rescoring(done: dict[str, Any], settings: BenchSettings) -> bool:
@@ -400,7 +404,7 @@ def add_per_example(
     cfg = score_config(cell, task, settings, rule, record["tuned"])
     refs = out / "checkpoints" / task.name / _safe(cell.scenario)
     earlier = record.get("per_example") or {}
-    rescoring = (earlier.get("models"), earlier.get("groups")) == (settings.models, settings.groups)
+    rescoring = same_models(earlier, settings)
     found: dict[str, Any] = {  # a rescoring (``needs_rescoring``) keeps the seconds of the training it loads
         "models": settings.models,
         "groups": settings.groups,
@@ -514,8 +518,7 @@ def run_leaderboard(
         else:
             record = json.loads(cell.path(out).read_text())
         if needs_per_example(record, settings):
-            done = record.get("per_example") or {}
-            same = (done.get("models"), done.get("groups")) == (settings.models, settings.groups)
+            same = same_models(record.get("per_example") or {}, settings)
             what = "tests rescored from the saved models" if same else "tests"
             log(f"per-example {what} ({settings.models} models): {cell.task} / {cell.scenario} / {cell.unlearner}")
             add_per_example(cell, by_name[cell.task], raws[cell.task], settings, out, record, progress, log)

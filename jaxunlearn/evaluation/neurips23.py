@@ -205,13 +205,13 @@ def score_blocks(
     )
     rows = [ORIGINAL_ROW, FLOOR_ROW, *unlearned]
     metrics, per_example, histograms = {}, {}, {}
-    scale = grid_scale(reference["train"][:, forget["train"]], ecfg.grid_unit)
+    ref_forget = reference["train"][:, forget["train"]]  # [N, F]: the reference on the forget examples
+    scale = grid_scale(ref_forget, ecfg.grid_unit)
     attack = min(ecfg.attack_models, n)
     for row in rows:
         p = preds[row]
-        quality, eps = forgetting_quality(
-            p["train"][:, forget["train"]], reference["train"][:, forget["train"]], scale=scale
-        )
+        on_forget = p["train"][:, forget["train"]]
+        quality, eps = forgetting_quality(on_forget, ref_forget, scale=scale)
         retain_mae, test_mae = (
             _mae(p["train"], targets["train"], ~forget["train"]),
             _mae(p["test"], targets["test"], all_test),
@@ -231,7 +231,7 @@ def score_blocks(
             "eps_mean": float(np.mean(eps)),
             "eps_median": float(np.median(eps)),
             "eps_capped": float(np.mean(eps >= EPS_CAP)),
-            **spread_summary(p["train"][:, forget["train"]], reference["train"][:, forget["train"]]),
+            **spread_summary(on_forget, ref_forget),
             "retain_mae_ratio": ref_retain / retain_mae,
             "test_mae_ratio": ref_test / test_mae,
             "retain_mae": retain_mae * float(task.y_std),

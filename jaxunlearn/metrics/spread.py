@@ -5,9 +5,9 @@ an unlearner's N models from N retrained ones, example by example, but not why. 
 look alike in F and eps:
 
 - the unlearned predictions sit elsewhere (a shift of the location), or
-- they spread more or less widely than retraining's (a change of scale): a sample much
-  wider than the reference overlaps it on most examples, so it can earn points while a
-  tail of examples stays far.
+- they spread more or less widely than retraining's (a change of scale). A sample far
+  narrower than the reference is close to a point mass: on the challenge's literal grid it
+  could even earn full points (``jaxunlearn.metrics.epsilon.GRID_UNITS``).
 
 This control separates the two, per forget example f, with the reference's standard
 deviation as the unit:
