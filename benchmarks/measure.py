@@ -346,7 +346,7 @@ class Bench:
             "model_kwargs": dict(wl.model_kwargs),
             "full_size": wl.full_size,
             "rows_per_epoch": rows,
-            "num_batches": None if one_shot else fit.num_batches,
+            "num_batches": None if one_shot else fit.steps_per_epoch,
             "validates": not one_shot and fit.cfg.validate_on is not None,
             "compile_s": sw.compile,
             "first_call_s": first_call,
@@ -423,7 +423,7 @@ class Bench:
             return fit.step(state, fit.gather(task, aux, idx, w), key, hp, aux)
 
         xla, loops = count(one_step, state, idx, w, jax.random.key(0), hp, aux, task)
-        xla, loops = xla * fit.num_batches, loops * fit.num_batches
+        xla, loops = xla * fit.steps_per_epoch, loops * fit.steps_per_epoch
         if fit.cfg.validate_on is not None:
             n_val = task.val.size
             chunk = min(fit.plan.eval_chunk, n_val)

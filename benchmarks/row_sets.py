@@ -4,14 +4,16 @@ cache folder shared by both (issue 28, item 2: row sets as data).
 
 With the row sets compiled in as constants, the second draw's programs differ from the
 first's and every one compiles again; with the rows read from the task at run time, the
-second draw's programs are the first's, and the persistent cache serves them.
+second draw's programs are the first's, and the persistent cache serves them. With
+``--fractions 0.1,0.05`` the second study forgets another number of rows: with the counts
+as data too (``LoopPlan.rows_as_data``) its training programs are still the first's.
 
 Prints one JSON line per study: programs built (JAX's backend-compile events, which a
 persistent-cache hit also reports), persistent-cache hits, XLA compiles that ran (the
 difference), compile seconds (trace + lowering + XLA) and wall seconds, plus the device and
 versions. Usage::
 
-    python -m benchmarks.row_sets [--seeds 2] [--epochs 5] [--dataset taylor]
+    python -m benchmarks.row_sets [--seeds 2] [--epochs 5] [--dataset taylor] [--fractions 0.1,0.05]
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--dataset", default="taylor")
-    parser.add_argument("--fraction", type=float, default=0.1)
+    parser.add_argument(
+        "--fractions",
+        default="0.1,0.1",
+        help="the random forget fraction of each study, comma-separated (two draws of 0.1 by default; "
+        "'0.1,0.05' gives the second study another forget-set size)",
+    )
     args = parser.parse_args(argv)
 
     import jax
@@ -46,8 +53,8 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg = StudyConfig(dataset=args.dataset, seeds=args.seeds, train_epochs=args.epochs)
     data = load_dataset(cfg.dataset)
-    for draw in (0, 1):
-        task = build_task(data, RandomFraction(args.fraction, seed=draw))
+    for draw, fraction in enumerate(float(f) for f in args.fractions.split(",")):
+        task = build_task(data, RandomFraction(fraction, seed=draw))
         before = counter.snapshot()
         with Stopwatch() as sw:
             run_study(cfg, progress=False, log=lambda _: None, task=task)
@@ -56,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
             json.dumps(
                 {
                     "draw": draw,
+                    "fraction": fraction,
                     "forget_rows": int(task.describe()["train"]["forget"]),
                     "programs": built["programs"],
                     "cache_hits": built["cache_hits"],

@@ -106,19 +106,19 @@ def profile_step(bench, wl, dtype: str, calls: int = 10) -> dict[str, Any]:
         bench.run_phase(wl, dtype, 1, "map", "train")
     epoch = bench.epoch_s[group]["train"]
     out["scan_step"] = {
-        "s": epoch / fit.num_batches,
+        "s": epoch / fit.steps_per_epoch,
         "flops": out["step"]["flops"],
         "flops_source": out["step"]["flops_source"],
-        "tflops": None if out["step"]["flops"] is None else out["step"]["flops"] * fit.num_batches / epoch / 1e12,
+        "tflops": None if out["step"]["flops"] is None else out["step"]["flops"] * fit.steps_per_epoch / epoch / 1e12,
         "epoch_s": epoch,
-        "steps_per_epoch": fit.num_batches,
+        "steps_per_epoch": fit.steps_per_epoch,
     }
     return {
         "components": out,
         "batch_size": fit.cfg.batch_size,
-        "num_batches": fit.num_batches,
+        "num_batches": fit.steps_per_epoch,
         "epoch_s_from_scan": epoch,
-        "epoch_s_if_steps_alone": out["step"]["s"] * fit.num_batches,
+        "epoch_s_if_steps_alone": out["step"]["s"] * fit.steps_per_epoch,
     }
 
 

@@ -151,7 +151,12 @@ def epochless_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, pipeli
     for phase in pipeline.phases:
         fit = phase.fit
         if type(fit) is Fit:
-            shape: tuple = ("fit", _frozen(dataclasses.replace(fit.cfg, epochs=1)), fit.row_count)
+            shape: tuple = (
+                "fit",
+                _frozen(dataclasses.replace(fit.cfg, epochs=1)),
+                fit.row_slots,
+                fit.counts_in_program,
+            )
         elif type(fit) is OneShot:
             shape = ("one-shot",)
         else:

@@ -197,6 +197,7 @@ class PipelineRunner:
                 ones marked in the task (``Split.rows``); one program serves every row set
                 with the layout the pipeline was built for (U-LiRA's shadows, SISA's shards).
         """
+        task = self.pipeline.task_for(task)
         rows = self.check(task, rows, int(keys.shape[0]))
         seeds = int(keys.shape[0])
         # The pipeline's defaults for the hyperparameters ``hp`` leaves out (an unknown one is
@@ -308,6 +309,7 @@ class PipelineRunner:
         hps = [self.pipeline.hp(**h) for h in hps]  # unknown names raise here
         if len(hps) == 1:
             return [self(keys, original, task, hp=hps[0], progress=progress, rows=rows)]
+        task = self.pipeline.task_for(task)
         rows = self.check(task, rows, int(keys.shape[0]))
         if self.pipeline.needs_original and original is None:
             raise ValueError(f"{self.pipeline.name} needs the original model's states")

@@ -66,6 +66,14 @@ class LoopPlan:
             in one call). A phase of E epochs runs ``calls_of(E)`` epochs per call: the
             largest divisor of E up to this, so every call of a phase is one program.
         unroll: unroll factor of the scan over batches (True = fully unrolled).
+        rows_as_data: a phase's row-set size (its retain or forget rows) is read when the
+            program runs, so every forget set of a task shares the phase's programs (the
+            original and the retrained model's among them): the steps run in a loop whose
+            trip count is data, over an index matrix sized for every used row. The steps and
+            their shuffles are bit for bit those of a program compiled for the count
+            (``train.loop.prefix_permutation``). Only with ``unroll`` 1: an unrolled loop
+            needs its trip count when it compiles, so ``unroll`` > 1 or True compiles the
+            counts in (``counts_in_program``), as False does.
         eval_chunk: rows per forward pass when predicting a whole split.
         devices: split the seed axis across the first ``devices`` devices (1 = the
             default device only).
@@ -76,8 +84,14 @@ class LoopPlan:
     map_block: int | None = None
     epochs_per_call: int | None = None
     unroll: int | bool = 1
+    rows_as_data: bool = True
     eval_chunk: int = 1024
     devices: int = 1
+
+    @property
+    def counts_in_program(self) -> bool:
+        """Whether a phase's row-set sizes are compiled into its programs (``rows_as_data``)."""
+        return not self.rows_as_data or self.unroll is True or self.unroll > 1
 
     def calls_of(self, epochs: int) -> int:
         """Epochs per call for a phase of ``epochs`` epochs: all of them when

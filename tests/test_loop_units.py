@@ -21,6 +21,7 @@ from jaxunlearn.train.loop import (
     augment_images,
     epoch_batches,
     predict,
+    prefix_permutation,
     row_weights,
     supervised_loss,
 )
@@ -62,6 +63,51 @@ def test_epoch_batches_order_depends_on_key_only():
     assert not np.array_equal(a, b)
     # and the order is actually shuffled for at least one of the keys
     assert not (np.array_equal(a.reshape(-1)[:10], ROWS) and np.array_equal(b.reshape(-1)[:10], ROWS))
+
+
+@pytest.mark.parametrize("key", [jax.random.key(3), jax.random.PRNGKey(8)], ids=["typed", "raw"])
+def test_prefix_permutation_is_the_permutation_of_its_count(key):
+    """One program over 1,700 slots gives, for every count, jax.random.permutation(key, count)
+    bit for bit, across the size (1,625 -> 1,626) where the permutation adds a sort round."""
+    traces = []
+    run = jax.jit(lambda k, c: traces.append(None) or prefix_permutation(k, 1700, c))
+    for count in (1, 2, 3, 777, 1625, 1626, 1699, 1700):
+        got = np.asarray(run(key, jnp.int32(count)))
+        np.testing.assert_array_equal(got[:count], np.asarray(jax.random.permutation(key, count)))
+        np.testing.assert_array_equal(np.sort(got[count:]), np.arange(count, 1700))
+    assert len(traces) == 1
+
+
+@pytest.mark.parametrize("batch_size", [4, 5, 16])
+def test_epoch_batches_with_a_count_are_the_batches_of_the_first_count_rows(batch_size):
+    rows = jnp.asarray(np.r_[ROWS, [50, 51, 52]])  # three more slots than the 10 rows
+    idx, w = epoch_batches(_key(0), rows, batch_size, jnp.int32(10))
+    ref_idx, ref_w = epoch_batches(_key(0), jnp.asarray(ROWS), batch_size)
+    nb = ref_idx.shape[0]
+    np.testing.assert_array_equal(np.asarray(idx)[:nb], np.asarray(ref_idx))
+    np.testing.assert_array_equal(np.asarray(w)[:nb], np.asarray(ref_w))
+    assert not np.asarray(w)[nb:].any()
+
+
+def test_rows_as_data_trains_bit_for_bit_as_a_count_in_the_program():
+    """The retain and forget phases, batch sizes that do not divide the sets: the same
+    weights, validation curve and divergence flags with the count as data as with the count
+    compiled in (the epoch's train loss only to its last bits: a longer sum of zeros)."""
+    task = build_task(make_synthetic(n=200))
+    fns = ModelFns(make_model("mlp", hidden=(8,)), task.input_shape)
+    state = fns.fresh_state(jax.random.key(0), 1e-3)
+    for rows, batch_size in (("retain", 16), ("forget", 7)):
+        out = []
+        for plan in (LoopPlan(rows_as_data=False), LoopPlan()):
+            cfg = FitConfig(epochs=3, batch_size=batch_size, rows=rows, validate_on="all")
+            fit = Fit(fns, cfg, supervised_loss(fns, "l1"), task, plan)
+            out.append(jax.jit(fit.run)(jax.random.key(1), state, task, {"lr": jnp.float32(1e-3)}))
+        (static, static_hist), (data, data_hist) = out
+        for a, b in zip(jax.tree_util.tree_leaves(static.params), jax.tree_util.tree_leaves(data.params), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        for name in ("val_loss", "diverged_at", "lr"):
+            np.testing.assert_array_equal(np.asarray(static_hist[name]), np.asarray(data_hist[name]))
+        np.testing.assert_allclose(static_hist["train_loss"], data_hist["train_loss"], rtol=1e-6)
 
 
 def test_row_weights():
@@ -198,11 +244,16 @@ def test_fit_rejects_bad_row_sets():
     with pytest.raises(ValueError, match="batch_size"):
         Fit(fns, FitConfig(epochs=1, batch_size=n + 1), supervised_loss(fns, "l1"), task, LoopPlan())
     n_forget = int(np.asarray(task.train.forget).sum())
-    fit = Fit(
-        fns, FitConfig(epochs=1, batch_size=n_forget, rows="forget"), supervised_loss(fns, "l1"), task, LoopPlan()
-    )
-    np.testing.assert_array_equal(fit.row_indices(task), np.flatnonzero(np.asarray(task.train.forget) > 0.5))
-    assert fit.row_count == n_forget and fit.num_batches == 1
+    forget_rows = np.flatnonzero(np.asarray(task.train.forget) > 0.5)
+    cfg = FitConfig(epochs=1, batch_size=n_forget, rows="forget")
+    fit = Fit(fns, cfg, supervised_loss(fns, "l1"), task, LoopPlan(rows_as_data=False))
+    rows, count = fit.row_indices(task)
+    np.testing.assert_array_equal(rows, forget_rows)
+    assert count is None and fit.row_count == n_forget and fit.num_batches == 1
+    fit = Fit(fns, cfg, supervised_loss(fns, "l1"), task, LoopPlan())  # the count is data: room for every row
+    rows, count = fit.row_indices(task)
+    np.testing.assert_array_equal(np.asarray(rows)[:n_forget], forget_rows)
+    assert int(count) == n_forget and rows.shape == (n,) and fit.num_batches == -(-n // n_forget)
 
 
 def test_row_sets_are_read_at_run_time_so_equal_sizes_share_one_program():
@@ -220,18 +271,23 @@ def test_row_sets_are_read_at_run_time_so_equal_sizes_share_one_program():
             np.testing.assert_array_equal(
                 jax.jit(lambda t, w=which, c=count: t.train.indices(w, c))(t), t.train.host_indices(which)
             )
-    fit = Fit(fns, FitConfig(epochs=1, batch_size=8, rows="retain"), supervised_loss(fns, "l1"), task, LoopPlan())
-    seen = []
+    more_mask = np.asarray(task.train.forget).copy()
+    more_mask[np.flatnonzero(more_mask < 0.5)[:7]] = 1.0  # seven more forget rows: another count
+    more = task.replace(train=task.train.replace(forget=jnp.asarray(more_mask)))
+    for plan, tasks in ((LoopPlan(rows_as_data=False), (task, other)), (LoopPlan(), (task, other, more))):
+        fit = Fit(fns, FitConfig(epochs=1, batch_size=8, rows="retain"), supervised_loss(fns, "l1"), task, plan)
+        seen = []
 
-    def batches(t):
-        seen.append(None)  # one entry per trace
-        return epoch_batches(jax.random.key(0), fit.row_indices(t), 8)
+        def batches(t, fit=fit, seen=seen):
+            seen.append(None)  # one entry per trace
+            return epoch_batches(jax.random.key(0), *fit.row_indices(t)[:1], 8, fit.row_indices(t)[1])
 
-    run = jax.jit(batches)
-    for t in (task, other):
-        idx, w = run(t)
-        np.testing.assert_array_equal(np.sort(np.asarray(idx)[np.asarray(w) > 0]), t.train.host_indices("retain"))
-    assert len(seen) == 1
+        run = jax.jit(batches)
+        for t in tasks:
+            idx, w = run(t)
+            real = np.asarray(idx)[np.asarray(w) > 0]
+            np.testing.assert_array_equal(np.sort(real), t.train.host_indices("retain"))
+        assert len(seen) == 1
 
 
 def test_a_pipeline_refuses_a_task_of_another_layout():
@@ -276,3 +332,39 @@ def test_keep_best_returns_best_validation_weights():
     assert got == pytest.approx(float(val[best]), rel=1e-5)
     assert abs(got - float(val[-1])) > 1e-4  # not the last epoch's weights
     np.testing.assert_array_equal(hist["lr"], np.full(13, np.float32(0.05)))  # no plateau yet
+
+
+def test_the_original_trains_on_every_row_with_the_retrained_models_program():
+    """The original is the retrained model's phase on the task without forget rows: bit for
+    bit a phase over "all" rows, and under rows as data one program with the retrain's."""
+    from jaxunlearn import unlearn
+    from jaxunlearn.config import StudyConfig
+    from jaxunlearn.unlearn.base import Phase, Pipeline, fresh_start
+    from jaxunlearn.unlearn.retrain import recipe_fit
+
+    task, fns, _, _, _ = _fit()
+    cfg, plan = StudyConfig(batch_size=16, train_epochs=3), LoopPlan()
+    original = unlearn.get("original").build(fns, task, cfg, plan)
+    over_all = Pipeline(
+        "all-rows",
+        (Phase("train", fresh_start(fns), recipe_fit(fns, task, cfg, plan, "all", 3)),),
+        needs_original=False,
+    )
+    hp = original.hp()
+    (got, got_hist), (ref, ref_hist) = (jax.jit(p.run)(jax.random.key(2), None, task, hp) for p in (original, over_all))
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for name in ("val_loss", "diverged_at", "lr"):
+        np.testing.assert_array_equal(np.asarray(got_hist[name]), np.asarray(ref_hist[name]))
+    np.testing.assert_allclose(got_hist["train_loss"], ref_hist["train_loss"], rtol=1e-6)  # a sum fused otherwise
+
+    retrain = unlearn.get("retrain").build(fns, task, cfg, plan)
+    state = fns.fresh_state(jax.random.key(0), 1e-3)
+
+    def program(pipeline):
+        fit, seen = pipeline.phases[0].fit, pipeline.task_for(task)
+        carry = fit.init_carry(jax.random.key(1), state, hp)
+        return jax.jit(fit.run_epochs).lower(carry, jnp.arange(1), seen, hp, None).as_text()
+
+    assert program(original) == program(retrain)
+    assert program(original) != program(over_all)  # the check can fail: "all" rows compile apart

@@ -127,7 +127,7 @@ def test_scrub_phase_layout():
     assert big.phases[1].fit.cfg.batch_size == forget and big.phases[0].fit.cfg.batch_size == forget + 10
     # --scrub-forget-batch sets the max pass's batch alone: several steps over a small forget set.
     small = build("scrub", tiny_model(task), task, with_(TINY, batch_size=forget + 10), PLAN, forget_batch=3)
-    assert small.phases[1].fit.cfg.batch_size == 3 and small.phases[1].fit.num_batches == -(-forget // 3)
+    assert small.phases[1].fit.cfg.batch_size == 3 and small.phases[1].fit.steps_per_epoch == -(-forget // 3)
     assert small.phases[0].fit.cfg.batch_size == forget + 10
     with pytest.raises(ValueError, match=rf"scrub.forget_batch \({forget + 1}\) must be <= the {forget} forget"):
         build("scrub", tiny_model(task), task, TINY, PLAN, forget_batch=forget + 1)

@@ -112,7 +112,7 @@ def test_bad_training_rows_are_refused_before_anything_runs(setup, change, messa
 
 def test_rows_with_other_forget_counts_or_seed_counts_are_refused(setup):
     task, model, rows, _ = setup
-    runner = PipelineRunner(build("original", model, task.with_train_rows(rows[0]), CFG, PLAN), PLAN)
+    runner = PipelineRunner(build("retrain", model, task.with_train_rows(rows[0]), CFG, PLAN), PLAN)
     forget = np.flatnonzero(np.asarray(task.train.forget) > 0.5)
     unequal = rows.copy()  # model 1 trades a retain row for a forget row it did not hold
     unequal[1, np.flatnonzero(~np.isin(rows[1], forget))[0]] = np.setdiff1d(forget, rows[1])[0]

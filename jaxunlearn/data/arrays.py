@@ -80,14 +80,27 @@ class Split:
             raise ValueError(f"which must be 'forget', 'retain' or 'all', got {which!r}")
         if which == "all":
             return jnp.arange(self.size, dtype=jnp.int32) if self.rows is None else self.rows
+        positions = jnp.nonzero(self._chosen(which), size=count, fill_value=0)[0]
+        return (positions if self.rows is None else self.rows[positions]).astype(jnp.int32)
+
+    def padded_indices(self, which: str) -> tuple[jax.Array, jax.Array | None]:
+        """The same row indices as ``indices(which, count)``, with no count in the program:
+        int32 [M] (M = ``used``) whose first ``count`` entries are the set's rows (the rest
+        filler), and ``count`` as an int32 scalar read when the program runs (None for
+        "all": every entry is used). Every forget set of a split then shares one program.
+        Traceable."""
+        if which == "all":
+            return self.indices("all", self.used), None
+        return self.indices(which, self.used), jnp.sum(self._chosen(which), dtype=jnp.int32)
+
+    def _chosen(self, which: str) -> jax.Array:
+        """bool [used]: which entries (rows, or ``rows``' entries) are in the forget or the
+        retain set; a hole (-1) is in neither."""
         if self.rows is None:
             marked = self.forget > 0.5
-            chosen = marked if which == "forget" else ~marked
-        else:  # a hole (-1) is neither
-            marked = self.forget[jnp.maximum(self.rows, 0)] > 0.5
-            chosen = (marked if which == "forget" else ~marked) & (self.rows >= 0)
-        positions = jnp.nonzero(chosen, size=count, fill_value=0)[0]
-        return (positions if self.rows is None else self.rows[positions]).astype(jnp.int32)
+            return marked if which == "forget" else ~marked
+        marked = self.forget[jnp.maximum(self.rows, 0)] > 0.5
+        return (marked if which == "forget" else ~marked) & (self.rows >= 0)
 
 
 @struct.dataclass
@@ -125,6 +138,15 @@ class Task:
             for name, split in (("train", self.train), ("val", self.val), ("test", self.test))
         )
         return (self.input_shape, counts)
+
+    def without_forget(self) -> Task:
+        """This task with no forget row in any split (every row retained; shapes unchanged).
+        A model trained on its retain rows is trained on every row, as the original is."""
+
+        def cleared(split: Split) -> Split:  # zeros from the host: no program compiles for them
+            return split.replace(forget=jax.device_put(np.zeros(split.forget.shape, split.forget.dtype)))
+
+        return self.replace(train=cleared(self.train), val=cleared(self.val), test=cleared(self.test))
 
     def with_train_rows(self, rows: jax.Array | np.ndarray | None) -> Task:
         """This task with its training split restricted to ``rows`` (int32 [M]; see

@@ -109,7 +109,8 @@ class Relearn:
     def _epoch_inputs(self, key: jax.Array, epoch: jax.Array, task: Task):
         """Batches [nb, B], weights [nb, B] and step keys [nb] of one relearning epoch."""
         k_perm, k_steps = jax.random.split(jax.random.fold_in(key, epoch))
-        idx, w = epoch_batches(k_perm, self.fit.row_indices(task), self.cfg.batch_size)
+        rows, count = self.fit.row_indices(task)
+        idx, w = epoch_batches(k_perm, rows, self.cfg.batch_size, count)
         return idx, w, jax.random.split(k_steps, self.fit.num_batches)
 
 

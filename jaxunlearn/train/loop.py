@@ -5,7 +5,10 @@ functions: ``init_carry`` -> ``run_epochs`` (any number of times) -> ``finish``,
 which chains them in one trace. Inside an epoch the rows are permuted with a key folded
 from the epoch number, cut into a static [num_batches, batch_size] index matrix (the last
 batch padded with zero-weight rows), and the steps run in ``lax.scan``. Losses are masked
-means, so no shape depends on data.
+means, so no shape depends on data. Under ``LoopPlan.rows_as_data`` the index matrix has
+room for every used row and the steps run in a loop over the first ``ceil(count / B)``
+batches, ``count`` (the retain or forget set's size) being data: one program then serves
+every forget set of the task, with the steps of a program compiled for the count.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -103,18 +107,72 @@ def row_weights(forget: jax.Array, which: str) -> jax.Array:
     return forget if which == "forget" else 1.0 - forget
 
 
-def epoch_batches(key: jax.Array, rows: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
+def _shuffle_rounds(n: int) -> int:
+    """The number of sort rounds ``jax.random.permutation`` makes for ``n`` elements."""
+    return int(np.ceil(3 * np.log(max(1, n)) / np.log(np.iinfo(np.uint32).max)))
+
+
+def _round_thresholds(size: int) -> list[int]:
+    """For each sort round r that a permutation of ``size`` elements makes: the largest
+    count that makes at most r rounds (a count above it makes round r)."""
+    out = []
+    for r in range(_shuffle_rounds(size)):
+        lo, hi = 0, size
+        while lo < hi:  # the round count grows with n: bisect for the last n with <= r rounds
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if _shuffle_rounds(mid) <= r else (lo, mid - 1)
+        out.append(lo)
+    return out
+
+
+def prefix_permutation(key: jax.Array, size: int, count: jax.Array) -> jax.Array:
+    """int32 [size]: its first ``count`` entries are ``jax.random.permutation(key, count)``
+    bit for bit, the rest are ``count .. size-1`` in some order. ``count`` may be traced
+    (0 <= count <= size), so one program serves every count.
+
+    The same sort rounds as ``jax.random.permutation``: each sorts by fresh random bits,
+    which threefry draws position by position (element i's bits do not depend on the
+    length), with the padding positions sorted last by a first key; a round runs only for
+    the counts whose permutation makes it.
+    """
+    if not getattr(jax.config, "jax_threefry_partitionable"):  # noqa: B009 (jax types no such attribute)
+        raise RuntimeError(
+            "prefix_permutation needs jax_threefry_partitionable (JAX's default): without it a "
+            "position's random bits depend on the array's length"
+        )
+    x = jnp.arange(size, dtype=jnp.int32)
+    padding = (x >= count).astype(jnp.int32)
+    for threshold in _round_thresholds(size):
+        key, subkey = jax.random.split(key)
+        bits = jax.random.bits(subkey, (size,), jnp.uint32)
+        _, _, shuffled = jax.lax.sort((padding, bits, x), num_keys=2, is_stable=True)
+        x = jnp.where(count > threshold, shuffled, x)
+    return x
+
+
+def epoch_batches(
+    key: jax.Array, rows: jax.Array, batch_size: int, count: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
     """Shuffles ``rows`` [M] into an index matrix [ceil(M/B), B] and weights [ceil(M/B), B].
 
-    The last batch is padded with row ``rows[0]`` at weight 0.
+    The last batch is padded with row ``rows[0]`` at weight 0. With ``count`` (a traced
+    int32 scalar), only ``rows[:count]`` are the epoch's rows: they are shuffled as
+    ``count`` rows alone would be (bit for bit), and every position from ``count`` on is
+    padding (``rows[0]`` at weight 0), so the first ``ceil(count/B)`` batches are those of
+    ``rows[:count]``.
     """
     rows = jnp.asarray(rows)
     m = rows.shape[0]
     nb = -(-m // batch_size)
     pad = nb * batch_size - m
-    perm = rows[jax.random.permutation(key, m)]
+    if count is None:
+        perm = rows[jax.random.permutation(key, m)]
+        real = jnp.ones((m,), jnp.float32)
+    else:
+        real = (jnp.arange(m) < count).astype(jnp.float32)
+        perm = jnp.where(real > 0, rows[prefix_permutation(key, m, count)], rows[0])
     idx = jnp.concatenate([perm, jnp.full((pad,), rows[0], rows.dtype)]).reshape(nb, batch_size)
-    w = jnp.concatenate([jnp.ones((m,), jnp.float32), jnp.zeros((pad,), jnp.float32)]).reshape(nb, batch_size)
+    w = jnp.concatenate([real, jnp.zeros((pad,), jnp.float32)]).reshape(nb, batch_size)
     return idx, w
 
 
@@ -217,20 +275,29 @@ class Fit:
         if rows.size == 0:
             raise ValueError(f"the training {cfg.rows!r} rows are empty")
         if cfg.batch_size > rows.size:
+            # The set is every row for the original (the retain rows of a task without forget rows).
+            which = "" if rows.size == task.train.used else f" {cfg.rows!r}"
             raise ValueError(
-                f"batch_size {cfg.batch_size} is larger than the {rows.size} training {cfg.rows!r} rows; "
+                f"batch_size {cfg.batch_size} is larger than the {rows.size} training{which} rows; "
                 f"use batch_size <= {rows.size}"
             )
-        self.row_count = int(rows.size)  # static; which rows is read from the task at run time
-        self.num_batches = -(-rows.size // cfg.batch_size)
+        self.row_count = int(rows.size)  # which rows, and with ``rows_as_data`` how many, is read at run time
+        # The static length of the phase's row list: its count compiled in, or room for every used row.
+        self.counts_in_program = plan.counts_in_program or cfg.rows == "all"
+        self.row_slots = self.row_count if self.counts_in_program else task.train.used
+        self.num_batches = -(-self.row_slots // cfg.batch_size)  # the index matrix's batches
+        self.steps_per_epoch = -(-self.row_count // cfg.batch_size)  # the steps an epoch of ``task`` runs
         self.optimizer = make_optimizer()
         # PyTorch's ReduceLROnPlateau(patience=10) cuts after the 11th bad epoch; optax's after the patience-th.
         self.plateau = optax.contrib.reduce_on_plateau(patience=11)
         self.eval_loss = get_loss(cfg.loss)
 
-    def row_indices(self, task: Task) -> jax.Array:
-        """The phase's training rows of ``task`` (traced): int32 [row_count]."""
-        return task.train.indices(self.cfg.rows, self.row_count)
+    def row_indices(self, task: Task) -> tuple[jax.Array, jax.Array | None]:
+        """The phase's training rows of ``task`` (traced): int32 [row_slots], and how many of
+        them are the rows (an int32 scalar; None when all are)."""
+        if self.counts_in_program:
+            return task.train.indices(self.cfg.rows, self.row_count), None
+        return task.train.padded_indices(self.cfg.rows)
 
     def init_carry(self, key: jax.Array, state: TrainState, hp: dict) -> FitCarry:
         """Starts the phase from ``state`` at learning rate hp[lr_key]."""
@@ -271,7 +338,8 @@ class Fit:
     def _epoch(self, carry: FitCarry, epoch: jax.Array, task: Task, hp: dict, aux: Any):
         cfg = self.cfg
         k_perm, k_steps = jax.random.split(jax.random.fold_in(carry.key, epoch))
-        idx, w = epoch_batches(k_perm, self.row_indices(task), cfg.batch_size)
+        rows, count = self.row_indices(task)
+        idx, w = epoch_batches(k_perm, rows, cfg.batch_size, count)
         if task.train.rows is not None:  # holes (-1) in a model's row list train at weight 0
             w, idx = jnp.where(idx >= 0, w, 0.0), jnp.maximum(idx, 0)
 
@@ -281,11 +349,22 @@ class Fit:
             new_state, loss = self.step(state, self.gather(task, aux, idx_b, w_b), key, hp, aux)
             return guard_divergence(state, new_state, loss, diverged_at)
 
-        keys = jax.random.split(k_steps, self.num_batches)
-        unroll = self.num_batches if self.plan.unroll is True else self.plan.unroll
-        (state, diverged_at), losses = jax.lax.scan(
-            step, (carry.state, carry.diverged_at), (idx, w, keys), unroll=unroll
-        )
+        keys = jax.random.split(k_steps, self.num_batches)  # a prefix of the keys of fewer batches
+        start = (carry.state, carry.diverged_at)
+        if count is None:
+            unroll = self.num_batches if self.plan.unroll is True else self.plan.unroll
+            (state, diverged_at), losses = jax.lax.scan(step, start, (idx, w, keys), unroll=unroll)
+        else:  # only the first ceil(count / B) batches hold rows; the others' losses stay 0
+
+            def numbered_step(i, carry_and_losses):
+                state_and_flag, losses = carry_and_losses
+                state_and_flag, loss = step(state_and_flag, (idx[i], w[i], keys[i]))
+                return state_and_flag, losses.at[i].set(loss)
+
+            steps = (count + cfg.batch_size - 1) // cfg.batch_size
+            zero_losses = jnp.zeros((self.num_batches,), jnp.float32)
+            (state, diverged_at), losses = jax.lax.fori_loop(0, steps, numbered_step, (start, zero_losses))
+        # With rows as data this mean may differ in its last bit (a longer sum, fused otherwise).
         train_loss = jnp.sum(losses * w.sum(axis=1)) / w.sum()
         carry = carry.replace(state=state, diverged_at=diverged_at)
         val = jnp.asarray(jnp.nan, jnp.float32)

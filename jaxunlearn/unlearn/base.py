@@ -85,6 +85,10 @@ class Pipeline:
             since the phases read the row-set sizes at build time and the rows themselves
             at run time.
         shards: None, or how the stage's ensemble of shard models runs (``Shards``).
+        sees_forget: False for a pipeline whose phases get the task without its forget rows
+            (``Task.without_forget``; ``task_for``): the original model trains on the retain
+            rows of that task, i.e. on every row, with the retrained model's phase, so the
+            two run one compiled program.
     """
 
     name: str
@@ -93,6 +97,11 @@ class Pipeline:
     needs_original: bool = True
     layout: tuple | None = None
     shards: Shards | None = None
+    sees_forget: bool = True
+
+    def task_for(self, task: Task) -> Task:
+        """The task the phases get: ``task``, or it without forget rows (``sees_forget``)."""
+        return task if self.sees_forget else task.without_forget()
 
     def check_task(self, task: Task) -> None:
         """Raises ValueError if ``task`` has another layout than the pipeline was built for."""
@@ -114,6 +123,7 @@ class Pipeline:
         """The whole pipeline for one seed, in one trace. Returns (state, history of the last phase)."""
         earlier: list[TrainState] = []
         history = None
+        task = self.task_for(task)
         for i, phase in enumerate(self.phases):
             k_start, k_fit = phase_keys(key, i)
             state, aux = phase.start(k_start, original, task, hp, tuple(earlier))

@@ -208,7 +208,7 @@ class Unlearner:
                 f"unlearner {self.name!r}: its pipeline's hyperparameters {sorted(default_hp)} "
                 f"differ from the registered ones {sorted(self.hp)}"
             )
-        layout = task.layout() if pipeline.layout is None else pipeline.layout
+        layout = pipeline.task_for(task).layout() if pipeline.layout is None else pipeline.layout
         return dataclasses.replace(pipeline, default_hp=default_hp, layout=layout)
 
 

@@ -34,9 +34,15 @@ def recipe_fit(
 
 
 def make_original(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, settings: None = None) -> Pipeline:
-    """The original model: fresh init, trained on every training row (forget rows included)."""
-    fit = recipe_fit(model, task, cfg, plan, rows="all", epochs=cfg.train_epochs)
-    return Pipeline("original", (Phase("train", fresh_start(model), fit),), DEFAULT_HP, needs_original=False)
+    """The original model: fresh init, trained on every training row (forget rows included).
+
+    Built as the retrained model's phase on the task without forget rows, whose retain rows
+    are every row (``Pipeline.sees_forget``): the same batches, steps and validation as a
+    phase over "all" rows, bit for bit, and the retrained model's compiled programs.
+    """
+    fit = recipe_fit(model, task.without_forget(), cfg, plan, rows="retain", epochs=cfg.train_epochs)
+    phases = (Phase("train", fresh_start(model), fit),)
+    return Pipeline("original", phases, DEFAULT_HP, needs_original=False, sees_forget=False)
 
 
 def make_retrain(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, settings: None = None) -> Pipeline:
