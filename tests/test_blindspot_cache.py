@@ -70,3 +70,38 @@ def test_cache_size_counts_forget_rows_and_attention_positions():
     )
     positions = sum(int(np.prod(f.shape[1:3])) for f in feats)
     assert proxy_cache_bytes(model, task) == forget * (1 + positions) * 4
+
+
+def test_a_padded_cache_gives_the_same_student_and_one_program_for_every_forget_count():
+    """Rows as data: the cache has a slot for every training row (the forget rows' values
+    first, computed on the forget rows alone), the student's weights are bitwise those of
+    the exact-size cache, and its epochs compile one program for two forget counts."""
+    task = tiny_task()
+    model, cfg = tiny_model(task), with_(TINY, seeds=2)
+    exact_plan, padded_plan = LoopPlan(seed_strategy="map", rows_as_data=False), LoopPlan(seed_strategy="map")
+    original = train_original(model, task, exact_plan, cfg).state
+    keys = seed_keys(0, cfg.seeds, "blindspot")
+    settings = cfg.resolved_settings("blindspot")
+    states = {}
+    for plan in (exact_plan, padded_plan):
+        pipeline = make_blindspot(model, task, cfg, plan, settings, proxy_cache=True)
+        states[plan] = PipelineRunner(pipeline, plan)(keys, original, task, progress=False).state
+    np.testing.assert_array_equal(
+        np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(states[exact_plan].params)]),
+        np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(states[padded_plan].params)]),
+    )
+
+    forget = np.asarray(task.train.forget).copy()
+    forget[np.flatnonzero(forget < 0.5)[:5]] = 1.0  # five more forget rows: another count
+    more = task.replace(train=task.train.replace(forget=jax.numpy.asarray(forget)))
+    seed0 = jax.tree_util.tree_map(lambda a: a[0], original)
+    texts = []
+    for t in (task, more):
+        pipeline = make_blindspot(model, t, cfg, padded_plan, settings, proxy_cache=True)
+        fit, hp = pipeline.phases[1].fit, pipeline.hp()
+        proxy = pipeline.phases[0].start(jax.random.key(1), seed0, t, hp, ())[0]
+        student, aux = pipeline.phases[1].start(jax.random.key(2), seed0, t, hp, (proxy,))
+        assert all(a.shape[0] == t.train.used for a in jax.tree_util.tree_leaves(aux["cache"]))
+        carry = fit.init_carry(jax.random.key(3), student, hp)
+        texts.append(jax.jit(fit.run_epochs).lower(carry, jax.numpy.arange(1), t, hp, aux).as_text())
+    assert texts[0] == texts[1]

@@ -100,14 +100,16 @@ def blindspot_loss(model: ModelFns, loss_name: str) -> BatchLoss:
     return batch_loss
 
 
-def proxy_cache_bytes(model: ModelFns, task: Task) -> int:
-    """Device bytes of one seed's proxy cache: forget rows x (1 + attention map sizes) x 4."""
+def proxy_cache_bytes(model: ModelFns, task: Task, rows: int | None = None) -> int:
+    """Device bytes of one seed's proxy cache: ``rows`` (default: the forget rows) x
+    (1 + attention map sizes) x 4."""
     _, feats = jax.eval_shape(
         lambda p, s: model.apply_eval(p, s, jnp.zeros((1, *model.input_shape))),
         *jax.eval_shape(model.init, jax.random.key(0)),
     )
     per_row = 1 + sum(int(np.prod(f.shape[1:-1] if len(f.shape) >= 3 else f.shape[1:])) for f in feats)
-    return int(task.train.host_indices("forget").size) * per_row * 4
+    rows = int(task.train.host_indices("forget").size) if rows is None else rows
+    return rows * per_row * 4
 
 
 def make_blindspot(
@@ -125,6 +127,12 @@ def make_blindspot(
         proxy_cache: compute the proxy's outputs on the forget rows once (True), or on every
             batch (False). None: cache when there is no augmentation and one seed's cache
             fits in ``PROXY_CACHE_MAX_BYTES``. Both give the same loss up to rounding.
+
+    Under a plan with row counts as data, a cache that fits with a slot for every used
+    training row is padded to that many rows after it is computed on the forget rows: the
+    student's programs then hold no forget count and serve every forget set of the task,
+    while the cached values stay those of the forget rows' own pass (a forward pass over
+    other rows may round a row's output otherwise).
     """
     if proxy_cache is None:
         proxy_cache = cfg.augment_pad == 0 and proxy_cache_bytes(model, task) <= PROXY_CACHE_MAX_BYTES
@@ -135,6 +143,12 @@ def make_blindspot(
     proxy_fit = recipe_fit(model, task, cfg, plan, rows="retain", epochs=settings.proxy_epochs, lr_key="proxy_lr")
     base = from_original()
     forget_count = int(task.train.host_indices("forget").size)  # which rows: read from the task at run time
+    used = task.train.used
+    pad_cache = (
+        proxy_cache
+        and not plan.counts_in_program
+        and proxy_cache_bytes(model, task, rows=used) <= PROXY_CACHE_MAX_BYTES
+    )
 
     def student_start(key, original, task, hp, earlier):
         state, _ = base(key, original, task, hp, earlier)
@@ -147,6 +161,10 @@ def make_blindspot(
         )
         x_forget = task.train.x[forget_rows]
         cache = proxy_outputs(model, proxy.params, proxy.batch_stats, x_forget, plan)
+        if pad_cache:  # slots past the forget rows are never read
+            cache = jax.tree_util.tree_map(
+                lambda a: jnp.concatenate([a, jnp.zeros((used - forget_count, *a.shape[1:]), a.dtype)]), cache
+            )
         return state, {"cache": cache, "cache_slot": cache_slot}
 
     student_cfg = FitConfig(
