@@ -76,6 +76,34 @@ def test_batch_importance_matches_a_python_loop_of_batch_gradients(setup, object
     np.testing.assert_allclose(float(got_loss), np.mean(losses), rtol=1e-5)
 
 
+def test_batch_importance_with_the_count_as_data_is_bit_for_bit_the_compiled_counts(setup):
+    """Rows as data: the forget rows padded to every training row, their count traced (one
+    program for any count); the importances and the mean loss are those of the exact rows."""
+    task, model, original = setup
+    state = tree_index(original, 0)
+    rows = np.asarray(task.train.host_indices("forget"), np.int32)
+    padded, count = task.train.padded_indices("forget")
+    # A batch count that is not a power of two (such a mean divides exactly either way) and
+    # a last batch that is padded.
+    batch_size = next(b for b in range(5, 40) if rows.size % b and (-(-rows.size // b)) & (-(-rows.size // b) - 1))
+    key, objective = jax.random.key(3), get_loss("mse")
+    exact = jax.jit(
+        lambda k: batch_importance(model, objective, state.params, state.batch_stats, task, rows, batch_size, k, PLAN)
+    )(key)
+    traces = []
+
+    def as_data(k, r, c):
+        traces.append(None)
+        return batch_importance(model, objective, state.params, state.batch_stats, task, r, batch_size, k, PLAN, c)
+
+    run = jax.jit(as_data)
+    got = run(key, padded, count)
+    for a, b in zip(jax.tree_util.tree_leaves(exact), jax.tree_util.tree_leaves(got), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    fewer = run(key, padded, count - 3)  # another count, the same program
+    assert len(traces) == 1 and not np.array_equal(np.asarray(fewer[1]), np.asarray(got[1]))
+
+
 def test_dampen_matches_numpy():
     rng = np.random.default_rng(0)
     params = {"a": rng.standard_normal((5, 3)).astype(np.float32), "b": rng.standard_normal(4).astype(np.float32)}

@@ -88,12 +88,14 @@ def batch_importance(
     batch_size: int,
     key: jax.Array,
     plan: LoopPlan,
+    count: jax.Array | None = None,
 ) -> tuple[object, jax.Array]:
     """Mean over the shuffled mini-batches of ``rows`` of the squared gradient of each
     batch's masked mean of ``objective(pred [B, 1], y [B, 1]) -> [B, 1]`` (a task loss, or
     ``output_norm``), the model in inference mode. Returns (pytree like ``params``, the
-    objective's mean over the batches)."""
-    idx, w = epoch_batches(key, rows, batch_size)
+    objective's mean over the batches). With ``count`` (traced), only ``rows[:count]`` are
+    the rows (``epoch_batches``): the loop runs over their ``ceil(count / B)`` batches."""
+    idx, w = epoch_batches(key, rows, batch_size, count)
 
     def batch_loss(p, batch):
         pred = model.apply_eval(p, batch_stats, batch["x"])[0]
@@ -106,9 +108,18 @@ def batch_importance(
         return (total, loss_sum + loss), None
 
     zeros = jax.tree_util.tree_map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-    nb = idx.shape[0]
-    unroll = nb if plan.unroll is True else plan.unroll
-    (total, loss_sum), _ = jax.lax.scan(accumulate, (zeros, jnp.zeros((), jnp.float32)), (idx, w), unroll=unroll)
+    start = (zeros, jnp.zeros((), jnp.float32))
+    if count is None:
+        nb = idx.shape[0]
+        unroll = nb if plan.unroll is True else plan.unroll
+        (total, loss_sum), _ = jax.lax.scan(accumulate, start, (idx, w), unroll=unroll)
+    else:
+        steps = (count + batch_size - 1) // batch_size
+        total, loss_sum = jax.lax.fori_loop(0, steps, lambda i, c: accumulate(c, (idx[i], w[i]))[0], start)
+        # XLA turns a division by a constant into a product with its reciprocal: so does this,
+        # or a count of 3 batches would round otherwise than a program with the count in it.
+        reciprocal = 1.0 / steps.astype(jnp.float32)
+        return jax.tree_util.tree_map(lambda t: t * reciprocal, total), loss_sum * reciprocal
     return jax.tree_util.tree_map(lambda t: t / nb, total), loss_sum / nb
 
 
@@ -161,16 +172,24 @@ def make_ssd(
             k_full,
             plan,
         )
+        # Under rows as data the forget count is read at run time: one program for every
+        # forget set of at least a batch (a smaller one sets the batch size, so its own).
+        forget_rows, count = (
+            (task.train.indices("forget", forget_count), None)
+            if plan.counts_in_program
+            else task.train.padded_indices("forget")
+        )
         forget, _ = batch_importance(
             model,
             objective,
             state.params,
             state.batch_stats,
             task,
-            task.train.indices("forget", forget_count),
+            forget_rows,
             min(cfg.batch_size, forget_count),
             k_forget,
             plan,
+            count,
         )
         result = Importances(full, forget)
         return result, {"train_loss": loss, "diverged_at": jnp.where(all_finite(result), -1, 0)}
