@@ -107,7 +107,9 @@ def stage_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, without: f
     code = unlearner.code_identity()
     settings = training_settings(cfg, stage)
     if code is None:  # the library's factories: the seeds are data, the rows too
-        settings = {k: v for k, v in settings.items() if k not in ("seeds", "seed")}
+        # A factory that reads only the task's shapes never sees the forget rule either.
+        data_only = ("seeds", "seed", "forget") if unlearner.shapes_only else ("seeds", "seed")
+        settings = {k: v for k, v in settings.items() if k not in data_only}
         if "settings" in settings:
             settings["settings"] = {k: v for k, v in settings["settings"].items() if k not in without}
         data = None
@@ -122,7 +124,7 @@ def stage_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, without: f
         _frozen(settings),
         _frozen(dict(unlearner.hp)),
         id(model),
-        task.layout(),
+        task.layout(unlearner.layout_counts(plan)),
         plan,
         data,
     )

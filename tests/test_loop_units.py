@@ -296,14 +296,27 @@ def test_a_pipeline_refuses_a_task_of_another_layout():
     from jaxunlearn.runner import PipelineRunner
 
     task, fns, _, _, _ = _fit()
-    plan = LoopPlan(seed_strategy="map")
-    pipeline = unlearn.get("finetune").build(fns, task, StudyConfig(batch_size=8, train_epochs=1), plan)
-    assert pipeline.layout == task.layout()
+    cfg, keys = StudyConfig(batch_size=8, train_epochs=1), jax.random.split(jax.random.key(0), 1)
     forget = np.asarray(task.train.forget).copy()
-    forget[np.flatnonzero(forget < 0.5)[0]] = 1.0  # one more forget row: another layout
+    forget[np.flatnonzero(forget < 0.5)[0]] = 1.0  # one more forget row: another count
     bigger = task.replace(train=task.train.replace(forget=jnp.asarray(forget)))
+    # Counts compiled in: another count is another layout.
+    plan = LoopPlan(seed_strategy="map", rows_as_data=False)
+    pipeline = unlearn.get("finetune").build(fns, task, cfg, plan)
+    assert pipeline.layout == task.layout()
     with pytest.raises(ValueError, match="layout"):
-        PipelineRunner(pipeline, plan)(jax.random.split(jax.random.key(0), 1), None, bigger, progress=False)
+        PipelineRunner(pipeline, plan)(keys, None, bigger, progress=False)
+    # Counts as data: a shapes-only stage takes any count, a counting one (SSD) does not, and
+    # neither takes a task of another shape.
+    plan = LoopPlan(seed_strategy="map")
+    pipeline = unlearn.get("finetune").build(fns, task, cfg, plan)
+    assert pipeline.layout == task.layout(counts=False) == bigger.layout(counts=False)
+    pipeline.check_task(bigger)
+    with pytest.raises(ValueError, match="layout"):
+        unlearn.get("ssd").build(fns, task, cfg, plan).check_task(bigger)
+    shorter = task.replace(test=task.test.replace(x=task.test.x[:-1], y=task.test.y[:-1], forget=task.test.forget[:-1]))
+    with pytest.raises(ValueError, match="layout"):
+        pipeline.check_task(shorter)
 
 
 def test_plateau_reduces_lr_after_eleven_bad_epochs():

@@ -159,3 +159,43 @@ def test_a_plugin_never_shares_programs_across_epochs():
     with registered([mine]):
         pipeline = build("mine_finetune", model, task, TINY, plan)
         assert programs.epochless_key("mine_finetune", TINY, task, model, plan, pipeline) is None
+
+
+def _forget_more(task, extra: int):
+    """``task`` with ``extra`` more forget training rows: another forget count."""
+    import jax.numpy as jnp
+
+    forget = np.asarray(task.train.forget).copy()
+    forget[np.flatnonzero(forget < 0.5)[:extra]] = 1.0
+    return task.replace(train=task.train.replace(forget=jnp.asarray(forget)))
+
+
+def test_a_shapes_only_stage_serves_every_forget_set_of_a_task_and_a_counting_one_does_not():
+    """Rows as data: a stage whose factory reads only shapes is built once for two forget
+    sets of different sizes and different forget rules, and its run on the second is bitwise
+    a fresh build's; Blindspot, which reads the forget count, gets a pipeline per count; a
+    reused pipeline still refuses a row set smaller than a batch."""
+    from jaxunlearn import unlearn
+    from jaxunlearn.runner import PipelineRunner
+    from jaxunlearn.study import build_stage, prepare_study, seed_keys
+    from tests.helpers import train_original
+
+    cfg, task, model = prepare_study(TINY, tiny_task(), log=lambda m: None)[:3]
+    plan = seeds.auto_plan("dense")
+    other = _forget_more(task, 9)
+    other_cfg = dataclasses.replace(cfg, forget="random:0.3")
+    reused = build_stage("finetune", other_cfg, other, model, plan)
+    assert build_stage("finetune", cfg, task, model, plan) is reused
+    assert build_stage("blindspot", cfg, task, model, plan) is not build_stage("blindspot", cfg, other, model, plan)
+
+    original = train_original(model, other, plan, cfg).state
+    keys = seed_keys(0, cfg.seeds, "finetune")
+    fresh = unlearn.get("finetune").build(model, other, other_cfg, plan)
+    got = PipelineRunner(reused, plan)(keys, original, other, progress=False).state
+    want = PipelineRunner(fresh, plan)(keys, original, other, progress=False).state
+    for a, b in zip(jax.tree_util.tree_leaves(got.params), jax.tree_util.tree_leaves(want.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    nearly_all = _forget_more(task, task.train.size - int(np.asarray(task.train.forget).sum()) - 5)
+    with pytest.raises(ValueError, match="larger than the 5 training 'retain' rows"):
+        PipelineRunner(reused, plan)(keys, original, nearly_all, progress=False)

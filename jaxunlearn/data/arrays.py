@@ -129,15 +129,16 @@ class Task:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
 
-    def layout(self) -> tuple:
+    def layout(self, counts: bool = True) -> tuple:
         """What a compiled program may depend on: the input shape and, per split, its rows,
-        the rows a model uses and their forget rows (counts, never which rows). Tasks with
-        equal layouts share programs."""
-        counts = tuple(
-            (name, split.size, split.used, int(split.host_indices("forget").size))
-            for name, split in (("train", self.train), ("val", self.val), ("test", self.test))
-        )
-        return (self.input_shape, counts)
+        the rows a model uses and (with ``counts``) their forget rows: counts, never which
+        rows. Tasks with equal layouts share programs; without ``counts``, every forget set
+        of a task's shape has its layout (for programs that read the counts at run time)."""
+        splits = (("train", self.train), ("val", self.val), ("test", self.test))
+        if not counts:
+            return (self.input_shape, tuple((name, split.size, split.used) for name, split in splits))
+        sizes = tuple((name, split.size, split.used, int(split.host_indices("forget").size)) for name, split in splits)
+        return (self.input_shape, sizes)
 
     def without_forget(self) -> Task:
         """This task with no forget row in any split (every row retained; shapes unchanged).

@@ -271,17 +271,7 @@ class Fit:
 
     def __init__(self, model: ModelFns, cfg: FitConfig, batch_loss: BatchLoss, task: Task, plan: LoopPlan):
         self.model, self.cfg, self.batch_loss, self.plan = model, cfg, batch_loss, plan
-        rows = task.train.host_indices(cfg.rows)
-        if rows.size == 0:
-            raise ValueError(f"the training {cfg.rows!r} rows are empty")
-        if cfg.batch_size > rows.size:
-            # The set is every row for the original (the retain rows of a task without forget rows).
-            which = "" if rows.size == task.train.used else f" {cfg.rows!r}"
-            raise ValueError(
-                f"batch_size {cfg.batch_size} is larger than the {rows.size} training{which} rows; "
-                f"use batch_size <= {rows.size}"
-            )
-        self.row_count = int(rows.size)  # which rows, and with ``rows_as_data`` how many, is read at run time
+        self.row_count = self.check_rows(task)  # which rows, and with ``rows_as_data`` how many, is read at run time
         # The static length of the phase's row list: its count compiled in, or room for every used row.
         self.counts_in_program = plan.counts_in_program or cfg.rows == "all"
         self.row_slots = self.row_count if self.counts_in_program else task.train.used
@@ -291,6 +281,21 @@ class Fit:
         # PyTorch's ReduceLROnPlateau(patience=10) cuts after the 11th bad epoch; optax's after the patience-th.
         self.plateau = optax.contrib.reduce_on_plateau(patience=11)
         self.eval_loss = get_loss(cfg.loss)
+
+    def check_rows(self, task: Task) -> int:
+        """The number of ``task``'s training rows this phase visits; raises ValueError when
+        there are none or fewer than a batch."""
+        count = int(task.train.host_indices(self.cfg.rows).size)
+        if count == 0:
+            raise ValueError(f"the training {self.cfg.rows!r} rows are empty")
+        if self.cfg.batch_size > count:
+            # The set is every row for the original (the retain rows of a task without forget rows).
+            which = "" if count == task.train.used else f" {self.cfg.rows!r}"
+            raise ValueError(
+                f"batch_size {self.cfg.batch_size} is larger than the {count} training{which} rows; "
+                f"use batch_size <= {count}"
+            )
+        return count
 
     def row_indices(self, task: Task) -> tuple[jax.Array, jax.Array | None]:
         """The phase's training rows of ``task`` (traced): int32 [row_slots], and how many of

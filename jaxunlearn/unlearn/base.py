@@ -85,6 +85,9 @@ class Pipeline:
             since the phases read the row-set sizes at build time and the rows themselves
             at run time.
         shards: None, or how the stage's ensemble of shard models runs (``Shards``).
+        layout_counts: whether ``layout`` holds the forget-row counts (``Task.layout``);
+            without them, a task's row sets are checked against each phase's batch size
+            when it is called (``check_task``).
         sees_forget: False for a pipeline whose phases get the task without its forget rows
             (``Task.without_forget``; ``task_for``): the original model trains on the retain
             rows of that task, i.e. on every row, with the retrained model's phase, so the
@@ -97,6 +100,7 @@ class Pipeline:
     needs_original: bool = True
     layout: tuple | None = None
     shards: Shards | None = None
+    layout_counts: bool = True
     sees_forget: bool = True
 
     def task_for(self, task: Task) -> Task:
@@ -104,12 +108,17 @@ class Pipeline:
         return task if self.sees_forget else task.without_forget()
 
     def check_task(self, task: Task) -> None:
-        """Raises ValueError if ``task`` has another layout than the pipeline was built for."""
-        if self.layout is not None and task.layout() != self.layout:
+        """Raises ValueError if ``task`` has another layout than the pipeline was built for,
+        or (a layout without counts) a row set that a phase cannot train on."""
+        if self.layout is not None and task.layout(self.layout_counts) != self.layout:
             raise ValueError(
                 f"{self.name}: built for a task with layout {self.layout} (input shape; rows and forget rows "
-                f"per split), called with {task.layout()}: build the stage for this task"
+                f"per split), called with {task.layout(self.layout_counts)}: build the stage for this task"
             )
+        if not self.layout_counts:
+            for phase in self.phases:
+                if isinstance(phase.fit, Fit):
+                    phase.fit.check_rows(task)
 
     def hp(self, **overrides: float) -> dict[str, jax.Array]:
         default_hp = self.default_hp

@@ -46,5 +46,6 @@ FINETUNE = register(
         default=True,
         description="fine-tune the original on the retain rows (the paper's baseline)",
         search={"lr": LR_RANGE, "epochs": EPOCHS_RANGE},
+        shapes_only=True,
     )
 )

@@ -90,5 +90,6 @@ GAUSSIAN = register(
         default=True,
         description="Gaussian amnesiac: forget labels redrawn, then fine-tune (the paper)",
         search={"lr": LR_RANGE, "epochs": EPOCHS_RANGE},
+        shapes_only=True,
     )
 )

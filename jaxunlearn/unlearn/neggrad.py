@@ -78,5 +78,6 @@ NEGGRAD = register(
         key_id=5,
         description="NegGrad+: descend on retain rows, ascend on forget rows",
         search={"lr": LR_RANGE, "retain_weight": Range(0.0, 1.0), "epochs": EPOCHS_RANGE},
+        shapes_only=True,
     )
 )

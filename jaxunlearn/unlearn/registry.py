@@ -109,6 +109,12 @@ class Unlearner:
         search: where equal-budget tuning draws the unlearner's float hyperparameters (keys
             of ``hp``) and integer settings (fields of ``settings``), as ``Range``s; the
             others keep their defaults. Empty: tuning scores it at its defaults and says so.
+        shapes_only: the factory reads nothing of the task but its shapes (no row, no
+            forget row, no count: its ``Fit`` phases read their rows and, under a plan with
+            row counts as data, their counts when the program runs). Its pipeline then
+            serves every forget set of a task's shape, so a process builds and traces it once
+            per shape (``programs.stage_key``). Declare it only for such a factory: a
+            pipeline built for one forget set would run on another.
     """
 
     name: str
@@ -123,6 +129,7 @@ class Unlearner:
     aliases: Mapping[str, str] | None = None
     description: str = ""
     search: Mapping[str, Range] = dataclasses.field(default_factory=dict)
+    shapes_only: bool = False
 
     def __post_init__(self):
         if self.key_id is None:
@@ -208,8 +215,17 @@ class Unlearner:
                 f"unlearner {self.name!r}: its pipeline's hyperparameters {sorted(default_hp)} "
                 f"differ from the registered ones {sorted(self.hp)}"
             )
-        layout = pipeline.task_for(task).layout() if pipeline.layout is None else pipeline.layout
-        return dataclasses.replace(pipeline, default_hp=default_hp, layout=layout)
+        if pipeline.layout is not None:
+            return dataclasses.replace(pipeline, default_hp=default_hp)
+        counts = self.layout_counts(plan)
+        layout = pipeline.task_for(task).layout(counts)
+        return dataclasses.replace(pipeline, default_hp=default_hp, layout=layout, layout_counts=counts)
+
+    def layout_counts(self, plan) -> bool:
+        """Whether this stage's pipelines depend on the task's forget-row counts under
+        ``plan`` (``Task.layout``): unless the factory reads only shapes and the plan reads
+        the counts at run time."""
+        return not self.shapes_only or plan.counts_in_program
 
 
 def derived_key_id(name: str) -> int:

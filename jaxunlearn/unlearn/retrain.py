@@ -60,6 +60,7 @@ ORIGINAL = register(
         key_id=0,
         reference=True,
         description="the original model, trained on every training row",
+        shapes_only=True,
     )
 )
 RETRAIN = register(
@@ -70,5 +71,6 @@ RETRAIN = register(
         key_id=1,
         reference=True,
         description="retrained from scratch without the forget rows (the gold standard)",
+        shapes_only=True,
     )
 )
