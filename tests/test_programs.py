@@ -182,7 +182,7 @@ def test_a_shapes_only_stage_serves_every_forget_set_of_a_task_and_a_counting_on
 
     cfg, task, model = prepare_study(TINY, tiny_task(), log=lambda m: None)[:3]
     plan = seeds.auto_plan("dense")
-    other = _forget_more(task, 9)
+    other = _forget_more(task, 9).replace(name="the same data, another forget rule")
     other_cfg = dataclasses.replace(cfg, forget="random:0.3")
     reused = build_stage("finetune", other_cfg, other, model, plan)
     assert build_stage("finetune", cfg, task, model, plan) is reused
@@ -191,7 +191,11 @@ def test_a_shapes_only_stage_serves_every_forget_set_of_a_task_and_a_counting_on
     original = train_original(model, other, plan, cfg).state
     keys = seed_keys(0, cfg.seeds, "finetune")
     fresh = unlearn.get("finetune").build(model, other, other_cfg, plan)
-    got = PipelineRunner(reused, plan)(keys, original, other, progress=False).state
+    runner = PipelineRunner(reused, plan)
+    got = runner(keys, original, other, progress=False).state
+    with CountTraces() as traces:  # another forget set (and name): nothing is traced again
+        runner(keys, original, task, progress=False)
+    assert traces.count == 0
     want = PipelineRunner(fresh, plan)(keys, original, other, progress=False).state
     for a, b in zip(jax.tree_util.tree_leaves(got.params), jax.tree_util.tree_leaves(want.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

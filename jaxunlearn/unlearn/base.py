@@ -104,8 +104,10 @@ class Pipeline:
     sees_forget: bool = True
 
     def task_for(self, task: Task) -> Task:
-        """The task the phases get: ``task``, or it without forget rows (``sees_forget``)."""
-        return task if self.sees_forget else task.without_forget()
+        """The task the phases get: ``task`` (or it without forget rows: ``sees_forget``)
+        without its name. The name is a static field that names the forget rule, so
+        keeping it would trace every program again for each forget set."""
+        return (task if self.sees_forget else task.without_forget()).replace(name="task")
 
     def check_task(self, task: Task) -> None:
         """Raises ValueError if ``task`` has another layout than the pipeline was built for,
