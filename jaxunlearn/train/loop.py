@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxunlearn.data.arrays import Task
+from jaxunlearn.data.arrays import Split, Task
 from jaxunlearn.seeds import LoopPlan
 from jaxunlearn.train.contract import model_key
 from jaxunlearn.train.losses import get_loss, masked_mean
@@ -176,6 +176,45 @@ def epoch_batches(
     return idx, w
 
 
+def row_set(split: Split, which: str, count: int, plan: LoopPlan) -> tuple[jax.Array, jax.Array | None]:
+    """A phase's rows of ``split`` under ``plan`` (traced): ``which`` ("all", "retain",
+    "forget") of size ``count`` on the host. Counts in the program: (int32 [count], None);
+    rows as data: int32 [used] whose first entries are the rows, and their number (int32
+    scalar; None for "all"), for ``epoch_batches`` and ``scan_batches``."""
+    if plan.counts_in_program:
+        return split.indices(which, count), None
+    return split.padded_indices(which)
+
+
+def scan_batches(
+    step: Callable[[Any, Any], tuple[Any, Any]],
+    start: Any,
+    batches: Any,
+    count: jax.Array | None,
+    batch_size: int,
+    plan: LoopPlan,
+    outputs: Any = None,
+) -> tuple[Any, Any]:
+    """``lax.scan(step, start, batches)`` over ``epoch_batches``' batches (leaves [nb, ...]).
+
+    With ``count`` (rows as data) only the first ``ceil(count / batch_size)`` batches run, in
+    a loop whose trip count is data; ``outputs`` (zeros [nb, ...] shaped like the stacked
+    outputs of ``step``, or None when it outputs None) holds theirs, the rest stay zero.
+    Returns (final carry, stacked outputs).
+    """
+    if count is None:
+        nb = jax.tree_util.tree_leaves(batches)[0].shape[0]
+        return jax.lax.scan(step, start, batches, unroll=nb if plan.unroll is True else plan.unroll)
+
+    def numbered_step(i, carry_and_outputs):
+        carry, stacked = carry_and_outputs
+        carry, out = step(carry, jax.tree_util.tree_map(lambda a: a[i], batches))
+        return carry, jax.tree_util.tree_map(lambda buffer, value: buffer.at[i].set(value), stacked, out)
+
+    steps = (count + batch_size - 1) // batch_size
+    return jax.lax.fori_loop(0, steps, numbered_step, (start, outputs))
+
+
 def augment_images(key: jax.Array, x: jax.Array, pad: int) -> jax.Array:
     """Random crop after zero padding by ``pad`` pixels, plus random horizontal flip.
 
@@ -300,9 +339,7 @@ class Fit:
     def row_indices(self, task: Task) -> tuple[jax.Array, jax.Array | None]:
         """The phase's training rows of ``task`` (traced): int32 [row_slots], and how many of
         them are the rows (an int32 scalar; None when all are)."""
-        if self.counts_in_program:
-            return task.train.indices(self.cfg.rows, self.row_count), None
-        return task.train.padded_indices(self.cfg.rows)
+        return row_set(task.train, self.cfg.rows, self.row_count, self.plan)
 
     def init_carry(self, key: jax.Array, state: TrainState, hp: dict) -> FitCarry:
         """Starts the phase from ``state`` at learning rate hp[lr_key]."""
@@ -355,20 +392,15 @@ class Fit:
             return guard_divergence(state, new_state, loss, diverged_at)
 
         keys = jax.random.split(k_steps, self.num_batches)  # a prefix of the keys of fewer batches
-        start = (carry.state, carry.diverged_at)
-        if count is None:
-            unroll = self.num_batches if self.plan.unroll is True else self.plan.unroll
-            (state, diverged_at), losses = jax.lax.scan(step, start, (idx, w, keys), unroll=unroll)
-        else:  # only the first ceil(count / B) batches hold rows; the others' losses stay 0
-
-            def numbered_step(i, carry_and_losses):
-                state_and_flag, losses = carry_and_losses
-                state_and_flag, loss = step(state_and_flag, (idx[i], w[i], keys[i]))
-                return state_and_flag, losses.at[i].set(loss)
-
-            steps = (count + cfg.batch_size - 1) // cfg.batch_size
-            zero_losses = jnp.zeros((self.num_batches,), jnp.float32)
-            (state, diverged_at), losses = jax.lax.fori_loop(0, steps, numbered_step, (start, zero_losses))
+        (state, diverged_at), losses = scan_batches(
+            step,
+            (carry.state, carry.diverged_at),
+            (idx, w, keys),
+            count,
+            cfg.batch_size,
+            self.plan,
+            outputs=jnp.zeros((self.num_batches,), jnp.float32),
+        )
         # With rows as data this mean may differ in its last bit (a longer sum, fused otherwise).
         train_loss = jnp.sum(losses * w.sum(axis=1)) / w.sum()
         carry = carry.replace(state=state, diverged_at=diverged_at)

@@ -46,7 +46,7 @@ from flax import struct
 from jaxunlearn.config import StudyConfig
 from jaxunlearn.data.arrays import Task
 from jaxunlearn.seeds import LoopPlan
-from jaxunlearn.train.loop import Fit, all_finite, epoch_batches
+from jaxunlearn.train.loop import Fit, all_finite, epoch_batches, row_set, scan_batches
 from jaxunlearn.train.losses import get_loss, masked_mean
 from jaxunlearn.train.state import ModelFns, TrainState
 from jaxunlearn.unlearn.base import OneShot, Phase, Pipeline
@@ -108,19 +108,16 @@ def batch_importance(
         return (total, loss_sum + loss), None
 
     zeros = jax.tree_util.tree_map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-    start = (zeros, jnp.zeros((), jnp.float32))
+    (total, loss_sum), _ = scan_batches(
+        accumulate, (zeros, jnp.zeros((), jnp.float32)), (idx, w), count, batch_size, plan
+    )
     if count is None:
         nb = idx.shape[0]
-        unroll = nb if plan.unroll is True else plan.unroll
-        (total, loss_sum), _ = jax.lax.scan(accumulate, start, (idx, w), unroll=unroll)
-    else:
-        steps = (count + batch_size - 1) // batch_size
-        total, loss_sum = jax.lax.fori_loop(0, steps, lambda i, c: accumulate(c, (idx[i], w[i]))[0], start)
-        # XLA turns a division by a constant into a product with its reciprocal: so does this,
-        # or a count of 3 batches would round otherwise than a program with the count in it.
-        reciprocal = 1.0 / steps.astype(jnp.float32)
-        return jax.tree_util.tree_map(lambda t: t * reciprocal, total), loss_sum * reciprocal
-    return jax.tree_util.tree_map(lambda t: t / nb, total), loss_sum / nb
+        return jax.tree_util.tree_map(lambda t: t / nb, total), loss_sum / nb
+    # XLA turns a division by a constant into a product with its reciprocal: so does this, or
+    # a count of 3 batches would round otherwise than a program with the count in it.
+    reciprocal = 1.0 / ((count + batch_size - 1) // batch_size).astype(jnp.float32)
+    return jax.tree_util.tree_map(lambda t: t * reciprocal, total), loss_sum * reciprocal
 
 
 def dampen(params, importances: Importances, selection_weight: jax.Array, dampening: jax.Array):
@@ -174,11 +171,7 @@ def make_ssd(
         )
         # Under rows as data the forget count is read at run time: one program for every
         # forget set of at least a batch (a smaller one sets the batch size, so its own).
-        forget_rows, count = (
-            (task.train.indices("forget", forget_count), None)
-            if plan.counts_in_program
-            else task.train.padded_indices("forget")
-        )
+        forget_rows, count = row_set(task.train, "forget", forget_count, plan)
         forget, _ = batch_importance(
             model,
             objective,
