@@ -201,6 +201,20 @@ def plan_cells(tasks: Sequence[BenchTask], settings: BenchSettings) -> list[Cell
     return [Cell(t.name, s, u) for t in tasks for s in settings.scenarios for u in settings.resolved_unlearners()]
 
 
+def run_order(cells: Sequence[Cell], settings: BenchSettings) -> list[Cell]:
+    """``cells`` in the order a process runs them: one unlearner's cells of a task one after
+    another, scenario by scenario. Its programs hold no forget rule and, under rows as data,
+    few counts (``programs.stage_key``), so they serve its next scenario while the process
+    still keeps them (``programs.MAX_ENTRIES``); in the table order (scenario by scenario)
+    the other unlearners' cells in between pushed them out. Which cells a shard runs follows
+    the table order (``plan_cells``), and no cell's result depends on the order."""
+    unlearners, scenarios = settings.resolved_unlearners(), list(settings.scenarios)
+    tasks = list(dict.fromkeys(c.task for c in cells))
+    return sorted(
+        cells, key=lambda c: (tasks.index(c.task), unlearners.index(c.unlearner), scenarios.index(c.scenario))
+    )
+
+
 def _raw_of(task: BenchTask) -> Any:
     from jaxunlearn.data.sources import load_dataset
 
@@ -508,7 +522,7 @@ def run_leaderboard(
             f"not run: {cell.task} / {cell.scenario} / {cell.unlearner} (a sharded unlearner: sequential requests "
             f"would need its shards' checkpoints)"
         )
-    mine = [c for k, c in enumerate(cells) if k % count == index and c not in skipped]
+    mine = run_order([c for k, c in enumerate(cells) if k % count == index and c not in skipped], settings)
     todo = [c for c in mine if not c.path(out).is_file()]
     log(f"leaderboard: {len(cells)} cells, {len(mine)} in shard {index}/{count}, {len(todo)} to run")
     for cell in mine:

@@ -96,10 +96,19 @@ def model_key(cfg: Any, input_shape: tuple[int, ...]) -> Hashable:
     return ("model", cfg.model, _frozen(cfg.model_kwargs), cfg.dtype, tuple(input_shape))
 
 
-def stage_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, without: frozenset = frozenset()) -> Hashable:
+def stage_key(
+    stage: str,
+    cfg: Any,
+    task: Any,
+    model: Any,
+    plan: Any,
+    without: frozenset = frozenset(),
+    forget_count: bool = True,
+) -> Hashable:
     """Everything ``Unlearner.build`` reads for ``stage`` of the prepared study ``cfg`` on
     ``task`` with ``model`` (a ``ModelFns`` made under ``model_key``, so one object per
-    model) and ``plan``; a library stage's own settings named in ``without`` left out."""
+    model) and ``plan``; a library stage's own settings named in ``without`` left out, and
+    with ``forget_count`` False, the forget rule and counts (for ``epochless_key``)."""
     from jaxunlearn import unlearn
     from jaxunlearn.checkpoints import data_fingerprint, training_settings
 
@@ -108,7 +117,7 @@ def stage_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, without: f
     settings = training_settings(cfg, stage)
     if code is None:  # the library's factories: the seeds are data, the rows too
         # A factory that reads only the task's shapes never sees the forget rule either.
-        data_only = ("seeds", "seed", "forget") if unlearner.shapes_only else ("seeds", "seed")
+        data_only = ("seeds", "seed", "forget") if unlearner.shapes_only or not forget_count else ("seeds", "seed")
         settings = {k: v for k, v in settings.items() if k not in data_only}
         if "settings" in settings:
             settings["settings"] = {k: v for k, v in settings["settings"].items() if k not in without}
@@ -116,6 +125,13 @@ def stage_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, without: f
     else:  # a plug-in may read any setting and any value of the task when it builds
         settings = cfg.to_dict()
         data = data_fingerprint(task)
+    layout_of = unlearner.layout_of(cfg, unlearner.resolve_settings(cfg.settings_of(stage)), plan)
+    if not forget_count:
+        layout = task.layout(counts=False)
+    elif layout_of is not None:
+        layout = layout_of(task)
+    else:
+        layout = task.layout()
     return (
         "stage",
         stage,
@@ -124,7 +140,7 @@ def stage_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, without: f
         _frozen(settings),
         _frozen(dict(unlearner.hp)),
         id(model),
-        task.layout(unlearner.layout_counts(plan)),
+        layout,
         plan,
         data,
     )
@@ -140,6 +156,14 @@ def epochless_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, pipeli
     settings only to ``FitConfig.epochs`` or to the number of phases, which the key holds
     (tested against freshly built runners: ``tests/test_programs.py``). None for a plug-in
     (its factory may read them anywhere), a sharded stage, or a phase of another kind.
+
+    Under a plan with row counts as data, a pipeline whose phases are all ``Fit``s holds no
+    forget count in its programs but in the starts that say they read it
+    (``Phase.start_reads_forget_count``): the library's factories read nothing else of the
+    forget rows when they build. The key then leaves out the forget rule and counts, and a
+    runner for another forget set runs the shared programs with its own such starts
+    (Blindspot: the proxy and the student's epochs are compiled once per task shape, the
+    start that computes the proxy's outputs on the forget rows once per count).
     """
     from jaxunlearn import unlearn
     from jaxunlearn.train.loop import Fit
@@ -150,6 +174,8 @@ def epochless_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, pipeli
     if not epochs or unlearner.code_identity() is not None or pipeline.shards is not None:
         return None
     phases = []
+    # A one-shot phase's computation may hold the count (SSD's forget pass sets its batch).
+    forget_count = plan.counts_in_program or any(type(phase.fit) is not Fit for phase in pipeline.phases)
     for phase in pipeline.phases:
         fit = phase.fit
         if type(fit) is Fit:
@@ -163,8 +189,9 @@ def epochless_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, pipeli
             shape = ("one-shot",)
         else:
             return None
-        phases.append((phase.name, phase.reads_hp, shape))
-    return ("epochless", stage_key(stage, cfg, task, model, plan, without=epochs), tuple(phases))
+        phases.append((phase.name, phase.reads_hp, phase.start_reads_forget_count, shape))
+    key = stage_key(stage, cfg, task, model, plan, without=epochs, forget_count=forget_count)
+    return ("epochless", key, tuple(phases))
 
 
 def runner(pipeline: Any, plan: Any, epochless: Hashable | None = None) -> Any:

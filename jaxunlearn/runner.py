@@ -105,7 +105,9 @@ def broadcast_hp(hp: dict[str, Any], seeds: int) -> dict[str, jax.Array]:
 class _PhaseDriver:
     """Runs one phase over the seeds. ``shared_epochs``: the executor of the phase's epoch
     loop, from an earlier phase of the same ``Fit`` (SCRUB repeats its passes), so the loop
-    compiles once."""
+    compiles once. ``programs``: the same phase of another pipeline, whose compiled programs
+    this one runs (its epoch loop only with ``own_start``: the phase's start reads the
+    forget count, and the other pipeline was built for another)."""
 
     def __init__(
         self,
@@ -114,12 +116,13 @@ class _PhaseDriver:
         plan: LoopPlan,
         shared_epochs: SeedExecutor | None = None,
         programs: _PhaseDriver | None = None,
+        own_start: bool = False,
     ):
         self.phase, self.plan = phase, plan
         self.begin: SeedExecutor
         self.epochs: SeedExecutor
-        if programs is not None:  # another pipeline's phase whose programs are this one's
-            self.begin, self.epochs = programs.begin, programs.epochs
+        if programs is not None and not own_start:
+            self.begin, self.epochs = programs.begin, programs.epochs  # another pipeline's phase
             return
 
         def begin(key, original, hp, earlier, rows, task):
@@ -136,6 +139,9 @@ class _PhaseDriver:
         label = re.sub(r"\W", "_", phase.name)
         begin.__name__, epochs.__name__ = f"{label}_begin", f"{label}_epochs"  # names in compile logs and profiles
         self.begin = SeedExecutor(begin, plan, n_per_seed=5)
+        if programs is not None:  # only the start is this pipeline's own
+            self.epochs = programs.epochs
+            return
         # A Fit's carry is donated: one copy of the models and their Adam moments per call, not two.
         donate = 1 if getattr(phase.fit, "donates_carry", False) else 0
         self.epochs = shared_epochs or SeedExecutor(epochs, plan, n_per_seed=4, donate=donate)
@@ -161,8 +167,10 @@ class PipelineRunner:
 
     ``programs``: a runner whose compiled programs this pipeline's phases run as they are:
     a pipeline that differs from its pipeline only in its phases' epoch counts, when no
-    traced function reads them (``jaxunlearn.programs.epochless_key`` says when); each phase
-    then runs its own number of epochs with the other runner's programs.
+    traced function reads them, or in the forget count, when only phase starts that say so
+    (``Phase.start_reads_forget_count``) read it (``jaxunlearn.programs.epochless_key`` says
+    when); each phase then runs its own number of epochs with the other runner's programs,
+    and such a start its own.
     """
 
     def __init__(self, pipeline: Pipeline, plan: LoopPlan, programs: PipelineRunner | None = None):
@@ -171,9 +179,11 @@ class PipelineRunner:
             raise ValueError(f"{pipeline.name}: the programs given are another plan's or another pipeline's")
         self.drivers: list[_PhaseDriver] = []
         by_fit: dict[int, SeedExecutor] = {}
+        other_counts = programs is not None and programs.pipeline.layout != pipeline.layout
         for i, phase in enumerate(pipeline.phases):
             donor = None if programs is None else programs.drivers[i]
-            driver = _PhaseDriver(phase, i, plan, by_fit.get(id(phase.fit)), donor)
+            own_start = other_counts and phase.start_reads_forget_count
+            driver = _PhaseDriver(phase, i, plan, by_fit.get(id(phase.fit)), donor, own_start)
             by_fit.setdefault(id(phase.fit), driver.epochs)
             self.drivers.append(driver)
 

@@ -241,6 +241,29 @@ def test_shards_merge_into_the_single_process_result(tmp_path, board_dir):
         assert table["summary"]["finetune"]["score"] == theirs["tables"][key]["summary"]["finetune"]["score"]
 
 
+def test_a_process_runs_one_unlearners_cells_together_and_shards_keep_the_table_order():
+    settings = dataclasses.replace(SETTINGS, scenarios=("region", "random-10"), unlearners=("finetune", "ssd", "scrub"))
+    tasks = [lb.BenchTask("a", TINY), lb.BenchTask("b", TINY)]
+    cells = lb.plan_cells(tasks, settings)
+    assert [(c.scenario, c.unlearner) for c in cells[:4]] == [
+        ("region", "finetune"),
+        ("region", "ssd"),
+        ("region", "scrub"),
+        ("random-10", "finetune"),
+    ]
+    order = lb.run_order(cells, settings)
+    assert sorted(order, key=cells.index) == cells
+    assert [(c.task, c.unlearner, c.scenario) for c in order[:4]] == [
+        ("a", "finetune", "region"),
+        ("a", "finetune", "random-10"),
+        ("a", "ssd", "region"),
+        ("a", "ssd", "random-10"),
+    ]
+    assert {c.task for c in order[6:]} == {"b"}
+    shard = [c for k, c in enumerate(cells) if k % 2 == 1]
+    assert set(lb.run_order(shard, settings)) == set(shard)
+
+
 def test_a_killed_leaderboard_loses_one_cell_and_resumes(tmp_path, board_dir, monkeypatch):
     out = tmp_path / "board"
     shutil.copytree(board_dir, out)

@@ -306,14 +306,23 @@ def test_a_pipeline_refuses_a_task_of_another_layout():
     assert pipeline.layout == task.layout()
     with pytest.raises(ValueError, match="layout"):
         PipelineRunner(pipeline, plan)(keys, None, bigger, progress=False)
-    # Counts as data: a shapes-only stage takes any count, a counting one (SSD) does not, and
-    # neither takes a task of another shape.
+    # Counts as data: a shapes-only stage takes any count, a counting one (Blindspot) does not,
+    # one that reads a class of the count (SSD: capped at the batch) takes another count of the
+    # class only, and none takes a task of another shape.
     plan = LoopPlan(seed_strategy="map")
     pipeline = unlearn.get("finetune").build(fns, task, cfg, plan)
     assert pipeline.layout == task.layout(counts=False) == bigger.layout(counts=False)
     pipeline.check_task(bigger)
     with pytest.raises(ValueError, match="layout"):
-        unlearn.get("ssd").build(fns, task, cfg, plan).check_task(bigger)
+        unlearn.get("blindspot").build(fns, task, cfg, plan).check_task(bigger)
+    assert int(task.train.host_indices("forget").size) >= cfg.batch_size
+    unlearn.get("ssd").build(fns, task, cfg, plan).check_task(bigger)
+    few = np.zeros_like(forget)
+    few[np.flatnonzero(forget > 0.5)[: cfg.batch_size - 1]] = 1.0  # under a batch: another class
+    with pytest.raises(ValueError, match="layout"):
+        unlearn.get("ssd").build(fns, task, cfg, plan).check_task(
+            task.replace(train=task.train.replace(forget=jnp.asarray(few)))
+        )
     shorter = task.replace(test=task.test.replace(x=task.test.x[:-1], y=task.test.y[:-1], forget=task.test.forget[:-1]))
     with pytest.raises(ValueError, match="layout"):
         pipeline.check_task(shorter)

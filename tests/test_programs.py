@@ -203,3 +203,70 @@ def test_a_shapes_only_stage_serves_every_forget_set_of_a_task_and_a_counting_on
     nearly_all = _forget_more(task, task.train.size - int(np.asarray(task.train.forget).sum()) - 5)
     with pytest.raises(ValueError, match="larger than the 5 training 'retain' rows"):
         PipelineRunner(reused, plan)(keys, original, nearly_all, progress=False)
+
+
+@pytest.mark.parametrize("stage", ["scrub", "ssd"])
+def test_a_stage_that_reads_a_class_of_the_forget_count_is_built_once_per_class(stage):
+    """SCRUB and SSD read the forget count only as the batch of their passes over the forget
+    rows, min(batch size, count) (``Unlearner.forget_count_class``): two forget sets of at
+    least a batch share one pipeline, whose run on the second traces nothing and is bitwise a
+    fresh build's; a set under a batch gets its own."""
+    from jaxunlearn import unlearn
+    from jaxunlearn.runner import PipelineRunner
+    from jaxunlearn.study import build_stage, prepare_study, seed_keys
+    from tests.helpers import train_original
+
+    cfg, task, model = prepare_study(TINY, tiny_task(), log=lambda m: None)[:3]
+    plan = seeds.auto_plan("dense")
+    under = int(task.train.host_indices("forget").size)
+    assert under < cfg.batch_size
+    first = _forget_more(task, cfg.batch_size - under + 13).replace(name="a larger forget set")
+    second = _forget_more(task, cfg.batch_size - under)  # exactly a batch
+    reused = build_stage(stage, cfg, first, model, plan)
+    assert build_stage(stage, dataclasses.replace(cfg, forget="random:0.3"), second, model, plan) is reused
+    assert build_stage(stage, cfg, task, model, plan) is not reused
+
+    original = train_original(model, task, plan, cfg).state
+    keys = seed_keys(0, cfg.seeds, stage)
+    runner = PipelineRunner(reused, plan)
+    runner(keys, original, first, progress=False)
+    with CountTraces() as traces:
+        got = runner(keys, original, second, progress=False).state
+    assert traces.count == 0
+    fresh = unlearn.get(stage).build(model, second, cfg, plan)
+    want = PipelineRunner(fresh, plan)(keys, original, second, progress=False).state
+    for a, b in zip(jax.tree_util.tree_leaves(got.params), jax.tree_util.tree_leaves(want.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_blindspot_for_another_forget_count_runs_the_shared_programs_with_its_own_start():
+    """Rows as data: Blindspot's pipelines for two forget counts share one epochless key; a
+    runner for the second count takes the first's compiled proxy and student epochs and
+    builds only the student's start (it computes the proxy's outputs on exactly the forget
+    rows): one trace, and bitwise a fresh runner's states."""
+    from jaxunlearn.runner import PipelineRunner
+    from jaxunlearn.study import build_stage, prepare_study, seed_keys
+    from tests.helpers import train_original
+
+    cfg, task, model = prepare_study(TINY, tiny_task(), log=lambda m: None)[:3]
+    plan = seeds.auto_plan("dense")
+    other = _forget_more(task, 9)
+    first, second = build_stage("blindspot", cfg, task, model, plan), build_stage("blindspot", cfg, other, model, plan)
+    assert first is not second
+    key = programs.epochless_key("blindspot", cfg, task, model, plan, first)
+    assert key is not None and key == programs.epochless_key("blindspot", cfg, other, model, plan, second)
+
+    original = train_original(model, task, plan, cfg).state
+    keys = seed_keys(0, cfg.seeds, "blindspot")
+    programs.runner(first, plan, key)(keys, original, task, progress=False)
+    runner = programs.runner(second, plan, key)
+    proxy, student = runner.drivers
+    donor = programs.runner(first, plan, key)
+    assert proxy.begin is donor.drivers[0].begin and student.epochs is donor.drivers[1].epochs
+    assert student.begin is not donor.drivers[1].begin
+    with CountTraces() as traces:
+        got = runner(keys, original, other, progress=False).state
+    assert traces.count == 1  # the student's start
+    want = PipelineRunner(second, plan)(keys, original, other, progress=False).state
+    for a, b in zip(jax.tree_util.tree_leaves(got.params), jax.tree_util.tree_leaves(want.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -41,12 +41,18 @@ class Phase:
             A sweep whose swept values this phase never reads runs it once per seed
             instead of once per value (``PipelineRunner.run_values``); a conformance test
             checks each declaration.
+        start_reads_forget_count: the start's traced code holds the task's number of forget
+            training rows (Blindspot's proxy outputs, computed over exactly those rows)
+            while the fit's does not: a pipeline built for another count may run this
+            phase's epochs on this one's compiled programs, never its start
+            (``programs.epochless_key``).
     """
 
     name: str
     start: Start
     fit: Fit | OneShot
     reads_hp: tuple[str, ...] | None = None
+    start_reads_forget_count: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,9 +91,11 @@ class Pipeline:
             since the phases read the row-set sizes at build time and the rows themselves
             at run time.
         shards: None, or how the stage's ensemble of shard models runs (``Shards``).
-        layout_counts: whether ``layout`` holds the forget-row counts (``Task.layout``);
-            without them, a task's row sets are checked against each phase's batch size
-            when it is called (``check_task``).
+        layout_of: how ``layout`` is read off a task (``Unlearner.layout_of``): None for
+            ``Task.layout()``, every forget-row count included; else a function that leaves
+            the counts out (all of them, or all but a class of the forget count), and a
+            task's row sets are then checked against each phase's batch size when it is
+            called (``check_task``).
         sees_forget: False for a pipeline whose phases get the task without its forget rows
             (``Task.without_forget``; ``task_for``): the original model trains on the retain
             rows of that task, i.e. on every row, with the retrained model's phase, so the
@@ -100,7 +108,7 @@ class Pipeline:
     needs_original: bool = True
     layout: tuple | None = None
     shards: Shards | None = None
-    layout_counts: bool = True
+    layout_of: Callable[[Task], tuple] | None = None
     sees_forget: bool = True
 
     def task_for(self, task: Task) -> Task:
@@ -112,12 +120,13 @@ class Pipeline:
     def check_task(self, task: Task) -> None:
         """Raises ValueError if ``task`` has another layout than the pipeline was built for,
         or (a layout without counts) a row set that a phase cannot train on."""
-        if self.layout is not None and task.layout(self.layout_counts) != self.layout:
+        layout = task.layout() if self.layout_of is None else self.layout_of(task)
+        if self.layout is not None and layout != self.layout:
             raise ValueError(
                 f"{self.name}: built for a task with layout {self.layout} (input shape; rows and forget rows "
-                f"per split), called with {task.layout(self.layout_counts)}: build the stage for this task"
+                f"per split), called with {layout}: build the stage for this task"
             )
-        if not self.layout_counts:
+        if self.layout_of is not None:
             for phase in self.phases:
                 if isinstance(phase.fit, Fit):
                     phase.fit.check_rows(task)

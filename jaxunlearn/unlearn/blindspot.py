@@ -130,9 +130,10 @@ def make_blindspot(
 
     Under a plan with row counts as data, a cache that fits with a slot for every used
     training row is padded to that many rows after it is computed on the forget rows: the
-    student's programs then hold no forget count and serve every forget set of the task,
+    student's epochs then hold no forget count and serve every forget set of the task,
     while the cached values stay those of the forget rows' own pass (a forward pass over
-    other rows may round a row's output otherwise).
+    other rows may round a row's output otherwise); only the student's start, which computes
+    them, is compiled per count (``Phase.start_reads_forget_count``).
     """
     if proxy_cache is None:
         proxy_cache = cfg.augment_pad == 0 and proxy_cache_bytes(model, task) <= PROXY_CACHE_MAX_BYTES
@@ -173,7 +174,7 @@ def make_blindspot(
     student_fit = Fit(model, student_cfg, blindspot_loss(model, cfg.loss), task, plan)
     phases = (
         Phase("proxy", fresh_start(model, "proxy_lr"), proxy_fit, reads_hp=("proxy_lr",)),
-        Phase("student", student_start, student_fit),
+        Phase("student", student_start, student_fit, start_reads_forget_count=proxy_cache),
     )
     return Pipeline("blindspot", phases, DEFAULT_HP)
 

@@ -19,6 +19,7 @@ before anything compiles, with a ``PluginError`` naming the plugin and what is w
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -27,7 +28,7 @@ import sys
 import types
 import typing
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,12 @@ class Unlearner:
             serves every forget set of a task's shape, so a process builds and traces it once
             per shape (``programs.stage_key``). Declare it only for such a factory: a
             pipeline built for one forget set would run on another.
+        forget_count_class: with ``shapes_only``, for a factory that also reads the number
+            of forget training rows, but only through this function of (the study's
+            ``StudyConfig``, the resolved settings, that count): forget sets whose counts
+            give equal values get the same pipeline (e.g. ``batch_capped_count``: the count
+            sets the batch size of a pass over the forget rows only while it is under a
+            batch). None: the factory never reads the count.
     """
 
     name: str
@@ -130,6 +137,7 @@ class Unlearner:
     description: str = ""
     search: Mapping[str, Range] = dataclasses.field(default_factory=dict)
     shapes_only: bool = False
+    forget_count_class: Callable[[Any, Any, int], Hashable] | None = None
 
     def __post_init__(self):
         if self.key_id is None:
@@ -217,15 +225,37 @@ class Unlearner:
             )
         if pipeline.layout is not None:
             return dataclasses.replace(pipeline, default_hp=default_hp)
-        counts = self.layout_counts(plan)
-        layout = pipeline.task_for(task).layout(counts)
-        return dataclasses.replace(pipeline, default_hp=default_hp, layout=layout, layout_counts=counts)
+        layout_of = self.layout_of(cfg, settings, plan)
+        layout = pipeline.task_for(task).layout() if layout_of is None else layout_of(pipeline.task_for(task))
+        return dataclasses.replace(pipeline, default_hp=default_hp, layout=layout, layout_of=layout_of)
 
-    def layout_counts(self, plan) -> bool:
-        """Whether this stage's pipelines depend on the task's forget-row counts under
-        ``plan`` (``Task.layout``): unless the factory reads only shapes and the plan reads
-        the counts at run time."""
-        return not self.shapes_only or plan.counts_in_program
+    def layout_of(self, cfg, settings, plan) -> Callable[[Any], tuple] | None:
+        """What this stage's pipelines depend on of a task under ``plan``, as a function of
+        the task (``Pipeline.layout_of``; ``settings``: the resolved settings). None: its
+        whole ``Task.layout()``, forget-row counts included; for a factory that reads only
+        shapes (``shapes_only``) under a plan that reads the counts at run time, the layout
+        without counts and, with ``forget_count_class``, the forget count's class."""
+        if not self.shapes_only or plan.counts_in_program:
+            return None
+        return functools.partial(_layout_without_counts, self.forget_count_class, cfg, settings)
+
+
+def _layout_without_counts(forget_count_class, cfg, settings, task) -> tuple:
+    """``Task.layout(counts=False)``, with the class of the task's forget training count
+    when ``forget_count_class`` is given (``Unlearner.layout_of``)."""
+    layout = task.layout(counts=False)
+    if forget_count_class is None:
+        return layout
+    count = int(task.train.host_indices("forget").size)
+    return (*layout, ("forget count class", forget_count_class(cfg, settings, count)))
+
+
+def batch_capped_count(cfg, settings, count: int) -> int:
+    """A ``forget_count_class``: the forget count capped at the study's batch size, for a
+    factory that reads the count only as the batch size of a pass over the forget rows,
+    ``min(batch size, count)`` (every count of at least a batch gets one pipeline)."""
+    del settings
+    return min(count, cfg.batch_size)
 
 
 def derived_key_id(name: str) -> int:

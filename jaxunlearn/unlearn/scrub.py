@@ -91,6 +91,12 @@ def scrub_loss(model: ModelFns, loss_name: str, maximise: bool) -> BatchLoss:
     return batch_loss
 
 
+def max_pass_batch(cfg: StudyConfig, settings: ScrubSettings, forget_rows: int) -> int:
+    """What ``make_scrub`` reads of the forget count (its ``forget_count_class``): the max
+    passes' batch, ``settings.forget_batch`` or the batch size, capped at the count."""
+    return min(settings.forget_batch or cfg.batch_size, forget_rows)
+
+
 def make_scrub(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, settings: ScrubSettings) -> Pipeline:
     """Student = original weights, Adam lr 1e-3, ``settings.epochs`` epochs (default 5) of
     which the first ``settings.max_epochs`` (default 1) end with a max pass. A max pass takes
@@ -103,7 +109,7 @@ def make_scrub(model: ModelFns, task: Task, cfg: StudyConfig, plan: LoopPlan, se
         raise ValueError(
             f"scrub.forget_batch ({settings.forget_batch}) must be <= the {forget_rows} forget training rows"
         )
-    max_batch = settings.forget_batch or min(cfg.batch_size, forget_rows)
+    max_batch = max_pass_batch(cfg, settings, forget_rows)
     first = from_original()
 
     def start(key, original, task, hp, earlier):
@@ -142,5 +148,7 @@ SCRUB = register(
         key_id=6,
         description="SCRUB: student pushed from its teacher on forget rows, held on retain rows",
         search={"lr": LR_RANGE, "distill_weight": Range(0.01, 10.0, log=True), "epochs": EPOCHS_RANGE},
+        shapes_only=True,
+        forget_count_class=max_pass_batch,
     )
 )

@@ -50,7 +50,7 @@ from jaxunlearn.train.loop import Fit, all_finite, epoch_batches, row_set, scan_
 from jaxunlearn.train.losses import get_loss, masked_mean
 from jaxunlearn.train.state import ModelFns, TrainState
 from jaxunlearn.unlearn.base import OneShot, Phase, Pipeline
-from jaxunlearn.unlearn.registry import Range, Unlearner, register
+from jaxunlearn.unlearn.registry import Range, Unlearner, batch_capped_count, register
 
 # SSD's alpha (selection weighting) and lambda (dampening constant) from its ResNet-18 runs.
 DEFAULT_HP = {"selection_weight": 10.0, "dampening": 1.0}
@@ -222,6 +222,8 @@ SSD = register(
         key_id=7,
         description="Selective Synaptic Dampening: retraining-free, from parameter importances",
         search=SSD_SEARCH,
+        shapes_only=True,
+        forget_count_class=batch_capped_count,
     )
 )
 LFSSD = register(
@@ -233,5 +235,7 @@ LFSSD = register(
         key_id=8,
         description="Loss-Free SSD: SSD's importances from the output norm (no labels)",
         search=SSD_SEARCH,
+        shapes_only=True,
+        forget_count_class=batch_capped_count,
     )
 )
