@@ -197,13 +197,19 @@ def epochless_key(stage: str, cfg: Any, task: Any, model: Any, plan: Any, pipeli
 def runner(pipeline: Any, plan: Any, epochless: Hashable | None = None) -> Any:
     """The ``PipelineRunner`` of ``pipeline`` under ``plan``: made once per pipeline object;
     with ``epochless`` (``epochless_key``), on the compiled programs of the first runner made
-    under that key."""
+    under that key, and a start that reads the forget count on the first runner's for the
+    pipeline's layout."""
     from jaxunlearn.runner import PipelineRunner
 
     def make() -> Any:
         if epochless is None:
             return PipelineRunner(pipeline, plan)
         donor = reuse(epochless, lambda: PipelineRunner(pipeline, plan))
-        return donor if donor.pipeline is pipeline else PipelineRunner(pipeline, plan, programs=donor)
+        if donor.pipeline is pipeline:
+            return donor
+        # The first runner for this pipeline's layout: its starts that read the forget count
+        # (built for another count than the donor's) serve the later pipelines of that count.
+        first = reuse((epochless, pipeline.layout), lambda: PipelineRunner(pipeline, plan, programs=donor))
+        return first if first.pipeline is pipeline else PipelineRunner(pipeline, plan, programs=first)
 
     return reuse(("runner", id(pipeline), plan), make, keep=(pipeline,))

@@ -270,3 +270,8 @@ def test_blindspot_for_another_forget_count_runs_the_shared_programs_with_its_ow
     want = PipelineRunner(second, plan)(keys, original, other, progress=False).state
     for a, b in zip(jax.tree_util.tree_leaves(got.params), jax.tree_util.tree_leaves(want.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # Another pipeline for that count (another epochs setting: a tuning group) takes that start too.
+    longer_cfg = with_(cfg, settings={"blindspot": {"proxy_epochs": 1, "epochs": 3}})
+    longer = build_stage("blindspot", longer_cfg, other, model, plan)
+    assert programs.epochless_key("blindspot", longer_cfg, other, model, plan, longer) == key
+    assert programs.runner(longer, plan, key).drivers[1].begin is student.begin
