@@ -125,13 +125,11 @@ def stage_key(
     else:  # a plug-in may read any setting and any value of the task when it builds
         settings = cfg.to_dict()
         data = data_fingerprint(task)
-    layout_of = unlearner.layout_of(cfg, unlearner.resolve_settings(cfg.settings_of(stage)), plan)
-    if not forget_count:
-        layout = task.layout(counts=False)
-    elif layout_of is not None:
-        layout = layout_of(task)
+    if forget_count:
+        layout_of = unlearner.layout_of(cfg, unlearner.resolve_settings(cfg.settings_of(stage)), plan)
+        layout = (layout_of or type(task).layout)(task)
     else:
-        layout = task.layout()
+        layout = task.layout(counts=False)
     return (
         "stage",
         stage,

@@ -120,7 +120,7 @@ class Pipeline:
     def check_task(self, task: Task) -> None:
         """Raises ValueError if ``task`` has another layout than the pipeline was built for,
         or (a layout without counts) a row set that a phase cannot train on."""
-        layout = task.layout() if self.layout_of is None else self.layout_of(task)
+        layout = (self.layout_of or type(task).layout)(task)
         if self.layout is not None and layout != self.layout:
             raise ValueError(
                 f"{self.name}: built for a task with layout {self.layout} (input shape; rows and forget rows "

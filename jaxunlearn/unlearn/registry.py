@@ -226,7 +226,7 @@ class Unlearner:
         if pipeline.layout is not None:
             return dataclasses.replace(pipeline, default_hp=default_hp)
         layout_of = self.layout_of(cfg, settings, plan)
-        layout = pipeline.task_for(task).layout() if layout_of is None else layout_of(pipeline.task_for(task))
+        layout = (layout_of or type(task).layout)(pipeline.task_for(task))
         return dataclasses.replace(pipeline, default_hp=default_hp, layout=layout, layout_of=layout_of)
 
     def layout_of(self, cfg, settings, plan) -> Callable[[Any], tuple] | None:
