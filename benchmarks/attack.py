@@ -1,16 +1,27 @@
 """The paper's SVC membership attack: seconds per model, serial against parallel threads,
-on a real study's models (issue 28, item 3).
+and its share of a study's wall time (issue 28, item 3).
 
-Runs a study (default: the default study's data and model, 8 seeds, 20 epochs), then
-attacks every row's models once with one thread and once with ``--workers`` threads,
-checks that both give the same rates, and prints one JSON line: seconds per model each
-way, the study's own wall time (training, unlearning and metrics) and what the attack
-would cost at ``--at-seeds`` seeds with and without a cap of ``--cap`` models per row.
-``--paper-size`` times the attack alone instead, on synthetic losses of the paper's size
-(2,000 members and 2,000 non-members drawn per model, 800 targets), ``--seeds`` models.
+Three modes, each printing one JSON line:
+
+- default: runs a study (the default study's data and model, 8 seeds, 20 epochs), then
+  attacks every row's models once with one thread and once with ``--workers`` threads,
+  checks that both give the same rates, and reports seconds per model each way, what the
+  study's own metrics spent on the attack, and what the attack would cost at
+  ``--at-seeds`` seeds with and without a cap of ``--cap`` models per row;
+- ``--share``: runs a study at ``--seeds`` seeds per value of ``--cap`` (a comma list:
+  attacking at most that many models per row; 0: every model), one after the other in one
+  process (the first compiles, the next reuse its programs), and reports each one's wall
+  time, its stages' times, and the attack's thread-seconds and the seconds the study
+  waited for it (the attacks run while the device relearns): the attack's share of the
+  study's wall time, as measured;
+- ``--paper-size``: the attack alone, on synthetic losses of the paper's size (2,000
+  members and 2,000 non-members drawn per model, 800 targets), ``--seeds`` models.
+
 Usage::
 
     python -m benchmarks.attack [--seeds 8] [--epochs 20] [--workers N] [--at-seeds 512]
+    python -m benchmarks.attack --share --seeds 512 --epochs 100 [--cap 0,64] \\
+        [--dataset synthetic --dataset-arg n=3900 --dataset-arg dim=96]
     python -m benchmarks.attack --paper-size [--seeds 8] [--workers N]
 """
 
@@ -26,28 +37,80 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--dataset", default="taylor")
+    parser.add_argument("--dataset-arg", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--workers", type=int, default=None, help="default: the cores this process may use")
     parser.add_argument("--at-seeds", type=int, default=512)
-    parser.add_argument("--cap", type=int, default=64)
-    parser.add_argument("--paper-size", action="store_true", help="time the attack alone on synthetic losses")
+    parser.add_argument(
+        "--cap", default="64", help="models attacked per row (--share: a comma list of studies; 0 = every model)"
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--share", action="store_true", help="the attack's share of one study's wall time")
+    mode.add_argument("--paper-size", action="store_true", help="time the attack alone on synthetic losses")
     args = parser.parse_args(argv)
+    try:
+        caps = [int(c) for c in args.cap.split(",")]
+    except ValueError:
+        parser.error(f"--cap must be integers separated by commas, got {args.cap!r}")
+    if min(caps) < 0 or args.seeds < 1 or (len(caps) > 1 and not args.share):
+        parser.error("--seeds must be >= 1, --cap >= 0, and only --share takes several caps")
     if args.paper_size:
         paper_size(args.seeds, args.workers)
         return
 
-    import numpy as np
-
+    from jaxunlearn.cli import parse_model_args
     from jaxunlearn.config import StudyConfig
     from jaxunlearn.machine import cpu_description, package_versions
-    from jaxunlearn.metrics.membership import attack_workers
-    from jaxunlearn.metrics.suite import svc_attack
     from jaxunlearn.study import load_task, run_study
 
-    cfg = StudyConfig(dataset=args.dataset, seeds=args.seeds, train_epochs=args.epochs)
-    task, _ = load_task(cfg, log=lambda _: None)
-    started = time.perf_counter()
-    result = run_study(cfg, progress=False, log=lambda _: None, task=task)
-    study_s = time.perf_counter() - started
+    for index, cap in enumerate(caps if args.share else [None]):
+        cfg = StudyConfig(
+            dataset=args.dataset,
+            dataset_kwargs=parse_model_args(args.dataset_arg, "--dataset-arg"),
+            seeds=args.seeds,
+            train_epochs=args.epochs,
+            mia_models=cap or None,
+        )
+        task, _ = load_task(cfg, log=lambda _: None)
+        started = time.perf_counter()
+        result = run_study(cfg, progress=False, log=lambda _: None, task=task)
+        study_s = time.perf_counter() - started
+        timing = result.metric_timing
+        common = {
+            "rows": len(result.rows),
+            "seeds": args.seeds,
+            "epochs": args.epochs,
+            "dataset": args.dataset,
+            "train_rows": result.task.get("train"),
+            "mia_samples": cfg.mia_samples,
+            "study_wall_s": round(study_s, 2),
+            "metrics_wall_s": round(timing["wall"], 2),
+            "attacked_models": timing["attacked_models"],
+            "attack_threads": timing["attack_threads"],
+            "attack_thread_s": round(timing["attack_busy"], 2),
+            "attack_waited_s": round(timing["attack_waited"], 2),
+            "attack_share_of_wall": round(timing["attack_waited"] / study_s, 4),
+        }
+        machine = {
+            "backend": result.environment.get("jax_backend"),
+            "plan": result.plan.seed_strategy,
+            "cpu": cpu_description().get("model_name"),
+            "versions": {k: package_versions().get(k) for k in ("jax", "scikit-learn", "numpy")},
+        }
+        if not args.share:
+            serial_vs_threads(args, cfg, task, result, common, machine)
+            return
+        stages = {row: {k: round(t[k], 2) for k in ("compile", "run")} for row, t in result.timings.items()}
+        line = {"share": True, "study": index, "cap": cap or None, **common, "stages": stages, **machine}
+        print(json.dumps(line), flush=True)
+
+
+def serial_vs_threads(args, cfg, task, result, common: dict, machine: dict) -> None:
+    """Attacks every row's models of ``result`` with one thread, then ``args.workers``."""
+    import numpy as np
+
+    from jaxunlearn.metrics.membership import attack_workers
+    from jaxunlearn.metrics.suite import svc_attack
+
     y_mean, y_std = float(task.y_mean), float(task.y_std)
     splits = ("train", "test")
     targets = {s: (result.targets[s] - y_mean) / y_std for s in splits}
@@ -57,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     for threads in (1, workers):
         started = time.perf_counter()
         rates[threads] = {
-            row: svc_attack(p, targets, result.forget, y_std, cfg.mia_samples, cfg.seed) for row, p in preds.items()
+            row: svc_attack(p, targets, result.forget, y_std, cfg.mia_samples, cfg.seed, workers=threads)
+            for row, p in preds.items()
         }
         seconds[threads] = time.perf_counter() - started
     same = all(np.array_equal(rates[1][row], rates[workers][row], equal_nan=True) for row in preds)
@@ -67,22 +131,18 @@ def main(argv: list[str] | None = None) -> None:
     print(
         json.dumps(
             {
-                "rows": len(preds),
-                "seeds": args.seeds,
-                "epochs": args.epochs,
-                "mia_samples": cfg.mia_samples,
-                "study_wall_s": round(study_s, 1),
+                **common,
                 "attack_s_serial": round(seconds[1], 2),
                 f"attack_s_{workers}_threads": round(seconds[workers], 2),
-                "s_per_model_serial": round(per_model[1], 3),
-                f"s_per_model_{workers}_threads": round(per_model[workers], 3),
+                "s_per_model_serial": round(per_model[1], 4),
+                f"s_per_model_{workers}_threads": round(per_model[workers], 4),
+                "speedup": round(seconds[1] / seconds[workers], 2),
                 "same_rates": same,
-                f"estimate_s_at_{args.at_seeds}_seeds_{workers}_threads": round(per_model[workers] * at_scale, 1),
-                f"estimate_s_at_{args.at_seeds}_seeds_cap_{args.cap}": round(
-                    per_model[workers] * len(preds) * min(args.cap, args.at_seeds), 1
+                f"thread_s_at_{args.at_seeds}_seeds": round(per_model[1] * at_scale, 1),
+                f"thread_s_at_{args.at_seeds}_seeds_cap_{args.cap}": round(
+                    per_model[1] * len(preds) * min(int(args.cap), args.at_seeds), 1
                 ),
-                "cpu": cpu_description().get("model_name"),
-                "versions": {k: package_versions().get(k) for k in ("jax", "scikit-learn", "numpy")},
+                **machine,
             }
         ),
         flush=True,

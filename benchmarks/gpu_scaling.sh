@@ -16,8 +16,11 @@
 #      default stage's planned bytes per seed and seeds per H200, before and after the
 #      donated carry and the dropped Adam moments (benchmarks/stage_memory.py), and a
 #      256-shadow U-LiRA's blocks, calls and compiles with per-shadow training rows
-#      (benchmarks/ulira_calls.py, synthetic data).
-# Records: $OUT/scaling.jsonl, $OUT/cmdbuf.jsonl; summary: $OUT/summary.md; evaluation: $OUT/eval/.
+#      (benchmarks/ulira_calls.py, synthetic data), and the attack's share of a 512-seed
+#      default study's wall time (benchmarks/attack.py --share, synthetic data at the Taylor
+#      task's shape): every model attacked with programs compiled cold, then again with the
+#      process's programs reused, then at most 64 models per row (the target: <= 10%).
+# Records: $OUT/scaling.jsonl, $OUT/cmdbuf.jsonl, $OUT/attack_share.jsonl; summary: $OUT/summary.md; evaluation: $OUT/eval/.
 # Usage (repo root, on the GPU machine): OUT=/some/dir bash benchmarks/gpu_scaling.sh
 set -u
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
@@ -38,6 +41,8 @@ timeout -k 5 150 $PY -m jaxunlearn.cli evaluate --protocol neurips23 --models 51
   --attack-models 8 --out "$OUT/eval" 2>&1 | tee "$OUT/eval.log"
 
 timeout -k 5 40 $PY -m benchmarks.attack --paper-size --seeds 64 2>&1 | tee "$OUT/attack.jsonl"
+timeout -k 5 200 $PY -m benchmarks.attack --share --seeds 512 --epochs 100 --cap 0,0,64 --dataset synthetic \
+  --dataset-arg n=3900 --dataset-arg dim=96 2>&1 | tee "$OUT/attack_share.jsonl"
 timeout -k 5 90 $PY -m benchmarks.row_sets --dataset synthetic 2>&1 | tee "$OUT/row_sets.jsonl"
 timeout -k 5 150 $PY -m benchmarks.ulira_calls --shadows 256 --groups 16 --dataset synthetic 2>&1 | tee "$OUT/ulira_calls.jsonl"
 timeout -k 5 240 $PY -m benchmarks.stage_memory --out "$OUT/stage_memory.json" 2>&1 | tee "$OUT/stage_memory.md"

@@ -291,8 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         dest="mia_models",
         metavar="K",
-        help="run the paper's SVC attack on the first K models of each row only (~1 s of CPU per model; "
-        "default: every seed's); the table's header then says 'K of S models'",
+        help="run the paper's SVC attack on the first K models of each row only (0.05-0.4 s of CPU per "
+        "model, on the host's cores; default: every seed's); the table's header then says 'K of S models'",
     )
     run.add_argument(
         "--tensorboard",

@@ -48,9 +48,11 @@ class StudyConfig:
         relearn_lr, relearn_max_epochs, relearn_alpha: the anamnesis index (AIN) settings.
         mia_samples: samples per class for the membership-inference attack (paper: 2000).
         mia_models: attack only the first this many seeds' models of each row (the
-            attack costs ~1 s of CPU per model; at hundreds of seeds it can outlast the
-            training): their mean is the table's "MIA forget", whose header then says
-            "k of S models". None: every seed's model.
+            attack costs 0.05 s of CPU per model on the default study's data, 0.4 s at
+            the paper's size, spread over the host's cores; at hundreds of seeds on a
+            GPU it can outlast the training: benchmarks/RESULTS.md): their mean is the
+            table's "MIA forget", whose header then says "k of S models". None: every
+            seed's model.
         mia_units: the attack's loss features: "standardised" (default; scale-free) or
             "raw" (the target's own units, exactly as the reference computes them, for
             comparing with the paper's numbers; ``jaxunlearn.metrics.suite.svc_attack``).

@@ -192,7 +192,7 @@ def run_sequential(
             trained.plan,
         )
         stages = {"original": original, "retrain": trained.stages["retrain"], unlearner: current}
-        per_seed, preds = measure(stages, judged, trained.metric_model, trained.plan, relearn, request_cfg, progress)
+        per_seed, preds, _ = measure(stages, judged, trained.metric_model, trained.plan, relearn, request_cfg, progress)
         retrain_run = max(stages["retrain"].run, 1e-9)
         for row, stage in stages.items():
             per_seed[row]["run_seconds"] = np.full(cfg.seeds, stage.run)

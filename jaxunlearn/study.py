@@ -28,13 +28,16 @@ from jaxunlearn.data.arrays import Task
 from jaxunlearn.data.sources import MissingDataError, build_task, load_dataset
 from jaxunlearn.hparams import check_hyperparameters, stage_variants, study_variants
 from jaxunlearn.memory import format_bytes
+from jaxunlearn.metrics.membership import AttackPool
 from jaxunlearn.metrics.reference_cache import METRIC_SETTINGS, REFERENCE_ROWS, ReferenceMetrics, reference_key
 from jaxunlearn.metrics.relearn import Relearn, RelearnConfig, RelearnRunner, anamnesis_index
 from jaxunlearn.metrics.suite import (
     DIVERGED_WHY,
     TABLE_COLUMNS,
     UNDEFINED_WHY,
+    attacked_models,
     prediction_metrics,
+    start_svc_attack,
     validation_gap,
     with_direction,
 )
@@ -55,6 +58,10 @@ from jaxunlearn.tuning import mae_parts
 # (``Unlearner.key_id``): no two share randomness (the rows of a swept stage share their
 # stage's keys: paired comparisons).
 RELEARN_KEY_ID = 100
+
+# Above this many seeds a study attacking every model says how to cap the attack: at 512
+# seeds on a GPU, attacking every model can take a sixth of the study's wall time.
+LARGE_ATTACK = 64
 
 
 @dataclasses.dataclass
@@ -82,6 +89,9 @@ class StudyResult:
             (``report.environment_info``).
         curves: {row: {"train_loss"|"val_loss": [S, epochs]}}: the per-epoch losses of each
             row's last phase, per seed (standardised units; ``jaxunlearn.tidy``).
+        metric_timing: where the metrics' time went (``measure``'s timing, plus "wall"):
+            the membership attack's thread-seconds and the seconds waited for it. Not
+            written to results.json.
 
     ``write(out)`` writes what ``jaxunlearn run`` writes: results.json, results.md (the
     table and the paper's claims), the tidy tables and predictions (docs/OUTPUTS.md) and the
@@ -106,6 +116,7 @@ class StudyResult:
     prediction_digests: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     environment: dict[str, Any] = dataclasses.field(default_factory=dict)
     curves: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    metric_timing: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def report(self) -> str:
         """The table, the row closest to retraining (``report.closest_to_retraining``), each
@@ -670,7 +681,7 @@ def run_study(
     rows = list(stages)
     store = trained.store
     with Stopwatch() as sw:
-        per_seed, preds = measure(
+        per_seed, preds, metric_timing = measure(
             stages,
             task,
             trained.metric_model,
@@ -682,7 +693,12 @@ def run_study(
             models=None if store is None else " ".join(store.path(r).name for r in REFERENCE_ROWS),
             log=log,
         )
-    log(f"metrics: {sw.wall:.1f} s")
+    metric_timing["wall"] = sw.wall
+    log(
+        f"metrics: {sw.wall:.1f} s; membership attack: {metric_timing['attacked_models']} models in "
+        f"{metric_timing['attack_busy']:.1f} thread-s on {metric_timing['attack_threads']} threads, "
+        f"{metric_timing['attack_waited']:.1f} s of it waited for after relearning"
+    )
     for name, metrics in per_seed.items():
         if stages[name].members > 1:  # an ensemble has no AIN (see measure)
             continue
@@ -730,6 +746,7 @@ def run_study(
         },
         environment=environment,
         curves={name: {k: s.history[k] for k in CURVE_VALUES if k in s.history} for name, s in stages.items()},
+        metric_timing=metric_timing,
     )
 
 
@@ -829,9 +846,14 @@ def measure(
     (``metrics.reference_cache``; ``models``: their checkpoint identity, part of the key):
     a benchmark's cells of one scenario attack and relearn them once.
 
+    The membership attacks (``metrics.membership.AttackPool``) run in host threads while
+    the device relearns the models for the AIN.
+
     Returns:
         (per_seed {stage: {metric: [S]}}, predictions {stage: {"train"|"val"|"test": [S, N]}}
-        in standardised units).
+        in standardised units, timing): ``timing`` {"attacked_models", "attack_threads",
+        "attack_busy" (the attacks' thread-seconds), "attack_waited" (seconds the study
+        waited for them after relearning)}.
     """
     bar = tqdm(total=3 * len(stages), desc="metrics", unit="step", leave=False, disable=not progress)
     preds = predict_rows(stages, task, model, plan, ("train", "val", "test"), on_row=bar.update)
@@ -855,42 +877,63 @@ def measure(
     forget = {s: np.asarray(getattr(task, s).forget) > 0.5 for s in ("train", "test")}
     y_std = float(task.y_std)
 
-    threshold = (1.0 + cfg.relearn_alpha) * forget_loss((stages["original"].state,), (task,))
-    keys = seed_keys(cfg.seed, cfg.seeds, "relearn")
-    lr = jnp.full((cfg.seeds,), cfg.relearn_lr, jnp.float32)
-    steps = {}
-    for name, stage in stages.items():  # relearning to the threshold: the slowest metric
-        if known is not None and name in known:
-            steps[name] = known[name]["relearn_steps"]
-        elif stage.members > 1:  # an ensemble is not one model to relearn: no AIN
-            steps[name] = np.full(cfg.seeds, np.nan)
-        else:
-            steps[name] = relearn_steps(keys, stage.state, threshold, lr, task)
-        bar.update()
-
-    per_seed = {}
-    for name in stages:
-        if known is not None and name in known:
-            per_seed[name] = {k: v.copy() for k, v in known[name].items()}
-            bar.update()
-            continue
-        metrics = prediction_metrics(
-            preds[name],
-            preds["retrain"],
-            targets,
-            forget,
-            y_std,
-            cfg.mia_samples,
-            cfg.seed,
-            cfg.mia_units,
-            cfg.mia_models,
+    attacked = [name for name in stages if known is None or name not in known]
+    if cfg.mia_models is None and cfg.seeds > LARGE_ATTACK:
+        log(
+            f"note: the membership attack runs on all {cfg.seeds} models of each row; --attack-models "
+            f"{LARGE_ATTACK} (mia_models) attacks the first {LARGE_ATTACK} only (benchmarks/RESULTS.md, issue 28)"
         )
-        metrics["val_gap"] = validation_gap(val_parts[name], val_parts["retrain"])
-        metrics["relearn_steps"] = steps[name].astype(np.float64)
-        metrics["ain"] = anamnesis_index(steps[name], steps["retrain"])
-        per_seed[name] = metrics
-        bar.update()
+    with AttackPool() as pool:  # the attacks run on the host while the device relearns
+        attacks = {
+            name: start_svc_attack(
+                pool, preds[name], targets, forget, y_std, cfg.mia_samples, cfg.seed, cfg.mia_units, cfg.mia_models
+            )
+            for name in attacked
+        }
+        threshold = (1.0 + cfg.relearn_alpha) * forget_loss((stages["original"].state,), (task,))
+        keys = seed_keys(cfg.seed, cfg.seeds, "relearn")
+        lr = jnp.full((cfg.seeds,), cfg.relearn_lr, jnp.float32)
+        steps = {}
+        for name, stage in stages.items():  # relearning to the threshold: the slowest metric
+            if known is not None and name in known:
+                steps[name] = known[name]["relearn_steps"]
+            elif stage.members > 1:  # an ensemble is not one model to relearn: no AIN
+                steps[name] = np.full(cfg.seeds, np.nan)
+            else:
+                steps[name] = relearn_steps(keys, stage.state, threshold, lr, task)
+            bar.update()
+
+        per_seed = {}
+        for name in stages:
+            if name not in attacks:  # measured before (the reference cache)
+                assert known is not None
+                per_seed[name] = {k: v.copy() for k, v in known[name].items()}
+                bar.update()
+                continue
+            metrics = prediction_metrics(
+                preds[name],
+                preds["retrain"],
+                targets,
+                forget,
+                y_std,
+                cfg.mia_samples,
+                cfg.seed,
+                cfg.mia_units,
+                cfg.mia_models,
+                mia=attacks[name].result(),
+            )
+            metrics["val_gap"] = validation_gap(val_parts[name], val_parts["retrain"])
+            metrics["relearn_steps"] = steps[name].astype(np.float64)
+            metrics["ain"] = anamnesis_index(steps[name], steps["retrain"])
+            per_seed[name] = metrics
+            bar.update()
+    timing = {
+        "attacked_models": len(attacked) * attacked_models(cfg.seeds, cfg.mia_models),
+        "attack_threads": pool.workers,
+        "attack_busy": pool.busy_seconds,
+        "attack_waited": sum(p.waited for p in attacks.values()),
+    }
     bar.close()
     if cache is not None and known is None:
         cache.save(per_seed)
-    return per_seed, preds
+    return per_seed, preds, timing

@@ -254,6 +254,9 @@ def test_reference_rows_are_measured_once_per_models_and_metric_settings(first_r
         again = run_study(CFG, progress=False, log=logs.append, task=tiny_task(), checkpoint_dir=root)
         assert any("original and retrain measured before" in line for line in logs)
         assert again.per_seed["original"]["mia"][0] == 0.123
+        # the first study attacked all three rows' models; this one only finetune's
+        assert result.metric_timing["attacked_models"] == 3 * CFG.seeds
+        assert again.metric_timing["attacked_models"] == CFG.seeds
         np.testing.assert_array_equal(again.per_seed["finetune"]["ain"], result.per_seed["finetune"]["ain"])
         other = dataclasses.replace(CFG, mia_samples=CFG.mia_samples // 2)  # another key: measured afresh
         run_study(other, progress=False, log=logs.append, task=tiny_task(), checkpoint_dir=root)

@@ -143,3 +143,35 @@ def test_batched_rejects_mismatched_seeds_and_bad_rank():
         mia_member_rates(np.ones((2, 5)), np.ones((3, 5)), np.ones((2, 5)))
     with pytest.raises(ValueError, match="target_losses"):
         mia_member_rates(np.ones((2, 5)), np.ones((2, 5)), np.ones(5))
+
+
+def test_a_pool_attacks_rows_in_the_background_with_the_rates_of_one_thread():
+    from jaxunlearn.metrics.membership import AttackPool
+
+    rng = np.random.default_rng(6)
+    rows = {
+        name: (rng.normal(1.0, 1.0, (s, 200)) ** 2, rng.normal(1.3, 1.0, (s, 150)) ** 2, rng.normal(1.1, 1.0, (s, 40)))
+        for name, s in (("a", 3), ("b", 1), ("c", 4))
+    }
+    serial = {name: mia_member_rates(*losses, n_train=80, seed=7, workers=1) for name, losses in rows.items()}
+    with AttackPool(3) as pool:
+        pending = {name: pool.submit(*losses, n_train=80, seed=7) for name, losses in rows.items()}
+        rates = {name: p.result() for name, p in pending.items()}
+    for name in rows:
+        np.testing.assert_array_equal(rates[name], serial[name])
+    assert pool.busy_seconds > 0 and all(p.waited >= 0 for p in pending.values())
+
+
+def test_a_pool_refuses_bad_use_and_raises_an_attacks_error_at_result():
+    from jaxunlearn.metrics.membership import AttackPool
+
+    with pytest.raises(ValueError, match="workers"):
+        AttackPool(0)
+    with pytest.raises(RuntimeError, match="with statement"):
+        AttackPool(2).submit(np.ones((1, 5)), np.ones((1, 5)), np.ones((1, 5)))
+    with AttackPool(2) as pool:
+        with pytest.raises(ValueError, match="number of seeds"):  # shapes are checked at submit
+            pool.submit(np.ones((2, 5)), np.ones((3, 5)), np.ones((2, 5)))
+        bad = pool.submit(np.ones((1, 5)), np.ones((1, 1)), np.ones((1, 5)))  # one non-member: too few
+        with pytest.raises(ValueError, match="at least 2 samples"):
+            bad.result()

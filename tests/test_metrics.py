@@ -152,3 +152,16 @@ def test_the_attack_cap_attacks_the_first_models_only_and_the_table_says_so():
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="mia_models"):
             StudyConfig(mia_models=bad)
+
+
+def test_given_attack_rates_must_match_the_attacked_models():
+    from jaxunlearn.metrics.suite import prediction_metrics
+
+    rng = np.random.default_rng(1)
+    targets = {"train": rng.normal(size=40), "test": rng.normal(size=20)}
+    forget = {"train": np.arange(40) < 10, "test": np.arange(20) < 5}
+    preds = {s: targets[s][None] + rng.normal(0, 0.3, (3, t.size)) for s, t in targets.items()}
+    given = prediction_metrics(preds, preds, targets, forget, 1.0, 15, 0, mia_models=2, mia=np.array([0.25, 0.5]))
+    np.testing.assert_array_equal(given["mia"], [0.25, 0.5, np.nan])
+    with pytest.raises(ValueError, match="2 attacked models"):
+        prediction_metrics(preds, preds, targets, forget, 1.0, 15, 0, mia_models=2, mia=np.zeros(3))

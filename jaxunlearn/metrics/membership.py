@@ -9,19 +9,24 @@ model no longer betrays that it was trained on the target set.
 
 Everything here runs on the host with NumPy and scikit-learn. One attack per model: a
 study's models are attacked in parallel threads (libsvm's fit releases the GIL), each
-exactly as alone, so the result does not depend on the thread count.
+exactly as alone, so the result does not depend on the thread count. An ``AttackPool``
+runs them in the background: a study starts every row's attacks, relearns its models on
+the device meanwhile, then collects the rates.
 """
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
 from jaxunlearn.machine import cpu_cores
 
-__all__ = ["WORKERS_ENV", "attack_workers", "mia_member_rate", "mia_member_rates"]
+__all__ = ["WORKERS_ENV", "AttackPool", "PendingRates", "attack_workers", "mia_member_rate", "mia_member_rates"]
 
 # How many models are attacked at once (default: the cores this process may use).
 WORKERS_ENV = "JAXUNLEARN_ATTACK_WORKERS"
@@ -158,6 +163,15 @@ def mia_member_rates(
         ValueError: if the inputs are not batched over the same number of
             seeds, or on any per-seed validation error.
     """
+    with AttackPool(workers) as pool:
+        pending = pool.submit(
+            member_losses, nonmember_losses, target_losses, n_train=n_train, seed=seed, C=C, gamma=gamma
+        )
+        return pending.result()
+
+
+def _batched_losses(member_losses, nonmember_losses, target_losses) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three [S, N] (or [S, N, 1]) loss stacks as float64, checked to share S >= 1."""
     arrays = {
         "member_losses": np.asarray(member_losses, dtype=np.float64),
         "nonmember_losses": np.asarray(nonmember_losses, dtype=np.float64),
@@ -170,18 +184,93 @@ def mia_member_rates(
     if len(seeds) != 1:
         shapes = {k: v.shape for k, v in arrays.items()}
         raise ValueError(f"inputs disagree on the number of seeds S: {shapes}")
-    (s,) = seeds
-    if s == 0:
+    if seeds == {0}:
         raise ValueError("member_losses is empty (S == 0)")
     m, nm, t = arrays.values()
+    return m, nm, t
 
-    def attack(i: int) -> float:
-        return mia_member_rate(m[i], nm[i], t[i], n_train=n_train, seed=seed + i, C=C, gamma=gamma)
 
-    threads = min(s, attack_workers() if workers is None else workers)
-    if threads < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if threads == 1:
-        return np.array([attack(i) for i in range(s)], dtype=np.float64)
-    with ThreadPoolExecutor(threads, thread_name_prefix="svc-attack") as pool:
-        return np.array(list(pool.map(attack, range(s))), dtype=np.float64)
+class PendingRates:
+    """The member rates [S] of one batch of models, being computed by an ``AttackPool``.
+
+    ``result()`` waits for them (and re-raises an attack's error); ``waited`` is the wall
+    time ``result()`` spent waiting, the part of the attacks the caller did not hide
+    behind other work.
+    """
+
+    def __init__(self, parts: list[Future | float]):
+        self._parts = parts
+        self.waited = 0.0
+
+    def result(self) -> np.ndarray:
+        started = time.perf_counter()
+        rates = np.array([p.result() if isinstance(p, Future) else p for p in self._parts], dtype=np.float64)
+        self.waited += time.perf_counter() - started
+        return rates
+
+
+class AttackPool:
+    """Threads that attack models in the background (a context manager).
+
+    ``submit`` checks the losses at once (a bad shape raises there) and queues one attack
+    per model on the pool's shared threads, so the models of many rows keep every thread
+    busy; each attack is computed exactly as alone (seed ``seed + i`` for model ``i``),
+    so the rates do not depend on the thread count or on what else runs meanwhile. With
+    one worker the attacks run at ``submit``, one after another.
+
+    ``busy_seconds`` sums the attacks' own wall times (thread-seconds; the serial cost).
+
+    >>> with AttackPool() as pool:                                      # doctest: +SKIP
+    ...     pending = {row: pool.submit(m[row], n[row], t[row]) for row in rows}
+    ...     other_work()                     # e.g. relearning on the device
+    ...     rates = {row: p.result() for row, p in pending.items()}
+    """
+
+    def __init__(self, workers: int | None = None):
+        self.workers = attack_workers() if workers is None else workers
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self.busy_seconds = 0.0
+
+    def __enter__(self) -> AttackPool:
+        if self.workers > 1:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="svc-attack")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=exc[0] is not None)
+            self._pool = None
+
+    def submit(
+        self,
+        member_losses,
+        nonmember_losses,
+        target_losses,
+        *,
+        n_train: int = 2000,
+        seed: int = 0,
+        C: float = 3.0,
+        gamma: Gamma = "auto",
+    ) -> PendingRates:
+        """Queues :func:`mia_member_rate` for each of S models (arguments as in
+        :func:`mia_member_rates`); returns their ``PendingRates``."""
+        m, nm, t = _batched_losses(member_losses, nonmember_losses, target_losses)
+
+        def attack(i: int) -> float:
+            started = time.perf_counter()
+            rate = mia_member_rate(m[i], nm[i], t[i], n_train=n_train, seed=seed + i, C=C, gamma=gamma)
+            with self._lock:
+                self.busy_seconds += time.perf_counter() - started
+            return rate
+
+        return PendingRates([self._run(attack, i) for i in range(m.shape[0])])
+
+    def _run(self, attack: Callable[[int], float], i: int) -> Future | float:
+        if self._pool is None:
+            if self.workers > 1:
+                raise RuntimeError("AttackPool.submit needs the pool open: use it in a with statement")
+            return attack(i)
+        return self._pool.submit(attack, i)

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from jaxunlearn.metrics.errors import masked_errors, wasserstein_to_reference
-from jaxunlearn.metrics.membership import mia_member_rates
+from jaxunlearn.metrics.membership import AttackPool, PendingRates
 
 # The units of the SVC attack's loss features (``svc_attack``): ours, then the reference's.
 MIA_UNITS = ("standardised", "raw")
@@ -172,6 +172,7 @@ def prediction_metrics(
     seed: int,
     mia_units: str = "standardised",
     mia_models: int | None = None,
+    mia: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Errors, Wasserstein distance and membership attack for one model, per seed.
 
@@ -183,6 +184,8 @@ def prediction_metrics(
         mia_units: the attack's loss units (``svc_attack``).
         mia_models: attack only the first this many seeds' models (the others' "mia" is
             NaN); None: every seed's.
+        mia: the attacked models' member rates [min(mia_models, S)] if they were already
+            computed (``start_svc_attack`` with the same arguments); None: attack here.
 
     Returns:
         {metric: [S]}: {train,test}_{retain,forget}_{mae,mse}, wasserstein, mia.
@@ -194,12 +197,44 @@ def prediction_metrics(
                 out[f"{split}_{part}_{name}"] = value
     out["wasserstein"] = wasserstein_to_reference(preds["train"], retrain_preds["train"], forget["train"], y_std)
     seeds = preds["train"].shape[0]
-    attacked = seeds if mia_models is None else min(mia_models, seeds)
+    attacked = attacked_models(seeds, mia_models)
+    if mia is None:
+        mia = svc_attack(preds, targets, forget, y_std, mia_samples, seed, mia_units, models=mia_models)
+    if np.shape(mia) != (attacked,):
+        raise ValueError(f"mia must hold the {attacked} attacked models' rates, got shape {np.shape(mia)}")
     out["mia"] = np.full(seeds, np.nan)
-    out["mia"][:attacked] = svc_attack(
-        {s: p[:attacked] for s, p in preds.items()}, targets, forget, y_std, mia_samples, seed, mia_units
-    )
+    out["mia"][:attacked] = mia
     return out
+
+
+def attacked_models(seeds: int, mia_models: int | None) -> int:
+    """How many of a row's ``seeds`` models the attack runs on: the first ``mia_models``
+    (None: all)."""
+    return seeds if mia_models is None else min(mia_models, seeds)
+
+
+def start_svc_attack(
+    pool: AttackPool,
+    preds: dict[str, np.ndarray],
+    targets: dict[str, np.ndarray],
+    forget: dict[str, np.ndarray],
+    y_std: float,
+    mia_samples: int,
+    seed: int,
+    units: str = "standardised",
+    models: int | None = None,
+) -> PendingRates:
+    """Queues ``svc_attack`` of the first ``models`` seeds' models (None: all) on ``pool``;
+    ``.result()`` gives their rates [min(models, S)]."""
+    if units not in MIA_UNITS:
+        raise ValueError(f"mia_units must be one of {MIA_UNITS}, got {units!r}")
+    attacked = attacked_models(preds["train"].shape[0], models)
+    scale = y_std if units == "raw" else 1.0
+    train_loss = np.abs(preds["train"][:attacked] - targets["train"][None, :]) * scale
+    test_loss = np.abs(preds["test"][:attacked] - targets["test"][None, :]) * scale
+    return pool.submit(
+        train_loss[:, ~forget["train"]], test_loss, train_loss[:, forget["train"]], n_train=mia_samples, seed=seed
+    )
 
 
 def svc_attack(
@@ -210,21 +245,19 @@ def svc_attack(
     mia_samples: int,
     seed: int,
     units: str = "standardised",
+    models: int | None = None,
+    workers: int | None = None,
 ) -> np.ndarray:
     """The paper's membership attack per model: an RBF SVC trained on per-sample L1 losses
     of retain-train rows (members) against test rows (non-members), applied to the train
-    forget rows; returns their member rate [S].
+    forget rows; returns their member rate [S] (with ``models``: of the first that many
+    seeds' models only). The models are attacked in ``workers`` threads (default
+    ``membership.attack_workers()``), with the same rates for any count.
 
     ``units``: "standardised" (our default: losses in standardised target units, so the
     attack does not depend on the target's scale) or "raw" (the reference's: losses in the
     target's own units, y_std times larger; with a 1-D feature and gamma="auto" the RBF
     kernel then sees other distances, and the member rate changes).
     """
-    if units not in MIA_UNITS:
-        raise ValueError(f"mia_units must be one of {MIA_UNITS}, got {units!r}")
-    scale = y_std if units == "raw" else 1.0
-    train_loss = np.abs(preds["train"] - targets["train"][None, :]) * scale
-    test_loss = np.abs(preds["test"] - targets["test"][None, :]) * scale
-    return mia_member_rates(
-        train_loss[:, ~forget["train"]], test_loss, train_loss[:, forget["train"]], n_train=mia_samples, seed=seed
-    )
+    with AttackPool(workers) as pool:
+        return start_svc_attack(pool, preds, targets, forget, y_std, mia_samples, seed, units, models).result()
