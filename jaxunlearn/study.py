@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from jaxunlearn.data.arrays import Task
 from jaxunlearn.data.sources import MissingDataError, build_task, load_dataset
 from jaxunlearn.hparams import check_hyperparameters, stage_variants, study_variants
 from jaxunlearn.memory import format_bytes
-from jaxunlearn.metrics.membership import AttackPool
+from jaxunlearn.metrics.membership import AttackPool, PendingRates
 from jaxunlearn.metrics.reference_cache import METRIC_SETTINGS, REFERENCE_ROWS, ReferenceMetrics, reference_key
 from jaxunlearn.metrics.relearn import Relearn, RelearnConfig, RelearnRunner, anamnesis_index
 from jaxunlearn.metrics.suite import (
@@ -58,6 +59,10 @@ from jaxunlearn.tuning import mae_parts
 # (``Unlearner.key_id``): no two share randomness (the rows of a swept stage share their
 # stage's keys: paired comparisons).
 RELEARN_KEY_ID = 100
+
+# Whether ``run_study`` predicts and attacks each row while the later rows train
+# (``RowsAhead``): None = off the CPU only; True/False force it (tests, benchmarks).
+ATTACK_DURING_TRAINING: bool | None = None
 
 # Above this many seeds a study attacking every model says how to cap the attack: at 512
 # seeds on a GPU, attacking every model can take a sixth of the study's wall time.
@@ -416,6 +421,7 @@ def train_study(
     chunk: int | None = None,
     original: StageResult | None = None,
     save_unlearned: bool = True,
+    ahead: RowsAhead | None = None,
 ) -> TrainedStudy:
     """Trains (or loads) every row of the study over ``cfg.seeds`` seeds, before any metric
     (``run_study`` then measures them; ``jaxunlearn.tuning`` reads their predictions).
@@ -426,7 +432,8 @@ def train_study(
     say where such models came from. ``save_unlearned``: with ``checkpoint_dir``, also save
     the unlearners' rows (what ``resume`` reuses); False saves only the original and
     retrained models (tuning and the leaderboard, which resume by whole cells). The other
-    arguments are ``run_study``'s.
+    arguments are ``run_study``'s. ``ahead``: told of each row as it is trained or loaded
+    (``RowsAhead``: its predictions and attack start then).
     """
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs a checkpoint directory (--checkpoint-dir)")
@@ -457,6 +464,8 @@ def train_study(
         model if cfg.dtype == "float32" else build_model(dataclasses.replace(cfg, dtype="float32"), task, own)
     )
     relearn = relearn_for(cfg, task, metric_model, plan)
+    if ahead is not None:
+        ahead.bind(cfg, task, metric_model, plan, store)
     log(f"task: {task.name} | {task.describe()['train']} train rows")
     log(f"model: {cfg.model} ({model.family}) | backend {jax.default_backend()} | plan {plan}")
     measured = auto_plan(model.family).seed_strategy
@@ -545,6 +554,8 @@ def train_study(
         if name == "original" and original is not None:
             stages["original"] = original
             loaded.add("original")
+            if ahead is not None:
+                ahead.row_done("original", original)
             continue
         models = cfg.seeds * (1 if pipeline.shards is None else pipeline.shards.count)
         to_run = []
@@ -560,6 +571,8 @@ def train_study(
             assert store is not None  # only a store restores
             stages[variant.row] = restored
             loaded.add(variant.row)
+            if ahead is not None:
+                ahead.row_done(variant.row, restored)
             log(f"{variant.row}: loaded from {store.path(variant.row)} (trained earlier in {restored.wall:.1f} s)")
             warning = store.code_warning(variant.row)
             if warning:
@@ -569,6 +582,8 @@ def train_study(
         if pipeline.shards is not None:
             for variant in to_run:
                 stages[variant.row] = run_sharded_row(pipeline.shards, variant)
+                if ahead is not None:
+                    ahead.row_done(variant.row, stages[variant.row])
             continue
         original_states = stages["original"].state if pipeline.needs_original else None
         results, parts = run_calls(
@@ -589,6 +604,8 @@ def train_study(
             stages[variant.row] = result
             if row_store is not None:
                 row_store.save(variant.row, result)
+            if ahead is not None:
+                ahead.row_done(variant.row, result)
         parts.discard()
 
     rows = [v.row for v in study_variants(cfg)]
@@ -674,30 +691,45 @@ def run_study(
     from jaxunlearn.report import environment_info
 
     environment = environment_info()  # now: the commit whose code runs, even if the tree changes meanwhile
-    trained = train_study(
-        cfg, progress, log, task, checkpoint_dir, resume, model, compile_cache, chunk, save_unlearned=save_unlearned
-    )
-    cfg, task, stages, plan = trained.cfg, trained.task, trained.stages, trained.plan
-    rows = list(stages)
-    store = trained.store
-    with Stopwatch() as sw:
-        per_seed, preds, metric_timing = measure(
-            stages,
-            task,
-            trained.metric_model,
-            plan,
-            trained.relearn,
+    with AttackPool() as pool:
+        during = jax.default_backend() != "cpu" if ATTACK_DURING_TRAINING is None else ATTACK_DURING_TRAINING
+        ahead = RowsAhead(pool) if during else None
+        trained = train_study(
             cfg,
             progress,
-            reference_dir=None if store is None else store.root,
-            models=None if store is None else " ".join(store.path(r).name for r in REFERENCE_ROWS),
-            log=log,
+            log,
+            task,
+            checkpoint_dir,
+            resume,
+            model,
+            compile_cache,
+            chunk,
+            save_unlearned=save_unlearned,
+            ahead=ahead,
         )
+        cfg, task, stages, plan = trained.cfg, trained.task, trained.stages, trained.plan
+        rows = list(stages)
+        reference_dir, reference_models = reference_location(trained.store)
+        with Stopwatch() as sw:
+            per_seed, preds, metric_timing = measure(
+                stages,
+                task,
+                trained.metric_model,
+                plan,
+                trained.relearn,
+                cfg,
+                progress,
+                reference_dir=reference_dir,
+                models=reference_models,
+                log=log,
+                ahead=ahead,
+            )
     metric_timing["wall"] = sw.wall
     log(
         f"metrics: {sw.wall:.1f} s; membership attack: {metric_timing['attacked_models']} models in "
         f"{metric_timing['attack_busy']:.1f} thread-s on {metric_timing['attack_threads']} threads, "
         f"{metric_timing['attack_waited']:.1f} s of it waited for after relearning"
+        + (f" ({metric_timing['attacked_during_training']} attacked while training)" if ahead is not None else "")
     )
     for name, metrics in per_seed.items():
         if stages[name].members > 1:  # an ensemble has no AIN (see measure)
@@ -827,6 +859,82 @@ def predict_rows(
     return preds
 
 
+def reference_metrics(
+    stages: dict[str, StageResult],
+    preds: dict[str, dict[str, np.ndarray]],
+    task: Task,
+    cfg: StudyConfig,
+    plan: LoopPlan,
+    reference_dir: Path | None,
+    models: str | None,
+) -> ReferenceMetrics | None:
+    """Where the original and retrained rows' metrics are kept for these models and metric
+    settings (``metrics.reference_cache``), or None when they are not kept: no
+    ``reference_dir``, or a reference row that is missing or an ensemble."""
+    if reference_dir is None or not all(r in stages and stages[r].members == 1 for r in REFERENCE_ROWS):
+        return None
+    settings = {k: getattr(cfg, k) for k in METRIC_SETTINGS} | {"plan": dataclasses.asdict(plan)}
+    key = reference_key({r: preds[r] for r in REFERENCE_ROWS}, data_fingerprint(task), settings, models or "")
+    return ReferenceMetrics(reference_dir, key)
+
+
+def reference_location(store: CheckpointStore | None) -> tuple[Path | None, str | None]:
+    """``measure``'s (reference_dir, models) for a study saved in ``store``: the reference
+    rows' metrics live beside their checkpoints, keyed by the checkpoints' names."""
+    if store is None:
+        return None, None
+    return store.root, " ".join(store.path(r).name for r in REFERENCE_ROWS)
+
+
+class RowsAhead:
+    """Each row predicted, and its membership attack queued on ``pool``, as soon as its
+    stage is trained (``train_study`` calls ``row_done``), so the host attacks a row while
+    the device trains the next ones; ``measure`` then takes ``preds`` and ``attacks``.
+
+    Used by ``run_study`` off the CPU (``ATTACK_DURING_TRAINING``): on XLA:CPU the attack's
+    threads would take cores from the training and inflate its measured times. The
+    original and retrained rows are attacked once both are predicted, and only when the
+    reference cache does not already hold their metrics. Predictions and rates are those
+    ``measure`` would compute: the same programs on the same models.
+    """
+
+    def __init__(self, pool: AttackPool):
+        self.pool = pool
+        self.preds: dict[str, dict[str, np.ndarray]] = {}
+        self.attacks: dict[str, PendingRates] = {}
+        self._stages: dict[str, StageResult] = {}
+        self._study: tuple | None = None
+
+    def bind(self, cfg, task, model, plan, store) -> None:
+        """The prepared study whose rows will arrive (``train_study``)."""
+        self._study = (cfg, task, model, plan, store)
+
+    def row_done(self, row: str, stage: StageResult) -> None:
+        """Predicts ``row`` and queues its attack (the reference rows: once both are in)."""
+        assert self._study is not None, "RowsAhead.bind first"
+        cfg, task, model, plan, store = self._study
+        self._stages[row] = stage
+        self.preds[row] = predict_rows({row: stage}, task, model, plan, ("train", "val", "test"))[row]
+        rows = [row] if row not in REFERENCE_ROWS else []
+        if row in REFERENCE_ROWS and all(r in self.preds for r in REFERENCE_ROWS):
+            cache = reference_metrics(self._stages, self.preds, task, cfg, plan, *reference_location(store))
+            rows = list(REFERENCE_ROWS) if cache is None or cache.load() is None else []
+        targets = {s: np.asarray(getattr(task, s).y)[:, 0] for s in ("train", "test")}
+        forget = {s: np.asarray(getattr(task, s).forget) > 0.5 for s in ("train", "test")}
+        for name in rows:
+            self.attacks[name] = start_svc_attack(
+                self.pool,
+                self.preds[name],
+                targets,
+                forget,
+                float(task.y_std),
+                cfg.mia_samples,
+                cfg.seed,
+                cfg.mia_units,
+                cfg.mia_models,
+            )
+
+
 def measure(
     stages: dict[str, StageResult],
     task: Task,
@@ -838,8 +946,13 @@ def measure(
     reference_dir: Path | None = None,
     models: str | None = None,
     log: Callable[[str], None] = print,
+    ahead: RowsAhead | None = None,
 ):
     """Predictions, errors, distances, membership attack and AIN for every stage's models.
+
+    ``ahead``: the rows predicted, and their attacks started, while the study trained
+    (``RowsAhead``; the attacks run on its pool); the other rows are predicted and
+    attacked here.
 
     With ``reference_dir``, the original and retrained rows' metrics are kept there and
     reused when the same two rows' models are measured again with the same settings
@@ -853,19 +966,21 @@ def measure(
         (per_seed {stage: {metric: [S]}}, predictions {stage: {"train"|"val"|"test": [S, N]}}
         in standardised units, timing): ``timing`` {"attacked_models", "attack_threads",
         "attack_busy" (the attacks' thread-seconds), "attack_waited" (seconds the study
-        waited for them after relearning)}.
+        waited for them after relearning), "attacked_during_training" (the models among
+        them whose attack ``ahead`` started)}.
     """
     bar = tqdm(total=3 * len(stages), desc="metrics", unit="step", leave=False, disable=not progress)
-    preds = predict_rows(stages, task, model, plan, ("train", "val", "test"), on_row=bar.update)
+    early = {} if ahead is None else ahead.preds
+    bar.update(sum(name in early for name in stages))
+    rest = {name: stage for name, stage in stages.items() if name not in early}
+    preds = predict_rows(rest, task, model, plan, ("train", "val", "test"), on_row=bar.update)
+    preds = {name: early[name] if name in early else preds[name] for name in stages}
     val_parts = {name: mae_parts(p, task) for name, p in preds.items()}  # no test row: a sweep's criterion
-    cache = known = None
-    if reference_dir is not None and all(r in stages and stages[r].members == 1 for r in REFERENCE_ROWS):
-        settings = {k: getattr(cfg, k) for k in METRIC_SETTINGS} | {"plan": dataclasses.asdict(plan)}
-        key = reference_key({r: preds[r] for r in REFERENCE_ROWS}, data_fingerprint(task), settings, models or "")
-        cache = ReferenceMetrics(reference_dir, key)
-        known = cache.load()
-        if known is not None:
-            log(f"metrics: original and retrain measured before with these models and settings ({cache.path})")
+    cache = reference_metrics(stages, preds, task, cfg, plan, reference_dir, models)
+    known = None if cache is None else cache.load()
+    if known is not None:
+        assert cache is not None
+        log(f"metrics: original and retrain measured before with these models and settings ({cache.path})")
     forget_loss = programs.reuse(
         ("forget_loss", id(relearn), plan), lambda: SeedExecutor(relearn.forget_val_loss, plan, 1), keep=(relearn,)
     )
@@ -883,9 +998,15 @@ def measure(
             f"note: the membership attack runs on all {cfg.seeds} models of each row; --attack-models "
             f"{LARGE_ATTACK} (mia_models) attacks the first {LARGE_ATTACK} only (benchmarks/RESULTS.md, issue 28)"
         )
-    with AttackPool() as pool:  # the attacks run on the host while the device relearns
+    with contextlib.ExitStack() as stack:  # the attacks run on the host while the device relearns
+        pool = AttackPool() if ahead is None else ahead.pool
+        if ahead is None:
+            stack.enter_context(pool)
+        started = {} if ahead is None else ahead.attacks
         attacks = {
-            name: start_svc_attack(
+            name: started[name]
+            if name in started
+            else start_svc_attack(
                 pool, preds[name], targets, forget, y_std, cfg.mia_samples, cfg.seed, cfg.mia_units, cfg.mia_models
             )
             for name in attacked
@@ -932,6 +1053,8 @@ def measure(
         "attack_threads": pool.workers,
         "attack_busy": pool.busy_seconds,
         "attack_waited": sum(p.waited for p in attacks.values()),
+        "attacked_during_training": sum(name in started for name in attacked)
+        * attacked_models(cfg.seeds, cfg.mia_models),
     }
     bar.close()
     if cache is not None and known is None:

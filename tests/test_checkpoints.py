@@ -263,3 +263,20 @@ def test_reference_rows_are_measured_once_per_models_and_metric_settings(first_r
         assert len(list(root.glob("reference-metrics-*.json"))) == 2
     finally:
         cached.write_text(original_text)
+
+
+def test_rows_attacked_while_later_rows_train_give_the_same_metrics(first_run, monkeypatch):
+    from jaxunlearn import study
+
+    root, result, _ = first_run
+    monkeypatch.setattr(study, "ATTACK_DURING_TRAINING", True)  # what a GPU does; the CPU's default is after
+    fresh = run_study(CFG, progress=False, log=lambda _: None, task=tiny_task())
+    assert fresh.metric_timing["attacked_during_training"] == 3 * CFG.seeds
+    _assert_same_metrics(fresh, result)
+    for row, preds in result.predictions.items():
+        for split, values in preds.items():
+            np.testing.assert_array_equal(fresh.predictions[row][split], values, err_msg=f"{row}.{split}")
+    # with the checkpoints: the reference rows' metrics come from the cache, so only finetune is attacked
+    reused = run_study(CFG, progress=False, log=lambda _: None, task=tiny_task(), checkpoint_dir=root)
+    assert reused.metric_timing["attacked_during_training"] == reused.metric_timing["attacked_models"] == CFG.seeds
+    _assert_same_metrics(reused, result)
