@@ -12,8 +12,9 @@ Three modes, each printing one JSON line:
   attacking at most that many models per row; 0: every model), one after the other in one
   process (the first compiles, the next reuse its programs), and reports each one's wall
   time, its stages' times, and the attack's thread-seconds and the seconds the study
-  waited for it (the attacks run while the device relearns): the attack's share of the
-  study's wall time, as measured;
+  waited for it (off the CPU the attacks run while the device trains the later rows and
+  relearns; on the CPU while it relearns): the attack's share of the study's wall time,
+  as measured;
 - ``--paper-size``: the attack alone, on synthetic losses of the paper's size (2,000
   members and 2,000 non-members drawn per model, 800 targets), ``--seeds`` models.
 
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
             "attack_threads": timing["attack_threads"],
             "attack_thread_s": round(timing["attack_busy"], 2),
             "attack_waited_s": round(timing["attack_waited"], 2),
+            "attacked_during_training": timing["attacked_during_training"],
             "attack_share_of_wall": round(timing["attack_waited"] / study_s, 4),
         }
         machine = {
