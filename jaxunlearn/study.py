@@ -886,6 +886,16 @@ def reference_location(store: CheckpointStore | None) -> tuple[Path | None, str 
     return store.root, " ".join(store.path(r).name for r in REFERENCE_ROWS)
 
 
+def attack_inputs(task: Task) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The task's standardised targets {"train"|"test": [N]} and forget masks {split: [N]
+    bool} on the host: what the attack and the errors compare predictions with."""
+    splits = ("train", "test")
+    return (
+        {s: np.asarray(getattr(task, s).y)[:, 0] for s in splits},
+        {s: np.asarray(getattr(task, s).forget) > 0.5 for s in splits},
+    )
+
+
 class RowsAhead:
     """Each row predicted, and its membership attack queued on ``pool``, as soon as its
     stage is trained (``train_study`` calls ``row_done``), so the host attacks a row while
@@ -905,7 +915,9 @@ class RowsAhead:
         self._stages: dict[str, StageResult] = {}
         self._study: tuple | None = None
 
-    def bind(self, cfg, task, model, plan, store) -> None:
+    def bind(
+        self, cfg: StudyConfig, task: Task, model: ModelFns, plan: LoopPlan, store: CheckpointStore | None
+    ) -> None:
         """The prepared study whose rows will arrive (``train_study``)."""
         self._study = (cfg, task, model, plan, store)
 
@@ -919,8 +931,7 @@ class RowsAhead:
         if row in REFERENCE_ROWS and all(r in self.preds for r in REFERENCE_ROWS):
             cache = reference_metrics(self._stages, self.preds, task, cfg, plan, *reference_location(store))
             rows = list(REFERENCE_ROWS) if cache is None or cache.load() is None else []
-        targets = {s: np.asarray(getattr(task, s).y)[:, 0] for s in ("train", "test")}
-        forget = {s: np.asarray(getattr(task, s).forget) > 0.5 for s in ("train", "test")}
+        targets, forget = attack_inputs(task)
         for name in rows:
             self.attacks[name] = start_svc_attack(
                 self.pool,
@@ -988,8 +999,7 @@ def measure(
         ("relearn_steps", id(relearn), plan), lambda: RelearnRunner(relearn, plan), keep=(relearn,)
     )
 
-    targets = {s: np.asarray(getattr(task, s).y)[:, 0] for s in ("train", "test")}
-    forget = {s: np.asarray(getattr(task, s).forget) > 0.5 for s in ("train", "test")}
+    targets, forget = attack_inputs(task)
     y_std = float(task.y_std)
 
     attacked = [name for name in stages if known is None or name not in known]
