@@ -896,6 +896,15 @@ def attack_inputs(task: Task) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
     )
 
 
+def start_row_attack(pool: AttackPool, row_preds: dict[str, np.ndarray], task: Task, cfg: StudyConfig) -> PendingRates:
+    """Queues the study's membership attack (``cfg``'s samples, seed, units and cap) on one
+    row's standardised predictions {"train"|"test": [S, N]} on ``pool``."""
+    targets, forget = attack_inputs(task)
+    return start_svc_attack(
+        pool, row_preds, targets, forget, float(task.y_std), cfg.mia_samples, cfg.seed, cfg.mia_units, cfg.mia_models
+    )
+
+
 class RowsAhead:
     """Each row predicted, and its membership attack queued on ``pool``, as soon as its
     stage is trained (``train_study`` calls ``row_done``), so the host attacks a row while
@@ -931,19 +940,8 @@ class RowsAhead:
         if row in REFERENCE_ROWS and all(r in self.preds for r in REFERENCE_ROWS):
             cache = reference_metrics(self._stages, self.preds, task, cfg, plan, *reference_location(store))
             rows = list(REFERENCE_ROWS) if cache is None or cache.load() is None else []
-        targets, forget = attack_inputs(task)
         for name in rows:
-            self.attacks[name] = start_svc_attack(
-                self.pool,
-                self.preds[name],
-                targets,
-                forget,
-                float(task.y_std),
-                cfg.mia_samples,
-                cfg.seed,
-                cfg.mia_units,
-                cfg.mia_models,
-            )
+            self.attacks[name] = start_row_attack(self.pool, self.preds[name], task, cfg)
 
 
 def measure(
@@ -1014,11 +1012,7 @@ def measure(
             stack.enter_context(pool)
         started = {} if ahead is None else ahead.attacks
         attacks = {
-            name: started[name]
-            if name in started
-            else start_svc_attack(
-                pool, preds[name], targets, forget, y_std, cfg.mia_samples, cfg.seed, cfg.mia_units, cfg.mia_models
-            )
+            name: started[name] if name in started else start_row_attack(pool, preds[name], task, cfg)
             for name in attacked
         }
         threshold = (1.0 + cfg.relearn_alpha) * forget_loss((stages["original"].state,), (task,))

@@ -216,15 +216,7 @@ def score_blocks(
             _mae(p["train"], targets["train"], ~forget["train"]),
             _mae(p["test"], targets["test"], all_test),
         )
-        svc = svc_attack(
-            {s: v[:attack] for s, v in p.items()},
-            targets,
-            forget,
-            float(task.y_std),
-            cfg.mia_samples,
-            cfg.seed,
-            cfg.mia_units,
-        )
+        svc = svc_attack(p, targets, forget, float(task.y_std), cfg.mia_samples, cfg.seed, cfg.mia_units, attack)
         metrics[row] = {
             "forgetting_quality": quality,
             "score": final_score(quality, retain_mae, ref_retain, test_mae, ref_test),
